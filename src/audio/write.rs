@@ -1,0 +1,90 @@
+//! Atomic WAV writing: a temporary file beside the target, then a rename.
+
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Sample encoding of a written WAV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WavFormat {
+    /// 16-bit signed PCM (the default; what most tools expect).
+    #[default]
+    Pcm16,
+    /// 32-bit IEEE float.
+    Float32,
+}
+
+/// Write mono samples as a WAV file, atomically, refusing to overwrite any of `inputs`.
+///
+/// Samples are clipped to [-1, 1]; 16-bit output rounds to the nearest step.
+pub fn write_wav(
+    path: &Path,
+    samples: &[f32],
+    sample_rate: u32,
+    format: WavFormat,
+    inputs: &[&Path],
+) -> Result<()> {
+    refuse_overwrite(path, inputs)?;
+    let tmp = temp_path_beside(path);
+    let result = write_to(&tmp, samples, sample_rate, format)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_to(tmp: &Path, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate,
+        bits_per_sample: if format == WavFormat::Pcm16 { 16 } else { 32 },
+        sample_format: if format == WavFormat::Pcm16 {
+            hound::SampleFormat::Int
+        } else {
+            hound::SampleFormat::Float
+        },
+    };
+    let wrap = |e: hound::Error| match e {
+        hound::Error::IoError(io) => Error::io(tmp, io),
+        other => Error::io(tmp, std::io::Error::other(other.to_string())),
+    };
+    let mut writer = hound::WavWriter::create(tmp, spec).map_err(wrap)?;
+    for &s in samples {
+        let s = if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+        match format {
+            WavFormat::Pcm16 => writer.write_sample(quantize_i16(s)).map_err(wrap)?,
+            WavFormat::Float32 => writer.write_sample(s).map_err(wrap)?,
+        }
+    }
+    writer.finalize().map_err(wrap)
+}
+
+/// The 16-bit PCM value a sample in [-1, 1] is written as.
+pub fn quantize_i16(sample: f32) -> i16 {
+    (sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+}
+
+/// Error if `path` is (or resolves to) one of `inputs`.
+pub fn refuse_overwrite(path: &Path, inputs: &[&Path]) -> Result<()> {
+    let target = std::fs::canonicalize(path).ok();
+    for input in inputs {
+        let same = match (&target, std::fs::canonicalize(input).ok()) {
+            (Some(t), Some(i)) => *t == i,
+            _ => path == *input,
+        };
+        if same {
+            return Err(Error::WouldOverwriteInput(path.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// A hidden temporary name in the same directory, so the final rename is atomic.
+pub fn temp_path_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp_name = format!(".{name}.tmp-{}", std::process::id());
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),
+        _ => PathBuf::from(tmp_name),
+    }
+}

@@ -1,0 +1,122 @@
+//! `advox bench`: transcription time and the attack-step workload (forward + backward of the
+//! targeted loss to the waveform on a 30-s window), with peak memory.
+
+use crate::common;
+use advox::audio::read_audio_16k_mono;
+use advox::gradient::{targeted_loss_and_grad, TargetSequence};
+use advox::mel::MelFrontEnd;
+use advox::model::DecodeOptions;
+use advox::transcribe::transcribe;
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Benchmark options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory or known name.
+    #[arg(long)]
+    model: Option<String>,
+    /// Input of the attack step (default: the shared reference input, else a bundled sample).
+    #[arg(long)]
+    wav: Option<PathBuf>,
+    /// Target transcript of the attack step.
+    #[arg(long, default_value = " Turn off the lights.")]
+    target: String,
+    /// Recording to time transcription on (default: ../shared/samples/jfk.wav if present).
+    #[arg(long)]
+    transcribe_wav: Option<PathBuf>,
+    /// Timed steps after one warm-up step (at least 5 are recommended).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let device = common::device(device)?;
+    let t0 = Instant::now();
+    let model = common::load_model(args.model.as_deref(), &device)?;
+    let load_seconds = t0.elapsed().as_secs_f64();
+
+    let step_wav = args
+        .wav
+        .clone()
+        .or_else(|| first_existing(&["../shared/reference/torch_pgd_step/input.wav", "samples/open_the_front_door.wav"]))
+        .context("no input for the step benchmark: pass --wav")?;
+    let wave = read_audio_16k_mono(&step_wav)?;
+    let wave_t = Tensor::from_vec(wave.clone(), wave.len(), &device)?;
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, &device)?;
+    let target = TargetSequence::new(&model.tokenizer, &args.target, None)?;
+    let mut step_times = Vec::new();
+    let mut loss = 0.0;
+    for i in 0..=args.steps.max(1) {
+        let t = Instant::now();
+        let (l, g) = targeted_loss_and_grad(&model.whisper, &front, &wave_t, &target)?;
+        let _ = g.abs()?.max(0)?.to_scalar::<f32>()?;
+        if i > 0 {
+            step_times.push(t.elapsed().as_secs_f64());
+        }
+        loss = l;
+    }
+    let step_rss = peak_rss_mb();
+    let step_seconds = median(&mut step_times);
+
+    let tr_wav = args.transcribe_wav.clone().or_else(|| first_existing(&["../shared/samples/jfk.wav", "samples/open_the_front_door.wav"]));
+    let mut transcribe_seconds = None;
+    if let Some(path) = &tr_wav {
+        let samples = read_audio_16k_mono(path)?;
+        let t = Instant::now();
+        transcribe(&model, &samples, &DecodeOptions::default())?;
+        transcribe_seconds = Some(t.elapsed().as_secs_f64());
+    }
+    if args.json {
+        let obj = serde_json::json!({
+            "model": model.id(),
+            "device": format!("{device:?}"),
+            "model_load_seconds": load_seconds,
+            "step_wav": step_wav.display().to_string(),
+            "step_loss": loss,
+            "step_seconds": step_seconds,
+            "step_seconds_all": step_times,
+            "peak_rss_mb": step_rss,
+            "transcribe_wav": tr_wav.as_ref().map(|p| p.display().to_string()),
+            "transcribe_seconds": transcribe_seconds,
+            "time_to_success_seconds": serde_json::Value::Null,
+        });
+        println!("{obj}");
+    } else {
+        println!("| measurement | value |");
+        println!("|---|---|");
+        println!("| model | {} on {:?} |", model.id(), device);
+        println!("| model load | {load_seconds:.2} s |");
+        println!("| attack step (fwd+bwd to waveform, 30-s window), median of {} | {step_seconds:.3} s |", step_times.len());
+        println!("| step loss | {loss:.6} |");
+        if let Some(rss) = step_rss {
+            println!("| peak RSS after the steps | {rss:.0} MiB |");
+        }
+        if let (Some(p), Some(s)) = (&tr_wav, transcribe_seconds) {
+            println!("| transcribe {} (beam 5) | {s:.3} s |", p.display());
+        }
+    }
+    Ok(())
+}

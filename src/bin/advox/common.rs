@@ -1,0 +1,50 @@
+//! Helpers shared by the subcommands: device choice, model loading with progress.
+
+use advox::model::{provision, LoadedModel};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use std::time::Duration;
+
+/// Keep freed large blocks in the heap instead of returning them to the OS after every tensor:
+/// the attack loop allocates and frees the same large buffers every step, and re-faulting
+/// fresh pages cost ~40 % of a step (see README, Performance). CLI only, never the plugin.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tunables; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// The device named on the command line.
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !candle_core::utils::cuda_is_available() {
+                bail!("--device cuda: this advox was built without CUDA support (cargo build --features cuda)");
+            }
+            Device::new_cuda(0).context("could not open CUDA device 0")
+        }
+        other => bail!("unknown device {other:?}: use cpu or cuda"),
+    }
+}
+
+/// Resolve (fetching if needed) and load a model, with progress on stderr.
+pub fn load_model(explicit: Option<&str>, device: &Device) -> Result<LoadedModel> {
+    let dir = provision::resolve_model(explicit, &mut |msg| eprintln!("advox: {msg}"))
+        .context("could not find a model (pass --model DIR, or run `advox model fetch`)")?;
+    let spinner = spinner(&format!("loading model {}", dir.display()));
+    let model = LoadedModel::load(&dir, device).with_context(|| format!("loading model {}", dir.display()));
+    spinner.finish_and_clear();
+    model
+}
+
+/// A spinner on stderr (hidden when stderr is not a terminal).
+pub fn spinner(msg: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}

@@ -1,0 +1,45 @@
+//! `advox`: the command-line front end. Parses arguments, calls the core library, shows
+//! progress and writes files; every algorithm lives in the library.
+
+mod bench;
+mod common;
+mod model_cmd;
+mod transcribe;
+
+use clap::{Parser, Subcommand};
+
+/// Adversarial attacks on speech recognisers (Whisper), and their detection and defence.
+#[derive(Parser)]
+#[command(name = "advox", version, about, long_about = None)]
+struct Cli {
+    /// Compute device: `cpu` (default) or `cuda` (needs a build with `--features cuda`).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Transcribe audio files with Whisper (greedy or beam search, 30-s windows).
+    Transcribe(transcribe::Args),
+    /// Fetch, inspect and convert models.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
+    /// Benchmark transcription and one attack gradient step; prints a table or JSON.
+    Bench(bench::Args),
+}
+
+fn main() {
+    common::tune_allocator();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Transcribe(args) => transcribe::run(args, &cli.device),
+        Command::Model(cmd) => model_cmd::run(cmd),
+        Command::Bench(args) => bench::run(args, &cli.device),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

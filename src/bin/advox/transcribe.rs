@@ -1,0 +1,84 @@
+//! `advox transcribe`.
+
+use crate::common;
+use advox::audio::read_audio_16k_mono;
+use advox::model::DecodeOptions;
+use advox::transcribe::transcribe;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Transcribe audio files (WAV, FLAC, MP3, OGG…; any rate and channel count).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Audio files to transcribe.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Model directory (Hugging Face or CTranslate2 layout) or known name (tiny.en, base).
+    /// Default: $ADVOX_MODEL, else tiny.en (fetched on first use).
+    #[arg(long)]
+    model: Option<String>,
+    /// Beam size; 1 is greedy search.
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Language code for multilingual models (default: detect).
+    #[arg(long)]
+    language: Option<String>,
+    /// Print one JSON object per file: file, text, tokens, seconds.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    if args.beam == 0 {
+        bail!("--beam must be at least 1");
+    }
+    let device = common::device(device)?;
+    let model = common::load_model(args.model.as_deref(), &device)?;
+    let opts = DecodeOptions { beam_size: args.beam, language: args.language.clone(), ..Default::default() };
+    let bar = indicatif::ProgressBar::new(args.files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut failures = 0;
+    for file in &args.files {
+        bar.set_message(file.display().to_string());
+        let start = Instant::now();
+        let result = read_audio_16k_mono(file)
+            .map_err(anyhow::Error::from)
+            .and_then(|samples| transcribe(&model, &samples, &opts).with_context(|| format!("transcribing {}", file.display())));
+        bar.inc(1);
+        match result {
+            Ok(t) => {
+                let seconds = start.elapsed().as_secs_f64();
+                bar.suspend(|| {
+                    if args.json {
+                        let line = serde_json::json!({
+                            "file": file.display().to_string(),
+                            "text": t.text,
+                            "tokens": t.tokens,
+                            "seconds": (seconds * 1000.0).round() / 1000.0,
+                            "language": t.language,
+                        });
+                        println!("{line}");
+                    } else if args.files.len() > 1 {
+                        println!("{}: {}", file.display(), t.text);
+                    } else {
+                        println!("{}", t.text);
+                    }
+                });
+            }
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("error: {e:#}"));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if failures > 0 {
+        bail!("{failures} of {} files failed", args.files.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The one error type of the advox library.
+
+use std::path::PathBuf;
+
+/// Every failure the core library can report. Each variant names what went wrong and,
+/// where a file is involved, which file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An audio file is malformed, truncated, empty or otherwise unusable.
+    #[error("{path}: {reason}")]
+    BadAudio { path: PathBuf, reason: String },
+    /// Writing an output would overwrite one of the inputs.
+    #[error("refusing to overwrite the input file {0}")]
+    WouldOverwriteInput(PathBuf),
+    /// A model directory or model file is malformed or incomplete.
+    #[error("{path}: {reason}")]
+    BadModel { path: PathBuf, reason: String },
+    /// The model could not be provisioned (downloaded / extracted).
+    #[error("model provisioning failed: {0}")]
+    Provision(String),
+    /// A tokenizer problem (loading, encoding, decoding).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// An argument is out of its valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An error inside candle (tensor shapes, devices...).
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result alias for the advox library.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Shorthand for [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    /// Shorthand for [`Error::BadAudio`].
+    pub fn bad_audio(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadAudio { path: path.into(), reason: reason.into() }
+    }
+    /// Shorthand for [`Error::BadModel`].
+    pub fn bad_model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadModel { path: path.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,103 @@
+//! Losses on the decoder logits and their gradient back to the waveform.
+//!
+//! The waveform -> log-mel part runs on candle's autograd ([`MelFrontEnd::log_mel`]); the model
+//! part uses [`Whisper::backward`]. They meet at the log-mel: the model's `dL/dmel` is pulled
+//! back through the front-end by differentiating `sum(mel * dL/dmel)`.
+
+use crate::mel::MelFrontEnd;
+use crate::model::{Whisper, WhisperTokenizer};
+use crate::{Error, Result};
+use candle_core::{Tensor, Var, D};
+
+/// A teacher-forced target: decoder input (prompt + text) and the tokens it must predict
+/// (text + end-of-text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSequence {
+    /// Decoder input tokens.
+    pub input: Vec<u32>,
+    /// Tokens predicted at the last `targets.len()` input positions.
+    pub targets: Vec<u32>,
+}
+
+impl TargetSequence {
+    /// Target for transcript `text` (a leading space is added as Whisper emits one).
+    pub fn new(tok: &WhisperTokenizer, text: &str, language: Option<u32>) -> Result<Self> {
+        let text_tokens = tok.encode(text)?;
+        Ok(Self::from_tokens(tok, &text_tokens, language))
+    }
+
+    /// Target for already tokenised text.
+    pub fn from_tokens(tok: &WhisperTokenizer, text_tokens: &[u32], language: Option<u32>) -> Self {
+        let mut input = tok.prompt(language);
+        input.extend_from_slice(text_tokens);
+        let mut targets = text_tokens.to_vec();
+        targets.push(tok.special.eot);
+        TargetSequence { input, targets }
+    }
+}
+
+/// Mean cross-entropy of `targets` at the last `targets.len()` positions of `logits`
+/// `(1, L, V)`, and its gradient w.r.t. the logits.
+pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> {
+    let (b, l, v) = logits.dims3()?;
+    if b != 1 || targets.is_empty() || targets.len() > l {
+        return Err(Error::InvalidArgument(format!(
+            "cross-entropy needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
+            targets.len()
+        )));
+    }
+    if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
+        return Err(Error::InvalidArgument(format!("target token {t} outside the vocabulary")));
+    }
+    let first = l - targets.len();
+    let logp = candle_nn::ops::log_softmax(&logits.squeeze(0)?, D::Minus1)?;
+    let rows = logp.to_vec2::<f32>()?;
+    let n = targets.len() as f32;
+    let loss = -targets.iter().enumerate().map(|(i, &t)| rows[first + i][t as usize]).sum::<f32>() / n;
+    let mut onehot = vec![0.0f32; l * v];
+    for (i, &t) in targets.iter().enumerate() {
+        onehot[(first + i) * v + t as usize] = 1.0;
+    }
+    let onehot = Tensor::from_vec(onehot, (l, v), logits.device())?;
+    let mut mask = vec![0.0f32; l];
+    mask[first..].iter_mut().for_each(|m| *m = 1.0 / n);
+    let mask = Tensor::from_vec(mask, (l, 1), logits.device())?;
+    let grad = (logp.exp()? - onehot)?.broadcast_mul(&mask)?;
+    Ok((loss, grad.unsqueeze(0)?))
+}
+
+/// Value of a loss of the logits and its gradient w.r.t. the waveform `(n,)`, `n <= 480000`.
+///
+/// `loss` maps logits `(1, L, V)` of the decoder input `tokens` to `(value, dL/dlogits)`.
+pub fn loss_and_waveform_grad(
+    model: &Whisper,
+    front: &MelFrontEnd,
+    wave: &Tensor,
+    tokens: &[u32],
+    loss: impl Fn(&Tensor) -> Result<(f32, Tensor)>,
+) -> Result<(f32, Tensor)> {
+    let wave_var = Var::from_tensor(&wave.to_device(model.device())?)?;
+    let mel = front.log_mel(wave_var.as_tensor())?;
+    let input = mel.detach().unsqueeze(0)?;
+    let tokens_t = Tensor::from_vec(tokens.to_vec(), (1, tokens.len()), model.device())?;
+    let (logits, tape) = model.forward_recorded(&input, &tokens_t)?;
+    let (value, d_logits) = loss(&logits)?;
+    let d_mel = model.backward(&tape, &d_logits)?.squeeze(0)?;
+    drop(tape);
+    let grads = (mel * d_mel)?.sum_all()?.backward()?;
+    let grad = grads
+        .get(wave_var.as_tensor())
+        .cloned()
+        .ok_or_else(|| Error::InvalidArgument("no gradient reached the waveform".into()))?;
+    Ok((value, grad))
+}
+
+/// Targeted teacher-forced cross-entropy of `target` and its waveform gradient.
+pub fn targeted_loss_and_grad(
+    model: &Whisper,
+    front: &MelFrontEnd,
+    wave: &Tensor,
+    target: &TargetSequence,
+) -> Result<(f32, Tensor)> {
+    loss_and_waveform_grad(model, front, wave, &target.input, |logits| cross_entropy(logits, &target.targets))
+}

@@ -1,0 +1,18 @@
+//! advox: adversarial attacks on speech recognisers, and their detection and defence.
+//!
+//! The core library owns every algorithm; the `advox` CLI and the plugins are thin shells.
+//! Data flow of the foundation: [`audio`] reads any file to 16 kHz mono, [`mel`] turns it into
+//! OpenAI's log-mel (plain or differentiable), [`model::Whisper`] runs the encoder/decoder
+//! (forward, and a hand-written backward to the input), [`model::decode`] turns logits into text.
+
+pub mod audio;
+pub mod dsp;
+pub mod error;
+pub mod gradient;
+pub mod mel;
+pub mod model;
+pub mod npy;
+pub mod text;
+pub mod transcribe;
+
+pub use error::{Error, Result};

