@@ -1,0 +1,116 @@
+//! End-to-end tests of the `advox` binary on the real tiny.en model.
+
+mod common;
+
+use advox::text::normalize_transcript;
+use std::process::Command;
+
+fn advox() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_advox"));
+    c.env(advox::model::provision::MODEL_ENV, common::model_dir());
+    c
+}
+
+#[test]
+fn transcribes_jfk() {
+    let out = advox().arg("transcribe").arg(common::shared().join("samples/jfk.wav")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        normalize_transcript(&text),
+        "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+    );
+}
+
+#[test]
+fn transcribes_every_bundled_sample_as_json() {
+    let samples = common::root().join("samples");
+    let tsv = std::fs::read_to_string(samples.join("transcripts.tsv")).unwrap();
+    let rows: Vec<(String, String)> = tsv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(f, t)| (f.to_string(), t.to_string()))
+        .collect();
+    assert!(rows.len() >= 5);
+    let mut cmd = advox();
+    cmd.arg("transcribe").arg("--json");
+    for (file, _) in &rows {
+        cmd.arg(samples.join(file));
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), rows.len());
+    for ((file, transcript), obj) in rows.iter().zip(&lines) {
+        assert!(obj["file"].as_str().unwrap().ends_with(file.as_str()));
+        assert_eq!(normalize_transcript(obj["text"].as_str().unwrap()), normalize_transcript(transcript), "{file}");
+        assert!(!obj["tokens"].as_array().unwrap().is_empty());
+        assert!(obj["seconds"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn greedy_search_also_transcribes() {
+    let out = advox()
+        .args(["transcribe", "--beam", "1"])
+        .arg(common::root().join("samples/open_the_front_door.wav"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(normalize_transcript(&String::from_utf8_lossy(&out.stdout)), "open the front door");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read(common::root().join("samples/call_my_mother.wav")).unwrap();
+    let truncated = dir.join("truncated.wav");
+    std::fs::write(&truncated, &good[..good.len() / 3]).unwrap();
+    let empty = dir.join("empty.wav");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("notes.wav");
+    std::fs::write(&text, "hello, I am a text file\n").unwrap();
+    let missing = dir.join("missing.wav");
+    for path in [&truncated, &empty, &text, &missing] {
+        let out = advox().arg("transcribe").arg(path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
+        assert!(stderr.contains(&path.display().to_string()), "error must name the file: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // One bad file among good ones: the good ones are still transcribed, the exit is non-zero.
+    let out = advox()
+        .arg("transcribe")
+        .arg(&missing)
+        .arg(common::root().join("samples/call_my_mother.wav"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(normalize_transcript(&String::from_utf8_lossy(&out.stdout)).contains("call my mother"));
+}
+
+#[test]
+fn bad_model_directory_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_advox"))
+        .args(["transcribe", "--model", "/nonexistent/model/dir"])
+        .arg(common::root().join("samples/call_my_mother.wav"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/model/dir"), "{stderr}");
+}
+
+#[test]
+fn model_info_describes_tiny_en() {
+    let out = advox().args(["model", "info"]).output().unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("4 layers, 6 heads"), "{s}");
+    assert!(s.contains("mel bins         80"), "{s}");
+}
