@@ -42,14 +42,23 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Shorthand for [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// Shorthand for [`Error::BadAudio`].
     pub fn bad_audio(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::BadAudio { path: path.into(), reason: reason.into() }
+        Error::BadAudio {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
     /// Shorthand for [`Error::BadModel`].
     pub fn bad_model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::BadModel { path: path.into(), reason: reason.into() }
+        Error::BadModel {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

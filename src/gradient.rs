@@ -47,13 +47,20 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> 
         )));
     }
     if let Some(t) = targets.iter().find(|&&t| t as usize >= v) {
-        return Err(Error::InvalidArgument(format!("target token {t} outside the vocabulary")));
+        return Err(Error::InvalidArgument(format!(
+            "target token {t} outside the vocabulary"
+        )));
     }
     let first = l - targets.len();
     let logp = candle_nn::ops::log_softmax(&logits.squeeze(0)?, D::Minus1)?;
     let rows = logp.to_vec2::<f32>()?;
     let n = targets.len() as f32;
-    let loss = -targets.iter().enumerate().map(|(i, &t)| rows[first + i][t as usize]).sum::<f32>() / n;
+    let loss = -targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| rows[first + i][t as usize])
+        .sum::<f32>()
+        / n;
     let mut onehot = vec![0.0f32; l * v];
     for (i, &t) in targets.iter().enumerate() {
         onehot[(first + i) * v + t as usize] = 1.0;
@@ -99,5 +106,7 @@ pub fn targeted_loss_and_grad(
     wave: &Tensor,
     target: &TargetSequence,
 ) -> Result<(f32, Tensor)> {
-    loss_and_waveform_grad(model, front, wave, &target.input, |logits| cross_entropy(logits, &target.targets))
+    loss_and_waveform_grad(model, front, wave, &target.input, |logits| {
+        cross_entropy(logits, &target.targets)
+    })
 }

@@ -69,7 +69,9 @@ fn mel_to_hz_slaney(mel: f64) -> f64 {
 pub fn mel_filterbank(sample_rate: usize, n_fft: usize, n_mels: usize) -> Vec<f32> {
     let n_bins = n_fft / 2 + 1;
     let fmax = sample_rate as f64 / 2.0;
-    let fft_freqs: Vec<f64> = (0..n_bins).map(|k| k as f64 * fmax / (n_bins - 1) as f64).collect();
+    let fft_freqs: Vec<f64> = (0..n_bins)
+        .map(|k| k as f64 * fmax / (n_bins - 1) as f64)
+        .collect();
     let mel_max = hz_to_mel_slaney(fmax);
     let mel_f: Vec<f64> = (0..n_mels + 2)
         .map(|i| mel_to_hz_slaney(mel_max * i as f64 / (n_mels + 1) as f64))
@@ -155,7 +157,9 @@ impl MelFrontEnd {
             frame_index: Tensor::from_vec(index, N_FRAMES * N_FFT, device)?,
             dft_cos: Tensor::from_vec(cos, (N_FFT, N_BINS), device)?,
             dft_sin: Tensor::from_vec(sin, (N_FFT, N_BINS), device)?,
-            filters_t: Tensor::from_vec(filters, (n_mels, N_BINS), device)?.t()?.contiguous()?,
+            filters_t: Tensor::from_vec(filters, (n_mels, N_BINS), device)?
+                .t()?
+                .contiguous()?,
         })
     }
 
@@ -174,8 +178,14 @@ impl MelFrontEnd {
             )));
         }
         let wave = wave.to_dtype(DType::F32)?;
-        let padded = if n < N_SAMPLES { wave.pad_with_zeros(0, 0, N_SAMPLES - n)? } else { wave };
-        let frames = padded.index_select(&self.frame_index, 0)?.reshape((N_FRAMES, N_FFT))?;
+        let padded = if n < N_SAMPLES {
+            wave.pad_with_zeros(0, 0, N_SAMPLES - n)?
+        } else {
+            wave
+        };
+        let frames = padded
+            .index_select(&self.frame_index, 0)?
+            .reshape((N_FRAMES, N_FFT))?;
         let re = frames.matmul(&self.dft_cos)?;
         let im = frames.matmul(&self.dft_sin)?;
         let power = (re.sqr()? + im.sqr()?)?;

@@ -6,7 +6,13 @@ pub fn normalize_transcript(text: &str) -> String {
     let cleaned: String = text
         .chars()
         .filter(|c| *c != '\'' && *c != '’')
-        .map(|c| if c.is_alphanumeric() { c.to_lowercase().next().unwrap_or(c) } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_lowercase().next().unwrap_or(c)
+            } else {
+                ' '
+            }
+        })
         .collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -16,7 +22,13 @@ mod tests {
     use super::*;
     #[test]
     fn strips_case_and_punctuation() {
-        assert_eq!(normalize_transcript("  And so, my fellow Americans!"), "and so my fellow americans");
-        assert_eq!(normalize_transcript("What's the weather today?"), "whats the weather today");
+        assert_eq!(
+            normalize_transcript("  And so, my fellow Americans!"),
+            "and so my fellow americans"
+        );
+        assert_eq!(
+            normalize_transcript("What's the weather today?"),
+            "whats the weather today"
+        );
     }
 }

@@ -21,7 +21,11 @@ pub struct Transcript {
 const MIN_WINDOW_SAMPLES: usize = 1_600;
 
 /// Transcribe 16-kHz mono samples.
-pub fn transcribe(model: &LoadedModel, samples: &[f32], opts: &DecodeOptions) -> Result<Transcript> {
+pub fn transcribe(
+    model: &LoadedModel,
+    samples: &[f32],
+    opts: &DecodeOptions,
+) -> Result<Transcript> {
     let n_mels = model.whisper.config().num_mel_bins;
     let mut texts = Vec::new();
     let mut tokens = Vec::new();
@@ -43,6 +47,14 @@ pub fn transcribe(model: &LoadedModel, samples: &[f32], opts: &DecodeOptions) ->
         language = language.or(decoded.language);
         start += N_SAMPLES;
     }
-    let text = texts.into_iter().filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
-    Ok(Transcript { text, tokens, language })
+    let text = texts
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Transcript {
+        text,
+        tokens,
+        language,
+    })
 }

@@ -16,20 +16,30 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 fn tone(freq: f32, rate: u32, seconds: f32, amp: f32) -> Vec<f32> {
-    (0..(rate as f32 * seconds) as usize).map(|i| amp * (2.0 * PI * freq * i as f32 / rate as f32).sin()).collect()
+    (0..(rate as f32 * seconds) as usize)
+        .map(|i| amp * (2.0 * PI * freq * i as f32 / rate as f32).sin())
+        .collect()
 }
 
 /// Frequency from zero crossings and RMS level, over the middle of the signal.
 fn freq_and_rms(x: &[f32], rate: u32) -> (f32, f32) {
     let mid = &x[x.len() / 5..x.len() * 4 / 5];
-    let crossings = mid.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+    let crossings = mid
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
     let freq = crossings as f32 / 2.0 / (mid.len() as f32 / rate as f32);
     let rms = (mid.iter().map(|v| v * v).sum::<f32>() / mid.len() as f32).sqrt();
     (freq, rms)
 }
 
 fn write_int_wav(path: &Path, bits: u16, channels: u16, rate: u32, samples: &[f32]) {
-    let spec = hound::WavSpec { channels, sample_rate: rate, bits_per_sample: bits, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     let scale = (1i64 << (bits - 1)) as f32;
     for s in samples {
@@ -55,7 +65,11 @@ fn reads_every_wav_integer_width_and_float() {
         let a = read_audio(&p).unwrap();
         assert_eq!(a.sample_rate, 16000);
         let tol = 2.0 / (1u64 << (bits - 1)) as f32;
-        let err = a.channels[0].iter().zip(&x).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = a.channels[0]
+            .iter()
+            .zip(&x)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err <= tol, "{bits}-bit error {err}");
     }
     let p = dir.join("f32.wav");
@@ -84,7 +98,10 @@ fn resampler_keeps_a_tones_frequency_and_level() {
         assert_eq!(y.len(), 16000);
         let (f, rms) = freq_and_rms(&y, 16000);
         assert!((f - 1000.0).abs() < 2.0, "{rate} Hz: frequency {f}");
-        assert!((rms - 0.5 / 2f32.sqrt()).abs() < 0.005, "{rate} Hz: rms {rms}");
+        assert!(
+            (rms - 0.5 / 2f32.sqrt()).abs() < 0.005,
+            "{rate} Hz: rms {rms}"
+        );
     }
 }
 
@@ -101,7 +118,11 @@ fn resampler_removes_content_above_the_new_nyquist() {
 #[test]
 fn reads_flac_ogg_and_mp3() {
     let data = common::root().join("tests/data");
-    for (name, channels) in [("tone_1k_stereo_44k.flac", 2), ("tone_1k_22k.ogg", 1), ("tone_1k_44k.mp3", 1)] {
+    for (name, channels) in [
+        ("tone_1k_stereo_44k.flac", 2),
+        ("tone_1k_22k.ogg", 1),
+        ("tone_1k_44k.mp3", 1),
+    ] {
         let p = data.join(name);
         let a = read_audio(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(a.channels.len(), channels, "{name}");
@@ -116,8 +137,14 @@ fn assert_bad_audio(path: &Path, needle: &str) {
     match read_audio(path) {
         Err(e @ (Error::BadAudio { .. } | Error::Io { .. })) => {
             let msg = e.to_string();
-            assert!(msg.contains(&path.display().to_string()), "error does not name the file: {msg}");
-            assert!(msg.to_lowercase().contains(needle), "error {msg:?} lacks {needle:?}");
+            assert!(
+                msg.contains(&path.display().to_string()),
+                "error does not name the file: {msg}"
+            );
+            assert!(
+                msg.to_lowercase().contains(needle),
+                "error {msg:?} lacks {needle:?}"
+            );
         }
         other => panic!("{}: expected a clear error, got {other:?}", path.display()),
     }
@@ -127,7 +154,14 @@ fn assert_bad_audio(path: &Path, needle: &str) {
 fn bad_inputs_give_clear_errors() {
     let dir = tempdir("bad");
     let good = dir.join("good.wav");
-    write_wav(&good, &tone(440.0, 16000, 0.5, 0.5), 16000, WavFormat::Pcm16, &[]).unwrap();
+    write_wav(
+        &good,
+        &tone(440.0, 16000, 0.5, 0.5),
+        16000,
+        WavFormat::Pcm16,
+        &[],
+    )
+    .unwrap();
     let bytes = std::fs::read(&good).unwrap();
 
     let truncated = dir.join("truncated.wav");
@@ -153,7 +187,12 @@ fn bad_inputs_give_clear_errors() {
     assert_bad_audio(&dir.join("missing.wav"), "no such file");
 
     let nan = dir.join("nan.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(&nan, spec).unwrap();
     for v in [0.0f32, f32::NAN, 0.5] {
         w.write_sample(v).unwrap();
@@ -177,7 +216,11 @@ fn writing_is_atomic_quantised_and_never_overwrites_an_input() {
     write_wav(&out, &x, 16000, WavFormat::Pcm16, &[]).unwrap();
     let back = read_audio(&out).unwrap().channels[0].clone();
     assert_eq!(back, vec![0.0, 0.25, -0.5, 32767.0 / 32768.0, -1.0]);
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
     let before = std::fs::read(&out).unwrap();
     let err = write_wav(&out, &[0.1], 16000, WavFormat::Pcm16, &[&out]).unwrap_err();

@@ -13,8 +13,16 @@ fn advox() -> Command {
 
 #[test]
 fn transcribes_jfk() {
-    let out = advox().arg("transcribe").arg(common::shared().join("samples/jfk.wav")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = advox()
+        .arg("transcribe")
+        .arg(common::shared().join("samples/jfk.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         normalize_transcript(&text),
@@ -39,7 +47,11 @@ fn transcribes_every_bundled_sample_as_json() {
         cmd.arg(samples.join(file));
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
@@ -47,7 +59,11 @@ fn transcribes_every_bundled_sample_as_json() {
     assert_eq!(lines.len(), rows.len());
     for ((file, transcript), obj) in rows.iter().zip(&lines) {
         assert!(obj["file"].as_str().unwrap().ends_with(file.as_str()));
-        assert_eq!(normalize_transcript(obj["text"].as_str().unwrap()), normalize_transcript(transcript), "{file}");
+        assert_eq!(
+            normalize_transcript(obj["text"].as_str().unwrap()),
+            normalize_transcript(transcript),
+            "{file}"
+        );
         assert!(!obj["tokens"].as_array().unwrap().is_empty());
         assert!(obj["seconds"].as_f64().unwrap() > 0.0);
     }
@@ -61,7 +77,10 @@ fn greedy_search_also_transcribes() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(normalize_transcript(&String::from_utf8_lossy(&out.stdout)), "open the front door");
+    assert_eq!(
+        normalize_transcript(&String::from_utf8_lossy(&out.stdout)),
+        "open the front door"
+    );
 }
 
 #[test]
@@ -80,7 +99,10 @@ fn bad_inputs_fail_cleanly_and_name_the_file() {
         let out = advox().arg("transcribe").arg(path).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}: {stderr}", path.display());
-        assert!(stderr.contains(&path.display().to_string()), "error must name the file: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "error must name the file: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // One bad file among good ones: the good ones are still transcribed, the exit is non-zero.

@@ -11,35 +11,76 @@ use candle_core::{Device, Tensor, D};
 #[test]
 fn greedy_tokens_are_the_argmax_of_the_full_decoder() {
     let m = common::model();
-    let wave = read_audio_16k_mono(&common::root().join("samples/turn_off_the_lights.wav")).unwrap();
+    let wave =
+        read_audio_16k_mono(&common::root().join("samples/turn_off_the_lights.wav")).unwrap();
     let mel = Tensor::from_vec(log_mel(&wave, 80), (1, 80, N_FRAMES), &Device::Cpu).unwrap();
     let features = m.whisper.encode(&mel).unwrap();
-    let opts = DecodeOptions { beam_size: 1, ..Default::default() };
+    let opts = DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    };
     let greedy = decode(&m.whisper, &m.tokenizer, &features, &opts).unwrap();
     assert!(!greedy.tokens.is_empty());
     let mut input = m.tokenizer.prompt(None);
     let prompt_len = input.len();
     input.extend_from_slice(&greedy.tokens);
     let tokens = Tensor::from_vec(input.clone(), (1, input.len()), &Device::Cpu).unwrap();
-    let logits = m.whisper.decoder_logits(&features, &tokens).unwrap().squeeze(0).unwrap();
+    let logits = m
+        .whisper
+        .decoder_logits(&features, &tokens)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     // Only text tokens and end-of-text can be emitted.
     let eot = m.tokenizer.special.eot as usize;
     let text_logits = logits.narrow(D::Minus1, 0, eot + 1).unwrap();
-    let argmax = text_logits.argmax(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+    let argmax = text_logits
+        .argmax(D::Minus1)
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
     let mut expected = greedy.tokens.clone();
     expected.push(eot as u32);
-    assert_eq!(&argmax[prompt_len - 1..], &expected[..], "cached and full decoders disagree");
+    assert_eq!(
+        &argmax[prompt_len - 1..],
+        &expected[..],
+        "cached and full decoders disagree"
+    );
 }
 
 #[test]
 fn beam_search_scores_at_least_as_well_as_greedy() {
     let m = common::model();
-    let wave = read_audio_16k_mono(&common::root().join("samples/turn_off_the_lights.wav")).unwrap();
+    let wave =
+        read_audio_16k_mono(&common::root().join("samples/turn_off_the_lights.wav")).unwrap();
     let mel = Tensor::from_vec(log_mel(&wave, 80), (1, 80, N_FRAMES), &Device::Cpu).unwrap();
     let features = m.whisper.encode(&mel).unwrap();
-    let greedy = decode(&m.whisper, &m.tokenizer, &features, &DecodeOptions { beam_size: 1, ..Default::default() }).unwrap();
-    let beam = decode(&m.whisper, &m.tokenizer, &features, &DecodeOptions::default()).unwrap();
+    let greedy = decode(
+        &m.whisper,
+        &m.tokenizer,
+        &features,
+        &DecodeOptions {
+            beam_size: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let beam = decode(
+        &m.whisper,
+        &m.tokenizer,
+        &features,
+        &DecodeOptions::default(),
+    )
+    .unwrap();
     let mean = |d: &advox::model::Decoded| d.sum_logprob / d.tokens.len().max(1) as f32;
-    assert!(mean(&beam) >= mean(&greedy) - 1e-4, "beam {} < greedy {}", mean(&beam), mean(&greedy));
-    assert_eq!(advox::text::normalize_transcript(&m.tokenizer.decode(&beam.tokens).unwrap()), "turn off the lights");
+    assert!(
+        mean(&beam) >= mean(&greedy) - 1e-4,
+        "beam {} < greedy {}",
+        mean(&beam),
+        mean(&greedy)
+    );
+    assert_eq!(
+        advox::text::normalize_transcript(&m.tokenizer.decode(&beam.tokens).unwrap()),
+        "turn off the lights"
+    );
 }

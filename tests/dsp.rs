@@ -9,7 +9,9 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         })
         .collect()
@@ -23,7 +25,11 @@ fn istft_inverts_stft_for_cola_pairs() {
         let spec = stft.stft(&x);
         assert_eq!(spec.frames, stft.frames_for(x.len()));
         let y = stft.istft(&spec, x.len()).unwrap();
-        let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-5, "n_fft {n_fft} hop {hop}: max error {err}");
     }
 }
@@ -37,16 +43,25 @@ fn stft_rejects_bad_parameters() {
 }
 
 fn read_f32(path: &std::path::Path) -> Vec<f32> {
-    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[test]
 fn filterbank_matches_openai_80_and_128() {
     for n_mels in [80, 128] {
-        let reference = read_f32(&common::shared().join(format!("reference/mel_filters_{n_mels}x201.f32")));
+        let reference =
+            read_f32(&common::shared().join(format!("reference/mel_filters_{n_mels}x201.f32")));
         let ours = mel_filterbank(16000, 400, n_mels);
         assert_eq!(ours.len(), reference.len());
-        let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let err = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(err < 1e-6, "{n_mels} mels: max error {err}");
     }
 }

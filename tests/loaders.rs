@@ -9,14 +9,22 @@ use candle_core::Device;
 fn ct2_dir() -> std::path::PathBuf {
     common::model_dir();
     let dir = provision::ct2_dir(provision::DEFAULT_MODEL);
-    assert!(provision::is_model_dir(&dir), "{} must hold the CTranslate2 files after fetching", dir.display());
+    assert!(
+        provision::is_model_dir(&dir),
+        "{} must hold the CTranslate2 files after fetching",
+        dir.display()
+    );
     dir
 }
 
 #[test]
 fn ct2_and_hf_layouts_give_identical_tensors() {
     let (cfg_ct2, w_ct2) = load_weights(&ct2_dir(), &Device::Cpu).unwrap();
-    let (cfg_hf, w_hf) = load_weights(&provision::model_dir(provision::DEFAULT_MODEL), &Device::Cpu).unwrap();
+    let (cfg_hf, w_hf) = load_weights(
+        &provision::model_dir(provision::DEFAULT_MODEL),
+        &Device::Cpu,
+    )
+    .unwrap();
     assert_eq!(cfg_ct2, cfg_hf);
     assert_eq!(cfg_ct2.d_model, 384);
     assert_eq!(cfg_ct2.encoder_layers, 4);
@@ -54,9 +62,16 @@ fn truncated_or_foreign_model_files_are_rejected_clearly() {
     let dir = std::env::temp_dir().join(format!("advox-badmodel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let err = load_weights(&dir, &Device::Cpu).unwrap_err();
-    assert!(err.to_string().contains("neither model.safetensors"), "{err}");
+    assert!(
+        err.to_string().contains("neither model.safetensors"),
+        "{err}"
+    );
     std::fs::write(dir.join("model.safetensors"), b"not safetensors").unwrap();
-    std::fs::copy(common::model_dir().join("config.json"), dir.join("config.json")).unwrap();
+    std::fs::copy(
+        common::model_dir().join("config.json"),
+        dir.join("config.json"),
+    )
+    .unwrap();
     let err = load_weights(&dir, &Device::Cpu).unwrap_err();
     assert!(err.to_string().contains("not a safetensors file"), "{err}");
 }

@@ -13,28 +13,46 @@ const REF_INPUT: [u32; 7] = [50257, 50362, 6756, 572, 262, 7588, 13];
 const REF_TARGETS: [u32; 6] = [6756, 572, 262, 7588, 13, 50256];
 
 fn reference_wave() -> Vec<f32> {
-    read_npy_f32(&common::shared().join("reference/torch_pgd_step/wave.npy")).expect("wave.npy").data
+    read_npy_f32(&common::shared().join("reference/torch_pgd_step/wave.npy"))
+        .expect("wave.npy")
+        .data
 }
 
 #[test]
 fn wav_reader_matches_reference_waveform() {
-    let wave = read_audio_16k_mono(&common::shared().join("reference/torch_pgd_step/input.wav")).unwrap();
+    let wave =
+        read_audio_16k_mono(&common::shared().join("reference/torch_pgd_step/input.wav")).unwrap();
     let reference = reference_wave();
     assert_eq!(wave, reference);
 }
 
 #[test]
 fn plain_and_differentiable_log_mel_match_openai() {
-    let reference = read_npy_f32(&common::shared().join("reference/torch_pgd_step/mel0.npy")).unwrap();
+    let reference =
+        read_npy_f32(&common::shared().join("reference/torch_pgd_step/mel0.npy")).unwrap();
     assert_eq!(reference.shape, vec![80, N_FRAMES]);
     let wave = reference_wave();
     let plain = log_mel(&wave, 80);
-    let max_err = plain.iter().zip(&reference.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_err = plain
+        .iter()
+        .zip(&reference.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_err < 1e-4, "plain log-mel max error {max_err}");
     let front = MelFrontEnd::new(80, &Device::Cpu).unwrap();
     let t = Tensor::from_vec(wave.clone(), wave.len(), &Device::Cpu).unwrap();
-    let diff = front.log_mel(&t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let max_err = diff.iter().zip(&reference.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let diff = front
+        .log_mel(&t)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let max_err = diff
+        .iter()
+        .zip(&reference.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_err < 1e-4, "differentiable log-mel max error {max_err}");
 }
 
@@ -52,11 +70,15 @@ fn loss_and_gradient_match_pytorch() {
     let wave = reference_wave();
     let front = MelFrontEnd::new(80, &Device::Cpu).unwrap();
     let t = Tensor::from_vec(wave.clone(), wave.len(), &Device::Cpu).unwrap();
-    let target = TargetSequence { input: REF_INPUT.to_vec(), targets: REF_TARGETS.to_vec() };
+    let target = TargetSequence {
+        input: REF_INPUT.to_vec(),
+        targets: REF_TARGETS.to_vec(),
+    };
     let (loss, grad) = targeted_loss_and_grad(&m.whisper, &front, &t, &target).unwrap();
     assert!((loss - 3.6001008).abs() < 1e-3, "loss {loss}");
     let grad = grad.to_vec1::<f32>().unwrap();
-    let reference = read_npy_f32(&common::shared().join("reference/torch_pgd_step/grad0.npy")).unwrap();
+    let reference =
+        read_npy_f32(&common::shared().join("reference/torch_pgd_step/grad0.npy")).unwrap();
     let err = common::rel_l2(&grad, &reference.data);
     eprintln!("loss {loss}, gradient relative L2 error {err}");
     assert!(err < 1e-2, "gradient relative L2 error {err}");
@@ -67,7 +89,10 @@ fn gradient_agrees_with_finite_differences() {
     let m = common::model();
     let wave = reference_wave();
     let front = MelFrontEnd::new(80, &Device::Cpu).unwrap();
-    let target = TargetSequence { input: REF_INPUT.to_vec(), targets: REF_TARGETS.to_vec() };
+    let target = TargetSequence {
+        input: REF_INPUT.to_vec(),
+        targets: REF_TARGETS.to_vec(),
+    };
     let t = Tensor::from_vec(wave.clone(), wave.len(), &Device::Cpu).unwrap();
     let (_, grad) = targeted_loss_and_grad(&m.whisper, &front, &t, &target).unwrap();
     let grad = grad.to_vec1::<f32>().unwrap();
@@ -75,9 +100,15 @@ fn gradient_agrees_with_finite_differences() {
     let norm = grad.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
     let h = 1e-4;
     let shifted = |sign: f64| {
-        let w: Vec<f32> = wave.iter().zip(&grad).map(|(x, g)| x + (sign * h * *g as f64 / norm) as f32).collect();
+        let w: Vec<f32> = wave
+            .iter()
+            .zip(&grad)
+            .map(|(x, g)| x + (sign * h * *g as f64 / norm) as f32)
+            .collect();
         let t = Tensor::from_vec(w.clone(), w.len(), &Device::Cpu).unwrap();
-        targeted_loss_and_grad(&m.whisper, &front, &t, &target).unwrap().0 as f64
+        targeted_loss_and_grad(&m.whisper, &front, &t, &target)
+            .unwrap()
+            .0 as f64
     };
     let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
     let rel = (fd - norm).abs() / norm;

@@ -23,7 +23,10 @@ pub struct Audio {
 impl Audio {
     /// Mono audio from one channel of samples.
     pub fn mono(sample_rate: u32, samples: Vec<f32>) -> Self {
-        Audio { sample_rate, channels: vec![samples] }
+        Audio {
+            sample_rate,
+            channels: vec![samples],
+        }
     }
     /// Number of frames (samples per channel).
     pub fn frames(&self) -> usize {

@@ -60,14 +60,20 @@ fn validate(path: &Path, audio: &Audio) -> Result<()> {
         return Err(Error::bad_audio(path, "the file has 0 channels"));
     }
     if audio.sample_rate == 0 {
-        return Err(Error::bad_audio(path, "the file declares a sample rate of 0 Hz"));
+        return Err(Error::bad_audio(
+            path,
+            "the file declares a sample rate of 0 Hz",
+        ));
     }
     if audio.frames() == 0 {
         return Err(Error::bad_audio(path, "the file holds no samples"));
     }
     for ch in &audio.channels {
         if ch.iter().any(|s| !s.is_finite()) {
-            return Err(Error::bad_audio(path, "the file holds NaN or infinite samples"));
+            return Err(Error::bad_audio(
+                path,
+                "the file holds NaN or infinite samples",
+            ));
         }
     }
     Ok(())
@@ -95,7 +101,9 @@ fn read_wav(path: &Path) -> std::result::Result<Audio, WavError> {
         return Err(fatal("the WAV header declares 0 channels".into()));
     }
     if spec.sample_rate == 0 {
-        return Err(fatal("the WAV header declares a sample rate of 0 Hz".into()));
+        return Err(fatal(
+            "the WAV header declares a sample rate of 0 Hz".into(),
+        ));
     }
     let n_channels = spec.channels as usize;
     let declared_frames = reader.duration() as usize;
@@ -112,7 +120,10 @@ fn read_wav(path: &Path) -> std::result::Result<Audio, WavError> {
                 return Err(WavError::Unsupported);
             }
             for (i, s) in reader.into_samples::<f32>().enumerate() {
-                push(i, s.map_err(|e| fatal(format!("truncated or corrupt sample data: {e}")))?);
+                push(
+                    i,
+                    s.map_err(|e| fatal(format!("truncated or corrupt sample data: {e}")))?,
+                );
             }
         }
         hound::SampleFormat::Int => {
@@ -136,7 +147,10 @@ fn read_wav(path: &Path) -> std::result::Result<Audio, WavError> {
             "truncated WAV: the header declares {declared_frames} frames, the file holds {len}"
         )));
     }
-    Ok(Audio { sample_rate: spec.sample_rate, channels })
+    Ok(Audio {
+        sample_rate: spec.sample_rate,
+        channels,
+    })
 }
 
 fn check_duration(path: &Path, frames: usize, sample_rate: u32) -> Result<()> {
@@ -170,7 +184,12 @@ fn read_symphonia(path: &Path) -> Result<Audio> {
         hint.with_extension(ext);
     }
     let mut format = symphonia::default::get_probe()
-        .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
         .map_err(|e| bad(format!("not a recognised audio format ({e})")))?;
     let track = format
         .default_track(TrackType::Audio)
@@ -224,5 +243,8 @@ fn read_symphonia(path: &Path) -> Result<Audio> {
     if channels.is_empty() {
         return Err(bad("no decodable audio".into()));
     }
-    Ok(Audio { sample_rate, channels })
+    Ok(Audio {
+        sample_rate,
+        channels,
+    })
 }

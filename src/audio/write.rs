@@ -50,7 +50,11 @@ fn write_to(tmp: &Path, samples: &[f32], sample_rate: u32, format: WavFormat) ->
     };
     let mut writer = hound::WavWriter::create(tmp, spec).map_err(wrap)?;
     for &s in samples {
-        let s = if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+        let s = if s.is_finite() {
+            s.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        };
         match format {
             WavFormat::Pcm16 => writer.write_sample(quantize_i16(s)).map_err(wrap)?,
             WavFormat::Float32 => writer.write_sample(s).map_err(wrap)?,
@@ -81,7 +85,10 @@ pub fn refuse_overwrite(path: &Path, inputs: &[&Path]) -> Result<()> {
 
 /// A hidden temporary name in the same directory, so the final rename is atomic.
 pub fn temp_path_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp_name = format!(".{name}.tmp-{}", std::process::id());
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),

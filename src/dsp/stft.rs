@@ -40,11 +40,15 @@ impl Spectrogram {
 impl Stft {
     /// Plan an STFT. `window.len()` must equal `n_fft`, `hop` must be in `1..=n_fft`.
     pub fn new(n_fft: usize, hop: usize, window: Vec<f32>) -> Result<Self> {
-        if n_fft < 2 || n_fft % 2 != 0 {
-            return Err(Error::InvalidArgument(format!("n_fft must be even and >= 2, got {n_fft}")));
+        if n_fft < 2 || !n_fft.is_multiple_of(2) {
+            return Err(Error::InvalidArgument(format!(
+                "n_fft must be even and >= 2, got {n_fft}"
+            )));
         }
         if hop == 0 || hop > n_fft {
-            return Err(Error::InvalidArgument(format!("hop must be in 1..={n_fft}, got {hop}")));
+            return Err(Error::InvalidArgument(format!(
+                "hop must be in 1..={n_fft}, got {hop}"
+            )));
         }
         if window.len() != n_fft {
             return Err(Error::InvalidArgument(format!(
@@ -91,12 +95,18 @@ impl Stft {
             let start = (t * self.hop) as isize - half as isize;
             for (i, f) in frame.iter_mut().enumerate() {
                 let idx = start + i as isize;
-                let s = if idx >= 0 && (idx as usize) < signal.len() { signal[idx as usize] } else { 0.0 };
+                let s = if idx >= 0 && (idx as usize) < signal.len() {
+                    signal[idx as usize]
+                } else {
+                    0.0
+                };
                 *f = s * self.window[i];
             }
             let out = &mut data[t * bins..(t + 1) * bins];
             // Lengths are fixed by construction, so the transform cannot fail.
-            let _ = self.forward.process_with_scratch(&mut frame, out, &mut scratch);
+            let _ = self
+                .forward
+                .process_with_scratch(&mut frame, out, &mut scratch);
         }
         Spectrogram { frames, bins, data }
     }
@@ -124,7 +134,9 @@ impl Stft {
             buf[0].im = 0.0;
             let last = buf.len() - 1;
             buf[last].im = 0.0;
-            let _ = self.inverse.process_with_scratch(&mut buf, &mut frame, &mut scratch);
+            let _ = self
+                .inverse
+                .process_with_scratch(&mut buf, &mut frame, &mut scratch);
             let start = t * self.hop;
             for i in 0..self.n_fft {
                 let w = self.window[i];

@@ -4,7 +4,9 @@ use std::f64::consts::PI;
 
 /// Periodic Hann window of length `n` (as `torch.hann_window(n)`), the STFT convention.
 pub fn hann_periodic(n: usize) -> Vec<f32> {
-    (0..n).map(|i| (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()) as f32).collect()
+    (0..n)
+        .map(|i| (0.5 - 0.5 * (2.0 * PI * i as f64 / n as f64).cos()) as f32)
+        .collect()
 }
 
 /// Symmetric Hann window of length `n` (as `numpy.hanning(n)`).

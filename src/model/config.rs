@@ -71,14 +71,19 @@ impl WhisperConfig {
     /// Check the dimensions are consistent.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |r: String| Err(Error::bad_model(path, r));
-        if self.d_model == 0 || self.encoder_attention_heads == 0 || self.decoder_attention_heads == 0
+        if self.d_model == 0
+            || self.encoder_attention_heads == 0
+            || self.decoder_attention_heads == 0
         {
             return bad("zero model width or head count".into());
         }
-        if self.d_model % self.encoder_attention_heads != 0
-            || self.d_model % self.decoder_attention_heads != 0
+        if !self.d_model.is_multiple_of(self.encoder_attention_heads)
+            || !self.d_model.is_multiple_of(self.decoder_attention_heads)
         {
-            return bad(format!("d_model {} not divisible by the head count", self.d_model));
+            return bad(format!(
+                "d_model {} not divisible by the head count",
+                self.d_model
+            ));
         }
         if self.max_source_positions * 2 != crate::mel::N_FRAMES {
             return bad(format!(

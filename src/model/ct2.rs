@@ -37,9 +37,16 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            Error::bad_model(self.path, format!("truncated CTranslate2 file at byte {}", self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                Error::bad_model(
+                    self.path,
+                    format!("truncated CTranslate2 file at byte {}", self.pos),
+                )
+            })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -72,12 +79,23 @@ pub fn read_ct2(path: &Path) -> Result<Ct2Model> {
 
 /// Parse CTranslate2 model bytes; `path` only names the source in errors.
 pub fn parse_ct2(bytes: &[u8], path: &Path) -> Result<Ct2Model> {
-    let mut c = Cursor { bytes, pos: 0, path };
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        path,
+    };
     let version = c.u32()?;
     if !(1..=6).contains(&version) {
-        return Err(Error::bad_model(path, format!("not a CTranslate2 model (version {version})")));
+        return Err(Error::bad_model(
+            path,
+            format!("not a CTranslate2 model (version {version})"),
+        ));
     }
-    let spec = if version >= 2 { c.string()? } else { String::new() };
+    let spec = if version >= 2 {
+        c.string()?
+    } else {
+        String::new()
+    };
     let _revision = if version >= 3 { c.u32()? } else { 1 };
     let count = c.u32()? as usize;
     let mut variables = HashMap::new();
@@ -85,7 +103,10 @@ pub fn parse_ct2(bytes: &[u8], path: &Path) -> Result<Ct2Model> {
         let name = c.string()?;
         let rank = c.u8()? as usize;
         if rank > 8 {
-            return Err(Error::bad_model(path, format!("{name}: implausible rank {rank}")));
+            return Err(Error::bad_model(
+                path,
+                format!("{name}: implausible rank {rank}"),
+            ));
         }
         let mut shape = Vec::with_capacity(rank);
         for _ in 0..rank {
@@ -99,7 +120,10 @@ pub fn parse_ct2(bytes: &[u8], path: &Path) -> Result<Ct2Model> {
             1 => 1,
             2 | 4 | 5 => 2,
             other => {
-                return Err(Error::bad_model(path, format!("{name}: unknown dtype code {other}")))
+                return Err(Error::bad_model(
+                    path,
+                    format!("{name}: unknown dtype code {other}"),
+                ))
             }
         };
         let numel: usize = shape.iter().product();
@@ -110,14 +134,36 @@ pub fn parse_ct2(bytes: &[u8], path: &Path) -> Result<Ct2Model> {
             ));
         }
         let values: Vec<f32> = match dtype {
-            0 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            0 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             1 => data.iter().map(|&b| b as i8 as f32).collect(),
-            2 => data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32).collect(),
-            3 => data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32).collect(),
-            4 => data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            _ => data.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            2 => data
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32)
+                .collect(),
+            3 => data
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                .collect(),
+            4 => data
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => data
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
         };
-        variables.insert(name, Ct2Variable { shape, data: values, dtype });
+        variables.insert(
+            name,
+            Ct2Variable {
+                shape,
+                data: values,
+                dtype,
+            },
+        );
     }
     if c.pos < bytes.len() {
         let aliases = c.u32()? as usize;
@@ -144,11 +190,17 @@ impl Ct2Model {
             let scale = self
                 .variables
                 .get(&format!("{name}_scale"))
-                .ok_or_else(|| Error::bad_model(path, format!("{name}: quantised without a scale")))?;
+                .ok_or_else(|| {
+                    Error::bad_model(path, format!("{name}: quantised without a scale"))
+                })?;
             let rows = var.shape.first().copied().unwrap_or(1).max(1);
             let per_row = data.len() / rows;
             for (r, chunk) in data.chunks_mut(per_row.max(1)).enumerate() {
-                let s = if scale.data.len() == 1 { scale.data[0] } else { scale.data[r] };
+                let s = if scale.data.len() == 1 {
+                    scale.data[0]
+                } else {
+                    scale.data[r]
+                };
                 chunk.iter_mut().for_each(|v| *v /= s);
             }
         }
@@ -157,7 +209,9 @@ impl Ct2Model {
 
     /// A scalar variable (e.g. `encoder/num_heads`), if present.
     pub fn scalar(&self, name: &str) -> Option<f32> {
-        self.variables.get(name).and_then(|v| v.data.first().copied())
+        self.variables
+            .get(name)
+            .and_then(|v| v.data.first().copied())
     }
 
     /// Number of `prefix/layer_N` groups present.

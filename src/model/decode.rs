@@ -19,7 +19,11 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { beam_size: 5, max_tokens: 224, language: None }
+        DecodeOptions {
+            beam_size: 5,
+            max_tokens: 224,
+            language: None,
+        }
     }
 }
 
@@ -55,14 +59,21 @@ fn suppression(model: &Whisper, tok: &WhisperTokenizer) -> Result<Suppression> {
         }
     }
     let mut at_begin = always.clone();
-    let begin: &[u32] = if cfg.begin_suppress_tokens.is_empty() { &[220] } else { &cfg.begin_suppress_tokens };
+    let begin: &[u32] = if cfg.begin_suppress_tokens.is_empty() {
+        &[220]
+    } else {
+        &cfg.begin_suppress_tokens
+    };
     for &t in begin.iter().chain(std::iter::once(&tok.special.eot)) {
         if (t as usize) < v {
             at_begin[t as usize] = f32::NEG_INFINITY;
         }
     }
     let dev = model.device();
-    Ok(Suppression { always: Tensor::from_vec(always, v, dev)?, at_begin: Tensor::from_vec(at_begin, v, dev)? })
+    Ok(Suppression {
+        always: Tensor::from_vec(always, v, dev)?,
+        at_begin: Tensor::from_vec(at_begin, v, dev)?,
+    })
 }
 
 fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
@@ -70,11 +81,18 @@ fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Pick the language of a multilingual model from the first decoder step.
-pub fn detect_language(model: &Whisper, tok: &WhisperTokenizer, cross: &CrossKv) -> Result<(String, u32)> {
+pub fn detect_language(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    cross: &CrossKv,
+) -> Result<(String, u32)> {
     let dev = model.device();
     let mut cache = model.new_cache();
     let sot = Tensor::from_vec(vec![tok.special.sot], (1, 1), dev)?;
-    let logits = model.decode_step(&sot, &mut cache, cross)?.squeeze(0)?.to_vec1::<f32>()?;
+    let logits = model
+        .decode_step(&sot, &mut cache, cross)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?;
     tok.special
         .languages
         .iter()
@@ -85,9 +103,16 @@ pub fn detect_language(model: &Whisper, tok: &WhisperTokenizer, cross: &CrossKv)
 }
 
 /// Decode audio features `(1, 1500, D)` of one window.
-pub fn decode(model: &Whisper, tok: &WhisperTokenizer, features: &Tensor, opts: &DecodeOptions) -> Result<Decoded> {
+pub fn decode(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    features: &Tensor,
+    opts: &DecodeOptions,
+) -> Result<Decoded> {
     if opts.beam_size == 0 {
-        return Err(Error::InvalidArgument("beam size must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "beam size must be at least 1".into(),
+        ));
     }
     let cross = model.cross_kv(features)?;
     let (language, lang_token) = if tok.is_multilingual() {
@@ -101,8 +126,13 @@ pub fn decode(model: &Whisper, tok: &WhisperTokenizer, features: &Tensor, opts: 
     };
     let prompt = tok.prompt(lang_token);
     let max_tokens = opts.max_tokens.min(model.config().max_target_positions / 2);
-    let (tokens, sum_logprob) = beam_search(model, tok, &cross, &prompt, opts.beam_size, max_tokens)?;
-    Ok(Decoded { tokens, sum_logprob, language })
+    let (tokens, sum_logprob) =
+        beam_search(model, tok, &cross, &prompt, opts.beam_size, max_tokens)?;
+    Ok(Decoded {
+        tokens,
+        sum_logprob,
+        language,
+    })
 }
 
 #[derive(Clone)]
@@ -127,10 +157,17 @@ fn beam_search(
     let mut cache = model.new_cache();
     let prompt_t = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), dev)?;
     let mut logits = model.decode_step(&prompt_t, &mut cache, cross)?;
-    let mut beams = vec![Hyp { tokens: Vec::new(), logprob: 0.0 }];
+    let mut beams = vec![Hyp {
+        tokens: Vec::new(),
+        logprob: 0.0,
+    }];
     let mut finished: Vec<Hyp> = Vec::new();
     for step in 0..max_tokens {
-        let mask = if step == 0 { &sup.at_begin } else { &sup.always };
+        let mask = if step == 0 {
+            &sup.at_begin
+        } else {
+            &sup.always
+        };
         let logprobs = log_softmax_rows(&logits.broadcast_add(mask)?)?;
         // Candidates: for each beam, its best beam_size + 1 continuations.
         let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
@@ -153,11 +190,17 @@ fn beam_search(
             let mut tokens = beams[b].tokens.clone();
             if t == eot {
                 if finished.len() < beam_size {
-                    finished.push(Hyp { tokens, logprob: lp });
+                    finished.push(Hyp {
+                        tokens,
+                        logprob: lp,
+                    });
                 }
             } else if next.len() < beam_size {
                 tokens.push(t);
-                next.push(Hyp { tokens, logprob: lp });
+                next.push(Hyp {
+                    tokens,
+                    logprob: lp,
+                });
                 parents.push(b as u32);
                 next_tokens.push(t);
             }

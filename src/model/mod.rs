@@ -34,11 +34,18 @@ impl LoadedModel {
         let (config, weights) = load_weights(dir, device)?;
         let tokenizer = WhisperTokenizer::load(&dir.join("tokenizer.json"), &config)?;
         let whisper = Whisper::new(config, &weights)?;
-        Ok(LoadedModel { whisper, tokenizer, dir: dir.to_path_buf() })
+        Ok(LoadedModel {
+            whisper,
+            tokenizer,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// A short identifier of the model: its directory name.
     pub fn id(&self) -> String {
-        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 }

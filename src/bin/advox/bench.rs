@@ -61,7 +61,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let step_wav = args
         .wav
         .clone()
-        .or_else(|| first_existing(&["../shared/reference/torch_pgd_step/input.wav", "samples/open_the_front_door.wav"]))
+        .or_else(|| {
+            first_existing(&[
+                "../shared/reference/torch_pgd_step/input.wav",
+                "samples/open_the_front_door.wav",
+            ])
+        })
         .context("no input for the step benchmark: pass --wav")?;
     let wave = read_audio_16k_mono(&step_wav)?;
     let wave_t = Tensor::from_vec(wave.clone(), wave.len(), &device)?;
@@ -81,7 +86,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let step_rss = peak_rss_mb();
     let step_seconds = median(&mut step_times);
 
-    let tr_wav = args.transcribe_wav.clone().or_else(|| first_existing(&["../shared/samples/jfk.wav", "samples/open_the_front_door.wav"]));
+    let tr_wav = args.transcribe_wav.clone().or_else(|| {
+        first_existing(&[
+            "../shared/samples/jfk.wav",
+            "samples/open_the_front_door.wav",
+        ])
+    });
     let mut transcribe_seconds = None;
     if let Some(path) = &tr_wav {
         let samples = read_audio_16k_mono(path)?;

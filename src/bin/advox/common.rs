@@ -36,7 +36,8 @@ pub fn load_model(explicit: Option<&str>, device: &Device) -> Result<LoadedModel
     let dir = provision::resolve_model(explicit, &mut |msg| eprintln!("advox: {msg}"))
         .context("could not find a model (pass --model DIR, or run `advox model fetch`)")?;
     let spinner = spinner(&format!("loading model {}", dir.display()));
-    let model = LoadedModel::load(&dir, device).with_context(|| format!("loading model {}", dir.display()));
+    let model =
+        LoadedModel::load(&dir, device).with_context(|| format!("loading model {}", dir.display()));
     spinner.finish_and_clear();
     model
 }

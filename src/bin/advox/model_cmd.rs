@@ -46,20 +46,34 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             println!("multilingual     {}", cfg.is_multilingual());
             println!("mel bins         {}", cfg.num_mel_bins);
             println!("width            {}", cfg.d_model);
-            println!("encoder          {} layers, {} heads", cfg.encoder_layers, cfg.encoder_attention_heads);
-            println!("decoder          {} layers, {} heads", cfg.decoder_layers, cfg.decoder_attention_heads);
+            println!(
+                "encoder          {} layers, {} heads",
+                cfg.encoder_layers, cfg.encoder_attention_heads
+            );
+            println!(
+                "decoder          {} layers, {} heads",
+                cfg.decoder_layers, cfg.decoder_attention_heads
+            );
             println!("vocabulary       {}", cfg.vocab_size);
         }
         ModelCommand::List => {
             println!("cache: {}", provision::cache_dir().display());
             for m in provision::KNOWN_MODELS {
                 let cached = provision::is_model_dir(&provision::model_dir(m.name));
-                println!("{:8} {:10} {}", m.name, if cached { "cached" } else { "not cached" }, m.description);
+                println!(
+                    "{:8} {:10} {}",
+                    m.name,
+                    if cached { "cached" } else { "not cached" },
+                    m.description
+                );
             }
         }
         ModelCommand::Convert { ct2_dir, out_dir } => {
             if out_dir.exists() {
-                anyhow::bail!("{}: already exists; choose a new output directory", out_dir.display());
+                anyhow::bail!(
+                    "{}: already exists; choose a new output directory",
+                    out_dir.display()
+                );
             }
             provision::convert_ct2_to_hf(&ct2_dir, &out_dir)
                 .with_context(|| format!("converting {}", ct2_dir.display()))?;

@@ -35,7 +35,11 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let device = common::device(device)?;
     let model = common::load_model(args.model.as_deref(), &device)?;
-    let opts = DecodeOptions { beam_size: args.beam, language: args.language.clone(), ..Default::default() };
+    let opts = DecodeOptions {
+        beam_size: args.beam,
+        language: args.language.clone(),
+        ..Default::default()
+    };
     let bar = indicatif::ProgressBar::new(args.files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
@@ -48,7 +52,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         let start = Instant::now();
         let result = read_audio_16k_mono(file)
             .map_err(anyhow::Error::from)
-            .and_then(|samples| transcribe(&model, &samples, &opts).with_context(|| format!("transcribing {}", file.display())));
+            .and_then(|samples| {
+                transcribe(&model, &samples, &opts)
+                    .with_context(|| format!("transcribing {}", file.display()))
+            });
         bar.inc(1);
         match result {
             Ok(t) => {
