@@ -4,6 +4,7 @@
 pub mod config;
 pub mod ct2;
 pub mod decode;
+pub mod ops;
 pub mod provision;
 pub mod tokenizer;
 pub mod weights;

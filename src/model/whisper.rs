@@ -7,6 +7,7 @@
 //! ever computed, and only the activations the input gradient needs are kept.
 
 use super::config::WhisperConfig;
+use super::ops::{self, AttentionSaved};
 use super::weights::Weights;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
@@ -98,28 +99,6 @@ impl LayerNorm {
     }
 }
 
-/// Derivative of exact-erf GELU: `Φ(x) + x φ(x)`, times `dy`.
-fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
-    let pdf = (x.sqr()? * -0.5)?.exp()?
-        * (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2);
-    let d = (cdf? + (x * pdf?)?)?;
-    Ok((d * dy)?)
-}
-
-/// What attention keeps for its backward pass (head-split tensors).
-#[derive(Debug)]
-struct AttnTape {
-    /// Scaled queries `(B, H, Tq, dh)`.
-    q_scaled: Tensor,
-    k: Tensor,
-    v: Tensor,
-    /// Softmax probabilities `(B, H, Tq, Tk)`.
-    p: Tensor,
-    /// Output `(B, H, Tq, dh)`.
-    o: Tensor,
-}
-
 #[derive(Debug, Clone)]
 struct Attention {
     q: Linear,
@@ -165,47 +144,26 @@ impl Attention {
         ))
     }
 
-    /// Core attention on head-split tensors; returns the merged output before the output
-    /// projection and, if asked, the tape.
+    /// Core attention on head-split tensors (fused on the CPU); returns the merged output
+    /// before the output projection and, if asked, what the backward pass needs.
     fn attend(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        mask: Option<&Tensor>,
+        causal_offset: Option<usize>,
         record: bool,
-    ) -> Result<(Tensor, Option<AttnTape>)> {
-        let q_scaled = (q * self.scale())?;
-        let scores = q_scaled.matmul(&k.t()?)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
-        };
-        let p = candle_nn::ops::softmax_last_dim(&scores)?;
-        let o = p.matmul(v)?;
-        let merged = merge_heads(&o)?;
-        let tape = record.then(|| AttnTape {
-            q_scaled,
-            k: k.clone(),
-            v: v.clone(),
-            p,
-            o,
-        });
-        Ok((merged, tape))
+    ) -> Result<(Tensor, Option<AttentionSaved>)> {
+        let (o, saved) = ops::attention(q, k, v, self.scale(), causal_offset, record)?;
+        Ok((merge_heads(&o)?, saved))
     }
 
     /// Backward of [`Attention::attend`] + output projection: from `d_out` `(B, Tq, D)` to the
     /// head-split gradients of q, k, v.
-    fn backward(&self, t: &AttnTape, d_out: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn backward(&self, t: &AttentionSaved, d_out: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let d_merged = self.out.backward(d_out)?;
         let d_o = split_heads(&d_merged, self.heads)?;
-        let dv = t.p.t()?.matmul(&d_o)?;
-        let dp = d_o.matmul(&t.v.t()?)?;
-        let row = (&d_o * &t.o)?.sum_keepdim(D::Minus1)?;
-        let ds = (&t.p * dp.broadcast_sub(&row)?)?;
-        let dq = (ds.matmul(&t.k)? * self.scale())?;
-        let dk = ds.t()?.matmul(&t.q_scaled)?;
-        Ok((dq, dk, dv))
+        ops::attention_backward(t, &d_o)
     }
 }
 
@@ -232,30 +190,31 @@ struct DecoderLayer {
 #[derive(Debug)]
 struct MlpTape {
     ln_in: Tensor,
-    fc1_out: Tensor,
+    /// GELU derivative at the fc1 output.
+    gelu_grad: Tensor,
 }
 
 #[derive(Debug)]
 struct EncoderLayerTape {
     attn_ln_in: Tensor,
-    attn: AttnTape,
+    attn: AttentionSaved,
     mlp: MlpTape,
 }
 
 #[derive(Debug)]
 struct DecoderLayerTape {
     attn_ln_in: Tensor,
-    attn: AttnTape,
+    attn: AttentionSaved,
     cross_ln_in: Tensor,
-    cross: AttnTape,
+    cross: AttentionSaved,
     mlp: MlpTape,
 }
 
 /// Activations saved by a recorded forward pass, consumed by [`Whisper::backward`].
 #[derive(Debug)]
 pub struct ForwardTape {
-    conv1_out: Tensor,
-    conv2_out: Tensor,
+    conv1_gelu_grad: Tensor,
+    conv2_gelu_grad: Tensor,
     enc_layers: Vec<EncoderLayerTape>,
     enc_ln_in: Tensor,
     dec_layers: Vec<DecoderLayerTape>,
@@ -414,11 +373,11 @@ impl Whisper {
         let c1 = mel
             .conv1d(&self.conv1_w, 1, 1, 1, 1)?
             .broadcast_add(&self.conv1_b)?;
-        let a1 = c1.gelu_erf()?;
+        let (a1, g1) = ops::gelu_with_derivative(&c1)?;
         let c2 = a1
             .conv1d(&self.conv2_w, 1, 2, 1, 1)?
             .broadcast_add(&self.conv2_b)?;
-        let a2 = c2.gelu_erf()?;
+        let (a2, g2) = ops::gelu_with_derivative(&c2)?;
         let mut x = a2
             .transpose(1, 2)?
             .broadcast_add(&self.enc_pos)?
@@ -431,15 +390,15 @@ impl Whisper {
             let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, record)?;
             let x_mid = (&x + layer.attn.out.forward(&merged)?)?;
             let h2 = layer.mlp_ln.forward(&x_mid)?;
-            let f1 = layer.fc1.forward(&h2)?;
-            let x_out = (&x_mid + layer.fc2.forward(&f1.gelu_erf()?)?)?;
+            let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h2)?)?;
+            let x_out = (&x_mid + layer.fc2.forward(&act)?)?;
             if let Some(attn) = attn_tape {
                 layers.push(EncoderLayerTape {
                     attn_ln_in: x,
                     attn,
                     mlp: MlpTape {
                         ln_in: x_mid,
-                        fc1_out: f1,
+                        gelu_grad,
                     },
                 });
             }
@@ -447,8 +406,8 @@ impl Whisper {
         }
         let out = self.enc_ln.forward(&x)?;
         let tape = record.then(|| ForwardTape {
-            conv1_out: c1,
-            conv2_out: c2,
+            conv1_gelu_grad: g1,
+            conv2_gelu_grad: g2,
             enc_layers: layers,
             enc_ln_in: x,
             dec_layers: Vec::new(),
@@ -460,22 +419,6 @@ impl Whisper {
     /// Encoder forward: log-mel `(B, n_mels, 3000)` -> audio features `(B, 1500, D)`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         Ok(self.encode_impl(mel, false)?.0)
-    }
-
-    fn causal_mask(&self, queries: usize, offset: usize) -> Result<Tensor> {
-        let keys = offset + queries;
-        let mask: Vec<f32> = (0..queries)
-            .flat_map(|i| {
-                (0..keys).map(move |j| {
-                    if j > i + offset {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect();
-        Ok(Tensor::from_vec(mask, (queries, keys), &self.device)?)
     }
 
     fn embed_tokens(&self, tokens: &Tensor, offset: usize) -> Result<Tensor> {
@@ -513,15 +456,13 @@ impl Whisper {
         tokens: &Tensor,
         mut tape: Option<&mut ForwardTape>,
     ) -> Result<Tensor> {
-        let (_, l) = tokens.dims2()?;
         let mut x = self.embed_tokens(tokens, 0)?;
-        let mask = self.causal_mask(l, 0)?;
         let record = tape.is_some();
         for layer in &self.dec_layers {
             let h = layer.attn_ln.forward(&x)?;
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k, v) = layer.attn.keys_values(&h)?;
-            let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(&mask), record)?;
+            let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(0), record)?;
             let x_a = (&x + layer.attn.out.forward(&merged)?)?;
             let h = layer.cross_ln.forward(&x_a)?;
             let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
@@ -529,8 +470,8 @@ impl Whisper {
             let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, record)?;
             let x_b = (&x_a + layer.cross.out.forward(&merged)?)?;
             let h = layer.mlp_ln.forward(&x_b)?;
-            let f1 = layer.fc1.forward(&h)?;
-            let x_out = (&x_b + layer.fc2.forward(&f1.gelu_erf()?)?)?;
+            let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
+            let x_out = (&x_b + layer.fc2.forward(&act)?)?;
             if let (Some(t), Some(attn), Some(cross)) = (tape.as_deref_mut(), self_tape, cross_tape)
             {
                 t.dec_layers.push(DecoderLayerTape {
@@ -540,7 +481,7 @@ impl Whisper {
                     cross,
                     mlp: MlpTape {
                         ln_in: x_b,
-                        fc1_out: f1,
+                        gelu_grad,
                     },
                 });
             }
@@ -570,7 +511,7 @@ impl Whisper {
         dx: &Tensor,
     ) -> Result<Tensor> {
         let d_act = fc2.backward(dx)?;
-        let d_f1 = gelu_backward(&t.fc1_out, &d_act)?;
+        let d_f1 = (d_act * &t.gelu_grad)?;
         let d_h = fc1.backward(&d_f1)?;
         Ok((dx + ln.backward(&t.ln_in, &d_h)?)?)
     }
@@ -619,12 +560,12 @@ impl Whisper {
         }
         // Positional embedding add is the identity for the gradient; undo the transpose.
         let d_a2 = dx.transpose(1, 2)?.contiguous()?;
-        let d_c2 = gelu_backward(&tape.conv2_out, &d_a2)?;
+        let d_c2 = (d_a2 * &tape.conv2_gelu_grad)?;
         // Stride-2 convolution: dilate the gradient with zeros, then a flipped convolution.
         let (bb, ch, t2) = d_c2.dims3()?;
         let dilated = Tensor::stack(&[&d_c2, &d_c2.zeros_like()?], 3)?.reshape((bb, ch, 2 * t2))?;
         let d_a1 = dilated.conv1d(&self.conv2_w_back, 1, 1, 1, 1)?;
-        let d_c1 = gelu_backward(&tape.conv1_out, &d_a1)?;
+        let d_c1 = (d_a1 * &tape.conv1_gelu_grad)?;
         Ok(d_c1.conv1d(&self.conv1_w_back, 1, 1, 1, 1)?)
     }
 
@@ -657,11 +598,6 @@ impl Whisper {
         let (b, l) = tokens.dims2()?;
         let offset = cache.len;
         let mut x = self.embed_tokens(tokens, offset)?;
-        let mask = if l > 1 {
-            Some(self.causal_mask(l, offset)?)
-        } else {
-            None
-        };
         let d = self.config.d_model;
         for ((layer, slot), (ck, cv)) in self
             .dec_layers
@@ -679,7 +615,7 @@ impl Whisper {
                 ),
                 None => (k_new, v_new),
             };
-            let (merged, _) = layer.attn.attend(&q, &k, &v, mask.as_ref(), false)?;
+            let (merged, _) = layer.attn.attend(&q, &k, &v, Some(offset), false)?;
             *slot = Some((k, v));
             x = (&x + layer.attn.out.forward(&merged)?)?;
             // All rows share the audio: fold the batch into the query axis (no mask needed).
@@ -688,7 +624,8 @@ impl Whisper {
             let (merged, _) = layer.cross.attend(&q, ck, cv, None, false)?;
             x = (&x + layer.cross.out.forward(&merged.reshape((b, l, d))?)?)?;
             let h = layer.mlp_ln.forward(&x)?;
-            x = (&x + layer.fc2.forward(&layer.fc1.forward(&h)?.gelu_erf()?)?)?;
+            let (act, _) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
+            x = (&x + layer.fc2.forward(&act)?)?;
         }
         cache.len += l;
         let last = x.narrow(1, l - 1, 1)?;
