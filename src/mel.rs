@@ -25,6 +25,19 @@ pub const N_FRAMES: usize = N_SAMPLES / HOP_LENGTH;
 /// Frequency bins per frame.
 pub const N_BINS: usize = N_FFT / 2 + 1;
 
+/// `log10` of the power floor: the log-mel of a frame that sees only zeros.
+const SILENT_LOG_MEL: f32 = -10.0;
+
+/// Frames of a window holding `n` samples (then zeros) that overlap the samples; the others
+/// see only zeros.
+pub fn live_frames(n: usize) -> usize {
+    if n + N_FFT >= N_SAMPLES {
+        N_FRAMES
+    } else {
+        ((n + N_FFT / 2 - 1) / HOP_LENGTH + 1).min(N_FRAMES)
+    }
+}
+
 /// Index into the (zero-padded, 480000-sample) window of sample `i` of frame `t`, with the
 /// centre reflect padding applied. The one framing rule both forms use.
 pub fn frame_sample_index(t: usize, i: usize) -> usize {
@@ -183,16 +196,73 @@ impl MelFrontEnd {
         } else {
             wave
         };
-        let frames = padded
-            .index_select(&self.frame_index, 0)?
-            .reshape((N_FRAMES, N_FFT))?;
+        // Frames that see only the zero padding have zero power: their log-mel is the floor,
+        // a constant, so only the frames touching the signal go through the transform.
+        let live = live_frames(n);
+        let index = self.frame_index.narrow(0, 0, live * N_FFT)?;
+        let frames = padded.index_select(&index, 0)?.reshape((live, N_FFT))?;
         let re = frames.matmul(&self.dft_cos)?;
         let im = frames.matmul(&self.dft_sin)?;
         let power = (re.sqr()? + im.sqr()?)?;
         let mel = power.matmul(&self.filters_t)?;
         let log = (mel.maximum(1e-10)?.log()? * (1.0 / std::f64::consts::LN_10))?;
+        let log = if live < N_FRAMES {
+            let floor = Tensor::full(SILENT_LOG_MEL, (N_FRAMES - live, self.n_mels), log.device())?;
+            Tensor::cat(&[&log, &floor], 0)?
+        } else {
+            log
+        };
         let floor = (log.flatten_all()?.max(0)? - 8.0)?;
         let clamped = log.broadcast_maximum(&floor)?;
         Ok(((clamped + 4.0)? * 0.25)?.t()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differentiable_and_plain_forms_agree_at_every_length() {
+        let front = MelFrontEnd::new(80, &Device::Cpu).unwrap();
+        let mut seed = 1u32;
+        for n in [1usize, 161, 16_000, 479_500, 479_700, N_SAMPLES] {
+            let wave: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+                })
+                .collect();
+            let plain = log_mel(&wave, 80);
+            let t = Tensor::from_vec(wave, n, &Device::Cpu).unwrap();
+            let diff = front
+                .log_mel(&t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let err = plain
+                .iter()
+                .zip(&diff)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err < 1e-4, "length {n}: max error {err}");
+        }
+    }
+
+    #[test]
+    fn live_frames_cover_every_frame_touching_the_signal() {
+        for n in [1usize, 159, 160, 161, 27_423, 479_599, 479_600, N_SAMPLES] {
+            let live = live_frames(n);
+            for t in live..N_FRAMES {
+                for i in 0..N_FFT {
+                    assert!(
+                        frame_sample_index(t, i) >= n,
+                        "n {n}: frame {t} sees sample {i}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -326,7 +326,7 @@ pub struct AttentionSaved {
     o: Tensor,
     /// Row log-sum-exp of the scaled scores, `(B, H, Tq)`; `None` on the reference path.
     lse: Option<Tensor>,
-    /// Probabilities, reference path only.
+    /// Probabilities `(B, H, Tq, Tk)`, when kept (else recomputed from `lse`).
     p: Option<Tensor>,
     scale: f64,
     causal_offset: Option<usize>,
@@ -350,37 +350,66 @@ fn check_attention_shapes(
     Ok((b, h, tq, tk, dh))
 }
 
-/// `softmax(scale · q kᵀ [+ causal mask]) v` for head-split `(B, H, T, dh)` tensors.
-/// With `record`, returns what [`attention_backward`] needs.
+/// What an attention call keeps for its backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Save {
+    /// Nothing (inference).
+    Nothing,
+    /// Row statistics only; the backward recomputes the probabilities (least memory).
+    Statistics,
+    /// The probabilities too (`B·H·Tq·Tk` floats; the fastest backward).
+    Probabilities,
+}
+
+/// `softmax(scale · q kᵀ [+ causal mask]) v` for head-split `(B, H, T, dh)` tensors, and what
+/// [`attention_backward`] needs, as `save` asks.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f64,
     causal_offset: Option<usize>,
-    record: bool,
+    save: Save,
 ) -> Result<(Tensor, Option<AttentionSaved>)> {
     if !matches!(q.device(), Device::Cpu) {
-        return reference::attention(q, k, v, scale, causal_offset, record);
+        return reference::attention(q, k, v, scale, causal_offset, save != Save::Nothing);
     }
     let (b, h, tq, tk, dh) = check_attention_shapes(q, k, v)?;
     let mut o = vec![0.0f32; b * h * tq * dh];
     let mut lse = vec![0.0f32; b * h * tq];
+    let keep_probs = save == Save::Probabilities;
+    let mut probs = if keep_probs {
+        vec![0.0f32; b * h * tq * tk]
+    } else {
+        Vec::new()
+    };
+    let mut prob_slices: Vec<Option<&mut [f32]>> = if keep_probs {
+        probs.chunks_mut(tq * tk).map(Some).collect()
+    } else {
+        (0..b * h).map(|_| None).collect()
+    };
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     with_cpu_f32(&q, |qs| {
         with_cpu_f32(&k, |ks| {
             with_cpu_f32(&v, |vs| {
                 o.par_chunks_mut(tq * dh)
                     .zip(lse.par_chunks_mut(tq))
+                    .zip(prob_slices.par_iter_mut())
                     .enumerate()
-                    .for_each(|(bh, (o_bh, lse_bh))| {
+                    .for_each(|(bh, ((o_bh, lse_bh), kept))| {
                         let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
                         let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
                         let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
-                        let mut s = vec![0.0f32; QUERY_TILE * tk];
+                        let mut scratch = match kept {
+                            Some(_) => Vec::new(),
+                            None => vec![0.0f32; QUERY_TILE * tk],
+                        };
                         for q0 in (0..tq).step_by(QUERY_TILE) {
                             let rows = QUERY_TILE.min(tq - q0);
-                            let s = &mut s[..rows * tk];
+                            let s = match kept {
+                                Some(p) => &mut p[q0 * tk..(q0 + rows) * tk],
+                                None => &mut scratch[..rows * tk],
+                            };
                             matmul(
                                 rows,
                                 tk,
@@ -420,21 +449,28 @@ pub fn attention(
             })
         })
     })???;
+    drop(prob_slices);
     let dev = q.device();
     let o = Tensor::from_vec(o, (b, h, tq, dh), dev)?;
-    let saved = record.then(|| -> Result<AttentionSaved> {
-        Ok(AttentionSaved {
-            q: q.clone(),
-            k: k.clone(),
-            v: v.clone(),
-            o: o.clone(),
-            lse: Some(Tensor::from_vec(lse, (b, h, tq), dev)?),
-            p: None,
-            scale,
-            causal_offset,
-        })
-    });
-    Ok((o, saved.transpose()?))
+    if save == Save::Nothing {
+        return Ok((o, None));
+    }
+    let p = if keep_probs {
+        Some(Tensor::from_vec(probs, (b, h, tq, tk), dev)?)
+    } else {
+        None
+    };
+    let saved = AttentionSaved {
+        q: q.clone(),
+        k: k.clone(),
+        v: v.clone(),
+        o: o.clone(),
+        lse: Some(Tensor::from_vec(lse, (b, h, tq), dev)?),
+        p,
+        scale,
+        causal_offset,
+    };
+    Ok((o, Some(saved)))
 }
 
 /// Gradients of the attention inputs `(dq, dk, dv)` given the gradient of its output.
@@ -443,8 +479,8 @@ pub fn attention_backward(
     d_o: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let lse = match (&saved.lse, &saved.p) {
-        (Some(lse), _) => lse,
-        (None, Some(_)) => return reference::attention_backward(saved, d_o),
+        (Some(lse), _) if matches!(d_o.device(), Device::Cpu) => lse,
+        (_, Some(_)) => return reference::attention_backward(saved, d_o),
         _ => {
             return Err(Error::InvalidArgument(
                 "attention state lacks its statistics".into(),
@@ -462,128 +498,286 @@ pub fn attention_backward(
     let slices = tensors.map(|t| t.to_dtype(candle_core::DType::F32));
     let [q, k, v, o, lse, d_o] = slices;
     let (q, k, v, o, lse, d_o) = (q?, k?, v?, o?, lse?, d_o?);
-    with_cpu_f32(&q, |qs| {
-        with_cpu_f32(&k, |ks| {
-            with_cpu_f32(&v, |vs| {
-                with_cpu_f32(&o, |os| {
-                    with_cpu_f32(&lse, |ls| {
-                        with_cpu_f32(&d_o, |dos| {
-                            dq.par_chunks_mut(tq * dh)
-                                .zip(dk.par_chunks_mut(tk * dh))
-                                .zip(dv.par_chunks_mut(tk * dh))
-                                .enumerate()
-                                .for_each(|(bh, ((dq_bh, dk_bh), dv_bh))| {
-                                    let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
-                                    let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
-                                    let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
-                                    let oh = &os[bh * tq * dh..(bh + 1) * tq * dh];
-                                    let doh = &dos[bh * tq * dh..(bh + 1) * tq * dh];
-                                    let lh = &ls[bh * tq..(bh + 1) * tq];
-                                    let mut p = vec![0.0f32; QUERY_TILE * tk];
-                                    let mut dp = vec![0.0f32; QUERY_TILE * tk];
-                                    let mut rowsum = vec![0.0f32; QUERY_TILE];
-                                    for q0 in (0..tq).step_by(QUERY_TILE) {
-                                        let rows = QUERY_TILE.min(tq - q0);
-                                        let p = &mut p[..rows * tk];
-                                        let dp = &mut dp[..rows * tk];
-                                        let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
-                                        let do_blk = &doh[q0 * dh..(q0 + rows) * dh];
-                                        matmul(
-                                            rows,
-                                            tk,
-                                            dh,
-                                            p,
-                                            ROW_MAJOR(tk),
-                                            false,
-                                            q_blk,
-                                            ROW_MAJOR(dh),
-                                            kh,
-                                            TRANSPOSED(dh),
-                                            scale,
-                                        );
-                                        probs_from_lse(
-                                            p,
-                                            &lh[q0..q0 + rows],
-                                            tk,
-                                            q0,
-                                            causal.unwrap_or(0),
-                                            causal.is_some(),
-                                        );
-                                        // dV += Pᵀ dO
-                                        matmul(
-                                            tk,
-                                            dh,
-                                            rows,
-                                            dv_bh,
-                                            ROW_MAJOR(dh),
-                                            true,
-                                            p,
-                                            TRANSPOSED(tk),
-                                            do_blk,
-                                            ROW_MAJOR(dh),
-                                            1.0,
-                                        );
-                                        // dP = dO Vᵀ
-                                        matmul(
-                                            rows,
-                                            tk,
-                                            dh,
-                                            dp,
-                                            ROW_MAJOR(tk),
-                                            false,
-                                            do_blk,
-                                            ROW_MAJOR(dh),
-                                            vh,
-                                            TRANSPOSED(dh),
-                                            1.0,
-                                        );
-                                        for (i, r) in rowsum[..rows].iter_mut().enumerate() {
-                                            let a = &do_blk[i * dh..(i + 1) * dh];
-                                            let c = &oh[(q0 + i) * dh..(q0 + i + 1) * dh];
-                                            *r = a.iter().zip(c).map(|(x, y)| x * y).sum();
+    let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
+    let kept = saved.p.as_ref().unwrap_or(&empty);
+    with_cpu_f32(kept, |kept| {
+        with_cpu_f32(&q, |qs| {
+            with_cpu_f32(&k, |ks| {
+                with_cpu_f32(&v, |vs| {
+                    with_cpu_f32(&o, |os| {
+                        with_cpu_f32(&lse, |ls| {
+                            with_cpu_f32(&d_o, |dos| {
+                                dq.par_chunks_mut(tq * dh)
+                                    .zip(dk.par_chunks_mut(tk * dh))
+                                    .zip(dv.par_chunks_mut(tk * dh))
+                                    .enumerate()
+                                    .for_each(|(bh, ((dq_bh, dk_bh), dv_bh))| {
+                                        let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
+                                        let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
+                                        let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
+                                        let oh = &os[bh * tq * dh..(bh + 1) * tq * dh];
+                                        let doh = &dos[bh * tq * dh..(bh + 1) * tq * dh];
+                                        let lh = &ls[bh * tq..(bh + 1) * tq];
+                                        let kept_bh = (!kept.is_empty())
+                                            .then(|| &kept[bh * tq * tk..(bh + 1) * tq * tk]);
+                                        let mut scratch = match kept_bh {
+                                            Some(_) => Vec::new(),
+                                            None => vec![0.0f32; QUERY_TILE * tk],
+                                        };
+                                        let mut dp = vec![0.0f32; QUERY_TILE * tk];
+                                        let mut rowsum = vec![0.0f32; QUERY_TILE];
+                                        for q0 in (0..tq).step_by(QUERY_TILE) {
+                                            let rows = QUERY_TILE.min(tq - q0);
+                                            let dp = &mut dp[..rows * tk];
+                                            let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
+                                            let do_blk = &doh[q0 * dh..(q0 + rows) * dh];
+                                            let p: &[f32] = match kept_bh {
+                                                Some(kp) => &kp[q0 * tk..(q0 + rows) * tk],
+                                                None => {
+                                                    let p = &mut scratch[..rows * tk];
+                                                    matmul(
+                                                        rows,
+                                                        tk,
+                                                        dh,
+                                                        p,
+                                                        ROW_MAJOR(tk),
+                                                        false,
+                                                        q_blk,
+                                                        ROW_MAJOR(dh),
+                                                        kh,
+                                                        TRANSPOSED(dh),
+                                                        scale,
+                                                    );
+                                                    probs_from_lse(
+                                                        p,
+                                                        &lh[q0..q0 + rows],
+                                                        tk,
+                                                        q0,
+                                                        causal.unwrap_or(0),
+                                                        causal.is_some(),
+                                                    );
+                                                    p
+                                                }
+                                            };
+                                            // dV += Pᵀ dO
+                                            matmul(
+                                                tk,
+                                                dh,
+                                                rows,
+                                                dv_bh,
+                                                ROW_MAJOR(dh),
+                                                true,
+                                                p,
+                                                TRANSPOSED(tk),
+                                                do_blk,
+                                                ROW_MAJOR(dh),
+                                                1.0,
+                                            );
+                                            // dP = dO Vᵀ
+                                            matmul(
+                                                rows,
+                                                tk,
+                                                dh,
+                                                dp,
+                                                ROW_MAJOR(tk),
+                                                false,
+                                                do_blk,
+                                                ROW_MAJOR(dh),
+                                                vh,
+                                                TRANSPOSED(dh),
+                                                1.0,
+                                            );
+                                            for (i, r) in rowsum[..rows].iter_mut().enumerate() {
+                                                let a = &do_blk[i * dh..(i + 1) * dh];
+                                                let c = &oh[(q0 + i) * dh..(q0 + i + 1) * dh];
+                                                *r = a.iter().zip(c).map(|(x, y)| x * y).sum();
+                                            }
+                                            softmax_grad(dp, p, &rowsum[..rows], tk);
+                                            // dQ = scale dS K ; dK += scale dSᵀ Q
+                                            matmul(
+                                                rows,
+                                                dh,
+                                                tk,
+                                                &mut dq_bh[q0 * dh..],
+                                                ROW_MAJOR(dh),
+                                                false,
+                                                dp,
+                                                ROW_MAJOR(tk),
+                                                kh,
+                                                ROW_MAJOR(dh),
+                                                scale,
+                                            );
+                                            matmul(
+                                                tk,
+                                                dh,
+                                                rows,
+                                                dk_bh,
+                                                ROW_MAJOR(dh),
+                                                true,
+                                                dp,
+                                                TRANSPOSED(tk),
+                                                q_blk,
+                                                ROW_MAJOR(dh),
+                                                scale,
+                                            );
                                         }
-                                        softmax_grad(dp, p, &rowsum[..rows], tk);
-                                        // dQ = scale dS K ; dK += scale dSᵀ Q
-                                        matmul(
-                                            rows,
-                                            dh,
-                                            tk,
-                                            &mut dq_bh[q0 * dh..],
-                                            ROW_MAJOR(dh),
-                                            false,
-                                            dp,
-                                            ROW_MAJOR(tk),
-                                            kh,
-                                            ROW_MAJOR(dh),
-                                            scale,
-                                        );
-                                        matmul(
-                                            tk,
-                                            dh,
-                                            rows,
-                                            dk_bh,
-                                            ROW_MAJOR(dh),
-                                            true,
-                                            dp,
-                                            TRANSPOSED(tk),
-                                            q_blk,
-                                            ROW_MAJOR(dh),
-                                            scale,
-                                        );
-                                    }
-                                });
+                                    });
+                            })
                         })
                     })
                 })
             })
         })
-    })??????;
+    })???????;
     let dev = saved.q.device();
     Ok((
         Tensor::from_vec(dq, (b, h, tq, dh), dev)?,
         Tensor::from_vec(dk, (b, h, tk, dh), dev)?,
         Tensor::from_vec(dv, (b, h, tk, dh), dev)?,
     ))
+}
+
+/// Output channels per parallel block of a convolution.
+const CHANNEL_BLOCK: usize = 32;
+
+fn conv_dims(x: &Tensor, w: &Tensor, stride: usize) -> Result<(usize, usize, usize, usize, usize)> {
+    let (b, c_in, t_in) = x.dims3()?;
+    let (c_out, w_in, k) = w.dims3()?;
+    if w_in != c_in || k != 3 || !(1..=2).contains(&stride) || t_in == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d expects kernel 3 and stride 1 or 2: input {:?}, weight {:?}",
+            x.dims(),
+            w.dims()
+        )));
+    }
+    Ok((b, c_in, t_in, c_out, (t_in - 1) / stride + 1))
+}
+
+/// Zero-pad each row of a `(rows, t)` block by one sample on both sides.
+fn pad_rows(x: &[f32], rows: usize, t: usize) -> Vec<f32> {
+    let mut padded = vec![0.0f32; rows * (t + 2)];
+    for (dst, src) in padded.chunks_exact_mut(t + 2).zip(x.chunks_exact(t)) {
+        dst[1..=t].copy_from_slice(src);
+    }
+    padded
+}
+
+/// Whisper's convolutions: kernel 3, padding 1, stride 1 or 2, `x` `(B, Cin, T)`, `w`
+/// `(Cout, Cin, 3)`, `bias` `(Cout,)` -> `(B, Cout, (T - 1) / stride + 1)`. Three strided GEMMs
+/// per batch row (one per tap) on the padded input, no im2col buffer.
+pub fn conv1d_k3(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize) -> Result<Tensor> {
+    if !matches!(x.device(), Device::Cpu) {
+        return reference::conv1d_k3(x, w, bias, stride);
+    }
+    let (b, c_in, t_in, c_out, t_out) = conv_dims(x, w, stride)?;
+    let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0.0f32; b * c_out * t_out];
+    let tp = t_in + 2;
+    with_cpu_f32(x, |xs| {
+        with_cpu_f32(w, |ws| {
+            for (xb, yb) in xs
+                .chunks_exact(c_in * t_in)
+                .zip(y.chunks_exact_mut(c_out * t_out))
+            {
+                let xp = pad_rows(xb, c_in, t_in);
+                yb.par_chunks_mut(CHANNEL_BLOCK * t_out)
+                    .enumerate()
+                    .for_each(|(blk, yc)| {
+                        let c0 = blk * CHANNEL_BLOCK;
+                        let rows = yc.len() / t_out;
+                        for (r, row) in yc.chunks_exact_mut(t_out).enumerate() {
+                            row.iter_mut().for_each(|v| *v = bias[c0 + r]);
+                        }
+                        for tap in 0..3 {
+                            let lhs = View {
+                                rs: (c_in * 3) as isize,
+                                cs: 3,
+                            };
+                            let rhs = View {
+                                rs: tp as isize,
+                                cs: stride as isize,
+                            };
+                            matmul(
+                                rows,
+                                t_out,
+                                c_in,
+                                yc,
+                                ROW_MAJOR(t_out),
+                                true,
+                                &ws[c0 * c_in * 3 + tap..],
+                                lhs,
+                                &xp[tap..],
+                                rhs,
+                                1.0,
+                            );
+                        }
+                    });
+            }
+        })
+    })??;
+    Ok(Tensor::from_vec(y, (b, c_out, t_out), x.device())?)
+}
+
+/// Gradient of [`conv1d_k3`] w.r.t. its input, given the output gradient `dy`
+/// `(B, Cout, T_out)` and the input length `t_in`.
+pub fn conv1d_k3_input_grad(dy: &Tensor, w: &Tensor, stride: usize, t_in: usize) -> Result<Tensor> {
+    if !matches!(dy.device(), Device::Cpu) {
+        return reference::conv1d_k3_input_grad(dy, w, stride, t_in);
+    }
+    let (b, c_out, t_out) = dy.dims3()?;
+    let (w_out, c_in, _) = w.dims3()?;
+    if w_out != c_out || t_out != (t_in.max(1) - 1) / stride + 1 {
+        return Err(Error::InvalidArgument(format!(
+            "conv gradient shapes {:?} / {:?}",
+            dy.dims(),
+            w.dims()
+        )));
+    }
+    let tp = t_in + 2;
+    let mut dx = vec![0.0f32; b * c_in * t_in];
+    with_cpu_f32(dy, |dys| {
+        with_cpu_f32(w, |ws| {
+            for (dyb, dxb) in dys
+                .chunks_exact(c_out * t_out)
+                .zip(dx.chunks_exact_mut(c_in * t_in))
+            {
+                let mut dxp = vec![0.0f32; c_in * tp];
+                dxp.par_chunks_mut(CHANNEL_BLOCK * tp)
+                    .enumerate()
+                    .for_each(|(blk, dc)| {
+                        let c0 = blk * CHANNEL_BLOCK;
+                        let rows = dc.len() / tp;
+                        for tap in 0..3 {
+                            let dst = View {
+                                rs: tp as isize,
+                                cs: stride as isize,
+                            };
+                            let lhs = View {
+                                rs: 3,
+                                cs: (c_in * 3) as isize,
+                            };
+                            matmul(
+                                rows,
+                                t_out,
+                                c_out,
+                                &mut dc[tap..],
+                                dst,
+                                true,
+                                &ws[c0 * 3 + tap..],
+                                lhs,
+                                dyb,
+                                ROW_MAJOR(t_out),
+                                1.0,
+                            );
+                        }
+                    });
+                for (dst, src) in dxb.chunks_exact_mut(t_in).zip(dxp.chunks_exact(tp)) {
+                    dst.copy_from_slice(&src[1..=t_in]);
+                }
+            }
+        })
+    })??;
+    Ok(Tensor::from_vec(dx, (b, c_in, t_in), dy.device())?)
 }
 
 /// The same operations written with candle ops: used on GPUs and as the tests' oracle.
@@ -600,6 +794,32 @@ pub mod reference {
         let y = (x * &cdf)?;
         let d = (cdf + (x * pdf)?)?;
         Ok((y, d))
+    }
+
+    /// Kernel-3 convolution from candle ops.
+    pub fn conv1d_k3(x: &Tensor, w: &Tensor, bias: &Tensor, stride: usize) -> Result<Tensor> {
+        conv_dims(x, w, stride)?;
+        Ok(x.conv1d(w, 1, stride, 1, 1)?
+            .broadcast_add(&bias.reshape((1, (), 1))?)?)
+    }
+
+    /// Input gradient of a kernel-3 convolution from candle ops: the gradient, dilated with
+    /// zeros for stride 2, convolved with the transposed, flipped kernel.
+    pub fn conv1d_k3_input_grad(
+        dy: &Tensor,
+        w: &Tensor,
+        stride: usize,
+        t_in: usize,
+    ) -> Result<Tensor> {
+        let (b, c, t_out) = dy.dims3()?;
+        let idx = Tensor::from_vec(vec![2u32, 1, 0], 3, w.device())?;
+        let w_back = w.index_select(&idx, 2)?.transpose(0, 1)?.contiguous()?;
+        let dilated = if stride == 2 {
+            Tensor::stack(&[dy, &dy.zeros_like()?], 3)?.reshape((b, c, 2 * t_out))?
+        } else {
+            dy.clone()
+        };
+        Ok(dilated.conv1d(&w_back, 1, 1, 1, 1)?.narrow(2, 0, t_in)?)
     }
 
     fn causal_mask(tq: usize, tk: usize, offset: usize, dev: &Device) -> Result<Tensor> {
@@ -714,19 +934,57 @@ mod tests {
     }
 
     #[test]
+    fn gemm_convolutions_match_candle_forward_and_backward() {
+        let dev = Device::Cpu;
+        for (stride, t) in [(1, 50), (2, 50), (2, 37), (1, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 70, t), &dev).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (40, 70, 3), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, 40, &dev).unwrap();
+            let y = conv1d_k3(&x, &w, &b, stride).unwrap();
+            let yr = reference::conv1d_k3(&x, &w, &b, stride).unwrap();
+            assert_eq!(y.dims(), yr.dims());
+            assert!(max_abs_diff(&y, &yr) < 1e-4, "forward stride {stride}");
+            // The input gradient is the adjoint: <conv(x), dy> == <x, conv_grad(dy)>.
+            let dy = Tensor::randn(0f32, 1.0, y.dims(), &dev).unwrap();
+            let dx = conv1d_k3_input_grad(&dy, &w, stride, t).unwrap();
+            let dxr = reference::conv1d_k3_input_grad(&dy, &w, stride, t).unwrap();
+            assert!(max_abs_diff(&dx, &dxr) < 1e-4, "backward stride {stride}");
+            let y0 = conv1d_k3(&x, &w, &b.zeros_like().unwrap(), stride).unwrap();
+            let lhs = (y0 * &dy)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let rhs = (&x * dx)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                (lhs - rhs).abs() < 1e-2 * lhs.abs().max(1.0),
+                "adjoint {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
     fn fused_attention_matches_reference_forward_and_backward() {
         let dev = Device::Cpu;
-        for (tq, tk, causal) in [
-            (150, 150, Some(0)),
-            (70, 130, None),
-            (3, 9, Some(6)),
-            (1, 200, None),
-        ] {
+        let cases = [
+            (150, 150, Some(0), Save::Statistics),
+            (70, 130, None, Save::Probabilities),
+            (3, 9, Some(6), Save::Statistics),
+            (1, 200, None, Save::Probabilities),
+            (140, 140, Some(0), Save::Probabilities),
+        ];
+        for (tq, tk, causal, save) in cases {
             let q = Tensor::randn(0f32, 1.0, (2, 3, tq, 16), &dev).unwrap();
             let k = Tensor::randn(0f32, 1.0, (2, 3, tk, 16), &dev).unwrap();
             let v = Tensor::randn(0f32, 1.0, (2, 3, tk, 16), &dev).unwrap();
             let d_o = Tensor::randn(0f32, 1.0, (2, 3, tq, 16), &dev).unwrap();
-            let (o, s) = attention(&q, &k, &v, 0.25, causal, true).unwrap();
+            let (o, s) = attention(&q, &k, &v, 0.25, causal, save).unwrap();
             let (or, sr) = reference::attention(&q, &k, &v, 0.25, causal, true).unwrap();
             assert!(max_abs_diff(&o, &or) < 1e-5, "forward {tq}x{tk}");
             let (dq, dk, dv) = attention_backward(&s.unwrap(), &d_o).unwrap();

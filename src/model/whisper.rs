@@ -1,18 +1,21 @@
 //! The Whisper encoder/decoder in candle, with a hand-written backward pass to the input.
 //!
-//! Forward uses candle's fused kernels (softmax, layer-norm, exact-erf GELU, conv1d, matmul);
-//! when a [`ForwardTape`] is recorded, [`Whisper::backward`] propagates a gradient from the
+//! Forward uses candle's matmul and layer-norm and the fused kernels of [`super::ops`]
+//! (attention, exact-erf GELU, convolutions); when a [`ForwardTape`] is recorded, [`Whisper::backward`] propagates a gradient from the
 //! decoder logits back to the log-mel input with the analytic derivatives of every block
 //! (attention softmax, layer-norm, GELU, convolutions). Weights are frozen: no weight gradient is
 //! ever computed, and only the activations the input gradient needs are kept.
 
 use super::config::WhisperConfig;
-use super::ops::{self, AttentionSaved};
+use super::ops::{self, AttentionSaved, Save};
 use super::weights::Weights;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
 
 const LN_EPS: f64 = 1e-5;
+
+/// Most memory a recorded encoder pass spends on keeping attention probabilities.
+pub const PROBABILITY_MEMORY_BYTES: usize = 512 << 20;
 
 /// A frozen linear layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]
@@ -152,9 +155,9 @@ impl Attention {
         k: &Tensor,
         v: &Tensor,
         causal_offset: Option<usize>,
-        record: bool,
+        save: Save,
     ) -> Result<(Tensor, Option<AttentionSaved>)> {
-        let (o, saved) = ops::attention(q, k, v, self.scale(), causal_offset, record)?;
+        let (o, saved) = ops::attention(q, k, v, self.scale(), causal_offset, save)?;
         Ok((merge_heads(&o)?, saved))
     }
 
@@ -262,9 +265,6 @@ pub struct Whisper {
     conv1_b: Tensor,
     conv2_w: Tensor,
     conv2_b: Tensor,
-    /// Input-gradient kernels: `W[co, ci, k]` transposed and flipped to `[ci, co, 2 - k]`.
-    conv1_w_back: Tensor,
-    conv2_w_back: Tensor,
     enc_pos: Tensor,
     enc_layers: Vec<EncoderLayer>,
     enc_ln: LayerNorm,
@@ -272,13 +272,6 @@ pub struct Whisper {
     dec_pos: Tensor,
     dec_layers: Vec<DecoderLayer>,
     dec_ln: LayerNorm,
-}
-
-fn flipped_transposed(w: &Tensor) -> Result<Tensor> {
-    let k = w.dim(2)?;
-    let idx: Vec<u32> = (0..k as u32).rev().collect();
-    let idx = Tensor::from_vec(idx, k, w.device())?;
-    Ok(w.index_select(&idx, 2)?.transpose(0, 1)?.contiguous()?)
 }
 
 impl Whisper {
@@ -327,10 +320,8 @@ impl Whisper {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Whisper {
-            conv1_w_back: flipped_transposed(&conv1_w)?,
-            conv2_w_back: flipped_transposed(&conv2_w)?,
-            conv1_b: w.get("encoder.conv1.bias")?.reshape((1, (), 1))?,
-            conv2_b: w.get("encoder.conv2.bias")?.reshape((1, (), 1))?,
+            conv1_b: w.get("encoder.conv1.bias")?.clone(),
+            conv2_b: w.get("encoder.conv2.bias")?.clone(),
             conv1_w,
             conv2_w,
             enc_pos: w.get("encoder.embed_positions.weight")?.clone(),
@@ -370,24 +361,25 @@ impl Whisper {
     fn encode_impl(&self, mel: &Tensor, record: bool) -> Result<(Tensor, Option<ForwardTape>)> {
         self.check_mel(mel)?;
         let mel = mel.to_dtype(DType::F32)?.to_device(&self.device)?;
-        let c1 = mel
-            .conv1d(&self.conv1_w, 1, 1, 1, 1)?
-            .broadcast_add(&self.conv1_b)?;
+        let c1 = ops::conv1d_k3(&mel, &self.conv1_w, &self.conv1_b, 1)?;
         let (a1, g1) = ops::gelu_with_derivative(&c1)?;
-        let c2 = a1
-            .conv1d(&self.conv2_w, 1, 2, 1, 1)?
-            .broadcast_add(&self.conv2_b)?;
+        let c2 = ops::conv1d_k3(&a1, &self.conv2_w, &self.conv2_b, 2)?;
         let (a2, g2) = ops::gelu_with_derivative(&c2)?;
         let mut x = a2
             .transpose(1, 2)?
             .broadcast_add(&self.enc_pos)?
             .contiguous()?;
+        let enc_save = match record {
+            false => Save::Nothing,
+            true if self.keeps_encoder_probabilities(mel.dim(0)?) => Save::Probabilities,
+            true => Save::Statistics,
+        };
         let mut layers = Vec::new();
         for layer in &self.enc_layers {
             let h = layer.attn_ln.forward(&x)?;
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k, v) = layer.attn.keys_values(&h)?;
-            let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, record)?;
+            let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, enc_save)?;
             let x_mid = (&x + layer.attn.out.forward(&merged)?)?;
             let h2 = layer.mlp_ln.forward(&x_mid)?;
             let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h2)?)?;
@@ -414,6 +406,16 @@ impl Whisper {
             dec_ln_in: out.zeros_like().unwrap_or_else(|_| out.clone()),
         });
         Ok((out, tape))
+    }
+
+    /// Whether a recorded encoder pass keeps its attention probabilities (faster backward) for
+    /// a batch of `batch`: only while they fit in [`PROBABILITY_MEMORY_BYTES`]; otherwise the
+    /// backward recomputes them tile by tile.
+    pub fn keeps_encoder_probabilities(&self, batch: usize) -> bool {
+        let t = self.config.max_source_positions;
+        let bytes =
+            batch * self.config.encoder_layers * self.config.encoder_attention_heads * t * t * 4;
+        bytes <= PROBABILITY_MEMORY_BYTES
     }
 
     /// Encoder forward: log-mel `(B, n_mels, 3000)` -> audio features `(B, 1500, D)`.
@@ -457,17 +459,21 @@ impl Whisper {
         mut tape: Option<&mut ForwardTape>,
     ) -> Result<Tensor> {
         let mut x = self.embed_tokens(tokens, 0)?;
-        let record = tape.is_some();
+        let dec_save = if tape.is_some() {
+            Save::Probabilities
+        } else {
+            Save::Nothing
+        };
         for layer in &self.dec_layers {
             let h = layer.attn_ln.forward(&x)?;
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k, v) = layer.attn.keys_values(&h)?;
-            let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(0), record)?;
+            let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(0), dec_save)?;
             let x_a = (&x + layer.attn.out.forward(&merged)?)?;
             let h = layer.cross_ln.forward(&x_a)?;
             let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
             let (k, v) = layer.cross.keys_values(xa)?;
-            let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, record)?;
+            let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, dec_save)?;
             let x_b = (&x_a + layer.cross.out.forward(&merged)?)?;
             let h = layer.mlp_ln.forward(&x_b)?;
             let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
@@ -561,12 +567,10 @@ impl Whisper {
         // Positional embedding add is the identity for the gradient; undo the transpose.
         let d_a2 = dx.transpose(1, 2)?.contiguous()?;
         let d_c2 = (d_a2 * &tape.conv2_gelu_grad)?;
-        // Stride-2 convolution: dilate the gradient with zeros, then a flipped convolution.
-        let (bb, ch, t2) = d_c2.dims3()?;
-        let dilated = Tensor::stack(&[&d_c2, &d_c2.zeros_like()?], 3)?.reshape((bb, ch, 2 * t2))?;
-        let d_a1 = dilated.conv1d(&self.conv2_w_back, 1, 1, 1, 1)?;
+        let t_in = tape.conv1_gelu_grad.dim(2)?;
+        let d_a1 = ops::conv1d_k3_input_grad(&d_c2, &self.conv2_w, 2, t_in)?;
         let d_c1 = (d_a1 * &tape.conv1_gelu_grad)?;
-        Ok(d_c1.conv1d(&self.conv1_w_back, 1, 1, 1, 1)?)
+        ops::conv1d_k3_input_grad(&d_c1, &self.conv1_w, 1, t_in)
     }
 
     /// Cross-attention keys/values of encoded audio `(1, 1500, D)`, for incremental decoding.
@@ -615,13 +619,13 @@ impl Whisper {
                 ),
                 None => (k_new, v_new),
             };
-            let (merged, _) = layer.attn.attend(&q, &k, &v, Some(offset), false)?;
+            let (merged, _) = layer.attn.attend(&q, &k, &v, Some(offset), Save::Nothing)?;
             *slot = Some((k, v));
             x = (&x + layer.attn.out.forward(&merged)?)?;
             // All rows share the audio: fold the batch into the query axis (no mask needed).
             let h = layer.cross_ln.forward(&x)?.reshape((1, b * l, d))?;
             let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
-            let (merged, _) = layer.cross.attend(&q, ck, cv, None, false)?;
+            let (merged, _) = layer.cross.attend(&q, ck, cv, None, Save::Nothing)?;
             x = (&x + layer.cross.out.forward(&merged.reshape((b, l, d))?)?)?;
             let h = layer.mlp_ln.forward(&x)?;
             let (act, _) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
