@@ -136,3 +136,33 @@ fn model_info_describes_tiny_en() {
     assert!(s.contains("4 layers, 6 heads"), "{s}");
     assert!(s.contains("mel bins         80"), "{s}");
 }
+
+#[test]
+fn recordings_longer_than_30_seconds_are_transcribed_window_by_window() {
+    // jfk (11 s) + 19 s of silence + jfk again: the second copy lies in the second window.
+    let jfk = advox::audio::read_audio_16k_mono(&common::shared().join("samples/jfk.wav")).unwrap();
+    let mut long = jfk.clone();
+    long.resize(30 * 16000, 0.0);
+    long.extend_from_slice(&jfk);
+    let dir = std::env::temp_dir().join(format!("advox-cli-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("jfk_twice.wav");
+    advox::audio::write_wav(&path, &long, 16000, advox::audio::WavFormat::Pcm16, &[]).unwrap();
+    let out = advox()
+        .args(["transcribe", "--beam", "1"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = normalize_transcript(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        text.matches("ask not what your country can do for you")
+            .count(),
+        2,
+        "{text}"
+    );
+}
