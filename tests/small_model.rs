@@ -46,10 +46,10 @@ fn random_weights(cfg: &WhisperConfig, seed: u64) -> Weights {
     let s = 1.0 / (d as f32).sqrt();
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let put = |t: &mut HashMap<String, Tensor>,
-                   rng: &mut Rng,
-                   name: String,
-                   shape: &[usize],
-                   scale: f32| {
+               rng: &mut Rng,
+               name: String,
+               shape: &[usize],
+               scale: f32| {
         t.insert(name, rng.tensor(shape, scale));
     };
     put(

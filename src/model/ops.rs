@@ -208,21 +208,25 @@ pub fn gelu_with_derivative(x: &Tensor) -> Result<(Tensor, Tensor)> {
     ))
 }
 
+/// Keys query row `row` may see: all, or (causal, at `offset`) those up to its position.
+#[inline(always)]
+fn visible_keys(causal_offset: Option<usize>, row: usize, keys: usize) -> usize {
+    match causal_offset {
+        Some(offset) => (offset + row + 1).min(keys),
+        None => keys,
+    }
+}
+
 #[inline(always)]
 fn softmax_rows_kernel(
     s: &mut [f32],
     lse: &mut [f32],
     keys: usize,
     first_row: usize,
-    causal: usize,
-    is_causal: bool,
+    causal: Option<usize>,
 ) {
     for (i, (row, l)) in s.chunks_exact_mut(keys).zip(lse.iter_mut()).enumerate() {
-        let valid = if is_causal {
-            (causal + first_row + i + 1).min(keys)
-        } else {
-            keys
-        };
+        let valid = visible_keys(causal, first_row + i, keys);
         let (live, masked) = row.split_at_mut(valid);
         let mut mx = [f32::NEG_INFINITY; 8];
         let mut chunks = live.chunks_exact(8);
@@ -259,10 +263,9 @@ fn softmax_rows(
     lse: &mut [f32],
     keys: usize,
     first_row: usize,
-    causal: usize,
-    is_causal: bool,
+    causal: Option<usize>,
 ) {
-    dispatch!(softmax_rows_kernel, softmax_rows_avx2, (s: &mut [f32], lse: &mut [f32], keys: usize, first_row: usize, causal: usize, is_causal: bool));
+    dispatch!(softmax_rows_kernel, softmax_rows_avx2, (s: &mut [f32], lse: &mut [f32], keys: usize, first_row: usize, causal: Option<usize>));
 }
 
 #[inline(always)]
@@ -271,15 +274,10 @@ fn probs_from_lse_kernel(
     lse: &[f32],
     keys: usize,
     first_row: usize,
-    causal: usize,
-    is_causal: bool,
+    causal: Option<usize>,
 ) {
     for (i, (row, l)) in s.chunks_exact_mut(keys).zip(lse.iter()).enumerate() {
-        let valid = if is_causal {
-            (causal + first_row + i + 1).min(keys)
-        } else {
-            keys
-        };
+        let valid = visible_keys(causal, first_row + i, keys);
         let (live, masked) = row.split_at_mut(valid);
         let l = *l;
         live.iter_mut().for_each(|v| *v = exp_approx(*v - l));
@@ -292,10 +290,9 @@ fn probs_from_lse(
     lse: &[f32],
     keys: usize,
     first_row: usize,
-    causal: usize,
-    is_causal: bool,
+    causal: Option<usize>,
 ) {
-    dispatch!(probs_from_lse_kernel, probs_from_lse_avx2, (s: &mut [f32], lse: &[f32], keys: usize, first_row: usize, causal: usize, is_causal: bool));
+    dispatch!(probs_from_lse_kernel, probs_from_lse_avx2, (s: &mut [f32], lse: &[f32], keys: usize, first_row: usize, causal: Option<usize>));
 }
 
 /// `dS = P ⊙ (dP − rowsum)` in place in `dp`.
@@ -423,14 +420,7 @@ pub fn attention(
                                 TRANSPOSED(dh),
                                 scale as f32,
                             );
-                            softmax_rows(
-                                s,
-                                &mut lse_bh[q0..q0 + rows],
-                                tk,
-                                q0,
-                                causal_offset.unwrap_or(0),
-                                causal_offset.is_some(),
-                            );
+                            softmax_rows(s, &mut lse_bh[q0..q0 + rows], tk, q0, causal_offset);
                             matmul(
                                 rows,
                                 dh,
@@ -553,8 +543,7 @@ pub fn attention_backward(
                                                         &lh[q0..q0 + rows],
                                                         tk,
                                                         q0,
-                                                        causal.unwrap_or(0),
-                                                        causal.is_some(),
+                                                        causal,
                                                     );
                                                     p
                                                 }

@@ -174,9 +174,58 @@ impl Attention {
 struct EncoderLayer {
     attn_ln: LayerNorm,
     attn: Attention,
-    mlp_ln: LayerNorm,
+    mlp: Mlp,
+}
+
+/// The feed-forward block with its pre-norm and residual: `x + fc2(gelu(fc1(ln(x))))`.
+#[derive(Debug, Clone)]
+struct Mlp {
+    ln: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+}
+
+impl Mlp {
+    fn load(w: &Weights, layer: &str) -> Result<Self> {
+        Ok(Mlp {
+            ln: LayerNorm::load(w, &format!("{layer}.final_layer_norm"))?,
+            fc1: Linear::load(w, &format!("{layer}.fc1"), true)?,
+            fc2: Linear::load(w, &format!("{layer}.fc2"), true)?,
+        })
+    }
+
+    fn forward(&self, x: Tensor, record: bool) -> Result<(Tensor, Option<MlpTape>)> {
+        let h = self.ln.forward(&x)?;
+        let (act, gelu_grad) = ops::gelu_with_derivative(&self.fc1.forward(&h)?)?;
+        let out = (&x + self.fc2.forward(&act)?)?;
+        Ok((
+            out,
+            record.then(|| MlpTape {
+                ln_in: x,
+                gelu_grad,
+            }),
+        ))
+    }
+
+    fn backward(&self, t: &MlpTape, dx: &Tensor) -> Result<Tensor> {
+        let d_act = self.fc2.backward(dx)?;
+        let d_h = self.fc1.backward(&(d_act * &t.gelu_grad)?)?;
+        Ok((dx + self.ln.backward(&t.ln_in, &d_h)?)?)
+    }
+}
+
+/// Gradient through a pre-norm self-attention block `x + attn(ln(x))`.
+fn self_attention_backward(
+    attn: &Attention,
+    ln: &LayerNorm,
+    saved: &AttentionSaved,
+    ln_in: &Tensor,
+    dx: &Tensor,
+) -> Result<Tensor> {
+    let (dq, dk, dv) = attn.backward(saved, dx)?;
+    let d_h = ((attn.q.backward(&merge_heads(&dq)?)? + attn.k.backward(&merge_heads(&dk)?)?)?
+        + attn.v.backward(&merge_heads(&dv)?)?)?;
+    Ok((dx + ln.backward(ln_in, &d_h)?)?)
 }
 
 #[derive(Debug, Clone)]
@@ -185,9 +234,7 @@ struct DecoderLayer {
     attn: Attention,
     cross_ln: LayerNorm,
     cross: Attention,
-    mlp_ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: Mlp,
 }
 
 #[derive(Debug)]
@@ -298,9 +345,7 @@ impl Whisper {
                         &format!("{p}.self_attn"),
                         config.encoder_attention_heads,
                     )?,
-                    mlp_ln: LayerNorm::load(w, &format!("{p}.final_layer_norm"))?,
-                    fc1: Linear::load(w, &format!("{p}.fc1"), true)?,
-                    fc2: Linear::load(w, &format!("{p}.fc2"), true)?,
+                    mlp: Mlp::load(w, &p)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -313,9 +358,7 @@ impl Whisper {
                     attn: Attention::load(w, &format!("{p}.self_attn"), h)?,
                     cross_ln: LayerNorm::load(w, &format!("{p}.encoder_attn_layer_norm"))?,
                     cross: Attention::load(w, &format!("{p}.encoder_attn"), h)?,
-                    mlp_ln: LayerNorm::load(w, &format!("{p}.final_layer_norm"))?,
-                    fc1: Linear::load(w, &format!("{p}.fc1"), true)?,
-                    fc2: Linear::load(w, &format!("{p}.fc2"), true)?,
+                    mlp: Mlp::load(w, &p)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -381,17 +424,12 @@ impl Whisper {
             let (k, v) = layer.attn.keys_values(&h)?;
             let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, enc_save)?;
             let x_mid = (&x + layer.attn.out.forward(&merged)?)?;
-            let h2 = layer.mlp_ln.forward(&x_mid)?;
-            let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h2)?)?;
-            let x_out = (&x_mid + layer.fc2.forward(&act)?)?;
-            if let Some(attn) = attn_tape {
+            let (x_out, mlp_tape) = layer.mlp.forward(x_mid, record)?;
+            if let (Some(attn), Some(mlp)) = (attn_tape, mlp_tape) {
                 layers.push(EncoderLayerTape {
                     attn_ln_in: x,
                     attn,
-                    mlp: MlpTape {
-                        ln_in: x_mid,
-                        gelu_grad,
-                    },
+                    mlp,
                 });
             }
             x = x_out;
@@ -475,20 +513,16 @@ impl Whisper {
             let (k, v) = layer.cross.keys_values(xa)?;
             let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, dec_save)?;
             let x_b = (&x_a + layer.cross.out.forward(&merged)?)?;
-            let h = layer.mlp_ln.forward(&x_b)?;
-            let (act, gelu_grad) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
-            let x_out = (&x_b + layer.fc2.forward(&act)?)?;
-            if let (Some(t), Some(attn), Some(cross)) = (tape.as_deref_mut(), self_tape, cross_tape)
+            let (x_out, mlp_tape) = layer.mlp.forward(x_b, tape.is_some())?;
+            if let (Some(t), Some(attn), Some(cross), Some(mlp)) =
+                (tape.as_deref_mut(), self_tape, cross_tape, mlp_tape)
             {
                 t.dec_layers.push(DecoderLayerTape {
                     attn_ln_in: x,
                     attn,
                     cross_ln_in: x_a,
                     cross,
-                    mlp: MlpTape {
-                        ln_in: x_b,
-                        gelu_grad,
-                    },
+                    mlp,
                 });
             }
             x = x_out;
@@ -509,19 +543,6 @@ impl Whisper {
         Ok((logits, tape))
     }
 
-    fn mlp_backward(
-        ln: &LayerNorm,
-        fc1: &Linear,
-        fc2: &Linear,
-        t: &MlpTape,
-        dx: &Tensor,
-    ) -> Result<Tensor> {
-        let d_act = fc2.backward(dx)?;
-        let d_f1 = (d_act * &t.gelu_grad)?;
-        let d_h = fc1.backward(&d_f1)?;
-        Ok((dx + ln.backward(&t.ln_in, &d_h)?)?)
-    }
-
     /// Gradient of a loss w.r.t. the log-mel input, given its gradient w.r.t. the logits of a
     /// recorded forward pass. Returns `(B, n_mels, 3000)`.
     pub fn backward(&self, tape: &ForwardTape, d_logits: &Tensor) -> Result<Tensor> {
@@ -534,7 +555,7 @@ impl Whisper {
         let mut dx = self.dec_ln.backward(&tape.dec_ln_in, &d_out)?;
         let mut d_xa: Option<Tensor> = None;
         for (layer, t) in self.dec_layers.iter().zip(&tape.dec_layers).rev() {
-            dx = Self::mlp_backward(&layer.mlp_ln, &layer.fc1, &layer.fc2, &t.mlp, &dx)?;
+            dx = layer.mlp.backward(&t.mlp, &dx)?;
             // Cross-attention: queries from the decoder, keys/values from the audio features.
             let (dq, dk, dv) = layer.cross.backward(&t.cross, &dx)?;
             let d_h = layer.cross.q.backward(&merge_heads(&dq)?)?;
@@ -547,22 +568,14 @@ impl Whisper {
             });
             // Causal self-attention (only the audio gradient is wanted, but it flows through
             // the cross-attention queries of earlier layers, so the token path must be kept).
-            let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
-            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)?
-                + layer.attn.k.backward(&merge_heads(&dk)?)?)?
-                + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
-            dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
+            dx = self_attention_backward(&layer.attn, &layer.attn_ln, &t.attn, &t.attn_ln_in, &dx)?;
         }
         let d_xa =
             d_xa.ok_or_else(|| Error::InvalidArgument("the decoder has no layers".into()))?;
         let mut dx = self.enc_ln.backward(&tape.enc_ln_in, &d_xa)?;
         for (layer, t) in self.enc_layers.iter().zip(&tape.enc_layers).rev() {
-            dx = Self::mlp_backward(&layer.mlp_ln, &layer.fc1, &layer.fc2, &t.mlp, &dx)?;
-            let (dq, dk, dv) = layer.attn.backward(&t.attn, &dx)?;
-            let d_h = ((layer.attn.q.backward(&merge_heads(&dq)?)?
-                + layer.attn.k.backward(&merge_heads(&dk)?)?)?
-                + layer.attn.v.backward(&merge_heads(&dv)?)?)?;
-            dx = (&dx + layer.attn_ln.backward(&t.attn_ln_in, &d_h)?)?;
+            dx = layer.mlp.backward(&t.mlp, &dx)?;
+            dx = self_attention_backward(&layer.attn, &layer.attn_ln, &t.attn, &t.attn_ln_in, &dx)?;
         }
         // Positional embedding add is the identity for the gradient; undo the transpose.
         let d_a2 = dx.transpose(1, 2)?.contiguous()?;
@@ -627,9 +640,7 @@ impl Whisper {
             let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
             let (merged, _) = layer.cross.attend(&q, ck, cv, None, Save::Nothing)?;
             x = (&x + layer.cross.out.forward(&merged.reshape((b, l, d))?)?)?;
-            let h = layer.mlp_ln.forward(&x)?;
-            let (act, _) = ops::gelu_with_derivative(&layer.fc1.forward(&h)?)?;
-            x = (&x + layer.fc2.forward(&act)?)?;
+            x = layer.mlp.forward(x, false)?.0;
         }
         cache.len += l;
         let last = x.narrow(1, l - 1, 1)?;
