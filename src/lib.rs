@@ -5,13 +5,18 @@
 //! OpenAI's log-mel (plain or differentiable), [`model::Whisper`] runs the encoder/decoder
 //! (forward, and a hand-written backward to the input), [`model::decode`] turns logits into text.
 
+pub mod attack;
 pub mod audio;
 pub mod dsp;
 pub mod error;
 pub mod gradient;
 pub mod mel;
+pub mod metrics;
 pub mod model;
 pub mod npy;
+pub mod objective;
+pub mod perturb;
+pub mod rng;
 pub mod text;
 pub mod transcribe;
 

@@ -65,3 +65,41 @@ fn filterbank_matches_openai_80_and_128() {
         assert!(err < 1e-6, "{n_mels} mels: max error {err}");
     }
 }
+
+#[test]
+fn istft_adjoint_satisfies_the_inner_product_identity() {
+    use realfft::num_complex::Complex32;
+    let stft = Stft::new(512, 128, hann_periodic(512)).unwrap();
+    let len = 5_000;
+    let frames = stft.frames_for(len);
+    let re = noise(frames * stft.bins(), 3);
+    let im = noise(frames * stft.bins(), 4);
+    let data: Vec<Complex32> = re
+        .iter()
+        .zip(&im)
+        .map(|(r, i)| Complex32::new(*r, *i))
+        .collect();
+    let z = advox::dsp::stft::Spectrogram {
+        frames,
+        bins: stft.bins(),
+        data,
+    };
+    let g = noise(len, 5);
+    let x = stft.istft(&z, len).unwrap();
+    let lhs: f64 = x
+        .iter()
+        .zip(&g)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum();
+    let adj = stft.istft_adjoint(&g, frames);
+    let rhs: f64 = z
+        .data
+        .iter()
+        .zip(&adj.data)
+        .map(|(a, b)| (a.re * b.re + a.im * b.im) as f64)
+        .sum();
+    assert!(
+        (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+        "{lhs} vs {rhs}"
+    );
+}

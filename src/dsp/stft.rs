@@ -121,9 +121,8 @@ impl Stft {
             )));
         }
         let half = self.n_fft / 2;
-        let padded = spec.frames.saturating_sub(1) * self.hop + self.n_fft;
-        let mut acc = vec![0.0f32; padded];
-        let mut norm = vec![0.0f32; padded];
+        let norm = self.wola_norm(spec.frames);
+        let mut acc = vec![0.0f32; norm.len()];
         let mut buf = vec![Complex32::new(0.0, 0.0); self.bins()];
         let mut frame = vec![0.0f32; self.n_fft];
         let mut scratch = self.inverse.make_scratch_vec();
@@ -139,11 +138,10 @@ impl Stft {
                 .process_with_scratch(&mut buf, &mut frame, &mut scratch);
             let start = t * self.hop;
             for i in 0..self.n_fft {
-                let w = self.window[i];
-                acc[start + i] += frame[i] * scale * w;
-                norm[start + i] += w * w;
+                acc[start + i] += frame[i] * scale * self.window[i];
             }
         }
+        let padded = norm.len();
         let mut out = vec![0.0f32; len];
         for (i, o) in out.iter_mut().enumerate() {
             let j = i + half;
@@ -152,5 +150,53 @@ impl Stft {
             }
         }
         Ok(out)
+    }
+
+    /// Summed squared window of `frames` overlapped frames (the ISTFT's normaliser).
+    fn wola_norm(&self, frames: usize) -> Vec<f32> {
+        let padded = frames.saturating_sub(1) * self.hop + self.n_fft;
+        let mut norm = vec![0.0f32; padded];
+        for t in 0..frames {
+            for (i, w) in self.window.iter().enumerate() {
+                norm[t * self.hop + i] += w * w;
+            }
+        }
+        norm
+    }
+
+    /// Adjoint of [`Stft::istft`] for `frames` frames: maps a gradient w.r.t. the output signal
+    /// to the gradient w.r.t. the real and imaginary parts of every coefficient (packed as the
+    /// re/im parts of the returned spectrogram). `<istft(Z), g> == <Z, istft_adjoint(g)>`.
+    pub fn istft_adjoint(&self, grad: &[f32], frames: usize) -> Spectrogram {
+        let half = self.n_fft / 2;
+        let bins = self.bins();
+        let norm = self.wola_norm(frames);
+        let scale = 1.0 / self.n_fft as f32;
+        let mut data = vec![Complex32::new(0.0, 0.0); frames * bins];
+        let mut frame = vec![0.0f32; self.n_fft];
+        let mut scratch = self.forward.make_scratch_vec();
+        for t in 0..frames {
+            for (i, f) in frame.iter_mut().enumerate() {
+                let j = t * self.hop + i;
+                *f = match j.checked_sub(half) {
+                    Some(k) if k < grad.len() && norm[j] > 1e-8 => {
+                        grad[k] * self.window[i] * scale / norm[j]
+                    }
+                    _ => 0.0,
+                };
+            }
+            let out = &mut data[t * bins..(t + 1) * bins];
+            let _ = self
+                .forward
+                .process_with_scratch(&mut frame, out, &mut scratch);
+            for (k, c) in out.iter_mut().enumerate() {
+                if k == 0 || k == bins - 1 {
+                    c.im = 0.0;
+                } else {
+                    *c *= 2.0;
+                }
+            }
+        }
+        Spectrogram { frames, bins, data }
     }
 }

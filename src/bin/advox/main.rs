@@ -1,6 +1,7 @@
 //! `advox`: the command-line front end. Parses arguments, calls the core library, shows
 //! progress and writes files; every algorithm lives in the library.
 
+mod attack;
 mod bench;
 mod common;
 mod model_cmd;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make an adversarial example (FGSM, PGD) against Whisper.
+    Attack(attack::Args),
     /// Transcribe audio files with Whisper (greedy or beam search, 30-s windows).
     Transcribe(transcribe::Args),
     /// Fetch, inspect and convert models.
@@ -34,6 +37,7 @@ fn main() {
     common::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Attack(args) => attack::run(args, &cli.device),
         Command::Transcribe(args) => transcribe::run(args, &cli.device),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),

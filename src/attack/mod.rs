@@ -1,0 +1,277 @@
+//! White-box attacks. Every attack is one loop ([`run_attack`]): apply δ, quantise to 16 bits,
+//! take the loss gradient, form a step ([`step::Stepper`]), project onto the constraints, and
+//! every few steps decode the quantised signal to stop on success. FGSM is one sign step; PGD
+//! iterates with sign, L2 or Adam steps, random starts and restarts.
+
+pub mod step;
+
+use crate::audio::quantize_i16;
+use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::Objective;
+use crate::perturb::{BandLimiter, Constraints, Domain};
+use crate::rng::Rng;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+pub use step::Rule;
+use step::{StepSpace, Stepper};
+
+/// Which attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Fast gradient sign method: one step of the full L∞ budget.
+    Fgsm,
+    /// Projected gradient descent.
+    Pgd,
+}
+
+/// Step-size schedule over the steps of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same step size throughout.
+    Constant,
+    /// Cosine decay from the step size to a tenth of it.
+    Cosine,
+}
+
+/// Settings of a gradient attack.
+#[derive(Debug, Clone)]
+pub struct AttackConfig {
+    /// The attack.
+    pub method: Method,
+    /// Where steps are formed.
+    pub domain: Domain,
+    /// The constraint set.
+    pub constraints: Constraints,
+    /// Steps per run (PGD).
+    pub steps: usize,
+    /// Step size in waveform units (L∞ of the step for sign/Adam, L2 for the L2 rule).
+    pub step_size: f32,
+    /// Step rule (PGD).
+    pub rule: Rule,
+    /// Step-size schedule (PGD).
+    pub schedule: Schedule,
+    /// Start from a random point of the L∞ ball (PGD).
+    pub random_start: bool,
+    /// Further runs from new random starts while no run has succeeded (PGD).
+    pub restarts: usize,
+    /// Decode every this many steps to test for success.
+    pub check_every: usize,
+    /// Decoding used for the success tests (as the final check).
+    pub decode: DecodeOptions,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+impl Default for AttackConfig {
+    fn default() -> Self {
+        AttackConfig {
+            method: Method::Pgd,
+            domain: Domain::default(),
+            constraints: Constraints {
+                linf: Some(0.01),
+                ..Default::default()
+            },
+            steps: 300,
+            step_size: 0.001,
+            rule: Rule::Adam,
+            schedule: Schedule::Constant,
+            random_start: false,
+            restarts: 0,
+            check_every: 5,
+            decode: DecodeOptions::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Progress of one step, for progress bars.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    /// Run (0 for the first, then restarts).
+    pub run: usize,
+    /// Step within the run (1-based).
+    pub step: usize,
+    /// Steps per run.
+    pub steps: usize,
+    /// Loss at this step.
+    pub loss: f32,
+    /// Transcript, when this step decoded.
+    pub transcript: Option<String>,
+}
+
+/// The result of an attack.
+#[derive(Debug, Clone)]
+pub struct AttackOutcome {
+    /// The adversarial signal, clipped to [-1, 1] and quantised to 16-bit steps.
+    pub adversarial: Vec<f32>,
+    /// `adversarial - x`.
+    pub perturbation: Vec<f32>,
+    /// Whether the last decode of `adversarial` met the goal.
+    pub success: bool,
+    /// Transcript of `adversarial` at its last decode.
+    pub transcript: String,
+    /// Gradient steps taken, over all runs.
+    pub steps: usize,
+    /// Loss at the kept point.
+    pub loss: f32,
+    /// Whether the attack stopped because it was cancelled.
+    pub cancelled: bool,
+}
+
+/// `x + δ`, clipped to [-1, 1] and quantised as a 16-bit WAV stores it.
+pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
+    x.iter()
+        .zip(delta)
+        .map(|(a, d)| quantize_i16(a + d) as f32 / 32768.0)
+        .collect()
+}
+
+struct Candidate {
+    adversarial: Vec<f32>,
+    success: bool,
+    transcript: String,
+    loss: f32,
+}
+
+/// Run a gradient attack on 16-kHz samples `x` (at most 30 s).
+///
+/// `cancel` stops the attack at the next step, keeping the best point so far; `on_step`
+/// reports progress.
+pub fn run_attack(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &AttackConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<AttackOutcome> {
+    if x.is_empty() || x.len() > N_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "attacks work on 1 to {N_SAMPLES} samples (30 s at 16 kHz), got {}",
+            x.len()
+        )));
+    }
+    if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
+        return Err(Error::InvalidArgument(
+            "the step size must be positive".into(),
+        ));
+    }
+    cfg.constraints.validate(x.len())?;
+    let band = match cfg.constraints.band_hz {
+        Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
+        None => None,
+    };
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let device = model.whisper.device().clone();
+    let mut rng = Rng::new(cfg.seed);
+    let mut best: Option<Candidate> = None;
+    let mut total_steps = 0;
+    let mut cancelled = false;
+    let (runs, steps) = match cfg.method {
+        Method::Fgsm => (1, 1),
+        Method::Pgd => (1 + cfg.restarts, cfg.steps.max(1)),
+    };
+    let check_every = cfg.check_every.max(1);
+    'runs: for run in 0..runs {
+        let mut delta = vec![0.0f32; x.len()];
+        if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
+            let a = cfg.constraints.linf.unwrap_or(cfg.step_size);
+            delta.iter_mut().for_each(|d| *d = rng.symmetric(a));
+            cfg.constraints.project(&mut delta, x, band.as_ref())?;
+        }
+        let rule = if cfg.method == Method::Fgsm {
+            Rule::Sign
+        } else {
+            cfg.rule
+        };
+        let mut stepper = Stepper::new(rule, StepSpace::new(cfg.domain, x.len())?);
+        for step in 1..=steps {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break 'runs;
+            }
+            let adv = quantized_sum(x, &delta);
+            let wave = Tensor::from_vec(adv, x.len(), &device)?;
+            let (loss, grad) = objective.loss_and_grad(model, &front, &wave)?;
+            total_steps += 1;
+            let size = match cfg.method {
+                Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
+                Method::Pgd => scheduled(cfg.step_size, cfg.schedule, step, steps),
+            };
+            let dir = stepper.direction(&grad)?;
+            for (d, s) in delta.iter_mut().zip(&dir) {
+                *d -= size * s;
+            }
+            cfg.constraints.project(&mut delta, x, band.as_ref())?;
+            let mut info = StepInfo {
+                run,
+                step,
+                steps,
+                loss,
+                transcript: None,
+            };
+            if step % check_every == 0 || step == steps {
+                let adv = quantized_sum(x, &delta);
+                let transcript = transcribe(model, &adv, &cfg.decode)?.text;
+                let success = objective.is_met(&transcript);
+                info.transcript = Some(transcript.clone());
+                let better = match &best {
+                    None => true,
+                    Some(b) => (success && !b.success) || (success == b.success && loss < b.loss),
+                };
+                if better {
+                    best = Some(Candidate {
+                        adversarial: adv,
+                        success,
+                        transcript,
+                        loss,
+                    });
+                }
+                on_step(&info);
+                if success {
+                    break 'runs;
+                }
+            } else {
+                on_step(&info);
+            }
+        }
+    }
+    let best = match best {
+        Some(b) => b,
+        None => {
+            // Cancelled before any decode: report the clean input's state.
+            let adv = quantized_sum(x, &vec![0.0; x.len()]);
+            let transcript = transcribe(model, &adv, &cfg.decode)?.text;
+            Candidate {
+                success: objective.is_met(&transcript),
+                adversarial: adv,
+                transcript,
+                loss: f32::NAN,
+            }
+        }
+    };
+    let perturbation = best.adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
+    Ok(AttackOutcome {
+        adversarial: best.adversarial,
+        perturbation,
+        success: best.success,
+        transcript: best.transcript,
+        steps: total_steps,
+        loss: best.loss,
+        cancelled,
+    })
+}
+
+fn scheduled(size: f32, schedule: Schedule, step: usize, steps: usize) -> f32 {
+    match schedule {
+        Schedule::Constant => size,
+        Schedule::Cosine => {
+            let progress = (step - 1) as f32 / steps.max(2).saturating_sub(1) as f32;
+            let min = 0.1 * size;
+            min + 0.5 * (size - min) * (1.0 + (std::f32::consts::PI * progress).cos())
+        }
+    }
+}

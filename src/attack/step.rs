@@ -1,0 +1,152 @@
+//! Step rules: how a gradient becomes a step direction, in the waveform or the STFT domain.
+
+use crate::dsp::stft::Spectrogram;
+use crate::dsp::{hann_periodic, Stft};
+use crate::perturb::Domain;
+use crate::Result;
+use realfft::num_complex::Complex32;
+
+/// How a step direction is formed from the gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The sign of the gradient (FGSM, L∞ PGD); the step's largest sample equals the step size.
+    Sign,
+    /// The normalised gradient (L2 PGD); the step's L2 norm equals the step size.
+    L2,
+    /// Adam's bias-corrected moment ratio; the step's largest sample equals the step size.
+    Adam,
+}
+
+/// The space steps are formed in, and the map between it and the waveform.
+pub struct StepSpace {
+    stft: Option<Stft>,
+    len: usize,
+    frames: usize,
+}
+
+impl StepSpace {
+    /// The space of `domain` for signals of `len` samples.
+    pub fn new(domain: Domain, len: usize) -> Result<Self> {
+        match domain {
+            Domain::Waveform => Ok(StepSpace {
+                stft: None,
+                len,
+                frames: 0,
+            }),
+            Domain::Stft { n_fft, hop } => {
+                let stft = Stft::new(n_fft, hop, hann_periodic(n_fft))?;
+                let frames = stft.frames_for(len);
+                Ok(StepSpace {
+                    stft: Some(stft),
+                    len,
+                    frames,
+                })
+            }
+        }
+    }
+
+    /// Gradient w.r.t. the waveform -> gradient w.r.t. the step parameters.
+    fn to_params(&self, grad: &[f32]) -> Vec<f32> {
+        match &self.stft {
+            None => grad.to_vec(),
+            Some(stft) => stft
+                .istft_adjoint(grad, self.frames)
+                .data
+                .iter()
+                .flat_map(|c| [c.re, c.im])
+                .collect(),
+        }
+    }
+
+    /// Step parameters -> waveform.
+    fn to_wave(&self, params: &[f32]) -> Result<Vec<f32>> {
+        match &self.stft {
+            None => Ok(params.to_vec()),
+            Some(stft) => {
+                let data = params
+                    .chunks_exact(2)
+                    .map(|c| Complex32::new(c[0], c[1]))
+                    .collect();
+                let spec = Spectrogram {
+                    frames: self.frames,
+                    bins: stft.bins(),
+                    data,
+                };
+                stft.istft(&spec, self.len)
+            }
+        }
+    }
+}
+
+/// A step rule with its state (Adam's moments).
+pub struct Stepper {
+    rule: Rule,
+    space: StepSpace,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: i32,
+}
+
+impl Stepper {
+    /// A fresh stepper.
+    pub fn new(rule: Rule, space: StepSpace) -> Self {
+        Stepper {
+            rule,
+            space,
+            m: Vec::new(),
+            v: Vec::new(),
+            t: 0,
+        }
+    }
+
+    /// The waveform step (to subtract, times the step size) for waveform gradient `grad`,
+    /// normalised to unit L∞ (sign, Adam) or unit L2 (L2). Zero gradient gives a zero step.
+    pub fn direction(&mut self, grad: &[f32]) -> Result<Vec<f32>> {
+        let g = self.space.to_params(grad);
+        let d: Vec<f32> = match self.rule {
+            Rule::Sign => g
+                .iter()
+                .map(|x| {
+                    if *x > 0.0 {
+                        1.0
+                    } else if *x < 0.0 {
+                        -1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+            Rule::L2 => g,
+            Rule::Adam => {
+                const B1: f32 = 0.9;
+                const B2: f32 = 0.999;
+                if self.m.len() != g.len() {
+                    self.m = vec![0.0; g.len()];
+                    self.v = vec![0.0; g.len()];
+                    self.t = 0;
+                }
+                self.t += 1;
+                let c1 = 1.0 - B1.powi(self.t);
+                let c2 = 1.0 - B2.powi(self.t);
+                g.iter()
+                    .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+                    .map(|(gi, (m, v))| {
+                        *m = B1 * *m + (1.0 - B1) * gi;
+                        *v = B2 * *v + (1.0 - B2) * gi * gi;
+                        (*m / c1) / ((*v / c2).sqrt() + 1e-12)
+                    })
+                    .collect()
+            }
+        };
+        let mut wave = self.space.to_wave(&d)?;
+        let norm = match self.rule {
+            Rule::L2 => crate::metrics::l2(&wave),
+            Rule::Sign | Rule::Adam => crate::metrics::linf(&wave),
+        };
+        if norm > 0.0 {
+            let s = (1.0 / norm) as f32;
+            wave.iter_mut().for_each(|w| *w *= s);
+        }
+        Ok(wave)
+    }
+}

@@ -1,0 +1,310 @@
+//! `advox attack`.
+
+use crate::common;
+use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
+use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
+use advox::metrics::{dbx, l2, linf, snr_db};
+use advox::model::DecodeOptions;
+use advox::objective::{Goal, Objective};
+use advox::perturb::{Constraints, Domain};
+use advox::transcribe::transcribe;
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttackKind {
+    Fgsm,
+    Pgd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuleArg {
+    Adam,
+    Sign,
+    L2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DomainArg {
+    Stft,
+    Waveform,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+}
+
+/// Make an adversarial example against Whisper (white-box, gradient-based).
+///
+/// Writes OUT.wav (16-bit), the perturbation as OUT.perturbation.wav (32-bit float) and a JSON
+/// report OUT.json. Success is judged on the written 16-bit file. Ctrl-C stops the attack and
+/// keeps the best result so far.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input audio (any format advox reads; at most 30 s).
+    input: PathBuf,
+    /// Output WAV.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Attack algorithm.
+    #[arg(long, value_enum, default_value = "pgd")]
+    attack: AttackKind,
+    /// Targeted: the transcript to produce.
+    #[arg(long, group = "goal")]
+    target: Option<String>,
+    /// Untargeted: move the transcript away from the original (see --min-wer).
+    #[arg(long, group = "goal")]
+    untargeted: bool,
+    /// Mute: make the recogniser output nothing.
+    #[arg(long, group = "goal")]
+    mute: bool,
+    /// Untargeted success threshold: WER to the original transcript.
+    #[arg(long, default_value_t = 0.5)]
+    min_wer: f64,
+    /// L-infinity bound on the perturbation (full scale = 1).
+    #[arg(long)]
+    eps: Option<f32>,
+    /// L2 bound on the perturbation.
+    #[arg(long)]
+    l2: Option<f32>,
+    /// Minimum signal-to-perturbation ratio in dB.
+    #[arg(long)]
+    snr_db: Option<f32>,
+    /// Only perturb this band, in Hz, e.g. 300-8000.
+    #[arg(long, value_parser = parse_band)]
+    band: Option<(f32, f32)>,
+    /// Only perturb where there is sound (frames within 40 dB of the loudest).
+    #[arg(long)]
+    speech_only: bool,
+    /// Domain the steps are formed in.
+    #[arg(long, value_enum, default_value = "stft")]
+    domain: DomainArg,
+    /// Steps (PGD).
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Step size (L-infinity of a step for sign/adam, L2 for l2); default eps/10, else 0.001.
+    #[arg(long)]
+    step_size: Option<f32>,
+    /// Step rule (PGD).
+    #[arg(long, value_enum, default_value = "adam")]
+    rule: RuleArg,
+    /// Step-size schedule (PGD).
+    #[arg(long, value_enum, default_value = "constant")]
+    schedule: ScheduleArg,
+    /// Start from a random point of the L-infinity ball (PGD).
+    #[arg(long)]
+    random_start: bool,
+    /// Extra runs from random starts while unsuccessful (PGD).
+    #[arg(long, default_value_t = 0)]
+    restarts: usize,
+    /// Decode every N steps to test for success.
+    #[arg(long, default_value_t = 5)]
+    check_every: usize,
+    /// Beam size of every decode (1 = greedy).
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model directory or known name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+fn parse_band(s: &str) -> Result<(f32, f32), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or("expected LOW-HIGH in Hz, e.g. 300-8000")?;
+    let lo: f32 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad low frequency {lo:?}"))?;
+    let hi: f32 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad high frequency {hi:?}"))?;
+    if !(lo >= 0.0 && hi > lo) {
+        return Err(format!("empty band {lo}-{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    CANCEL.store(true, Ordering::Relaxed);
+}
+
+fn install_ctrl_c() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+/// `OUT.wav` -> `OUT.<suffix>`.
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    out.with_file_name(format!("{stem}.{suffix}"))
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let goal = match (&args.target, args.untargeted, args.mute) {
+        (Some(t), false, false) => Goal::Targeted(t.clone()),
+        (None, true, false) => Goal::Untargeted {
+            min_wer: args.min_wer,
+        },
+        (None, false, true) => Goal::Mute,
+        _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
+    };
+    let inputs = [args.input.as_path()];
+    let perturbation_path = sibling(&args.output, "perturbation.wav");
+    let report_path = sibling(&args.output, "json");
+    for out in [&args.output, &perturbation_path, &report_path] {
+        advox::audio::refuse_overwrite(out, &inputs)?;
+    }
+    let x = read_audio_16k_mono(&args.input)?;
+    let device = common::device(device)?;
+    let model = common::load_model(args.model.as_deref(), &device)?;
+    let decode = DecodeOptions {
+        beam_size: args.beam.max(1),
+        ..Default::default()
+    };
+    let original = transcribe(&model, &x, &decode).context("transcribing the input")?;
+    eprintln!("original transcript: {}", original.text);
+    let objective = Objective::new(&model, goal, &original.text, &original.tokens)?;
+    let constraints = Constraints {
+        linf: args.eps,
+        l2: args.l2,
+        snr_db: args.snr_db,
+        band_hz: args.band,
+        time_mask: speech_mask_if(args.speech_only, &x),
+    };
+    if constraints.linf.is_none() && constraints.l2.is_none() && constraints.snr_db.is_none() {
+        bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
+    }
+    let cfg = AttackConfig {
+        method: match args.attack {
+            AttackKind::Fgsm => Method::Fgsm,
+            AttackKind::Pgd => Method::Pgd,
+        },
+        domain: match args.domain {
+            DomainArg::Stft => Domain::default(),
+            DomainArg::Waveform => Domain::Waveform,
+        },
+        constraints,
+        steps: args.steps,
+        step_size: args
+            .step_size
+            .unwrap_or(args.eps.map_or(0.001, |e| e / 10.0)),
+        rule: match args.rule {
+            RuleArg::Adam => Rule::Adam,
+            RuleArg::Sign => Rule::Sign,
+            RuleArg::L2 => Rule::L2,
+        },
+        schedule: match args.schedule {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Cosine => Schedule::Cosine,
+        },
+        random_start: args.random_start,
+        restarts: args.restarts,
+        check_every: args.check_every,
+        decode: decode.clone(),
+        seed: args.seed,
+    };
+    install_ctrl_c();
+    let bar = indicatif::ProgressBar::new((cfg.steps * (1 + cfg.restarts)) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut last_transcript = original.text.clone();
+    let start = Instant::now();
+    let outcome = run_attack(
+        &model,
+        &x,
+        &objective,
+        &cfg,
+        &CANCEL,
+        &mut |info: &StepInfo| {
+            if let Some(t) = &info.transcript {
+                last_transcript = t.clone();
+            }
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
+        },
+    )?;
+    bar.finish_and_clear();
+    let attack_seconds = start.elapsed().as_secs_f64();
+
+    write_wav(
+        &args.output,
+        &outcome.adversarial,
+        16_000,
+        WavFormat::Pcm16,
+        &inputs,
+    )?;
+    write_wav(
+        &perturbation_path,
+        &outcome.perturbation,
+        16_000,
+        WavFormat::Float32,
+        &inputs,
+    )?;
+    // The verdict comes from the file as written.
+    let written = read_audio_16k_mono(&args.output)?;
+    let final_transcript = transcribe(&model, &written, &decode)?.text;
+    let success = objective.is_met(&final_transcript);
+    let delta: Vec<f32> = written.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let report = serde_json::json!({
+        "input": args.input.display().to_string(),
+        "output": args.output.display().to_string(),
+        "perturbation": perturbation_path.display().to_string(),
+        "attack": format!("{:?}", cfg.method).to_lowercase(),
+        "goal": objective.describe(),
+        "target": args.target,
+        "original_transcript": original.text,
+        "adversarial_transcript": final_transcript,
+        "success": success,
+        "cancelled": outcome.cancelled,
+        "snr_db": snr_db(&x, &delta),
+        "dbx": dbx(&x, &delta),
+        "linf": linf(&delta),
+        "l2": l2(&delta),
+        "steps": outcome.steps,
+        "final_loss": outcome.loss,
+        "wall_seconds": attack_seconds,
+        "model": model.id(),
+        "seed": args.seed,
+        "constraints": {
+            "eps": args.eps, "l2": args.l2, "snr_db": args.snr_db,
+            "band_hz": args.band, "speech_only": args.speech_only,
+        },
+    });
+    let text = serde_json::to_string_pretty(&report)?;
+    let tmp = advox::audio::temp_path_beside(&report_path);
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &report_path)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    println!(
+        "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {} steps | {:.1} s",
+        if success { "success" } else { "failure" },
+        final_transcript,
+        snr_db(&x, &delta),
+        dbx(&x, &delta),
+        outcome.steps,
+        attack_seconds
+    );
+    if !success {
+        std::process::exit(2);
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What an attack wants from the recogniser: a chosen transcript, any other transcript, or
+//! silence. Each goal gives a loss to minimise (with its waveform gradient) and a success test
+//! on a decoded transcript.
+
+use crate::gradient::{cross_entropy, loss_and_waveform_grad, TargetSequence};
+use crate::mel::MelFrontEnd;
+use crate::metrics::wer;
+use crate::model::LoadedModel;
+use crate::text::normalize_transcript;
+use crate::{Error, Result};
+use candle_core::Tensor;
+
+/// The goal of an attack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Goal {
+    /// The recogniser must output this text (compared after normalisation).
+    Targeted(String),
+    /// The recogniser must move away from the original transcript: success when the WER to it
+    /// reaches `min_wer`.
+    Untargeted {
+        /// WER to the original transcript that counts as success.
+        min_wer: f64,
+    },
+    /// The recogniser must output nothing.
+    Mute,
+}
+
+/// A goal bound to a model and an input: the teacher-forced sequences it scores.
+pub struct Objective {
+    /// The goal.
+    pub goal: Goal,
+    /// Transcript of the clean input.
+    pub original: String,
+    sequence: TargetSequence,
+    /// +1 to minimise the cross-entropy of `sequence`, −1 to maximise it.
+    sign: f32,
+}
+
+impl Objective {
+    /// Bind `goal` to `model`, given the clean input's transcript and tokens.
+    pub fn new(
+        model: &LoadedModel,
+        goal: Goal,
+        original: &str,
+        original_tokens: &[u32],
+    ) -> Result<Self> {
+        let tok = &model.tokenizer;
+        let language = if tok.is_multilingual() {
+            Some(tok.language_token("en")?)
+        } else {
+            None
+        };
+        let (sequence, sign) = match &goal {
+            Goal::Targeted(text) => {
+                if normalize_transcript(text).is_empty() {
+                    return Err(Error::InvalidArgument(
+                        "the target transcript is empty; use the mute goal".into(),
+                    ));
+                }
+                (TargetSequence::new(tok, text.trim(), language)?, 1.0)
+            }
+            Goal::Untargeted { min_wer } => {
+                if !(*min_wer > 0.0) {
+                    return Err(Error::InvalidArgument(
+                        "the untargeted WER threshold must be above 0".into(),
+                    ));
+                }
+                if original_tokens.is_empty() {
+                    return Err(Error::InvalidArgument(
+                        "the input transcribes as nothing; an untargeted attack has nothing to move away from".into(),
+                    ));
+                }
+                (
+                    TargetSequence::from_tokens(tok, original_tokens, language),
+                    -1.0,
+                )
+            }
+            Goal::Mute => (TargetSequence::from_tokens(tok, &[], language), 1.0),
+        };
+        Ok(Objective {
+            goal,
+            original: original.to_string(),
+            sequence,
+            sign,
+        })
+    }
+
+    /// The decoder input and targets the loss scores.
+    pub fn sequence(&self) -> &TargetSequence {
+        &self.sequence
+    }
+
+    /// Loss to minimise at waveform `wave` `(n,)` and its gradient w.r.t. the waveform.
+    pub fn loss_and_grad(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+    ) -> Result<(f32, Vec<f32>)> {
+        let sign = self.sign;
+        let (loss, grad) = loss_and_waveform_grad(
+            &model.whisper,
+            front,
+            wave,
+            &self.sequence.input,
+            |logits| {
+                let (l, g) = cross_entropy(logits, &self.sequence.targets)?;
+                Ok((sign * l, (g * sign as f64)?))
+            },
+        )?;
+        Ok((loss, grad.to_vec1::<f32>()?))
+    }
+
+    /// Whether a transcript meets the goal.
+    pub fn is_met(&self, transcript: &str) -> bool {
+        match &self.goal {
+            Goal::Targeted(text) => normalize_transcript(transcript) == normalize_transcript(text),
+            Goal::Untargeted { min_wer } => wer(&self.original, transcript) >= *min_wer,
+            Goal::Mute => normalize_transcript(transcript).is_empty(),
+        }
+    }
+
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match &self.goal {
+            Goal::Targeted(text) => format!("targeted: {text:?}"),
+            Goal::Untargeted { min_wer } => format!("untargeted: WER >= {min_wer}"),
+            Goal::Mute => "mute".to_string(),
+        }
+    }
+}

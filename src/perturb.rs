@@ -1,0 +1,171 @@
+//! Perturbations and their constraint sets.
+//!
+//! A perturbation δ is kept as a waveform; attacks may take their steps in the STFT domain
+//! ([`Domain::Stft`]): the waveform gradient is mapped to the coefficients by the adjoint of the
+//! ISTFT, the step direction is formed there, and mapped back by the ISTFT. After every step
+//! [`Constraints::project`] puts δ back into the constraint set.
+
+use crate::dsp::{hann_periodic, Stft};
+use crate::{Error, Result};
+
+/// Where an attack forms its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// Directly on the samples.
+    Waveform,
+    /// On the complex STFT coefficients of δ (Hann window, `n_fft`, `hop`).
+    Stft {
+        /// Frame size.
+        n_fft: usize,
+        /// Hop.
+        hop: usize,
+    },
+}
+
+impl Default for Domain {
+    fn default() -> Self {
+        Domain::Stft {
+            n_fft: 512,
+            hop: 128,
+        }
+    }
+}
+
+/// The constraints a perturbation must satisfy; all that are set hold together.
+#[derive(Debug, Clone, Default)]
+pub struct Constraints {
+    /// Largest absolute sample value of δ.
+    pub linf: Option<f32>,
+    /// Largest Euclidean norm of δ.
+    pub l2: Option<f32>,
+    /// Smallest signal-to-perturbation ratio in dB.
+    pub snr_db: Option<f32>,
+    /// Only this frequency band (Hz) may be perturbed.
+    pub band_hz: Option<(f32, f32)>,
+    /// Only samples marked `true` may be perturbed (e.g. [`speech_mask`]).
+    pub time_mask: Option<Vec<bool>>,
+}
+
+/// Projects onto a frequency band with an STFT mask (Hann 512 / hop 128, a tight frame).
+pub struct BandLimiter {
+    stft: Stft,
+    keep: Vec<bool>,
+}
+
+impl BandLimiter {
+    /// A limiter keeping `low_hz..=high_hz` at `sample_rate`.
+    pub fn new(low_hz: f32, high_hz: f32, sample_rate: u32) -> Result<Self> {
+        if !(low_hz >= 0.0 && high_hz > low_hz) {
+            return Err(Error::InvalidArgument(format!(
+                "band {low_hz}-{high_hz} Hz is empty"
+            )));
+        }
+        let n_fft = 512;
+        let stft = Stft::new(n_fft, 128, hann_periodic(n_fft))?;
+        let keep = (0..stft.bins())
+            .map(|k| {
+                let f = k as f32 * sample_rate as f32 / n_fft as f32;
+                f >= low_hz && f <= high_hz
+            })
+            .collect();
+        Ok(BandLimiter { stft, keep })
+    }
+
+    /// Remove everything outside the band.
+    pub fn apply(&self, delta: &mut [f32]) -> Result<()> {
+        let mut spec = self.stft.stft(delta);
+        for t in 0..spec.frames {
+            for (k, keep) in self.keep.iter().enumerate() {
+                if !keep {
+                    spec.data[t * spec.bins + k] = Default::default();
+                }
+            }
+        }
+        let out = self.stft.istft(&spec, delta.len())?;
+        delta.copy_from_slice(&out);
+        Ok(())
+    }
+}
+
+impl Constraints {
+    /// Check the settings are meaningful for a signal of `len` samples.
+    pub fn validate(&self, len: usize) -> Result<()> {
+        let positive = |name: &str, v: Option<f32>| match v {
+            Some(v) if !(v.is_finite() && v > 0.0) => Err(Error::InvalidArgument(format!(
+                "{name} must be a positive number, got {v}"
+            ))),
+            _ => Ok(()),
+        };
+        positive("the L-infinity bound", self.linf)?;
+        positive("the L2 bound", self.l2)?;
+        if let Some(s) = self.snr_db {
+            if !s.is_finite() {
+                return Err(Error::InvalidArgument("the SNR must be finite".into()));
+            }
+        }
+        if let Some(mask) = &self.time_mask {
+            if mask.len() != len {
+                return Err(Error::InvalidArgument(format!(
+                    "time mask has {} samples, the signal {len}",
+                    mask.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Project δ (for signal `x`) onto the constraint set: band, then time mask, then the
+    /// L∞ clip, then one scaling for the tightest of the L2 and SNR bounds. The last two steps
+    /// never undo each other, so L∞, L2, SNR and the time mask hold exactly afterwards; the
+    /// clip may leak a little energy out of the band.
+    pub fn project(&self, delta: &mut [f32], x: &[f32], band: Option<&BandLimiter>) -> Result<()> {
+        if let Some(limiter) = band {
+            limiter.apply(delta)?;
+        }
+        if let Some(mask) = &self.time_mask {
+            for (d, keep) in delta.iter_mut().zip(mask) {
+                if !keep {
+                    *d = 0.0;
+                }
+            }
+        }
+        if let Some(eps) = self.linf {
+            delta.iter_mut().for_each(|d| *d = d.clamp(-eps, eps));
+        }
+        let mut max_l2 = f64::INFINITY;
+        if let Some(b) = self.l2 {
+            max_l2 = max_l2.min(b as f64);
+        }
+        if let Some(snr) = self.snr_db {
+            max_l2 = max_l2.min(crate::metrics::l2(x) * 10f64.powf(-snr as f64 / 20.0));
+        }
+        let norm = crate::metrics::l2(delta);
+        if norm > max_l2 {
+            // A small margin keeps the bound after 16-bit quantisation adds its noise.
+            let s = (max_l2 / norm * (1.0 - 1e-3)) as f32;
+            delta.iter_mut().for_each(|d| *d *= s);
+        }
+        Ok(())
+    }
+}
+
+/// Samples that belong to speech (or any sound): 20-ms frames within 40 dB of the loudest,
+/// widened by 100 ms on each side.
+pub fn speech_mask(x: &[f32], sample_rate: u32) -> Vec<bool> {
+    let frame = (sample_rate as usize / 50).max(1);
+    let energies: Vec<f64> = x
+        .chunks(frame)
+        .map(|c| c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.len() as f64)
+        .collect();
+    let max = energies.iter().copied().fold(0.0, f64::max);
+    let threshold = max * 1e-4;
+    let widen = 5;
+    let active: Vec<bool> = (0..energies.len())
+        .map(|i| {
+            let lo = i.saturating_sub(widen);
+            let hi = (i + widen + 1).min(energies.len());
+            max > 0.0 && energies[lo..hi].iter().any(|&e| e >= threshold)
+        })
+        .collect();
+    (0..x.len()).map(|i| active[i / frame]).collect()
+}
