@@ -60,7 +60,7 @@ impl Objective {
                 (TargetSequence::new(tok, text.trim(), language)?, 1.0)
             }
             Goal::Untargeted { min_wer } => {
-                if !(*min_wer > 0.0) {
+                if min_wer.is_nan() || *min_wer <= 0.0 {
                     return Err(Error::InvalidArgument(
                         "the untargeted WER threshold must be above 0".into(),
                     ));
