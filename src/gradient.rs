@@ -73,6 +73,55 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> 
     Ok((loss, grad.unsqueeze(0)?))
 }
 
+/// Carlini–Wagner margin loss over the last `targets.len()` positions of `logits` `(1, L, V)`:
+/// for each position `max(max_{j≠t} Z_j − Z_t, −κ)` (the target must win by κ), or with
+/// `away` `max(Z_t − max_{j≠t} Z_j, −κ)` (the token must lose by κ); summed, with its gradient.
+pub fn margin_loss(
+    logits: &Tensor,
+    targets: &[u32],
+    kappa: f32,
+    away: bool,
+) -> Result<(f32, Tensor)> {
+    let (b, l, v) = logits.dims3()?;
+    if b != 1 || targets.is_empty() || targets.len() > l {
+        return Err(Error::InvalidArgument(format!(
+            "margin loss needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
+            targets.len()
+        )));
+    }
+    let rows = logits.squeeze(0)?.to_vec2::<f32>()?;
+    let first = l - targets.len();
+    let mut grad = vec![0.0f32; l * v];
+    let mut total = 0.0f32;
+    for (i, &t) in targets.iter().enumerate() {
+        let row = &rows[first + i];
+        let t = t as usize;
+        if t >= v {
+            return Err(Error::InvalidArgument(format!(
+                "target token {t} outside the vocabulary"
+            )));
+        }
+        let (other, best_other) = row.iter().enumerate().filter(|(j, _)| *j != t).fold(
+            (0, f32::NEG_INFINITY),
+            |acc, (j, &z)| if z > acc.1 { (j, z) } else { acc },
+        );
+        let margin = if away {
+            row[t] - best_other
+        } else {
+            best_other - row[t]
+        };
+        if margin > -kappa {
+            total += margin;
+            let s = if away { -1.0 } else { 1.0 };
+            grad[(first + i) * v + other] += s;
+            grad[(first + i) * v + t] -= s;
+        } else {
+            total += -kappa;
+        }
+    }
+    Ok((total, Tensor::from_vec(grad, (1, l, v), logits.device())?))
+}
+
 /// Value of a loss of the logits and its gradient w.r.t. the waveform `(n,)`, `n <= 480000`.
 ///
 /// `loss` maps logits `(1, L, V)` of the decoder input `tokens` to `(value, dL/dlogits)`.

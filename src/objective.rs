@@ -2,7 +2,7 @@
 //! silence. Each goal gives a loss to minimise (with its waveform gradient) and a success test
 //! on a decoded transcript.
 
-use crate::gradient::{cross_entropy, loss_and_waveform_grad, TargetSequence};
+use crate::gradient::{cross_entropy, loss_and_waveform_grad, margin_loss, TargetSequence};
 use crate::mel::MelFrontEnd;
 use crate::metrics::wer;
 use crate::model::LoadedModel;
@@ -109,6 +109,26 @@ impl Objective {
             },
         )?;
         Ok((loss, grad.to_vec1::<f32>()?))
+    }
+
+    /// Carlini–Wagner margin form of the goal (zero-floored at −κ per token) and its waveform
+    /// gradient: the target tokens must win by κ, or (untargeted) the original ones must lose.
+    pub fn margin_and_grad(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+        kappa: f32,
+    ) -> Result<(f32, Vec<f32>)> {
+        let away = self.sign < 0.0;
+        let (value, grad) = loss_and_waveform_grad(
+            &model.whisper,
+            front,
+            wave,
+            &self.sequence.input,
+            |logits| margin_loss(logits, &self.sequence.targets, kappa, away),
+        )?;
+        Ok((value, grad.to_vec1::<f32>()?))
     }
 
     /// Whether a transcript meets the goal.

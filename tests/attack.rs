@@ -214,3 +214,43 @@ fn cancelling_keeps_a_valid_result() {
     assert_eq!(out.steps, 0);
     assert_eq!(out.adversarial.len(), x.len());
 }
+
+#[test]
+fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
+    use advox::attack::cw::{run_cw, CwConfig};
+    use advox::metrics::dbx;
+    let x = sample("open_the_front_door.wav");
+    let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
+    let pgd_cfg = AttackConfig {
+        constraints: Constraints {
+            linf: Some(0.02),
+            snr_db: Some(30.0),
+            ..Default::default()
+        },
+        step_size: 0.002,
+        steps: 80,
+        ..Default::default()
+    };
+    let never = AtomicBool::new(false);
+    let pgd = run_attack(common::model(), &x, &obj, &pgd_cfg, &never, &mut |_| {}).unwrap();
+    assert!(pgd.success);
+    let cw = run_cw(
+        common::model(),
+        &x,
+        &obj,
+        &CwConfig::default(),
+        &never,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(cw.success, "CW transcript {:?}", cw.transcript);
+    assert_eq!(
+        normalize_transcript(&transcribe_written(&cw.adversarial, "cw.wav")),
+        "turn off the lights"
+    );
+    let (d_pgd, d_cw) = (dbx(&x, &pgd.perturbation), dbx(&x, &cw.perturbation));
+    assert!(
+        d_cw < d_pgd,
+        "CW dBx {d_cw:.2} is not below PGD's {d_pgd:.2}"
+    );
+}

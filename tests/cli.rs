@@ -166,3 +166,91 @@ fn recordings_longer_than_30_seconds_are_transcribed_window_by_window() {
         "{text}"
     );
 }
+
+#[test]
+fn attack_writes_a_working_example_a_perturbation_and_a_report() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-attack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = common::root().join("samples/open_the_front_door.wav");
+    let before = std::fs::read(&input).unwrap();
+    let out = dir.join("adv.wav");
+    let run = advox()
+        .arg("attack")
+        .arg(&input)
+        .args([
+            "--target",
+            "turn off the lights",
+            "--snr-db",
+            "30",
+            "--eps",
+            "0.02",
+            "--steps",
+            "80",
+            "--seed",
+            "3",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    assert_eq!(report["success"], true);
+    assert!(report["snr_db"].as_f64().unwrap() >= 30.0);
+    assert_eq!(
+        normalize_transcript(report["adversarial_transcript"].as_str().unwrap()),
+        "turn off the lights"
+    );
+    assert_eq!(
+        normalize_transcript(report["original_transcript"].as_str().unwrap()),
+        "open the front door"
+    );
+    for key in [
+        "dbx",
+        "linf",
+        "l2",
+        "steps",
+        "wall_seconds",
+        "model",
+        "seed",
+        "target",
+    ] {
+        assert!(!report[key].is_null(), "report lacks {key}");
+    }
+    assert!(dir.join("adv.perturbation.wav").is_file());
+    // The written file, transcribed by a separate process.
+    let t = advox().arg("transcribe").arg(&out).output().unwrap();
+    assert_eq!(
+        normalize_transcript(&String::from_utf8_lossy(&t.stdout)),
+        "turn off the lights"
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before, "the input changed");
+
+    // Writing over the input is refused before any work.
+    let refused = advox()
+        .arg("attack")
+        .arg(&input)
+        .args(["--mute", "--eps", "0.01", "-o"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+
+    // No bound on the perturbation is a clear error.
+    let unbounded = advox()
+        .arg("attack")
+        .arg(&input)
+        .args(["--mute", "-o"])
+        .arg(dir.join("x.wav"))
+        .output()
+        .unwrap();
+    assert_eq!(unbounded.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unbounded.stderr).contains("--eps"));
+}

@@ -1,6 +1,7 @@
 //! `advox attack`.
 
 use crate::common;
+use advox::attack::cw::{run_cw, CwConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
 use advox::metrics::{dbx, l2, linf, snr_db};
@@ -18,6 +19,7 @@ use std::time::Instant;
 enum AttackKind {
     Fgsm,
     Pgd,
+    Cw,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,9 +86,21 @@ pub struct Args {
     /// Domain the steps are formed in.
     #[arg(long, value_enum, default_value = "stft")]
     domain: DomainArg,
-    /// Steps (PGD).
-    #[arg(long, default_value_t = 300)]
-    steps: usize,
+    /// Steps: PGD's total per run (default 300), CW's per value of c (default 40).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// CW: first value of the trade-off constant c.
+    #[arg(long, default_value_t = 0.1)]
+    c: f32,
+    /// CW: confidence margin κ of the tokens, in logits.
+    #[arg(long, default_value_t = 1.0)]
+    kappa: f32,
+    /// CW: values of c tried by the binary search.
+    #[arg(long, default_value_t = 3)]
+    search_steps: usize,
+    /// CW: largest sample change of one Adam step.
+    #[arg(long, default_value_t = 0.002)]
+    lr: f32,
     /// Step size (L-infinity of a step for sign/adam, L2 for l2); default eps/10, else 0.001.
     #[arg(long)]
     step_size: Option<f32>,
@@ -188,20 +202,25 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         band_hz: args.band,
         time_mask: speech_mask_if(args.speech_only, &x),
     };
-    if constraints.linf.is_none() && constraints.l2.is_none() && constraints.snr_db.is_none() {
+    let is_cw = matches!(args.attack, AttackKind::Cw);
+    if !is_cw
+        && constraints.linf.is_none()
+        && constraints.l2.is_none()
+        && constraints.snr_db.is_none()
+    {
         bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
     }
     let cfg = AttackConfig {
         method: match args.attack {
             AttackKind::Fgsm => Method::Fgsm,
-            AttackKind::Pgd => Method::Pgd,
+            _ => Method::Pgd,
         },
         domain: match args.domain {
             DomainArg::Stft => Domain::default(),
             DomainArg::Waveform => Domain::Waveform,
         },
         constraints,
-        steps: args.steps,
+        steps: args.steps.unwrap_or(300),
         step_size: args
             .step_size
             .unwrap_or(args.eps.map_or(0.001, |e| e / 10.0)),
@@ -222,26 +241,38 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     };
     install_ctrl_c();
     let bar = indicatif::ProgressBar::new((cfg.steps * (1 + cfg.restarts)) as u64);
+    if matches!(args.attack, AttackKind::Fgsm) {
+        bar.set_length(1);
+    }
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut last_transcript = original.text.clone();
     let start = Instant::now();
-    let outcome = run_attack(
-        &model,
-        &x,
-        &objective,
-        &cfg,
-        &CANCEL,
-        &mut |info: &StepInfo| {
-            if let Some(t) = &info.transcript {
-                last_transcript = t.clone();
-            }
-            bar.inc(1);
-            bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
-        },
-    )?;
+    let mut on_step = |info: &StepInfo| {
+        if let Some(t) = &info.transcript {
+            last_transcript = t.clone();
+        }
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
+    };
+    let outcome = if is_cw {
+        let cw = CwConfig {
+            steps: args.steps.unwrap_or(40),
+            search_steps: args.search_steps,
+            initial_c: args.c,
+            kappa: args.kappa,
+            learning_rate: args.lr,
+            domain: cfg.domain,
+            check_every: args.check_every,
+            decode: decode.clone(),
+        };
+        bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
+        run_cw(&model, &x, &objective, &cw, &CANCEL, &mut on_step)?
+    } else {
+        run_attack(&model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
+    };
     bar.finish_and_clear();
     let attack_seconds = start.elapsed().as_secs_f64();
 
@@ -268,7 +299,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "input": args.input.display().to_string(),
         "output": args.output.display().to_string(),
         "perturbation": perturbation_path.display().to_string(),
-        "attack": format!("{:?}", cfg.method).to_lowercase(),
+        "attack": if is_cw { "cw".to_string() } else { format!("{:?}", cfg.method).to_lowercase() },
         "goal": objective.describe(),
         "target": args.target,
         "original_transcript": original.text,

@@ -4,16 +4,16 @@
 use crate::common;
 use advox::attack::{run_attack, AttackConfig};
 use advox::audio::read_audio_16k_mono;
-use advox::objective::{Goal, Objective};
-use advox::perturb::Constraints;
-use std::sync::atomic::AtomicBool;
 use advox::gradient::{targeted_loss_and_grad, TargetSequence};
 use advox::mel::MelFrontEnd;
 use advox::model::DecodeOptions;
+use advox::objective::{Goal, Objective};
+use advox::perturb::Constraints;
 use advox::transcribe::transcribe;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// Benchmark options.
@@ -99,15 +99,31 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let mut time_to_success = None;
     if !args.no_attack {
         let original = transcribe(&model, &wave, &DecodeOptions::default())?;
-        let objective = Objective::new(&model, Goal::Targeted(args.target.trim().to_string()), &original.text, &original.tokens)?;
+        let objective = Objective::new(
+            &model,
+            Goal::Targeted(args.target.trim().to_string()),
+            &original.text,
+            &original.tokens,
+        )?;
         let cfg = AttackConfig {
-            constraints: Constraints { linf: Some(0.02), snr_db: Some(30.0), ..Default::default() },
+            constraints: Constraints {
+                linf: Some(0.02),
+                snr_db: Some(30.0),
+                ..Default::default()
+            },
             step_size: 0.002,
             steps: 300,
             ..Default::default()
         };
         let t = Instant::now();
-        let out = run_attack(&model, &wave, &objective, &cfg, &AtomicBool::new(false), &mut |_| {})?;
+        let out = run_attack(
+            &model,
+            &wave,
+            &objective,
+            &cfg,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )?;
         let seconds = t.elapsed().as_secs_f64();
         if out.success {
             time_to_success = Some(seconds);
@@ -158,7 +174,11 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             println!(
                 "| targeted PGD to {:?} (SNR >= 30 dB) | {} after {} steps, {:.1} s |",
                 args.target.trim(),
-                if a["success"].as_bool() == Some(true) { "success" } else { "failure" },
+                if a["success"].as_bool() == Some(true) {
+                    "success"
+                } else {
+                    "failure"
+                },
                 a["steps"],
                 a["seconds"].as_f64().unwrap_or(f64::NAN)
             );

@@ -1,0 +1,164 @@
+//! Carlini–Wagner L2 attack: minimise `|δ|² + c · f(x + δ)` with Adam, where `f` is the margin
+//! loss of the goal's tokens with confidence κ; a binary search on `c` finds the smallest
+//! perturbation that still succeeds. As in PGD, the Adam steps are formed in the STFT domain by
+//! default (spectrally shaped steps reach far lower distortion than per-sample ones), and the
+//! signal is clipped and quantised as a 16-bit WAV stores it.
+
+use super::step::{Rule, StepSpace, Stepper};
+use super::{quantized_sum, AttackOutcome, StepInfo};
+use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::Objective;
+use crate::perturb::Domain;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Settings of the Carlini–Wagner attack.
+#[derive(Debug, Clone)]
+pub struct CwConfig {
+    /// Adam steps per value of `c`.
+    pub steps: usize,
+    /// Values of `c` tried by the binary search.
+    pub search_steps: usize,
+    /// First `c`.
+    pub initial_c: f32,
+    /// Confidence margin κ of the tokens (logit units).
+    pub kappa: f32,
+    /// Largest sample change of one Adam step.
+    pub learning_rate: f32,
+    /// Where the Adam steps are formed.
+    pub domain: Domain,
+    /// Decode every this many steps.
+    pub check_every: usize,
+    /// Decoding of the success tests.
+    pub decode: DecodeOptions,
+}
+
+impl Default for CwConfig {
+    fn default() -> Self {
+        CwConfig {
+            steps: 40,
+            search_steps: 3,
+            initial_c: 0.1,
+            kappa: 1.0,
+            learning_rate: 0.002,
+            domain: Domain::default(),
+            check_every: 5,
+            decode: DecodeOptions::default(),
+        }
+    }
+}
+
+/// Run the attack on 16-kHz samples `x`. Keeps the successful point of least L2 norm (or, when
+/// nothing succeeded, the last point of the run with the largest `c`).
+pub fn run_cw(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &CwConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<AttackOutcome> {
+    if x.is_empty() || x.len() > N_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "attacks work on 1 to {N_SAMPLES} samples, got {}",
+            x.len()
+        )));
+    }
+    if !(cfg.initial_c > 0.0 && cfg.learning_rate > 0.0 && cfg.kappa >= 0.0) {
+        return Err(Error::InvalidArgument(
+            "CW needs c > 0, a positive learning rate and κ >= 0".into(),
+        ));
+    }
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let device = model.whisper.device().clone();
+    let (mut lo, mut hi, mut c) = (0.0f32, f32::INFINITY, cfg.initial_c);
+    let mut best: Option<(f64, Vec<f32>, String, f32)> = None;
+    let mut fallback: Option<(Vec<f32>, String, f32)> = None;
+    let mut total = 0;
+    let mut cancelled = false;
+    let steps = cfg.steps.max(1);
+    'search: for round in 0..cfg.search_steps.max(1) {
+        let mut delta = vec![0.0f32; x.len()];
+        let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(cfg.domain, x.len())?);
+        let mut round_success = false;
+        for step in 1..=steps {
+            if cancel.load(Ordering::Relaxed) {
+                cancelled = true;
+                break 'search;
+            }
+            let quantized = quantized_sum(x, &delta);
+            let wave = Tensor::from_vec(quantized, x.len(), &device)?;
+            let (margin, g) = objective.margin_and_grad(model, &front, &wave, cfg.kappa)?;
+            total += 1;
+            let l2sq: f32 = delta.iter().map(|d| d * d).sum();
+            let loss = l2sq + c * margin;
+            let grad: Vec<f32> = delta
+                .iter()
+                .zip(&g)
+                .map(|(d, gi)| 2.0 * d + c * gi)
+                .collect();
+            let dir = stepper.direction(&grad)?;
+            // Cosine decay: coarse steps to find success, fine ones to shrink δ afterwards.
+            let lr = super::scheduled(cfg.learning_rate, super::Schedule::Cosine, step, steps);
+            for (d, s) in delta.iter_mut().zip(&dir) {
+                *d -= lr * s;
+            }
+            let mut info = StepInfo {
+                run: round,
+                step,
+                steps,
+                loss,
+                transcript: None,
+            };
+            if step % cfg.check_every.max(1) == 0 || step == steps {
+                let candidate = quantized_sum(x, &delta);
+                let transcript = transcribe(model, &candidate, &cfg.decode)?.text;
+                if objective.is_met(&transcript) {
+                    round_success = true;
+                    let effective: Vec<f32> = candidate.iter().zip(x).map(|(a, b)| a - b).collect();
+                    let norm = crate::metrics::l2(&effective);
+                    if best.as_ref().is_none_or(|b| norm < b.0) {
+                        best = Some((norm, candidate.clone(), transcript.clone(), loss));
+                    }
+                }
+                fallback = Some((candidate, transcript.clone(), loss));
+                info.transcript = Some(transcript);
+            }
+            on_step(&info);
+        }
+        if round_success {
+            hi = hi.min(c);
+            c = 0.5 * (lo + hi);
+        } else {
+            lo = lo.max(c);
+            c = if hi.is_finite() {
+                0.5 * (lo + hi)
+            } else {
+                c * 10.0
+            };
+        }
+    }
+    let (adversarial, transcript, loss, success) = match (best, fallback) {
+        (Some((_, a, t, l)), _) => (a, t, l, true),
+        (None, Some((a, t, l))) => (a, t, l, false),
+        (None, None) => {
+            let a = quantized_sum(x, &vec![0.0; x.len()]);
+            let t = transcribe(model, &a, &cfg.decode)?.text;
+            let ok = objective.is_met(&t);
+            (a, t, f32::NAN, ok)
+        }
+    };
+    let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
+    Ok(AttackOutcome {
+        adversarial,
+        perturbation,
+        success,
+        transcript,
+        steps: total,
+        loss,
+        cancelled,
+    })
+}
