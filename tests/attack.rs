@@ -254,3 +254,59 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
         "CW dBx {d_cw:.2} is not below PGD's {d_pgd:.2}"
     );
 }
+
+#[test]
+fn deepfool_changes_the_transcript_with_less_l2_than_pgd() {
+    use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};
+    use advox::metrics::l2;
+    let m = common::model();
+    let x = sample("play_some_music.wav");
+    let greedy = DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    };
+    let t = transcribe(m, &x, &greedy).unwrap();
+    let obj = Objective::new(m, Goal::Untargeted { min_wer: 0.5 }, &t.text, &t.tokens).unwrap();
+    let never = AtomicBool::new(false);
+    let pgd_cfg = AttackConfig {
+        constraints: Constraints {
+            snr_db: Some(35.0),
+            ..Default::default()
+        },
+        step_size: 0.002,
+        steps: 60,
+        decode: greedy.clone(),
+        ..Default::default()
+    };
+    let pgd = run_attack(m, &x, &obj, &pgd_cfg, &never, &mut |_| {}).unwrap();
+    assert!(pgd.success, "PGD transcript {:?}", pgd.transcript);
+    let df = run_deepfool(
+        m,
+        &x,
+        &obj,
+        &DeepFoolConfig {
+            decode: greedy.clone(),
+            ..Default::default()
+        },
+        &never,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(df.success, "DeepFool transcript {:?}", df.transcript);
+    let written = read_back(&df.adversarial);
+    assert!(wer(&t.text, &transcribe(m, &written, &greedy).unwrap().text) >= 0.5);
+    assert!(
+        l2(&df.perturbation) < l2(&pgd.perturbation),
+        "DeepFool L2 {} vs PGD {}",
+        l2(&df.perturbation),
+        l2(&pgd.perturbation)
+    );
+}
+
+fn read_back(adv: &[f32]) -> Vec<f32> {
+    let dir = std::env::temp_dir().join(format!("advox-attack-rb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("df.wav");
+    write_wav(&path, adv, 16_000, WavFormat::Pcm16, &[]).unwrap();
+    read_audio_16k_mono(&path).unwrap()
+}

@@ -4,6 +4,7 @@
 //! iterates with sign, L2 or Adam steps, random starts and restarts.
 
 pub mod cw;
+pub mod deepfool;
 pub mod step;
 
 use crate::audio::quantize_i16;

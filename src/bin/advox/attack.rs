@@ -2,6 +2,7 @@
 
 use crate::common;
 use advox::attack::cw::{run_cw, CwConfig};
+use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
 use advox::metrics::{dbx, l2, linf, snr_db};
@@ -15,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum AttackKind {
     Fgsm,
     Pgd,
     Cw,
+    Deepfool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,7 +88,8 @@ pub struct Args {
     /// Domain the steps are formed in.
     #[arg(long, value_enum, default_value = "stft")]
     domain: DomainArg,
-    /// Steps: PGD's total per run (default 300), CW's per value of c (default 40).
+    /// Steps: PGD's per run (default 300), CW's per value of c (default 40), DeepFool's most
+    /// linearisations (default 50).
     #[arg(long)]
     steps: Option<usize>,
     /// CW: first value of the trade-off constant c.
@@ -98,6 +101,9 @@ pub struct Args {
     /// CW: values of c tried by the binary search.
     #[arg(long, default_value_t = 3)]
     search_steps: usize,
+    /// DeepFool: relative overshoot past each linearised boundary.
+    #[arg(long, default_value_t = 0.5)]
+    overshoot: f32,
     /// CW: largest sample change of one Adam step.
     #[arg(long, default_value_t = 0.002)]
     lr: f32,
@@ -203,7 +209,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         time_mask: speech_mask_if(args.speech_only, &x),
     };
     let is_cw = matches!(args.attack, AttackKind::Cw);
-    if !is_cw
+    let minimal = matches!(args.attack, AttackKind::Cw | AttackKind::Deepfool);
+    if !minimal
         && constraints.linf.is_none()
         && constraints.l2.is_none()
         && constraints.snr_db.is_none()
@@ -257,7 +264,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         bar.inc(1);
         bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
     };
-    let outcome = if is_cw {
+    let outcome = if matches!(args.attack, AttackKind::Deepfool) {
+        let df = DeepFoolConfig {
+            max_iterations: args.steps.unwrap_or(50),
+            overshoot: args.overshoot,
+            decode: decode.clone(),
+        };
+        bar.set_length(df.max_iterations as u64);
+        run_deepfool(&model, &x, &objective, &df, &CANCEL, &mut on_step)?
+    } else if is_cw {
         let cw = CwConfig {
             steps: args.steps.unwrap_or(40),
             search_steps: args.search_steps,
@@ -299,7 +314,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "input": args.input.display().to_string(),
         "output": args.output.display().to_string(),
         "perturbation": perturbation_path.display().to_string(),
-        "attack": if is_cw { "cw".to_string() } else { format!("{:?}", cfg.method).to_lowercase() },
+        "attack": format!("{:?}", args.attack).to_lowercase(),
         "goal": objective.describe(),
         "target": args.target,
         "original_transcript": original.text,

@@ -1,0 +1,170 @@
+//! DeepFool for sequences: repeatedly linearise the margin between the currently decoded token
+//! and its best rival at the first position that still matches the original transcript, and
+//! take the smallest L2 step that crosses it (times `1 + overshoot`), until the transcript has
+//! moved far enough from the original (untargeted goals only).
+
+use super::{quantized_sum, AttackOutcome, StepInfo};
+use crate::gradient::loss_and_waveform_grad;
+use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::{Goal, Objective};
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Settings of DeepFool.
+#[derive(Debug, Clone)]
+pub struct DeepFoolConfig {
+    /// Most linearisation steps.
+    pub max_iterations: usize,
+    /// Relative overshoot of each step past the linearised boundary (larger than image
+    /// DeepFool's 0.02: the step must survive 16-bit quantisation and beam search).
+    pub overshoot: f32,
+    /// Decoding that defines the current tokens and the success test.
+    pub decode: DecodeOptions,
+}
+
+impl Default for DeepFoolConfig {
+    fn default() -> Self {
+        DeepFoolConfig {
+            max_iterations: 50,
+            overshoot: 0.5,
+            decode: DecodeOptions::default(),
+        }
+    }
+}
+
+/// Margin `Z[row, token] − max_{j≠token} Z[row, j]` of logits `(1, L, V)` over the tokens
+/// decoding can emit (ids up to `last_allowed`, end-of-text), and its gradient.
+fn token_margin(
+    logits: &Tensor,
+    row: usize,
+    token: u32,
+    last_allowed: u32,
+) -> Result<(f32, Tensor)> {
+    let (_, l, v) = logits.dims3()?;
+    let z = logits.squeeze(0)?.get(row)?.to_vec1::<f32>()?;
+    let t = token as usize;
+    let (rival, best) = z
+        .iter()
+        .enumerate()
+        .take(last_allowed as usize + 1)
+        .filter(|(j, _)| *j != t)
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |acc, (j, &s)| if s > acc.1 { (j, s) } else { acc },
+        );
+    let mut grad = vec![0.0f32; l * v];
+    grad[row * v + t] = 1.0;
+    grad[row * v + rival] = -1.0;
+    Ok((
+        z[t] - best,
+        Tensor::from_vec(grad, (1, l, v), logits.device())?,
+    ))
+}
+
+/// Run DeepFool on 16-kHz samples `x` for an untargeted objective.
+pub fn run_deepfool(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &DeepFoolConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<AttackOutcome> {
+    if !matches!(objective.goal, Goal::Untargeted { .. }) {
+        return Err(Error::InvalidArgument(
+            "DeepFool is an untargeted attack: use --untargeted".into(),
+        ));
+    }
+    if x.is_empty() || x.len() > N_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "attacks work on 1 to {N_SAMPLES} samples, got {}",
+            x.len()
+        )));
+    }
+    let seq = objective.sequence();
+    let original: Vec<u32> = seq.targets[..seq.targets.len() - 1].to_vec();
+    let prompt_len = seq.input.len() - original.len();
+    let prompt = seq.input[..prompt_len].to_vec();
+    let eot = model.tokenizer.special.eot;
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let device = model.whisper.device().clone();
+    let greedy = DecodeOptions {
+        beam_size: 1,
+        ..cfg.decode.clone()
+    };
+    let mut delta = vec![0.0f32; x.len()];
+    let mut steps = 0;
+    let mut cancelled = false;
+    let iterations = cfg.max_iterations.max(1);
+    let (mut adversarial, mut transcript, mut success, mut last_margin) =
+        (Vec::new(), String::new(), false, f32::NAN);
+    for it in 0..=iterations {
+        adversarial = quantized_sum(x, &delta);
+        // The margins are those of greedy decoding; success is judged with `cfg.decode`.
+        let current = transcribe(model, &adversarial, &greedy)?;
+        transcript = if cfg.decode.beam_size <= 1 {
+            current.text.clone()
+        } else {
+            transcribe(model, &adversarial, &cfg.decode)?.text
+        };
+        success = objective.is_met(&transcript);
+        if success || it == iterations {
+            break;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            break;
+        }
+        // The first position still decoded as in the original transcript.
+        let tokens = current.tokens;
+        let position = (0..=tokens.len())
+            .find(|&i| {
+                tokens.get(i).copied().unwrap_or(eot) == original.get(i).copied().unwrap_or(eot)
+            })
+            .unwrap_or(0);
+        let mut input = prompt.clone();
+        input.extend_from_slice(&tokens[..position.min(tokens.len())]);
+        let token = tokens.get(position).copied().unwrap_or(eot);
+        let row = input.len() - 1;
+        let wave = Tensor::from_vec(adversarial.clone(), x.len(), &device)?;
+        let (margin, grad) =
+            loss_and_waveform_grad(&model.whisper, &front, &wave, &input, |logits| {
+                token_margin(logits, row, token, eot)
+            })?;
+        let grad = grad.to_vec1::<f32>()?;
+        steps += 1;
+        last_margin = margin;
+        let norm_sq: f32 = grad.iter().map(|g| g * g).sum();
+        if norm_sq <= 0.0 || !norm_sq.is_finite() {
+            break;
+        }
+        // Smallest step reaching the linearised boundary, a little past it; at least one
+        // 16-bit quantisation step so it survives writing.
+        let scale = (1.0 + cfg.overshoot) * (margin.max(0.0) + 1e-3) / norm_sq;
+        let scale =
+            scale.max(1.0 / 32768.0 / grad.iter().fold(0.0f32, |m, g| m.max(g.abs())).max(1e-12));
+        for (d, g) in delta.iter_mut().zip(&grad) {
+            *d -= scale * g;
+        }
+        on_step(&StepInfo {
+            run: 0,
+            step: it + 1,
+            steps: iterations,
+            loss: margin,
+            transcript: Some(transcript.clone()),
+        });
+    }
+    let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
+    Ok(AttackOutcome {
+        adversarial,
+        perturbation,
+        success,
+        transcript,
+        steps,
+        loss: last_margin,
+        cancelled,
+    })
+}
