@@ -5,6 +5,7 @@
 
 pub mod cw;
 pub mod deepfool;
+pub mod jsma;
 pub mod step;
 
 use crate::audio::quantize_i16;

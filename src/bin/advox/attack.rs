@@ -3,6 +3,7 @@
 use crate::common;
 use advox::attack::cw::{run_cw, CwConfig};
 use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};
+use advox::attack::jsma::{run_jsma, JsmaConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
 use advox::metrics::{dbx, l2, linf, snr_db};
@@ -22,6 +23,7 @@ enum AttackKind {
     Pgd,
     Cw,
     Deepfool,
+    Jsma,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,7 +91,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "stft")]
     domain: DomainArg,
     /// Steps: PGD's per run (default 300), CW's per value of c (default 40), DeepFool's most
-    /// linearisations (default 50).
+    /// linearisations (default 50), JSMA's most iterations (default 100).
     #[arg(long)]
     steps: Option<usize>,
     /// CW: first value of the trade-off constant c.
@@ -101,6 +103,15 @@ pub struct Args {
     /// CW: values of c tried by the binary search.
     #[arg(long, default_value_t = 3)]
     search_steps: usize,
+    /// JSMA: largest share of the STFT bins that may be perturbed (L0 budget).
+    #[arg(long, default_value_t = 0.10)]
+    max_bins: f32,
+    /// JSMA: share of the bins switched on per iteration.
+    #[arg(long, default_value_t = 0.005)]
+    bins_per_iteration: f32,
+    /// JSMA: largest waveform amplitude one bin may contribute.
+    #[arg(long, default_value_t = 0.005)]
+    bin_amplitude: f32,
     /// DeepFool: relative overshoot past each linearised boundary.
     #[arg(long, default_value_t = 0.5)]
     overshoot: f32,
@@ -185,6 +196,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         (None, false, true) => Goal::Mute,
         _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
     };
+    // CW, DeepFool and JSMA minimise or bound the perturbation themselves; FGSM and PGD need a
+    // constraint set.
+    let bounded = matches!(args.attack, AttackKind::Fgsm | AttackKind::Pgd);
+    if bounded && args.eps.is_none() && args.l2.is_none() && args.snr_db.is_none() {
+        bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
+    }
     let inputs = [args.input.as_path()];
     let perturbation_path = sibling(&args.output, "perturbation.wav");
     let report_path = sibling(&args.output, "json");
@@ -208,15 +225,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         band_hz: args.band,
         time_mask: speech_mask_if(args.speech_only, &x),
     };
-    let is_cw = matches!(args.attack, AttackKind::Cw);
-    let minimal = matches!(args.attack, AttackKind::Cw | AttackKind::Deepfool);
-    if !minimal
-        && constraints.linf.is_none()
-        && constraints.l2.is_none()
-        && constraints.snr_db.is_none()
-    {
-        bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
-    }
     let cfg = AttackConfig {
         method: match args.attack {
             AttackKind::Fgsm => Method::Fgsm,
@@ -264,29 +272,48 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         bar.inc(1);
         bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
     };
-    let outcome = if matches!(args.attack, AttackKind::Deepfool) {
-        let df = DeepFoolConfig {
-            max_iterations: args.steps.unwrap_or(50),
-            overshoot: args.overshoot,
-            decode: decode.clone(),
-        };
-        bar.set_length(df.max_iterations as u64);
-        run_deepfool(&model, &x, &objective, &df, &CANCEL, &mut on_step)?
-    } else if is_cw {
-        let cw = CwConfig {
-            steps: args.steps.unwrap_or(40),
-            search_steps: args.search_steps,
-            initial_c: args.c,
-            kappa: args.kappa,
-            learning_rate: args.lr,
-            domain: cfg.domain,
-            check_every: args.check_every,
-            decode: decode.clone(),
-        };
-        bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
-        run_cw(&model, &x, &objective, &cw, &CANCEL, &mut on_step)?
-    } else {
-        run_attack(&model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
+    let mut bins_fraction = None;
+    let outcome = match args.attack {
+        AttackKind::Fgsm | AttackKind::Pgd => {
+            run_attack(&model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
+        }
+        AttackKind::Cw => {
+            let cw = CwConfig {
+                steps: args.steps.unwrap_or(40),
+                search_steps: args.search_steps,
+                initial_c: args.c,
+                kappa: args.kappa,
+                learning_rate: args.lr,
+                domain: cfg.domain,
+                check_every: args.check_every,
+                decode: decode.clone(),
+            };
+            bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
+            run_cw(&model, &x, &objective, &cw, &CANCEL, &mut on_step)?
+        }
+        AttackKind::Deepfool => {
+            let df = DeepFoolConfig {
+                max_iterations: args.steps.unwrap_or(50),
+                overshoot: args.overshoot,
+                decode: decode.clone(),
+            };
+            bar.set_length(df.max_iterations as u64);
+            run_deepfool(&model, &x, &objective, &df, &CANCEL, &mut on_step)?
+        }
+        AttackKind::Jsma => {
+            let js = JsmaConfig {
+                max_bins_fraction: args.max_bins,
+                bins_per_iteration_fraction: args.bins_per_iteration,
+                amplitude: args.bin_amplitude,
+                iterations: args.steps.unwrap_or(100),
+                check_every: args.check_every.min(2),
+                decode: decode.clone(),
+            };
+            bar.set_length(js.iterations as u64);
+            let out = run_jsma(&model, &x, &objective, &js, &CANCEL, &mut on_step)?;
+            bins_fraction = Some(out.bins_fraction);
+            out.attack
+        }
     };
     bar.finish_and_clear();
     let attack_seconds = start.elapsed().as_secs_f64();
@@ -329,6 +356,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "final_loss": outcome.loss,
         "wall_seconds": attack_seconds,
         "model": model.id(),
+        "tf_bins_fraction": bins_fraction,
         "seed": args.seed,
         "constraints": {
             "eps": args.eps, "l2": args.l2, "snr_db": args.snr_db,
