@@ -310,3 +310,34 @@ fn read_back(adv: &[f32]) -> Vec<f32> {
     write_wav(&path, adv, 16_000, WavFormat::Pcm16, &[]).unwrap();
     read_audio_16k_mono(&path).unwrap()
 }
+
+#[test]
+fn jsma_succeeds_touching_at_most_a_tenth_of_the_bins() {
+    use advox::attack::jsma::{run_jsma, JsmaConfig};
+    let x = sample("play_some_music.wav");
+    let obj = objective(&x, Goal::Untargeted { min_wer: 0.5 });
+    let out = run_jsma(
+        common::model(),
+        &x,
+        &obj,
+        &JsmaConfig::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.attack.success, "transcript {:?}", out.attack.transcript);
+    assert!(
+        out.bins_fraction <= 0.10,
+        "touched {} of the bins",
+        out.bins_fraction
+    );
+    // The perturbation lives only on the chosen bins: its STFT is sparse.
+    let stft = advox::dsp::Stft::new(512, 128, advox::dsp::hann_periodic(512)).unwrap();
+    let spec = stft.stft(&out.attack.perturbation);
+    let peak = spec.data.iter().map(|c| c.norm()).fold(0.0f32, f32::max);
+    let active =
+        spec.data.iter().filter(|c| c.norm() > 0.1 * peak).count() as f32 / spec.data.len() as f32;
+    assert!(active <= 0.15, "{active} of the bins carry energy");
+    let written = transcribe_written(&out.attack.adversarial, "jsma.wav");
+    assert!(wer("play some music", &written) >= 0.5, "{written:?}");
+}

@@ -37,7 +37,7 @@ impl Default for JsmaConfig {
         JsmaConfig {
             max_bins_fraction: 0.10,
             bins_per_iteration_fraction: 0.005,
-            amplitude: 0.005,
+            amplitude: 0.002,
             iterations: 100,
             check_every: 2,
             decode: DecodeOptions::default(),

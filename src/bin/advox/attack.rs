@@ -110,7 +110,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.005)]
     bins_per_iteration: f32,
     /// JSMA: largest waveform amplitude one bin may contribute.
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = 0.002)]
     bin_amplitude: f32,
     /// DeepFool: relative overshoot past each linearised boundary.
     #[arg(long, default_value_t = 0.5)]
