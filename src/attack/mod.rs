@@ -5,6 +5,7 @@
 
 pub mod cw;
 pub mod deepfool;
+pub mod eot;
 pub mod jsma;
 pub mod step;
 
@@ -66,6 +67,8 @@ pub struct AttackConfig {
     pub decode: DecodeOptions,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Expectation over random transformations (over-the-air robustness); `None` for none.
+    pub eot: Option<eot::EotConfig>,
 }
 
 impl Default for AttackConfig {
@@ -86,6 +89,7 @@ impl Default for AttackConfig {
             check_every: 5,
             decode: DecodeOptions::default(),
             seed: 0,
+            eot: None,
         }
     }
 }
@@ -197,8 +201,14 @@ pub fn run_attack(
                 break 'runs;
             }
             let adv = quantized_sum(x, &delta);
-            let wave = Tensor::from_vec(adv, x.len(), &device)?;
-            let (loss, grad) = objective.loss_and_grad(model, &front, &wave)?;
+            let (loss, grad) = match &cfg.eot {
+                None => objective.loss_and_grad(
+                    model,
+                    &front,
+                    &Tensor::from_vec(adv, x.len(), &device)?,
+                )?,
+                Some(e) => eot_loss_and_grad(model, &front, objective, e, &adv, &mut rng)?,
+            };
             total_steps += 1;
             let size = match cfg.method {
                 Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
@@ -219,7 +229,13 @@ pub fn run_attack(
             if step % check_every == 0 || step == steps {
                 let adv = quantized_sum(x, &delta);
                 let transcript = transcribe(model, &adv, &cfg.decode)?.text;
-                let success = objective.is_met(&transcript);
+                let success = objective.is_met(&transcript)
+                    && match &cfg.eot {
+                        None => true,
+                        Some(e) => {
+                            survives_transforms(model, objective, e, &adv, &cfg.decode, cfg.seed)?
+                        }
+                    };
                 info.transcript = Some(transcript.clone());
                 let better = match &best {
                     None => true,
@@ -266,6 +282,50 @@ pub fn run_attack(
         loss: best.loss,
         cancelled,
     })
+}
+
+/// Loss and waveform gradient averaged over random transformations of `adv`.
+fn eot_loss_and_grad(
+    model: &LoadedModel,
+    front: &MelFrontEnd,
+    objective: &Objective,
+    cfg: &eot::EotConfig,
+    adv: &[f32],
+    rng: &mut Rng,
+) -> Result<(f32, Vec<f32>)> {
+    let n = cfg.samples.max(1);
+    let mut loss = 0.0;
+    let mut grad = vec![0.0f32; adv.len()];
+    for _ in 0..n {
+        let t = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, rng);
+        let y = t.apply(adv);
+        let wave = Tensor::from_vec(y, adv.len(), model.whisper.device())?;
+        let (l, g) = objective.loss_and_grad(model, front, &wave)?;
+        loss += l / n as f32;
+        for (acc, v) in grad.iter_mut().zip(t.adjoint(&g)) {
+            *acc += v / n as f32;
+        }
+    }
+    Ok((loss, grad))
+}
+
+/// Whether `cfg.check_transforms` fixed random transformations of `adv` all meet the goal.
+fn survives_transforms(
+    model: &LoadedModel,
+    objective: &Objective,
+    cfg: &eot::EotConfig,
+    adv: &[f32],
+    decode: &DecodeOptions,
+    seed: u64,
+) -> Result<bool> {
+    let mut rng = Rng::new(seed ^ 0xE07);
+    for _ in 0..cfg.check_transforms {
+        let y = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, &mut rng).apply(adv);
+        if !objective.is_met(&transcribe(model, &y, decode)?.text) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn scheduled(size: f32, schedule: Schedule, step: usize, steps: usize) -> f32 {

@@ -3,6 +3,7 @@
 use crate::common;
 use advox::attack::cw::{run_cw, CwConfig};
 use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};
+use advox::attack::eot::EotConfig;
 use advox::attack::jsma::{run_jsma, JsmaConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
@@ -133,6 +134,13 @@ pub struct Args {
     /// Extra runs from random starts while unsuccessful (PGD).
     #[arg(long, default_value_t = 0)]
     restarts: usize,
+    /// Expectation over transformation: average the loss over random gain, delay, noise,
+    /// band-pass filtering and synthetic rooms so the example survives playback (FGSM, PGD).
+    #[arg(long)]
+    eot: bool,
+    /// EOT: transformations averaged per step.
+    #[arg(long, default_value_t = 4)]
+    eot_samples: usize,
     /// Decode every N steps to test for success.
     #[arg(long, default_value_t = 5)]
     check_every: usize,
@@ -253,6 +261,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         check_every: args.check_every,
         decode: decode.clone(),
         seed: args.seed,
+        eot: args.eot.then(|| EotConfig {
+            samples: args.eot_samples,
+            ..Default::default()
+        }),
     };
     install_ctrl_c();
     let bar = indicatif::ProgressBar::new((cfg.steps * (1 + cfg.restarts)) as u64);
@@ -360,7 +372,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "seed": args.seed,
         "constraints": {
             "eps": args.eps, "l2": args.l2, "snr_db": args.snr_db,
-            "band_hz": args.band, "speech_only": args.speech_only,
+            "band_hz": args.band, "speech_only": args.speech_only, "eot": args.eot,
         },
     });
     let text = serde_json::to_string_pretty(&report)?;

@@ -1,0 +1,254 @@
+//! Expectation over transformation: the loss is averaged over random transformations of the
+//! adversarial signal, so the perturbation survives them (over-the-air playback, devices, codecs).
+//! Every transformation is linear in the signal up to additive noise, so its gradient is the
+//! adjoint applied to the gradient of the transformed signal.
+
+use crate::rng::Rng;
+
+/// Which random transformations, and how strong.
+#[derive(Debug, Clone)]
+pub struct EotConfig {
+    /// Transformations averaged per step.
+    pub samples: usize,
+    /// Random gain range in dB.
+    pub gain_db: (f32, f32),
+    /// Added white noise at this SNR (dB) w.r.t. the signal; `None` adds none.
+    pub noise_snr_db: Option<f32>,
+    /// Largest random delay in samples.
+    pub max_shift: usize,
+    /// Random low-pass cutoff range in Hz; `None` filters nothing.
+    pub lowpass_hz: Option<(f32, f32)>,
+    /// Random high-pass cutoff range in Hz (with the low-pass: a band-pass); `None` for none.
+    pub highpass_hz: Option<(f32, f32)>,
+    /// Synthetic room impulse responses with RT60 in this range (s); `None` for none.
+    pub rt60_s: Option<(f32, f32)>,
+    /// Transformed copies that must also meet the goal for a success.
+    pub check_transforms: usize,
+}
+
+impl Default for EotConfig {
+    fn default() -> Self {
+        EotConfig {
+            samples: 4,
+            gain_db: (-6.0, 6.0),
+            noise_snr_db: Some(30.0),
+            max_shift: 800,
+            lowpass_hz: Some((4000.0, 7500.0)),
+            highpass_hz: Some((50.0, 200.0)),
+            rt60_s: Some((0.1, 0.3)),
+            check_transforms: 2,
+        }
+    }
+}
+
+/// One drawn transformation: `y = h * shift(g · x) + n`.
+#[derive(Debug, Clone)]
+pub struct Transform {
+    gain: f32,
+    shift: usize,
+    /// Combined FIR (filters and room), causal.
+    fir: Vec<f32>,
+    noise: Vec<f32>,
+}
+
+fn gaussian(rng: &mut Rng) -> f32 {
+    let u1 = rng.uniform().max(1e-7);
+    let u2 = rng.uniform();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+}
+
+fn uniform_in(rng: &mut Rng, (lo, hi): (f32, f32)) -> f32 {
+    lo + (hi - lo) * rng.uniform()
+}
+
+/// Windowed-sinc low-pass (or, with `high`, its spectral complement: a high-pass), 101 taps.
+fn sinc_filter(cutoff_hz: f32, sample_rate: f32, high: bool) -> Vec<f32> {
+    let taps = 101;
+    let mid = (taps / 2) as f32;
+    let fc = cutoff_hz / sample_rate;
+    let mut h: Vec<f32> = (0..taps)
+        .map(|i| {
+            let t = i as f32 - mid;
+            let sinc = if t == 0.0 {
+                2.0 * fc
+            } else {
+                (2.0 * std::f32::consts::PI * fc * t).sin() / (std::f32::consts::PI * t)
+            };
+            let w = 0.42 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (taps - 1) as f32).cos()
+                + 0.08 * (4.0 * std::f32::consts::PI * i as f32 / (taps - 1) as f32).cos();
+            sinc * w
+        })
+        .collect();
+    let sum: f32 = h.iter().sum();
+    h.iter_mut().for_each(|v| *v /= sum);
+    if high {
+        h.iter_mut().for_each(|v| *v = -*v);
+        h[taps / 2] += 1.0;
+    }
+    h
+}
+
+fn convolve(a: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; a.len() + b.len() - 1];
+    for (i, &x) in a.iter().enumerate() {
+        for (o, &y) in out[i..].iter_mut().zip(b) {
+            *o += x * y;
+        }
+    }
+    out
+}
+
+/// Exponentially decaying noise tail after a direct path: a synthetic room.
+fn room_impulse(rt60_s: f32, sample_rate: f32, rng: &mut Rng) -> Vec<f32> {
+    let len = ((rt60_s * sample_rate) as usize).max(2);
+    let decay = 6.9 / (rt60_s * sample_rate);
+    let mut h: Vec<f32> = (0..len)
+        .map(|n| 0.2 * gaussian(rng) * (-decay * n as f32).exp())
+        .collect();
+    h[0] = 1.0;
+    let energy = h.iter().map(|v| v * v).sum::<f32>().sqrt();
+    h.iter_mut().for_each(|v| *v /= energy);
+    h
+}
+
+impl Transform {
+    /// Draw a transformation for `signal` (its level sets the noise level).
+    pub fn sample(cfg: &EotConfig, signal: &[f32], sample_rate: u32, rng: &mut Rng) -> Self {
+        let sr = sample_rate as f32;
+        let gain = 10f32.powf(uniform_in(rng, cfg.gain_db) / 20.0);
+        let shift = if cfg.max_shift > 0 {
+            (rng.next_u64() % (cfg.max_shift as u64 + 1)) as usize
+        } else {
+            0
+        };
+        let mut fir = vec![1.0f32];
+        if let Some(range) = cfg.lowpass_hz {
+            fir = convolve(
+                &fir,
+                &sinc_filter(uniform_in(rng, range).min(0.49 * sr), sr, false),
+            );
+        }
+        if let Some(range) = cfg.highpass_hz {
+            fir = convolve(
+                &fir,
+                &sinc_filter(uniform_in(rng, range).max(1.0), sr, true),
+            );
+        }
+        if let Some(range) = cfg.rt60_s {
+            fir = convolve(&fir, &room_impulse(uniform_in(rng, range), sr, rng));
+        }
+        let noise = match cfg.noise_snr_db {
+            Some(snr) => {
+                let rms =
+                    (signal.iter().map(|v| v * v).sum::<f32>() / signal.len().max(1) as f32).sqrt();
+                let sigma = gain * rms * 10f32.powf(-snr / 20.0);
+                (0..signal.len()).map(|_| sigma * gaussian(rng)).collect()
+            }
+            None => Vec::new(),
+        };
+        Transform {
+            gain,
+            shift,
+            fir,
+            noise,
+        }
+    }
+
+    /// `y = h * shift(g · x) + n`, same length as `x`.
+    pub fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let n = x.len();
+        let mut shifted = vec![0.0f32; n];
+        for i in self.shift..n {
+            shifted[i] = self.gain * x[i - self.shift];
+        }
+        let mut y = vec![0.0f32; n];
+        for (i, &s) in shifted.iter().enumerate() {
+            if s != 0.0 {
+                for (o, &h) in y[i..].iter_mut().zip(&self.fir) {
+                    *o += s * h;
+                }
+            }
+        }
+        for (o, e) in y.iter_mut().zip(&self.noise) {
+            *o += e;
+        }
+        y
+    }
+
+    /// The adjoint of the linear part: maps a gradient w.r.t. `y` to one w.r.t. `x`.
+    pub fn adjoint(&self, g: &[f32]) -> Vec<f32> {
+        let n = g.len();
+        // Correlation with the FIR.
+        let mut gs = vec![0.0f32; n];
+        for (i, o) in gs.iter_mut().enumerate() {
+            *o = g[i..].iter().zip(&self.fir).map(|(a, b)| a * b).sum();
+        }
+        let mut gx = vec![0.0f32; n];
+        for i in self.shift..n {
+            gx[i - self.shift] = self.gain * gs[i];
+        }
+        gx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjoint_matches_the_linear_part() {
+        let mut rng = Rng::new(5);
+        let n = 4000;
+        let x: Vec<f32> = (0..n).map(|_| rng.symmetric(0.5)).collect();
+        let g: Vec<f32> = (0..n).map(|_| rng.symmetric(1.0)).collect();
+        let cfg = EotConfig {
+            noise_snr_db: None,
+            ..Default::default()
+        };
+        for _ in 0..5 {
+            let t = Transform::sample(&cfg, &x, 16_000, &mut rng);
+            let lhs: f64 = t
+                .apply(&x)
+                .iter()
+                .zip(&g)
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum();
+            let rhs: f64 = x
+                .iter()
+                .zip(t.adjoint(&g))
+                .map(|(a, b)| (*a as f64) * (b as f64))
+                .sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_gain_and_delay() {
+        let cfg = EotConfig {
+            gain_db: (6.0, 6.0),
+            noise_snr_db: None,
+            max_shift: 0,
+            lowpass_hz: None,
+            highpass_hz: None,
+            rt60_s: None,
+            ..Default::default()
+        };
+        let t = Transform::sample(&cfg, &[0.0; 4], 16_000, &mut Rng::new(1));
+        let y = t.apply(&[0.1, -0.2, 0.3, 0.0]);
+        assert!((y[0] - 0.1 * 10f32.powf(0.3)).abs() < 1e-6);
+        let filtered = EotConfig {
+            lowpass_hz: Some((1000.0, 1000.0)),
+            ..cfg
+        };
+        let tone: Vec<f32> = (0..8000)
+            .map(|i| (2.0 * std::f32::consts::PI * 6000.0 * i as f32 / 16_000.0).sin())
+            .collect();
+        let t = Transform::sample(&filtered, &tone, 16_000, &mut Rng::new(1));
+        let out = t.apply(&tone);
+        let rms = (out[500..].iter().map(|v| v * v).sum::<f32>() / 7500.0).sqrt();
+        assert!(rms < 0.01, "6 kHz through a 1 kHz low-pass: rms {rms}");
+    }
+}
