@@ -5,8 +5,8 @@
 //! signal is clipped and quantised as a 16-bit WAV stores it.
 
 use super::step::{Rule, StepSpace, Stepper};
-use super::{quantized_sum, AttackOutcome, StepInfo};
-use crate::mel::{MelFrontEnd, N_SAMPLES};
+use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
+use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
 use crate::perturb::Domain;
@@ -61,12 +61,7 @@ pub fn run_cw(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<AttackOutcome> {
-    if x.is_empty() || x.len() > N_SAMPLES {
-        return Err(Error::InvalidArgument(format!(
-            "attacks work on 1 to {N_SAMPLES} samples, got {}",
-            x.len()
-        )));
-    }
+    check_input(x)?;
     if !(cfg.initial_c > 0.0 && cfg.learning_rate > 0.0 && cfg.kappa >= 0.0) {
         return Err(Error::InvalidArgument(
             "CW needs c > 0, a positive learning rate and κ >= 0".into(),

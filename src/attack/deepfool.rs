@@ -3,9 +3,9 @@
 //! take the smallest L2 step that crosses it (times `1 + overshoot`), until the transcript has
 //! moved far enough from the original (untargeted goals only).
 
-use super::{quantized_sum, AttackOutcome, StepInfo};
+use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
 use crate::gradient::loss_and_waveform_grad;
-use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::{Goal, Objective};
 use crate::transcribe::transcribe;
@@ -78,12 +78,7 @@ pub fn run_deepfool(
             "DeepFool is an untargeted attack: use --untargeted".into(),
         ));
     }
-    if x.is_empty() || x.len() > N_SAMPLES {
-        return Err(Error::InvalidArgument(format!(
-            "attacks work on 1 to {N_SAMPLES} samples, got {}",
-            x.len()
-        )));
-    }
+    check_input(x)?;
     let seq = objective.sequence();
     let original: Vec<u32> = seq.targets[..seq.targets.len() - 1].to_vec();
     let prompt_len = seq.input.len() - original.len();

@@ -3,10 +3,10 @@
 //! first, under an L0 budget (a share of all bins) and a per-bin amplitude bound, and only the
 //! switched-on bins are ever perturbed.
 
-use super::{quantized_sum, AttackOutcome, StepInfo};
+use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
 use crate::dsp::stft::Spectrogram;
 use crate::dsp::{hann_periodic, Stft};
-use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
 use crate::transcribe::transcribe;
@@ -66,12 +66,7 @@ pub fn run_jsma(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<JsmaOutcome> {
-    if x.is_empty() || x.len() > N_SAMPLES {
-        return Err(Error::InvalidArgument(format!(
-            "attacks work on 1 to {N_SAMPLES} samples, got {}",
-            x.len()
-        )));
-    }
+    check_input(x)?;
     let valid = |f: f32| f.is_finite() && f > 0.0 && f <= 1.0;
     if !valid(cfg.max_bins_fraction)
         || !valid(cfg.bins_per_iteration_fraction)

@@ -128,6 +128,17 @@ pub struct AttackOutcome {
     pub cancelled: bool,
 }
 
+/// Attacks work on one 30-s window: 1 to 480000 samples at 16 kHz.
+pub fn check_input(x: &[f32]) -> Result<()> {
+    if x.is_empty() || x.len() > N_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "attacks work on 1 to {N_SAMPLES} samples (30 s at 16 kHz), got {}",
+            x.len()
+        )));
+    }
+    Ok(())
+}
+
 /// `x + δ`, clipped to [-1, 1] and quantised as a 16-bit WAV stores it.
 pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
     x.iter()
@@ -155,12 +166,7 @@ pub fn run_attack(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<AttackOutcome> {
-    if x.is_empty() || x.len() > N_SAMPLES {
-        return Err(Error::InvalidArgument(format!(
-            "attacks work on 1 to {N_SAMPLES} samples (30 s at 16 kHz), got {}",
-            x.len()
-        )));
-    }
+    check_input(x)?;
     if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
         return Err(Error::InvalidArgument(
             "the step size must be positive".into(),
