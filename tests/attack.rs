@@ -39,11 +39,9 @@ fn transcribe_written(adv: &[f32], name: &str) -> String {
         .text
 }
 
-#[test]
-fn targeted_pgd_reaches_another_command_at_30_db_snr() {
-    let x = sample("open_the_front_door.wav");
-    let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
-    let cfg = AttackConfig {
+/// PGD as the README's first command runs it: |δ|∞ <= 0.02 and SNR >= 30 dB.
+fn targeted_30db() -> AttackConfig {
+    AttackConfig {
         constraints: Constraints {
             linf: Some(0.02),
             snr_db: Some(30.0),
@@ -52,7 +50,14 @@ fn targeted_pgd_reaches_another_command_at_30_db_snr() {
         step_size: 0.002,
         steps: 80,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn targeted_pgd_reaches_another_command_at_30_db_snr() {
+    let x = sample("open_the_front_door.wav");
+    let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
+    let cfg = targeted_30db();
     let out = run_attack(
         common::model(),
         &x,
@@ -221,16 +226,7 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
     use advox::metrics::dbx;
     let x = sample("open_the_front_door.wav");
     let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
-    let pgd_cfg = AttackConfig {
-        constraints: Constraints {
-            linf: Some(0.02),
-            snr_db: Some(30.0),
-            ..Default::default()
-        },
-        step_size: 0.002,
-        steps: 80,
-        ..Default::default()
-    };
+    let pgd_cfg = targeted_30db();
     let never = AtomicBool::new(false);
     let pgd = run_attack(common::model(), &x, &obj, &pgd_cfg, &never, &mut |_| {}).unwrap();
     assert!(pgd.success);
