@@ -10,6 +10,7 @@ pub mod audio;
 pub mod dsp;
 pub mod error;
 pub mod gradient;
+pub mod manifest;
 pub mod mel;
 pub mod metrics;
 pub mod model;

@@ -254,3 +254,65 @@ fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     assert_eq!(unbounded.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unbounded.stderr).contains("--eps"));
 }
+
+#[test]
+fn attack_runs_every_line_of_a_manifest() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let manifest = dir.join("batch.jsonl");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{{\"input\": \"{}\", \"target\": \"turn off the lights\"}}\n{{\"input\": \"{}\", \"goal\": \"untargeted\"}}\n",
+            samples.join("open_the_front_door.wav").display(),
+            samples.join("play_some_music.wav").display()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.join("out");
+    let run = advox()
+        .args(["attack", "--manifest"])
+        .arg(&manifest)
+        .args(["--snr-db", "30", "--eps", "0.02", "-o"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["inputs"], 2);
+    assert_eq!(summary["successes"], 2);
+    let first = &summary["results"][0];
+    assert_eq!(
+        normalize_transcript(first["adversarial_transcript"].as_str().unwrap()),
+        "turn off the lights"
+    );
+    assert!(out_dir.join("0000_open_the_front_door.wav").is_file());
+    assert!(out_dir
+        .join("0001_play_some_music.perturbation.wav")
+        .is_file());
+    // A manifest line without a goal, and no goal flag: a clear error naming the input.
+    std::fs::write(
+        &manifest,
+        format!(
+            "{{\"input\": \"{}\"}}\n",
+            samples.join("call_my_mother.wav").display()
+        ),
+    )
+    .unwrap();
+    let bad = advox()
+        .args(["attack", "--manifest"])
+        .arg(&manifest)
+        .args(["--eps", "0.01", "-o"])
+        .arg(dir.join("o2"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("call_my_mother.wav"));
+}

@@ -7,8 +7,9 @@ use advox::attack::eot::EotConfig;
 use advox::attack::jsma::{run_jsma, JsmaConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
+use advox::manifest::{read_manifest, ManifestEntry};
 use advox::metrics::{dbx, l2, linf, snr_db};
-use advox::model::DecodeOptions;
+use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::{Goal, Objective};
 use advox::perturb::{Constraints, Domain};
 use advox::transcribe::transcribe;
@@ -54,8 +55,13 @@ enum ScheduleArg {
 #[derive(clap::Args)]
 pub struct Args {
     /// Input audio (any format advox reads; at most 30 s).
-    input: PathBuf,
-    /// Output WAV.
+    #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
+    input: Option<PathBuf>,
+    /// Attack every input of a manifest (CSV with an `input` column and optional `target` and
+    /// `goal` columns, or JSON lines with the same keys); -o is then an output directory.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Output WAV (with --manifest: output directory).
     #[arg(short, long)]
     output: PathBuf,
     /// Attack algorithm.
@@ -195,37 +201,126 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}.{suffix}"))
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
-    let goal = match (&args.target, args.untargeted, args.mute) {
-        (Some(t), false, false) => Goal::Targeted(t.clone()),
-        (None, true, false) => Goal::Untargeted {
+/// The goal set by the command-line flags, if any.
+fn flag_goal(args: &Args) -> Result<Option<Goal>> {
+    Ok(match (&args.target, args.untargeted, args.mute) {
+        (Some(t), false, false) => Some(Goal::Targeted(t.clone())),
+        (None, true, false) => Some(Goal::Untargeted {
+            min_wer: args.min_wer,
+        }),
+        (None, false, true) => Some(Goal::Mute),
+        (None, false, false) => None,
+        _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
+    })
+}
+
+/// The goal of one manifest line: its own target/goal, else the flags' goal.
+fn entry_goal(args: &Args, entry: &ManifestEntry, default: &Option<Goal>) -> Result<Goal> {
+    Ok(match (entry.goal.as_deref(), &entry.target) {
+        (Some("mute"), _) => Goal::Mute,
+        (Some("untargeted"), _) => Goal::Untargeted {
             min_wer: args.min_wer,
         },
-        (None, false, true) => Goal::Mute,
-        _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
-    };
+        (_, Some(t)) => Goal::Targeted(t.clone()),
+        (Some(_), None) => bail!("{}: goal `targeted` needs a target", entry.input.display()),
+        (None, None) => default.clone().with_context(|| {
+            format!(
+                "{}: no target in the manifest and no goal flag",
+                entry.input.display()
+            )
+        })?,
+    })
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let goal = flag_goal(&args)?;
     // CW, DeepFool and JSMA minimise or bound the perturbation themselves; FGSM and PGD need a
     // constraint set.
     let bounded = matches!(args.attack, AttackKind::Fgsm | AttackKind::Pgd);
     if bounded && args.eps.is_none() && args.l2.is_none() && args.snr_db.is_none() {
         bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
     }
-    let inputs = [args.input.as_path()];
-    let perturbation_path = sibling(&args.output, "perturbation.wav");
-    let report_path = sibling(&args.output, "json");
-    for out in [&args.output, &perturbation_path, &report_path] {
+    install_ctrl_c();
+    let device = common::device(device)?;
+    if let Some(manifest) = &args.manifest {
+        let entries = read_manifest(manifest)?;
+        let goals = entries
+            .iter()
+            .map(|e| entry_goal(&args, e, &goal))
+            .collect::<Result<Vec<_>>>()?;
+        std::fs::create_dir_all(&args.output)
+            .with_context(|| format!("creating {}", args.output.display()))?;
+        let model = common::load_model(args.model.as_deref(), &device)?;
+        let mut reports = Vec::new();
+        for (i, (entry, goal)) in entries.iter().zip(goals).enumerate() {
+            if CANCEL.load(Ordering::Relaxed) {
+                break;
+            }
+            let stem = entry
+                .input
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let out = args.output.join(format!("{i:04}_{stem}.wav"));
+            eprintln!("[{}/{}] {}", i + 1, entries.len(), entry.input.display());
+            let report = attack_one(&args, &model, &entry.input, goal, &out).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                serde_json::json!({"input": entry.input.display().to_string(), "success": false, "error": format!("{e:#}")})
+            });
+            reports.push(report);
+        }
+        let successes = reports.iter().filter(|r| r["success"] == true).count();
+        let summary = serde_json::json!({"manifest": manifest.display().to_string(), "inputs": reports.len(), "successes": successes, "results": reports});
+        let path = args.output.join("summary.json");
+        let tmp = advox::audio::temp_path_beside(&path);
+        std::fs::write(&tmp, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "{successes} of {} attacks succeeded; summary in {}",
+            reports.len(),
+            path.display()
+        );
+        if successes < reports.len() {
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
+    let input = args
+        .input
+        .clone()
+        .context("an input file or --manifest is needed")?;
+    let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
+    let model = common::load_model(args.model.as_deref(), &device)?;
+    let report = attack_one(&args, &model, &input, goal, &args.output)?;
+    if report["success"] != true {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// Attack one input and write its three outputs; returns the report.
+fn attack_one(
+    args: &Args,
+    model: &LoadedModel,
+    input: &Path,
+    goal: Goal,
+    output: &Path,
+) -> Result<serde_json::Value> {
+    let inputs = [input];
+    let perturbation_path = sibling(output, "perturbation.wav");
+    let report_path = sibling(output, "json");
+    for out in [output, perturbation_path.as_path(), report_path.as_path()] {
         advox::audio::refuse_overwrite(out, &inputs)?;
     }
-    let x = read_audio_16k_mono(&args.input)?;
-    let device = common::device(device)?;
-    let model = common::load_model(args.model.as_deref(), &device)?;
+    let x = read_audio_16k_mono(input)?;
     let decode = DecodeOptions {
         beam_size: args.beam.max(1),
         ..Default::default()
     };
-    let original = transcribe(&model, &x, &decode).context("transcribing the input")?;
+    let original = transcribe(model, &x, &decode).context("transcribing the input")?;
     eprintln!("original transcript: {}", original.text);
-    let objective = Objective::new(&model, goal, &original.text, &original.tokens)?;
+    let objective = Objective::new(model, goal, &original.text, &original.tokens)?;
     let constraints = Constraints {
         linf: args.eps,
         l2: args.l2,
@@ -266,7 +361,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             ..Default::default()
         }),
     };
-    install_ctrl_c();
     let bar = indicatif::ProgressBar::new((cfg.steps * (1 + cfg.restarts)) as u64);
     if matches!(args.attack, AttackKind::Fgsm) {
         bar.set_length(1);
@@ -287,7 +381,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let mut bins_fraction = None;
     let outcome = match args.attack {
         AttackKind::Fgsm | AttackKind::Pgd => {
-            run_attack(&model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
+            run_attack(model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
         }
         AttackKind::Cw => {
             let cw = CwConfig {
@@ -301,7 +395,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 decode: decode.clone(),
             };
             bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
-            run_cw(&model, &x, &objective, &cw, &CANCEL, &mut on_step)?
+            run_cw(model, &x, &objective, &cw, &CANCEL, &mut on_step)?
         }
         AttackKind::Deepfool => {
             let df = DeepFoolConfig {
@@ -310,7 +404,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 decode: decode.clone(),
             };
             bar.set_length(df.max_iterations as u64);
-            run_deepfool(&model, &x, &objective, &df, &CANCEL, &mut on_step)?
+            run_deepfool(model, &x, &objective, &df, &CANCEL, &mut on_step)?
         }
         AttackKind::Jsma => {
             let js = JsmaConfig {
@@ -322,7 +416,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 decode: decode.clone(),
             };
             bar.set_length(js.iterations as u64);
-            let out = run_jsma(&model, &x, &objective, &js, &CANCEL, &mut on_step)?;
+            let out = run_jsma(model, &x, &objective, &js, &CANCEL, &mut on_step)?;
             bins_fraction = Some(out.bins_fraction);
             out.attack
         }
@@ -331,7 +425,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let attack_seconds = start.elapsed().as_secs_f64();
 
     write_wav(
-        &args.output,
+        output,
         &outcome.adversarial,
         16_000,
         WavFormat::Pcm16,
@@ -345,17 +439,20 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         &inputs,
     )?;
     // The verdict comes from the file as written.
-    let written = read_audio_16k_mono(&args.output)?;
-    let final_transcript = transcribe(&model, &written, &decode)?.text;
+    let written = read_audio_16k_mono(output)?;
+    let final_transcript = transcribe(model, &written, &decode)?.text;
     let success = objective.is_met(&final_transcript);
     let delta: Vec<f32> = written.iter().zip(&x).map(|(a, b)| a - b).collect();
     let report = serde_json::json!({
-        "input": args.input.display().to_string(),
-        "output": args.output.display().to_string(),
+        "input": input.display().to_string(),
+        "output": output.display().to_string(),
         "perturbation": perturbation_path.display().to_string(),
         "attack": format!("{:?}", args.attack).to_lowercase(),
         "goal": objective.describe(),
-        "target": args.target,
+        "target": match &objective.goal {
+            Goal::Targeted(t) => Some(t.clone()),
+            _ => None,
+        },
         "original_transcript": original.text,
         "adversarial_transcript": final_transcript,
         "success": success,
@@ -389,8 +486,5 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         outcome.steps,
         attack_seconds
     );
-    if !success {
-        std::process::exit(2);
-    }
-    Ok(())
+    Ok(report)
 }
