@@ -6,7 +6,9 @@
 //! [`Constraints::project`] puts δ back into the constraint set.
 
 use crate::dsp::{hann_periodic, Stft};
+use crate::masking::MaskingThreshold;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// Where an attack forms its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,26 @@ pub struct Constraints {
     pub band_hz: Option<(f32, f32)>,
     /// Only samples marked `true` may be perturbed (e.g. [`speech_mask`]).
     pub time_mask: Option<Vec<bool>>,
+    /// Every T-F bin of δ stays a margin under the input's psychoacoustic masking threshold.
+    pub masking: Option<MaskingBound>,
+}
+
+/// The psychoacoustic constraint: δ's T-F bins (in the threshold's STFT) at least `margin_db`
+/// under the masking threshold of the input.
+#[derive(Debug, Clone)]
+pub struct MaskingBound {
+    /// The input's threshold.
+    pub threshold: Arc<MaskingThreshold>,
+    /// How far under the threshold (dB; may be negative to allow that much over).
+    pub margin_db: f32,
+}
+
+impl MaskingBound {
+    /// Project δ onto the bound, keeping samples marked `false` in `keep` at zero (up to 30
+    /// analysis/resynthesis passes; see [`MaskingThreshold::project`]).
+    pub fn apply(&self, delta: &mut [f32], keep: Option<&[bool]>) -> Result<()> {
+        self.threshold.project(delta, self.margin_db, 30, keep)
+    }
 }
 
 /// Projects onto a frequency band with an STFT mask (Hann 512 / hop 128, a tight frame).
@@ -103,6 +125,15 @@ impl Constraints {
                 return Err(Error::InvalidArgument("the SNR must be finite".into()));
             }
         }
+        if let Some(bound) = &self.masking {
+            if bound.threshold.len() != len || !bound.margin_db.is_finite() {
+                return Err(Error::InvalidArgument(format!(
+                    "masking bound: threshold of {} samples with margin {} dB for a signal of {len}",
+                    bound.threshold.len(),
+                    bound.margin_db
+                )));
+            }
+        }
         if let Some(mask) = &self.time_mask {
             if mask.len() != len {
                 return Err(Error::InvalidArgument(format!(
@@ -115,9 +146,11 @@ impl Constraints {
     }
 
     /// Project δ (for signal `x`) onto the constraint set: band, then time mask, then the
-    /// L∞ clip, then one scaling for the tightest of the L2 and SNR bounds. The last two steps
-    /// never undo each other, so L∞, L2, SNR and the time mask hold exactly afterwards; the
-    /// clip may leak a little energy out of the band.
+    /// masking bound (which keeps the time mask), then the L∞ bound (a clip, or with a masking
+    /// bound a scaling, which keeps it), then one scaling for the tightest of the L2 and SNR
+    /// bounds. Later steps never undo earlier ones except that the clip and the masking
+    /// resynthesis may leak a little energy out of the band; L∞, L2, SNR and the time mask hold
+    /// exactly afterwards.
     pub fn project(&self, delta: &mut [f32], x: &[f32], band: Option<&BandLimiter>) -> Result<()> {
         if let Some(limiter) = band {
             limiter.apply(delta)?;
@@ -129,8 +162,20 @@ impl Constraints {
                 }
             }
         }
+        if let Some(bound) = &self.masking {
+            bound.apply(delta, self.time_mask.as_deref())?;
+        }
         if let Some(eps) = self.linf {
-            delta.iter_mut().for_each(|d| *d = d.clamp(-eps, eps));
+            if self.masking.is_some() {
+                // Clipping would add broadband distortion over the threshold; scaling keeps it.
+                let peak = crate::metrics::linf(delta) as f32;
+                if peak > eps {
+                    let s = eps / peak;
+                    delta.iter_mut().for_each(|d| *d *= s);
+                }
+            } else {
+                delta.iter_mut().for_each(|d| *d = d.clamp(-eps, eps));
+            }
         }
         let mut max_l2 = f64::INFINITY;
         if let Some(b) = self.l2 {

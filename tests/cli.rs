@@ -167,6 +167,68 @@ fn recordings_longer_than_30_seconds_are_transcribed_window_by_window() {
     );
 }
 
+/// Width and height of a PNG from its header.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+/// `advox plot` of an original alone (two panels) and against its adversarial version (four).
+fn check_plot(input: &std::path::Path, adv: &std::path::Path, dir: &std::path::Path) {
+    let alone = dir.join("original.png");
+    let run = advox()
+        .arg("plot")
+        .arg(input)
+        .arg("-o")
+        .arg(&alone)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(png_size(&std::fs::read(&alone).unwrap()), (1200, 600));
+    let both = dir.join("both.png");
+    let run = advox()
+        .arg("plot")
+        .arg(input)
+        .arg("--adv")
+        .arg(adv)
+        .arg("-o")
+        .arg(&both)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(png_size(&std::fs::read(&both).unwrap()), (1200, 1200));
+    // Bad inputs: a missing file is named; the input is never overwritten.
+    let missing = advox()
+        .arg("plot")
+        .arg(dir.join("nope.wav"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.wav"));
+    let before = std::fs::read(adv).unwrap();
+    let over = advox()
+        .arg("plot")
+        .arg(input)
+        .arg("--adv")
+        .arg(adv)
+        .arg("-o")
+        .arg(adv)
+        .output()
+        .unwrap();
+    assert_eq!(over.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&over.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(adv).unwrap(), before);
+}
+
 #[test]
 fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     let dir = std::env::temp_dir().join(format!("advox-cli-attack-{}", std::process::id()));
@@ -222,7 +284,17 @@ fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     ] {
         assert!(!report[key].is_null(), "report lacks {key}");
     }
+    let masked = report["masking"]["energy_under_threshold"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (0.0..=1.0).contains(&masked),
+        "masking stats {}",
+        report["masking"]
+    );
+    assert!(report["masking"]["mean_margin_db"].is_number());
     assert!(dir.join("adv.perturbation.wav").is_file());
+    check_plot(&input, &out, &dir);
     // The written file, transcribed by a separate process.
     let t = advox().arg("transcribe").arg(&out).output().unwrap();
     assert_eq!(

@@ -103,3 +103,41 @@ fn istft_adjoint_satisfies_the_inner_product_identity() {
         "{lhs} vs {rhs}"
     );
 }
+
+#[test]
+fn stft_adjoint_satisfies_the_inner_product_identity() {
+    use realfft::num_complex::Complex32;
+    for (n_fft, hop) in [(512, 128), (2048, 512), (400, 160)] {
+        let stft = Stft::new(n_fft, hop, hann_periodic(n_fft)).unwrap();
+        let len = 7_001;
+        let frames = stft.frames_for(len);
+        let re = noise(frames * stft.bins(), 6);
+        let im = noise(frames * stft.bins(), 7);
+        let g = advox::dsp::stft::Spectrogram {
+            frames,
+            bins: stft.bins(),
+            data: re
+                .iter()
+                .zip(&im)
+                .map(|(r, i)| Complex32::new(*r, *i))
+                .collect(),
+        };
+        let x = noise(len, 8);
+        let lhs: f64 = stft
+            .stft(&x)
+            .data
+            .iter()
+            .zip(&g.data)
+            .map(|(a, b)| (a.re * b.re + a.im * b.im) as f64)
+            .sum();
+        let rhs: f64 = x
+            .iter()
+            .zip(stft.stft_adjoint(&g, len).unwrap())
+            .map(|(a, b)| (*a as f64) * (b as f64))
+            .sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+            "{n_fft}/{hop}: {lhs} vs {rhs}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
-use crate::perturb::Domain;
+use crate::perturb::{Domain, MaskingBound};
 use crate::transcribe::transcribe;
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -34,6 +34,8 @@ pub struct CwConfig {
     pub check_every: usize,
     /// Decoding of the success tests.
     pub decode: DecodeOptions,
+    /// Psychoacoustic bound applied after every step, if any.
+    pub masking: Option<MaskingBound>,
 }
 
 impl Default for CwConfig {
@@ -47,6 +49,7 @@ impl Default for CwConfig {
             domain: Domain::default(),
             check_every: 5,
             decode: DecodeOptions::default(),
+            masking: None,
         }
     }
 }
@@ -75,8 +78,10 @@ pub fn run_cw(
     let mut total = 0;
     let mut cancelled = false;
     let steps = cfg.steps.max(1);
+    // Each value of c starts from where the previous one ended (a warm start): after a failure
+    // the larger c pushes on from there, after a success the smaller c shrinks that δ.
+    let mut delta = vec![0.0f32; x.len()];
     'search: for round in 0..cfg.search_steps.max(1) {
-        let mut delta = vec![0.0f32; x.len()];
         let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(cfg.domain, x.len())?);
         let mut round_success = false;
         for step in 1..=steps {
@@ -100,6 +105,9 @@ pub fn run_cw(
             let lr = super::scheduled(cfg.learning_rate, super::Schedule::Cosine, step, steps);
             for (d, s) in delta.iter_mut().zip(&dir) {
                 *d -= lr * s;
+            }
+            if let Some(bound) = &cfg.masking {
+                bound.apply(&mut delta, None)?;
             }
             let mut info = StepInfo {
                 run: round,

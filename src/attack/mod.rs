@@ -6,6 +6,7 @@
 pub mod cw;
 pub mod deepfool;
 pub mod eot;
+pub mod imperceptible;
 pub mod jsma;
 pub mod step;
 

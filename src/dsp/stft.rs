@@ -199,4 +199,46 @@ impl Stft {
         }
         Spectrogram { frames, bins, data }
     }
+
+    /// Adjoint of [`Stft::stft`] for a signal of `len` samples: maps a gradient w.r.t. the real
+    /// and imaginary parts of every coefficient (packed as the re/im parts of `grad`) to the
+    /// gradient w.r.t. the signal. `<stft(x), G> == <x, stft_adjoint(G, len)>` with the real
+    /// inner product over re/im parts.
+    pub fn stft_adjoint(&self, grad: &Spectrogram, len: usize) -> Result<Vec<f32>> {
+        if grad.bins != self.bins() {
+            return Err(Error::InvalidArgument(format!(
+                "spectrogram has {} bins, this STFT expects {}",
+                grad.bins,
+                self.bins()
+            )));
+        }
+        let half = self.n_fft / 2;
+        let bins = self.bins();
+        let mut out = vec![0.0f32; len];
+        let mut buf = vec![Complex32::new(0.0, 0.0); bins];
+        let mut frame = vec![0.0f32; self.n_fft];
+        let mut scratch = self.inverse.make_scratch_vec();
+        for t in 0..grad.frames {
+            // d/dx_n of Σ_k Re(G_k* X_k) = Re Σ_k G_k e^{+iθ}; the inverse real FFT doubles the
+            // bins between DC and Nyquist, so halve them.
+            for (k, (b, g)) in buf.iter_mut().zip(grad.frame(t)).enumerate() {
+                *b = if k == 0 || k == bins - 1 {
+                    Complex32::new(g.re, 0.0)
+                } else {
+                    g * 0.5
+                };
+            }
+            let _ = self
+                .inverse
+                .process_with_scratch(&mut buf, &mut frame, &mut scratch);
+            let start = (t * self.hop) as isize - half as isize;
+            for (i, f) in frame.iter().enumerate() {
+                let idx = start + i as isize;
+                if idx >= 0 && (idx as usize) < len {
+                    out[idx as usize] += f * self.window[i];
+                }
+            }
+        }
+        Ok(out)
+    }
 }

@@ -4,19 +4,22 @@ use crate::common;
 use advox::attack::cw::{run_cw, CwConfig};
 use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};
 use advox::attack::eot::EotConfig;
+use advox::attack::imperceptible::{run_imperceptible, ImperceptibleConfig};
 use advox::attack::jsma::{run_jsma, JsmaConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
 use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
 use advox::manifest::{read_manifest, ManifestEntry};
+use advox::masking::{MaskingConfig, MaskingThreshold};
 use advox::metrics::{dbx, l2, linf, snr_db};
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::{Goal, Objective};
-use advox::perturb::{Constraints, Domain};
+use advox::perturb::{Constraints, Domain, MaskingBound};
 use advox::transcribe::transcribe;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -26,6 +29,7 @@ enum AttackKind {
     Cw,
     Deepfool,
     Jsma,
+    Imperceptible,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +98,19 @@ pub struct Args {
     /// Only perturb where there is sound (frames within 40 dB of the loudest).
     #[arg(long)]
     speech_only: bool,
+    /// Keep every T-F bin of the perturbation this many dB under the input's psychoacoustic
+    /// masking threshold (FGSM, PGD, CW, imperceptible).
+    #[arg(long)]
+    masking_margin_db: Option<f32>,
+    /// Imperceptible: stage-2 steps (masking loss + network loss).
+    #[arg(long, default_value_t = 200)]
+    stage2_steps: usize,
+    /// Imperceptible: largest sample change of one stage-2 Adam step.
+    #[arg(long, default_value_t = 2e-4)]
+    stage2_lr: f32,
+    /// Imperceptible: initial weight α of the masking loss (default: balance the gradients).
+    #[arg(long)]
+    alpha: Option<f32>,
     /// Domain the steps are formed in.
     #[arg(long, value_enum, default_value = "stft")]
     domain: DomainArg,
@@ -237,8 +254,21 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     // CW, DeepFool and JSMA minimise or bound the perturbation themselves; FGSM and PGD need a
     // constraint set.
     let bounded = matches!(args.attack, AttackKind::Fgsm | AttackKind::Pgd);
-    if bounded && args.eps.is_none() && args.l2.is_none() && args.snr_db.is_none() {
-        bail!("set a bound on the perturbation: --eps, --l2 or --snr-db");
+    if bounded
+        && args.eps.is_none()
+        && args.l2.is_none()
+        && args.snr_db.is_none()
+        && args.masking_margin_db.is_none()
+    {
+        bail!("set a bound on the perturbation: --eps, --l2, --snr-db or --masking-margin-db");
+    }
+    if args.masking_margin_db.is_some()
+        && matches!(args.attack, AttackKind::Deepfool | AttackKind::Jsma)
+    {
+        bail!(
+            "--masking-margin-db applies to fgsm, pgd, cw and imperceptible; DeepFool and JSMA \
+             shape their perturbations themselves"
+        );
     }
     install_ctrl_c();
     let device = common::device(device)?;
@@ -313,6 +343,9 @@ fn attack_one(
     for out in [output, perturbation_path.as_path(), report_path.as_path()] {
         advox::audio::refuse_overwrite(out, &inputs)?;
     }
+    if matches!(args.attack, AttackKind::Imperceptible) && !matches!(goal, Goal::Targeted(_)) {
+        bail!("the imperceptible attack is targeted: give a target transcript");
+    }
     let x = read_audio_16k_mono(input)?;
     let decode = DecodeOptions {
         beam_size: args.beam.max(1),
@@ -321,12 +354,22 @@ fn attack_one(
     let original = transcribe(model, &x, &decode).context("transcribing the input")?;
     eprintln!("original transcript: {}", original.text);
     let objective = Objective::new(model, goal, &original.text, &original.tokens)?;
+    let threshold = Arc::new(MaskingThreshold::compute(&x, MaskingConfig::default())?);
+    let masking = args.masking_margin_db.map(|margin_db| MaskingBound {
+        threshold: threshold.clone(),
+        margin_db,
+    });
+    let imperceptible = matches!(args.attack, AttackKind::Imperceptible);
     let constraints = Constraints {
-        linf: args.eps,
+        // Stage 1 of the imperceptible attack needs an L∞ ball; Qin et al.'s is much louder.
+        linf: args
+            .eps
+            .or((imperceptible && args.l2.is_none() && args.snr_db.is_none()).then_some(0.02)),
         l2: args.l2,
         snr_db: args.snr_db,
         band_hz: args.band,
         time_mask: speech_mask_if(args.speech_only, &x),
+        masking: masking.clone(),
     };
     let cfg = AttackConfig {
         method: match args.attack {
@@ -379,6 +422,7 @@ fn attack_one(
         bar.set_message(format!("loss {:.4} | {}", info.loss, last_transcript));
     };
     let mut bins_fraction = None;
+    let mut imperceptible_json = serde_json::Value::Null;
     let outcome = match args.attack {
         AttackKind::Fgsm | AttackKind::Pgd => {
             run_attack(model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
@@ -393,6 +437,7 @@ fn attack_one(
                 domain: cfg.domain,
                 check_every: args.check_every,
                 decode: decode.clone(),
+                masking: masking.clone(),
             };
             bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
             run_cw(model, &x, &objective, &cw, &CANCEL, &mut on_step)?
@@ -420,6 +465,24 @@ fn attack_one(
             bins_fraction = Some(out.bins_fraction);
             out.attack
         }
+        AttackKind::Imperceptible => {
+            let im = ImperceptibleConfig {
+                steps: args.stage2_steps,
+                learning_rate: args.stage2_lr,
+                alpha: args.alpha,
+                check_every: args.check_every.max(1) * 2,
+                stage1: cfg.clone(),
+                ..Default::default()
+            };
+            bar.set_length((cfg.steps + im.steps) as u64);
+            let out = run_imperceptible(model, &x, &objective, &im, &CANCEL, &mut on_step)?;
+            imperceptible_json = serde_json::json!({
+                "stage1_steps": out.stage1_steps,
+                "alpha": out.alpha,
+                "masking_loss": out.masking_loss,
+            });
+            out.attack
+        }
     };
     bar.finish_and_clear();
     let attack_seconds = start.elapsed().as_secs_f64();
@@ -443,6 +506,7 @@ fn attack_one(
     let final_transcript = transcribe(model, &written, &decode)?.text;
     let success = objective.is_met(&final_transcript);
     let delta: Vec<f32> = written.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let masking_stats = threshold.stats(&delta)?;
     let report = serde_json::json!({
         "input": input.display().to_string(),
         "output": output.display().to_string(),
@@ -466,10 +530,13 @@ fn attack_one(
         "wall_seconds": attack_seconds,
         "model": model.id(),
         "tf_bins_fraction": bins_fraction,
+        "masking": masking_stats,
+        "imperceptible": imperceptible_json,
         "seed": args.seed,
         "constraints": {
             "eps": args.eps, "l2": args.l2, "snr_db": args.snr_db,
             "band_hz": args.band, "speech_only": args.speech_only, "eot": args.eot,
+            "masking_margin_db": args.masking_margin_db,
         },
     });
     let text = serde_json::to_string_pretty(&report)?;
@@ -478,11 +545,12 @@ fn attack_one(
     std::fs::rename(&tmp, &report_path)
         .with_context(|| format!("writing {}", report_path.display()))?;
     println!(
-        "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {} steps | {:.1} s",
+        "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {:.1} % of the energy masked | {} steps | {:.1} s",
         if success { "success" } else { "failure" },
         final_transcript,
         snr_db(&x, &delta),
         dbx(&x, &delta),
+        100.0 * masking_stats.energy_under_threshold,
         outcome.steps,
         attack_seconds
     );

@@ -2,13 +2,12 @@
 //! targeted loss to the waveform on a 30-s window), with peak memory.
 
 use crate::common;
-use advox::attack::{run_attack, AttackConfig};
+use advox::attack::run_attack;
 use advox::audio::read_audio_16k_mono;
 use advox::gradient::{targeted_loss_and_grad, TargetSequence};
 use advox::mel::MelFrontEnd;
 use advox::model::DecodeOptions;
 use advox::objective::{Goal, Objective};
-use advox::perturb::Constraints;
 use advox::transcribe::transcribe;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
@@ -37,6 +36,13 @@ pub struct Args {
     /// Skip the time-to-success measurement.
     #[arg(long)]
     no_attack: bool,
+    /// Instead: time to success of targeted PGD and CW over every bundled sample (each attacked
+    /// towards the next sample's transcript), with the medians.
+    #[arg(long)]
+    suite: bool,
+    /// Folder of the samples for `--suite` (with transcripts.tsv).
+    #[arg(long, default_value = "samples")]
+    samples: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -64,6 +70,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let t0 = Instant::now();
     let model = common::load_model(args.model.as_deref(), &device)?;
     let load_seconds = t0.elapsed().as_secs_f64();
+    if args.suite {
+        return crate::bench_suite::run(&model, &args.samples, args.json);
+    }
 
     let step_wav = args
         .wav
@@ -105,16 +114,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             &original.text,
             &original.tokens,
         )?;
-        let cfg = AttackConfig {
-            constraints: Constraints {
-                linf: Some(0.02),
-                snr_db: Some(30.0),
-                ..Default::default()
-            },
-            step_size: 0.002,
-            steps: 300,
-            ..Default::default()
-        };
+        let cfg = crate::bench_suite::pgd_config();
         let t = Instant::now();
         let out = run_attack(
             &model,

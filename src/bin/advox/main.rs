@@ -3,8 +3,10 @@
 
 mod attack;
 mod bench;
+mod bench_suite;
 mod common;
 mod model_cmd;
+mod plot;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -22,13 +24,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Make an adversarial example (FGSM, PGD) against Whisper.
+    /// Make an adversarial example against Whisper (FGSM, PGD, CW, DeepFool, JSMA, imperceptible).
     Attack(attack::Args),
     /// Transcribe audio files with Whisper (greedy or beam search, 30-s windows).
     Transcribe(transcribe::Args),
     /// Fetch, inspect and convert models.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
+    Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
     Bench(bench::Args),
 }
@@ -41,6 +45,7 @@ fn main() {
         Command::Transcribe(args) => transcribe::run(args, &cli.device),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),
+        Command::Plot(args) => plot::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

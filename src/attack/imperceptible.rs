@@ -1,0 +1,207 @@
+//! Imperceptible targeted attack (Qin et al. 2019). Stage 1: a targeted PGD attack under L∞
+//! (the engine's [`run_attack`]). Stage 2: from its result, minimise `ℓ_net + α·ℓ_θ`, with `ℓ_θ`
+//! the psychoacoustic masking loss of δ against the input's threshold, adapting α (×1.2 every
+//! 20 steps while the goal is met, ×0.8 every 50 steps while it is not, never under a floor)
+//! and keeping the successful example with the smallest `ℓ_θ`.
+
+use super::step::{StepSpace, Stepper};
+use super::{quantized_sum, run_attack, AttackConfig, AttackOutcome, StepInfo};
+use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
+use crate::mel::MelFrontEnd;
+use crate::model::LoadedModel;
+use crate::objective::Objective;
+use crate::perturb::BandLimiter;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Settings of the imperceptible attack.
+#[derive(Debug, Clone)]
+pub struct ImperceptibleConfig {
+    /// Stage 1: the targeted PGD attack (its constraints also bind stage 2).
+    pub stage1: AttackConfig,
+    /// Stage-2 steps.
+    pub steps: usize,
+    /// Largest sample change of one stage-2 Adam step.
+    pub learning_rate: f32,
+    /// Initial weight of the masking loss; `None` balances the two gradients' norms at the
+    /// start of stage 2.
+    pub alpha: Option<f32>,
+    /// α never goes under this.
+    pub alpha_floor: f32,
+    /// The masking model.
+    pub masking: MaskingConfig,
+    /// Decode every this many stage-2 steps.
+    pub check_every: usize,
+}
+
+impl Default for ImperceptibleConfig {
+    fn default() -> Self {
+        ImperceptibleConfig {
+            stage1: AttackConfig::default(),
+            steps: 200,
+            learning_rate: 2e-4,
+            alpha: None,
+            alpha_floor: 5e-4,
+            masking: MaskingConfig::default(),
+            check_every: 10,
+        }
+    }
+}
+
+/// The result of the imperceptible attack.
+#[derive(Debug, Clone)]
+pub struct ImperceptibleOutcome {
+    /// The kept example (stage 2's best success, else stage 1's result).
+    pub attack: AttackOutcome,
+    /// Steps of stage 1.
+    pub stage1_steps: usize,
+    /// α at the end of stage 2.
+    pub alpha: f32,
+    /// Masking loss of the kept example.
+    pub masking_loss: f32,
+    /// How the kept perturbation sits against the threshold.
+    pub masking: MaskingStats,
+}
+
+/// Run both stages on 16-kHz samples `x`.
+pub fn run_imperceptible(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &ImperceptibleConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<ImperceptibleOutcome> {
+    if !(cfg.learning_rate.is_finite() && cfg.learning_rate > 0.0) {
+        return Err(Error::InvalidArgument(
+            "the stage-2 learning rate must be positive".into(),
+        ));
+    }
+    if let Some(a) = cfg.alpha {
+        if !(a.is_finite() && a > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "α must be positive, got {a}"
+            )));
+        }
+    }
+    let threshold = MaskingThreshold::compute(x, cfg.masking)?;
+    let stage1 = run_attack(model, x, objective, &cfg.stage1, cancel, on_step)?;
+    let stage1_steps = stage1.steps;
+    let (stage1_loss, _) = threshold.loss_and_grad(&stage1.perturbation)?;
+    if !stage1.success || stage1.cancelled || cfg.steps == 0 {
+        let masking = threshold.stats(&stage1.perturbation)?;
+        return Ok(ImperceptibleOutcome {
+            attack: stage1,
+            stage1_steps,
+            alpha: cfg.alpha.unwrap_or(f32::NAN),
+            masking_loss: stage1_loss,
+            masking,
+        });
+    }
+
+    let band = match cfg.stage1.constraints.band_hz {
+        Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
+        None => None,
+    };
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let device = model.whisper.device().clone();
+    let mut stepper = Stepper::new(
+        super::Rule::Adam,
+        StepSpace::new(cfg.stage1.domain, x.len())?,
+    );
+    let mut delta = stage1.perturbation.clone();
+    let mut best = (stage1_loss, stage1.clone());
+    let mut alpha = cfg.alpha;
+    let mut succeeding = true;
+    let mut total = stage1_steps;
+    let mut cancelled = false;
+    for step in 1..=cfg.steps {
+        if cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            break;
+        }
+        let adv = quantized_sum(x, &delta);
+        let effective: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
+        let wave = Tensor::from_vec(adv, x.len(), &device)?;
+        let (net_loss, net_grad) = objective.loss_and_grad(model, &front, &wave)?;
+        let (mask_loss, mask_grad) = threshold.loss_and_grad(&effective)?;
+        total += 1;
+        let a = *alpha.get_or_insert_with(|| balanced_alpha(&net_grad, &mask_grad));
+        let grad: Vec<f32> = net_grad
+            .iter()
+            .zip(&mask_grad)
+            .map(|(n, m)| n + a * m)
+            .collect();
+        let dir = stepper.direction(&grad)?;
+        for (d, s) in delta.iter_mut().zip(&dir) {
+            *d -= cfg.learning_rate * s;
+        }
+        cfg.stage1
+            .constraints
+            .project(&mut delta, x, band.as_ref())?;
+        let mut info = StepInfo {
+            run: 1,
+            step,
+            steps: cfg.steps,
+            loss: net_loss + a * mask_loss,
+            transcript: None,
+        };
+        if step % cfg.check_every.max(1) == 0 || step == cfg.steps {
+            let adv = quantized_sum(x, &delta);
+            let transcript = transcribe(model, &adv, &cfg.stage1.decode)?.text;
+            succeeding = objective.is_met(&transcript);
+            if succeeding {
+                let perturbation: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
+                let (loss, _) = threshold.loss_and_grad(&perturbation)?;
+                if loss < best.0 {
+                    best = (
+                        loss,
+                        AttackOutcome {
+                            adversarial: adv,
+                            perturbation,
+                            success: true,
+                            transcript: transcript.clone(),
+                            steps: total,
+                            loss: net_loss,
+                            cancelled: false,
+                        },
+                    );
+                }
+            }
+            info.transcript = Some(transcript);
+        }
+        on_step(&info);
+        if let Some(a) = alpha.as_mut() {
+            if step % 20 == 0 && succeeding {
+                *a *= 1.2;
+            }
+            if step % 50 == 0 && !succeeding {
+                *a = (*a * 0.8).max(cfg.alpha_floor);
+            }
+        }
+    }
+    let (masking_loss, mut attack) = best;
+    attack.steps = total;
+    attack.cancelled = cancelled;
+    let masking = threshold.stats(&attack.perturbation)?;
+    Ok(ImperceptibleOutcome {
+        attack,
+        stage1_steps,
+        alpha: alpha.unwrap_or(f32::NAN),
+        masking_loss,
+        masking,
+    })
+}
+
+/// The α that gives the masking gradient the network gradient's norm.
+fn balanced_alpha(net: &[f32], mask: &[f32]) -> f32 {
+    let n = crate::metrics::l2(net);
+    let m = crate::metrics::l2(mask);
+    if m > 0.0 && n > 0.0 {
+        (n / m) as f32
+    } else {
+        1.0
+    }
+}

@@ -1,0 +1,122 @@
+//! Psychoacoustically hidden attacks on the real tiny.en model, checked on the written 16-bit
+//! WAV: the imperceptible two-stage attack, and PGD under the masking bound.
+
+mod common;
+
+use advox::attack::imperceptible::{run_imperceptible, ImperceptibleConfig};
+use advox::attack::{run_attack, AttackConfig};
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
+use advox::masking::{MaskingConfig, MaskingThreshold};
+use advox::model::DecodeOptions;
+use advox::objective::{Goal, Objective};
+use advox::perturb::{Constraints, MaskingBound};
+use advox::text::normalize_transcript;
+use advox::transcribe::transcribe;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn sample(name: &str) -> Vec<f32> {
+    read_audio_16k_mono(&common::root().join("samples").join(name)).unwrap()
+}
+
+fn objective(x: &[f32], target: &str) -> Objective {
+    let m = common::model();
+    let t = transcribe(m, x, &DecodeOptions::default()).unwrap();
+    Objective::new(m, Goal::Targeted(target.into()), &t.text, &t.tokens).unwrap()
+}
+
+/// Write as 16-bit and read back: the signal a user of the output file gets.
+fn written(adv: &[f32], name: &str) -> Vec<f32> {
+    let dir = std::env::temp_dir().join(format!("advox-imperceptible-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    write_wav(&path, adv, 16_000, WavFormat::Pcm16, &[]).unwrap();
+    read_audio_16k_mono(&path).unwrap()
+}
+
+fn stage1() -> AttackConfig {
+    AttackConfig {
+        constraints: Constraints {
+            linf: Some(0.02),
+            ..Default::default()
+        },
+        step_size: 0.002,
+        steps: 80,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn imperceptible_attack_hides_the_perturbation_under_the_threshold() {
+    let x = sample("open_the_front_door.wav");
+    let target = "turn off the lights";
+    let obj = objective(&x, target);
+    let cfg = ImperceptibleConfig {
+        stage1: stage1(),
+        steps: 60,
+        ..Default::default()
+    };
+    let out = run_imperceptible(
+        common::model(),
+        &x,
+        &obj,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.attack.success, "transcript {:?}", out.attack.transcript);
+    let back = written(&out.attack.adversarial, "imperceptible.wav");
+    let text = transcribe(common::model(), &back, &DecodeOptions::default())
+        .unwrap()
+        .text;
+    assert_eq!(normalize_transcript(&text), target);
+    let delta: Vec<f32> = back.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let threshold = MaskingThreshold::compute(&x, MaskingConfig::default()).unwrap();
+    let stats = threshold.stats(&delta).unwrap();
+    assert!(
+        stats.energy_under_threshold >= 0.95,
+        "only {:.1} % of the perturbation's energy is masked ({stats:?})",
+        100.0 * stats.energy_under_threshold
+    );
+    // Stage 2 ran (stage 1 alone, plain PGD, leaves about a third of the energy unmasked here).
+    assert!(out.attack.steps > out.stage1_steps);
+}
+
+#[test]
+fn pgd_under_the_masking_bound_stays_under_the_threshold() {
+    let x = sample("open_the_front_door.wav");
+    let target = "turn off the lights";
+    let obj = objective(&x, target);
+    let threshold = Arc::new(MaskingThreshold::compute(&x, MaskingConfig::default()).unwrap());
+    let mut cfg = stage1();
+    cfg.constraints = Constraints {
+        linf: Some(0.05),
+        masking: Some(MaskingBound {
+            threshold: threshold.clone(),
+            margin_db: 0.0,
+        }),
+        ..Default::default()
+    };
+    let out = run_attack(
+        common::model(),
+        &x,
+        &obj,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.success, "transcript {:?}", out.transcript);
+    let back = written(&out.adversarial, "pgd_masked.wav");
+    let text = transcribe(common::model(), &back, &DecodeOptions::default())
+        .unwrap()
+        .text;
+    assert_eq!(normalize_transcript(&text), target);
+    let delta: Vec<f32> = back.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let stats = threshold.stats(&delta).unwrap();
+    assert!(
+        stats.energy_under_threshold >= 0.95 && stats.mean_margin_db > 3.0,
+        "{stats:?}"
+    );
+}
