@@ -337,3 +337,52 @@ fn jsma_succeeds_touching_at_most_a_tenth_of_the_bins() {
     let written = transcribe_written(&out.attack.adversarial, "jsma.wav");
     assert!(wer("play some music", &written) >= 0.5, "{written:?}");
 }
+
+#[test]
+fn eot_example_survives_fresh_random_transformations() {
+    use advox::attack::eot::{EotConfig, Transform};
+    use advox::rng::Rng;
+    let x = sample("open_the_front_door.wav");
+    let obj = objective(&x, Goal::Untargeted { min_wer: 0.5 });
+    let eot = EotConfig::default();
+    let cfg = AttackConfig {
+        constraints: Constraints {
+            linf: Some(0.02),
+            ..Default::default()
+        },
+        step_size: 0.002,
+        steps: 40,
+        eot: Some(eot.clone()),
+        ..Default::default()
+    };
+    let out = run_attack(
+        common::model(),
+        &x,
+        &obj,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.success, "transcript {:?}", out.transcript);
+    assert!(obj.is_met(&transcribe_written(&out.adversarial, "eot.wav")));
+    // Transformations the attack never saw (gain, delay, band-pass, room, noise): the example
+    // still fools the model through most of them, while the clean input survives them.
+    let mut rng = Rng::new(0xF2E5);
+    let (mut adversarial_fooled, mut clean_fooled) = (0, 0);
+    for _ in 0..3 {
+        let t = Transform::sample(&eot, &out.adversarial, 16_000, &mut rng);
+        let decode = |s: &[f32]| {
+            transcribe(common::model(), &t.apply(s), &DecodeOptions::default())
+                .unwrap()
+                .text
+        };
+        adversarial_fooled += obj.is_met(&decode(&out.adversarial)) as usize;
+        clean_fooled += obj.is_met(&decode(&x)) as usize;
+    }
+    assert!(adversarial_fooled >= 2, "fooled {adversarial_fooled} of 3");
+    assert_eq!(
+        clean_fooled, 0,
+        "the transformations alone break recognition"
+    );
+}

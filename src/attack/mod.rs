@@ -9,6 +9,7 @@ pub mod eot;
 pub mod imperceptible;
 pub mod jsma;
 pub mod step;
+pub mod universal;
 
 use crate::audio::quantize_i16;
 use crate::mel::{MelFrontEnd, N_SAMPLES};

@@ -37,8 +37,3 @@ impl Audio {
         self.frames() as f64 / self.sample_rate as f64
     }
 }
-
-/// The speech mask of `x` when `enabled` (see [`crate::perturb::speech_mask`]).
-pub fn speech_mask_if(enabled: bool, x: &[f32]) -> Option<Vec<bool>> {
-    enabled.then(|| crate::perturb::speech_mask(x, SAMPLE_RATE))
-}

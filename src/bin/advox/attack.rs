@@ -7,7 +7,7 @@ use advox::attack::eot::EotConfig;
 use advox::attack::imperceptible::{run_imperceptible, ImperceptibleConfig};
 use advox::attack::jsma::{run_jsma, JsmaConfig};
 use advox::attack::{run_attack, AttackConfig, Method, Rule, Schedule, StepInfo};
-use advox::audio::{read_audio_16k_mono, speech_mask_if, write_wav, WavFormat};
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::manifest::{read_manifest, ManifestEntry};
 use advox::masking::{MaskingConfig, MaskingThreshold};
 use advox::metrics::{dbx, l2, linf, snr_db};
@@ -368,7 +368,9 @@ fn attack_one(
         l2: args.l2,
         snr_db: args.snr_db,
         band_hz: args.band,
-        time_mask: speech_mask_if(args.speech_only, &x),
+        time_mask: args
+            .speech_only
+            .then(|| advox::perturb::speech_mask(&x, SAMPLE_RATE)),
         masking: masking.clone(),
     };
     let cfg = AttackConfig {

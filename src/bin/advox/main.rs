@@ -8,6 +8,7 @@ mod common;
 mod model_cmd;
 mod plot;
 mod transcribe;
+mod universal;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     /// Fetch, inspect and convert models.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Train a universal perturbation (additive or prefix-mute) on a set of utterances.
+    Universal(universal::Args),
     /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
@@ -46,6 +49,7 @@ fn main() {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),
         Command::Plot(args) => plot::run(args),
+        Command::Universal(args) => universal::run(args, &cli.device),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -1,0 +1,276 @@
+//! Universal perturbations: one δ that works on a whole set of utterances.
+//!
+//! - [`UniversalMode::Additive`]: δ of a fixed length, tiled over the input from a random offset
+//!   (so it works at any alignment), trained by minibatch gradient steps over the set towards
+//!   a common goal (untargeted, a fixed target, or mute).
+//! - [`UniversalMode::PrefixMute`]: a short segment prepended to the input that makes the model
+//!   output nothing (Raina et al. 2024: 0.64 s at amplitude ≤ 0.02).
+//!
+//! Every forward pass sees the combined signal clipped and quantised to 16 bits.
+
+use super::step::{Rule, StepSpace, Stepper};
+use super::StepInfo;
+use crate::audio::quantize_i16;
+use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::metrics::wer;
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::{Goal, Objective};
+use crate::perturb::Domain;
+use crate::rng::Rng;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How a universal perturbation is combined with an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UniversalMode {
+    /// Added to the input, tiled (looped) over its length from an offset.
+    Additive,
+    /// Prepended to the input; trained to mute the recogniser.
+    PrefixMute,
+}
+
+impl UniversalMode {
+    /// The perturbation combined with `x`: additive from `offset` (tiled), or prepended;
+    /// clipped and quantised as a 16-bit WAV stores it.
+    pub fn apply(self, delta: &[f32], x: &[f32], offset: usize) -> Vec<f32> {
+        let q = |v: f32| quantize_i16(v) as f32 / 32768.0;
+        match self {
+            UniversalMode::Additive if delta.is_empty() => x.iter().map(|v| q(*v)).collect(),
+            UniversalMode::Additive => x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| q(v + delta[(i + offset) % delta.len()]))
+                .collect(),
+            UniversalMode::PrefixMute => delta.iter().chain(x).map(|v| q(*v)).collect(),
+        }
+    }
+}
+
+/// Settings of universal training.
+#[derive(Debug, Clone)]
+pub struct UniversalConfig {
+    /// Additive or prefix.
+    pub mode: UniversalMode,
+    /// Length of δ in samples (16 kHz).
+    pub length: usize,
+    /// Largest absolute sample value of δ.
+    pub linf: f32,
+    /// Minibatch steps.
+    pub steps: usize,
+    /// Utterances per minibatch.
+    pub batch: usize,
+    /// Largest sample change of one (Adam) step.
+    pub step_size: f32,
+    /// Seed of the minibatches, offsets and the start.
+    pub seed: u64,
+}
+
+impl UniversalConfig {
+    /// Raina et al.'s prefix: 0.64 s at amplitude 0.02.
+    pub fn prefix_mute() -> Self {
+        UniversalConfig {
+            mode: UniversalMode::PrefixMute,
+            length: 10_240,
+            linf: 0.02,
+            steps: 100,
+            batch: 2,
+            step_size: 0.002,
+            seed: 0,
+        }
+    }
+
+    /// A 1-s additive perturbation at amplitude 0.02.
+    pub fn additive() -> Self {
+        UniversalConfig {
+            mode: UniversalMode::Additive,
+            length: 16_000,
+            ..Self::prefix_mute()
+        }
+    }
+}
+
+/// One utterance of a training or evaluation set, with its clean transcript.
+pub struct Utterance {
+    /// A name for reports (e.g. the file).
+    pub name: String,
+    /// 16-kHz samples.
+    pub samples: Vec<f32>,
+    /// The goal bound to this utterance.
+    pub objective: Objective,
+}
+
+/// Transcribe each clean utterance and bind `goal` to it (prefix mode always mutes).
+pub fn prepare(
+    model: &LoadedModel,
+    set: Vec<(String, Vec<f32>)>,
+    goal: &Goal,
+    decode: &DecodeOptions,
+) -> Result<Vec<Utterance>> {
+    set.into_iter()
+        .map(|(name, samples)| {
+            if samples.is_empty() || samples.len() > N_SAMPLES {
+                return Err(Error::InvalidArgument(format!(
+                    "{name}: universal perturbations work on 1 to {N_SAMPLES} samples, got {}",
+                    samples.len()
+                )));
+            }
+            let clean = transcribe(model, &samples, decode)?;
+            let objective = Objective::new(model, goal.clone(), &clean.text, &clean.tokens)
+                .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?;
+            Ok(Utterance {
+                name,
+                samples,
+                objective,
+            })
+        })
+        .collect()
+}
+
+/// Train a universal perturbation on `set`.
+pub fn train_universal(
+    model: &LoadedModel,
+    set: &[Utterance],
+    cfg: &UniversalConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<Vec<f32>> {
+    if set.is_empty() {
+        return Err(Error::InvalidArgument(
+            "universal training needs at least one utterance".into(),
+        ));
+    }
+    if cfg.length == 0 || !(cfg.linf > 0.0 && cfg.step_size > 0.0) {
+        return Err(Error::InvalidArgument(
+            "a universal perturbation needs a length, a positive L∞ bound and step size".into(),
+        ));
+    }
+    if cfg.mode == UniversalMode::PrefixMute {
+        if let Some(u) = set
+            .iter()
+            .find(|u| u.samples.len() + cfg.length > N_SAMPLES)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{}: with the prefix it is longer than 30 s",
+                u.name
+            )));
+        }
+    }
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let device = model.whisper.device().clone();
+    let mut rng = Rng::new(cfg.seed);
+    let mut delta: Vec<f32> = (0..cfg.length)
+        .map(|_| rng.symmetric(0.1 * cfg.linf))
+        .collect();
+    let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(Domain::Waveform, cfg.length)?);
+    let batch = cfg.batch.clamp(1, set.len());
+    for step in 1..=cfg.steps {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut grad = vec![0.0f32; cfg.length];
+        let mut loss = 0.0;
+        for _ in 0..batch {
+            let u = &set[(rng.next_u64() % set.len() as u64) as usize];
+            let offset = (rng.next_u64() % cfg.length as u64) as usize;
+            let y = cfg.mode.apply(&delta, &u.samples, offset);
+            let wave = Tensor::from_vec(y, u.samples.len() + prefix_len(cfg), &device)?;
+            let (l, g) = u.objective.loss_and_grad(model, &front, &wave)?;
+            loss += l / batch as f32;
+            match cfg.mode {
+                UniversalMode::Additive => {
+                    for (i, gi) in g.iter().enumerate() {
+                        grad[(i + offset) % cfg.length] += gi / batch as f32;
+                    }
+                }
+                UniversalMode::PrefixMute => {
+                    for (acc, gi) in grad.iter_mut().zip(&g) {
+                        *acc += gi / batch as f32;
+                    }
+                }
+            }
+        }
+        let dir = stepper.direction(&grad)?;
+        for (d, s) in delta.iter_mut().zip(&dir) {
+            *d = (*d - cfg.step_size * s).clamp(-cfg.linf, cfg.linf);
+        }
+        on_step(&StepInfo {
+            run: 0,
+            step,
+            steps: cfg.steps,
+            loss,
+            transcript: None,
+        });
+    }
+    Ok(delta)
+}
+
+fn prefix_len(cfg: &UniversalConfig) -> usize {
+    match cfg.mode {
+        UniversalMode::Additive => 0,
+        UniversalMode::PrefixMute => cfg.length,
+    }
+}
+
+/// The outcome of a universal perturbation on one utterance.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UtteranceResult {
+    /// The utterance's name.
+    pub name: String,
+    /// Transcript of the clean utterance.
+    pub clean: String,
+    /// Transcript with the perturbation.
+    pub adversarial: String,
+    /// Whether the goal was met.
+    pub success: bool,
+    /// WER of the adversarial transcript against the clean one.
+    pub wer: f64,
+}
+
+/// A universal perturbation evaluated on a set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Evaluation {
+    /// Per utterance.
+    pub results: Vec<UtteranceResult>,
+    /// Share of utterances where the goal was met.
+    pub success_rate: f64,
+    /// Mean WER against the clean transcripts.
+    pub mean_wer: f64,
+}
+
+/// Apply δ to every utterance (additive: from a random offset) and judge each.
+pub fn evaluate_universal(
+    model: &LoadedModel,
+    set: &[Utterance],
+    mode: UniversalMode,
+    delta: &[f32],
+    decode: &DecodeOptions,
+    seed: u64,
+) -> Result<Evaluation> {
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let mut results = Vec::with_capacity(set.len());
+    for u in set {
+        let offset = if delta.is_empty() {
+            0
+        } else {
+            (rng.next_u64() % delta.len() as u64) as usize
+        };
+        let y = mode.apply(delta, &u.samples, offset);
+        let text = transcribe(model, &y, decode)?.text;
+        results.push(UtteranceResult {
+            name: u.name.clone(),
+            clean: u.objective.original.clone(),
+            success: u.objective.is_met(&text),
+            wer: wer(&u.objective.original, &text),
+            adversarial: text,
+        });
+    }
+    let n = results.len().max(1) as f64;
+    Ok(Evaluation {
+        success_rate: results.iter().filter(|r| r.success).count() as f64 / n,
+        mean_wer: results.iter().map(|r| r.wer).sum::<f64>() / n,
+        results,
+    })
+}

@@ -1,0 +1,235 @@
+//! `advox universal`.
+
+use crate::common;
+use advox::attack::universal::{
+    evaluate_universal, prepare, train_universal, UniversalConfig, UniversalMode, Utterance,
+};
+use advox::attack::StepInfo;
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
+use advox::manifest::read_manifest;
+use advox::model::{DecodeOptions, LoadedModel};
+use advox::objective::Goal;
+use advox::rng::Rng;
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Additive,
+    PrefixMute,
+}
+
+/// Train one perturbation that works on a whole set of utterances, and evaluate it on held-out
+/// ones.
+///
+/// Writes OUT.wav (the perturbation, 32-bit float, 16 kHz) and OUT.json (its sidecar: format,
+/// sample rate, length, mode, bound, goal, model, and the train/eval results against a random-
+/// noise control of the same bound).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Training utterances: a manifest (CSV with an `input` column, or JSON lines).
+    #[arg(long)]
+    train: PathBuf,
+    /// Held-out utterances to evaluate on (same format).
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Output WAV of the perturbation (a JSON sidecar is written beside it).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes.
+    #[arg(long, value_enum, default_value = "additive")]
+    mode: ModeArg,
+    /// Additive: the transcript every utterance should become.
+    #[arg(long, group = "goal")]
+    target: Option<String>,
+    /// Additive: move every transcript away from its original (default).
+    #[arg(long, group = "goal")]
+    untargeted: bool,
+    /// Additive: make the recogniser output nothing.
+    #[arg(long, group = "goal")]
+    mute: bool,
+    /// Untargeted success threshold: WER to the clean transcript.
+    #[arg(long, default_value_t = 0.5)]
+    min_wer: f64,
+    /// L-infinity bound of the perturbation.
+    #[arg(long, default_value_t = 0.02)]
+    eps: f32,
+    /// Length in seconds (default: 0.64 for prefix-mute, 1.0 for additive).
+    #[arg(long)]
+    length_s: Option<f32>,
+    /// Minibatch steps.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Utterances per minibatch.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    /// Largest sample change of one Adam step.
+    #[arg(long, default_value_t = 0.002)]
+    step_size: f32,
+    /// Beam size of the evaluations.
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model directory or known name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+fn load_set(
+    model: &LoadedModel,
+    manifest: &Path,
+    goal: &Goal,
+    decode: &DecodeOptions,
+) -> Result<Vec<Utterance>> {
+    let entries = read_manifest(manifest)?;
+    if entries.is_empty() {
+        bail!("{}: no utterances", manifest.display());
+    }
+    let set = entries
+        .iter()
+        .map(|e| {
+            Ok((
+                e.input.display().to_string(),
+                read_audio_16k_mono(&e.input)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    prepare(model, set, goal, decode).with_context(|| format!("preparing {}", manifest.display()))
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let mode = match args.mode {
+        ModeArg::Additive => UniversalMode::Additive,
+        ModeArg::PrefixMute => UniversalMode::PrefixMute,
+    };
+    let goal = match (mode, &args.target, args.mute) {
+        (UniversalMode::PrefixMute, None, _) => Goal::Mute,
+        (UniversalMode::PrefixMute, Some(_), _) => bail!("prefix-mute mutes; drop --target"),
+        (_, Some(t), _) => Goal::Targeted(t.clone()),
+        (_, None, true) => Goal::Mute,
+        (_, None, false) => Goal::Untargeted {
+            min_wer: args.min_wer,
+        },
+    };
+    let base = match mode {
+        UniversalMode::PrefixMute => UniversalConfig::prefix_mute(),
+        UniversalMode::Additive => UniversalConfig::additive(),
+    };
+    let length = match args.length_s {
+        Some(s) if !(s.is_finite() && s > 0.0 && s <= 30.0) => {
+            bail!("--length-s must be in (0, 30], got {s}")
+        }
+        Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
+        None => base.length,
+    };
+    let cfg = UniversalConfig {
+        length,
+        linf: args.eps,
+        steps: args.steps,
+        batch: args.batch,
+        step_size: args.step_size,
+        seed: args.seed,
+        ..base
+    };
+    let sidecar = args.output.with_extension("json");
+    let mut inputs = vec![args.train.as_path()];
+    if let Some(e) = &args.eval {
+        inputs.push(e.as_path());
+    }
+    for out in [args.output.as_path(), sidecar.as_path()] {
+        advox::audio::refuse_overwrite(out, &inputs)?;
+    }
+    let device = common::device(device)?;
+    let model = common::load_model(args.model.as_deref(), &device)?;
+    let decode = DecodeOptions {
+        beam_size: args.beam.max(1),
+        ..Default::default()
+    };
+    let train = load_set(&model, &args.train, &goal, &decode)?;
+    let eval = match &args.eval {
+        Some(p) => Some(load_set(&model, p, &goal, &decode)?),
+        None => None,
+    };
+    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let delta = train_universal(
+        &model,
+        &train,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |info: &StepInfo| {
+            bar.inc(1);
+            bar.set_message(format!("loss {:.4}", info.loss));
+            if info.step.is_multiple_of(10) {
+                bar.suspend(|| eprintln!("step {}: minibatch loss {:.4}", info.step, info.loss));
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    let train_seconds = start.elapsed().as_secs_f64();
+    // Control: uniform noise of the same bound and length.
+    let mut rng = Rng::new(args.seed ^ 0xC0);
+    let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
+    let judge = |set: &[Utterance]| -> Result<serde_json::Value> {
+        let with = evaluate_universal(&model, set, mode, &delta, &decode, args.seed)?;
+        let control = evaluate_universal(&model, set, mode, &noise, &decode, args.seed)?;
+        eprintln!(
+            "{} utterances: success {:.0} % (random noise {:.0} %), mean WER {:.2} (noise {:.2})",
+            set.len(),
+            100.0 * with.success_rate,
+            100.0 * control.success_rate,
+            with.mean_wer,
+            control.mean_wer
+        );
+        Ok(serde_json::json!({"perturbation": with, "random_noise": control}))
+    };
+    let train_json = judge(&train)?;
+    let eval_json = match &eval {
+        Some(set) => judge(set)?,
+        None => serde_json::Value::Null,
+    };
+    write_wav(
+        &args.output,
+        &delta,
+        SAMPLE_RATE,
+        WavFormat::Float32,
+        &inputs,
+    )?;
+    let report = serde_json::json!({
+        "format": "advox-universal",
+        "version": 1,
+        "sample_rate": SAMPLE_RATE,
+        "length": delta.len(),
+        "mode": mode,
+        "linf": cfg.linf,
+        "goal": match &goal {
+            Goal::Targeted(t) => format!("targeted: {t}"),
+            Goal::Untargeted { min_wer } => format!("untargeted (WER >= {min_wer})"),
+            Goal::Mute => "mute".to_string(),
+        },
+        "model": model.id(),
+        "steps": cfg.steps,
+        "batch": cfg.batch,
+        "seed": cfg.seed,
+        "train_seconds": train_seconds,
+        "train_manifest": args.train.display().to_string(),
+        "eval_manifest": args.eval.as_ref().map(|p| p.display().to_string()),
+        "train": train_json,
+        "eval": eval_json,
+    });
+    let tmp = advox::audio::temp_path_beside(&sidecar);
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &sidecar).with_context(|| format!("writing {}", sidecar.display()))?;
+    println!("wrote {} and {}", args.output.display(), sidecar.display());
+    Ok(())
+}
