@@ -19,8 +19,10 @@ pub mod npy;
 pub mod objective;
 pub mod perturb;
 pub mod plot;
+pub mod recognizer;
 pub mod rng;
 pub mod text;
 pub mod transcribe;
+pub mod transfer;
 
 pub use error::{Error, Result};

@@ -133,19 +133,50 @@ impl Objective {
 
     /// Whether a transcript meets the goal.
     pub fn is_met(&self, transcript: &str) -> bool {
-        match &self.goal {
-            Goal::Targeted(text) => normalize_transcript(transcript) == normalize_transcript(text),
-            Goal::Untargeted { min_wer } => wer(&self.original, transcript) >= *min_wer,
-            Goal::Mute => normalize_transcript(transcript).is_empty(),
-        }
+        self.goal.is_met(&self.original, transcript)
     }
 
     /// A short description for reports.
     pub fn describe(&self) -> String {
-        match &self.goal {
+        self.goal.describe()
+    }
+}
+
+impl Goal {
+    /// Whether `transcript` meets the goal for an input whose clean transcript is `original`.
+    pub fn is_met(&self, original: &str, transcript: &str) -> bool {
+        match self {
+            Goal::Targeted(text) => normalize_transcript(transcript) == normalize_transcript(text),
+            Goal::Untargeted { min_wer } => wer(original, transcript) >= *min_wer,
+            Goal::Mute => normalize_transcript(transcript).is_empty(),
+        }
+    }
+
+    /// A short description for reports (`targeted: "text"`, `untargeted: WER >= x`, `mute`);
+    /// [`Goal::parse_description`] reads it back.
+    pub fn describe(&self) -> String {
+        match self {
             Goal::Targeted(text) => format!("targeted: {text:?}"),
             Goal::Untargeted { min_wer } => format!("untargeted: WER >= {min_wer}"),
             Goal::Mute => "mute".to_string(),
         }
+    }
+
+    /// Read a [`Goal::describe`] string back; `None` if it is not one.
+    pub fn parse_description(s: &str) -> Option<Goal> {
+        let s = s.trim();
+        if s == "mute" {
+            return Some(Goal::Mute);
+        }
+        if let Some(rest) = s.strip_prefix("untargeted: WER >= ") {
+            return rest
+                .trim()
+                .parse()
+                .ok()
+                .map(|min_wer| Goal::Untargeted { min_wer });
+        }
+        s.strip_prefix("targeted: ")
+            .and_then(|q| serde_json::from_str::<String>(q).ok())
+            .map(Goal::Targeted)
     }
 }

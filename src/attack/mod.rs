@@ -3,6 +3,7 @@
 //! every few steps decode the quantised signal to stop on success. FGSM is one sign step; PGD
 //! iterates with sign, L2 or Adam steps, random starts and restarts.
 
+pub mod blackbox;
 pub mod cw;
 pub mod deepfool;
 pub mod eot;

@@ -33,6 +33,11 @@ enum AttackKind {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum BlackBoxKind {
+    Ga,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum RuleArg {
     Adam,
     Sign,
@@ -98,6 +103,23 @@ pub struct Args {
     /// Only perturb where there is sound (frames within 40 dB of the loudest).
     #[arg(long)]
     speech_only: bool,
+    /// Black-box attack (transcripts only, no gradients): `ga`, a genetic algorithm with
+    /// momentum mutation. Uses --eps (default 0.02), --queries, --population, --seed.
+    #[arg(long, value_enum)]
+    blackbox: Option<BlackBoxKind>,
+    /// Black-box: attack an external recogniser, a shell command with `{wav}` where the audio
+    /// path goes, printing the transcript (default: the built-in model as an opaque box).
+    #[arg(long, requires = "blackbox")]
+    asr_cmd: Option<String>,
+    /// Black-box: seconds before the external recogniser is killed.
+    #[arg(long, default_value_t = 60.0)]
+    timeout_s: f64,
+    /// Black-box: query budget.
+    #[arg(long, default_value_t = 300)]
+    queries: usize,
+    /// Black-box: candidates per generation.
+    #[arg(long, default_value_t = 10)]
+    population: usize,
     /// Keep every T-F bin of the perturbation this many dB under the input's psychoacoustic
     /// masking threshold (FGSM, PGD, CW, imperceptible).
     #[arg(long)]
@@ -251,6 +273,9 @@ fn entry_goal(args: &Args, entry: &ManifestEntry, default: &Option<Goal>) -> Res
 
 pub fn run(args: Args, device: &str) -> Result<()> {
     let goal = flag_goal(&args)?;
+    if args.blackbox.is_some() {
+        return run_blackbox(&args, goal, device);
+    }
     // CW, DeepFool and JSMA minimise or bound the perturbation themselves; FGSM and PGD need a
     // constraint set.
     let bounded = matches!(args.attack, AttackKind::Fgsm | AttackKind::Pgd);
@@ -557,4 +582,59 @@ fn attack_one(
         attack_seconds
     );
     Ok(report)
+}
+
+/// `--blackbox`: one input, through the built-in model as an opaque box or `--asr-cmd`.
+fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
+    use crate::attack_blackbox::{attack_one, BlackBoxArgs};
+    use advox::attack::blackbox::GaConfig;
+    use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
+    if args.manifest.is_some() {
+        bail!("black-box attacks take one input file, not a manifest");
+    }
+    if !(args.timeout_s.is_finite() && args.timeout_s > 0.0) {
+        bail!("--timeout-s must be positive");
+    }
+    let input = args.input.clone().context("an input file is needed")?;
+    let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
+    install_ctrl_c();
+    let model;
+    let mut recognizer: Box<dyn Recognizer> = match &args.asr_cmd {
+        Some(cmd) => Box::new(CommandRecognizer::new(
+            cmd,
+            std::time::Duration::from_secs_f64(args.timeout_s),
+        )?),
+        None => {
+            let device = common::device(device)?;
+            model = common::load_model(args.model.as_deref(), &device)?;
+            Box::new(BuiltinRecognizer::new(
+                &model,
+                DecodeOptions {
+                    beam_size: args.beam.max(1),
+                    ..Default::default()
+                },
+            ))
+        }
+    };
+    let perturbation = sibling(&args.output, "perturbation.wav");
+    let report_path = sibling(&args.output, "json");
+    let bb = BlackBoxArgs {
+        input: &input,
+        output: &args.output,
+        perturbation: &perturbation,
+        report: &report_path,
+        goal,
+        ga: GaConfig {
+            population: args.population,
+            linf: args.eps.unwrap_or(0.02),
+            query_budget: args.queries,
+            seed: args.seed,
+            ..Default::default()
+        },
+    };
+    let report = attack_one(recognizer.as_mut(), &bb, &CANCEL)?;
+    if report["success"] != true {
+        std::process::exit(2);
+    }
+    Ok(())
 }

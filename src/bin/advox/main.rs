@@ -2,12 +2,14 @@
 //! progress and writes files; every algorithm lives in the library.
 
 mod attack;
+mod attack_blackbox;
 mod bench;
 mod bench_suite;
 mod common;
 mod model_cmd;
 mod plot;
 mod transcribe;
+mod transfer;
 mod universal;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,8 @@ enum Command {
     Model(model_cmd::ModelCommand),
     /// Train a universal perturbation (additive or prefix-mute) on a set of utterances.
     Universal(universal::Args),
+    /// Judge adversarial examples with another model or an external recogniser.
+    Transfer(transfer::Args),
     /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
@@ -49,6 +53,7 @@ fn main() {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),
         Command::Plot(args) => plot::run(args),
+        Command::Transfer(args) => transfer::run(args, &cli.device),
         Command::Universal(args) => universal::run(args, &cli.device),
     };
     if let Err(err) = result {

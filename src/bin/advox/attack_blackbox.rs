@@ -1,0 +1,117 @@
+//! `advox attack --blackbox ga`: attacks that only see transcripts, against the built-in model
+//! used as an opaque box or an external recogniser (`--asr-cmd`).
+
+use advox::attack::blackbox::{run_ga, GaConfig};
+use advox::attack::StepInfo;
+use advox::audio::{read_audio_16k_mono, refuse_overwrite, write_wav, WavFormat, SAMPLE_RATE};
+use advox::metrics::{dbx, l2, linf, snr_db};
+use advox::objective::Goal;
+use advox::recognizer::Recognizer;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// Settings the command line gives a black-box attack.
+pub struct BlackBoxArgs<'a> {
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub perturbation: &'a Path,
+    pub report: &'a Path,
+    pub goal: Goal,
+    pub ga: GaConfig,
+}
+
+/// Attack one input through `recognizer` and write the example, δ and the report.
+pub fn attack_one(
+    recognizer: &mut dyn Recognizer,
+    args: &BlackBoxArgs,
+    cancel: &AtomicBool,
+) -> Result<serde_json::Value> {
+    let inputs = [args.input];
+    for out in [args.output, args.perturbation, args.report] {
+        refuse_overwrite(out, &inputs)?;
+    }
+    let x = read_audio_16k_mono(args.input)?;
+    let original = recognizer
+        .transcribe(&x)
+        .context("transcribing the input")?;
+    eprintln!(
+        "original transcript ({}): {original}",
+        recognizer.describe()
+    );
+    let bar = indicatif::ProgressBar::new((args.ga.query_budget / args.ga.population) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let out = run_ga(
+        recognizer,
+        &x,
+        &args.goal,
+        &original,
+        &args.ga,
+        cancel,
+        &mut |info: &StepInfo| {
+            bar.set_position(info.step as u64);
+            bar.set_message(info.transcript.clone().unwrap_or_default());
+        },
+    )?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    write_wav(
+        args.output,
+        &out.attack.adversarial,
+        SAMPLE_RATE,
+        WavFormat::Pcm16,
+        &inputs,
+    )?;
+    write_wav(
+        args.perturbation,
+        &out.attack.perturbation,
+        SAMPLE_RATE,
+        WavFormat::Float32,
+        &inputs,
+    )?;
+    let written = read_audio_16k_mono(args.output)?;
+    let final_transcript = recognizer.transcribe(&written)?;
+    let success = args.goal.is_met(&original, &final_transcript);
+    let delta: Vec<f32> = written.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let report = serde_json::json!({
+        "input": args.input.display().to_string(),
+        "output": args.output.display().to_string(),
+        "perturbation": args.perturbation.display().to_string(),
+        "attack": "blackbox-ga",
+        "recognizer": recognizer.describe(),
+        "goal": args.goal.describe(),
+        "target": match &args.goal { Goal::Targeted(t) => Some(t.clone()), _ => None },
+        "original_transcript": original,
+        "adversarial_transcript": final_transcript,
+        "success": success,
+        "cancelled": out.attack.cancelled,
+        "queries": out.queries,
+        "query_budget": args.ga.query_budget,
+        "generations": out.attack.steps,
+        "snr_db": snr_db(&x, &delta),
+        "dbx": dbx(&x, &delta),
+        "linf": linf(&delta),
+        "l2": l2(&delta),
+        "wall_seconds": seconds,
+        "seed": args.ga.seed,
+    });
+    let tmp = advox::audio::temp_path_beside(args.report);
+    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, args.report)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    println!(
+        "{} | {:?} | SNR {:.1} dB | {} queries | {:.1} s",
+        if success { "success" } else { "failure" },
+        final_transcript,
+        snr_db(&x, &delta),
+        out.queries,
+        seconds
+    );
+    Ok(report)
+}
