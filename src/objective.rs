@@ -131,6 +131,21 @@ impl Objective {
         Ok((value, grad.to_vec1::<f32>()?))
     }
 
+    /// The loss [`Objective::loss_and_grad`] minimises, by a forward pass only (no gradient):
+    /// what a score-based black-box attack may query.
+    pub fn loss(&self, model: &LoadedModel, wave: &[f32]) -> Result<f32> {
+        let n_mels = model.whisper.config().num_mel_bins;
+        let device = model.whisper.device();
+        let mel = crate::mel::log_mel(wave, n_mels);
+        let mel = Tensor::from_vec(mel, (1, n_mels, crate::mel::N_FRAMES), device)?;
+        let xa = model.whisper.encode(&mel)?;
+        let input = &self.sequence.input;
+        let tokens = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
+        let logits = model.whisper.decoder_logits(&xa, &tokens)?;
+        let (value, _) = cross_entropy(&logits, &self.sequence.targets)?;
+        Ok(self.sign * value)
+    }
+
     /// Whether a transcript meets the goal.
     pub fn is_met(&self, transcript: &str) -> bool {
         self.goal.is_met(&self.original, transcript)

@@ -7,6 +7,7 @@
 
 use crate::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::{Goal, Objective};
 use crate::transcribe::transcribe;
 use crate::{Error, Result};
 use std::io::Read;
@@ -22,13 +23,24 @@ pub trait Recognizer {
     fn queries(&self) -> usize;
     /// A name for reports.
     fn describe(&self) -> String;
+    /// The attack loss of the samples (lower is closer to the goal) where the recogniser
+    /// exposes scores (one query); `None` where it only gives transcripts.
+    fn score(&mut self, _samples: &[f32]) -> Option<Result<f32>> {
+        None
+    }
+    /// Whether [`Recognizer::score`] gives scores.
+    fn has_scores(&self) -> bool {
+        false
+    }
 }
 
-/// The built-in model as a black box.
+/// The built-in model as a black box: transcripts, and with an objective its scores (the
+/// goal's teacher-forced loss from a forward pass, never a gradient).
 pub struct BuiltinRecognizer<'a> {
     model: &'a LoadedModel,
     decode: DecodeOptions,
     queries: usize,
+    objective: Option<Objective>,
 }
 
 impl<'a> BuiltinRecognizer<'a> {
@@ -38,7 +50,22 @@ impl<'a> BuiltinRecognizer<'a> {
             model,
             decode,
             queries: 0,
+            objective: None,
         }
+    }
+
+    /// Expose scores for `goal` on an input whose clean transcript this recogniser gave as
+    /// `original` (with its tokens).
+    pub fn expose_scores(&mut self, goal: Goal, original: &str, tokens: &[u32]) -> Result<()> {
+        self.objective = Some(Objective::new(self.model, goal, original, tokens)?);
+        Ok(())
+    }
+
+    /// Transcript and tokens (one query).
+    pub fn transcribe_with_tokens(&mut self, samples: &[f32]) -> Result<(String, Vec<u32>)> {
+        self.queries += 1;
+        let t = transcribe(self.model, samples, &self.decode)?;
+        Ok((t.text, t.tokens))
     }
 }
 
@@ -52,6 +79,14 @@ impl Recognizer for BuiltinRecognizer<'_> {
     }
     fn describe(&self) -> String {
         format!("built-in {}", self.model.id())
+    }
+    fn has_scores(&self) -> bool {
+        self.objective.is_some()
+    }
+    fn score(&mut self, samples: &[f32]) -> Option<Result<f32>> {
+        let objective = self.objective.as_ref()?;
+        self.queries += 1;
+        Some(objective.loss(self.model, samples))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Black-box attack on any [`Recognizer`]: a genetic algorithm with momentum mutation (after
-//! Taori et al. 2019) on a transcript-distance fitness. It needs transcripts only, so it works
-//! on the built-in model used as an opaque box and on external recognisers alike; every
-//! transcription is one counted query.
+//! Taori et al. 2019). Score-based where the recogniser exposes scores (fitness = minus the
+//! goal's loss, the best candidate of each generation transcribed to test success), else on a
+//! transcript-distance fitness, so it works on the built-in model used as an opaque box and on
+//! external recognisers alike. Every score and every transcription is one counted query.
 
 use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
 use crate::metrics::{cer, wer};
@@ -67,7 +68,7 @@ pub fn fitness(goal: &Goal, original: &str, transcript: &str) -> f64 {
 struct Candidate {
     delta: Vec<f32>,
     fitness: f64,
-    transcript: String,
+    transcript: Option<String>,
 }
 
 /// Run the genetic algorithm on 16-kHz samples `x` whose clean transcript is `original`.
@@ -93,12 +94,22 @@ pub fn run_ga(
     }
     let start_queries = recognizer.queries();
     let mut rng = Rng::new(cfg.seed);
+    let scored = recognizer.has_scores();
+    // Score mode: the candidate's transcript is filled in when it is the generation's best.
     let evaluate = |delta: Vec<f32>, rec: &mut dyn Recognizer| -> Result<Candidate> {
-        let transcript = rec.transcribe(&quantized_sum(x, &delta))?;
+        let signal = quantized_sum(x, &delta);
+        if let Some(loss) = rec.score(&signal) {
+            return Ok(Candidate {
+                fitness: -(loss? as f64),
+                delta,
+                transcript: None,
+            });
+        }
+        let transcript = rec.transcribe(&signal)?;
         Ok(Candidate {
             fitness: fitness(goal, original, &transcript),
             delta,
-            transcript,
+            transcript: Some(transcript),
         })
     };
     let budget = cfg.query_budget.max(cfg.population);
@@ -112,17 +123,23 @@ pub fn run_ga(
     let mut cancelled = false;
     loop {
         population.sort_by(|a, b| b.fitness.total_cmp(&a.fitness));
+        if population[0].transcript.is_none() {
+            let signal = quantized_sum(x, &population[0].delta);
+            population[0].transcript = Some(recognizer.transcribe(&signal)?);
+        }
         let best = &population[0];
-        let success = goal.is_met(original, &best.transcript);
+        let transcript = best.transcript.clone().unwrap_or_default();
+        let success = goal.is_met(original, &transcript);
         on_step(&StepInfo {
             run: 0,
             step: generation,
             steps: budget / cfg.population,
             loss: -best.fitness as f32,
-            transcript: Some(best.transcript.clone()),
+            transcript: Some(transcript),
         });
         let used = recognizer.queries() - start_queries;
-        if success || used + cfg.population - cfg.elite > budget {
+        let per_generation = cfg.population - cfg.elite + usize::from(scored);
+        if success || used + per_generation > budget {
             break;
         }
         if cancel.load(Ordering::Relaxed) {
@@ -177,16 +194,17 @@ pub fn run_ga(
         let change = (new_best - previous_best).abs().max(1e-3) as f32;
         rate = (cfg.momentum * rate + 0.001 / change).clamp(1e-4, 0.5);
     }
-    population.sort_by(|a, b| b.fitness.total_cmp(&a.fitness));
+    // The sorted population's best was transcribed in the loop's last pass.
     let best = population.swap_remove(0);
+    let transcript = best.transcript.unwrap_or_default();
     let adversarial = quantized_sum(x, &best.delta);
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(BlackBoxOutcome {
         attack: AttackOutcome {
-            success: goal.is_met(original, &best.transcript),
+            success: goal.is_met(original, &transcript),
             adversarial,
             perturbation,
-            transcript: best.transcript,
+            transcript,
             steps: generation,
             loss: -best.fitness as f32,
             cancelled,

@@ -599,21 +599,30 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
     let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
     install_ctrl_c();
     let model;
+    let mut original = None;
     let mut recognizer: Box<dyn Recognizer> = match &args.asr_cmd {
         Some(cmd) => Box::new(CommandRecognizer::new(
             cmd,
             std::time::Duration::from_secs_f64(args.timeout_s),
         )?),
         None => {
+            // The built-in model exposes the goal's loss as a score (no gradients).
             let device = common::device(device)?;
             model = common::load_model(args.model.as_deref(), &device)?;
-            Box::new(BuiltinRecognizer::new(
+            let mut builtin = BuiltinRecognizer::new(
                 &model,
                 DecodeOptions {
                     beam_size: args.beam.max(1),
                     ..Default::default()
                 },
-            ))
+            );
+            let x = advox::audio::read_audio_16k_mono(&input)?;
+            let (text, tokens) = builtin
+                .transcribe_with_tokens(&x)
+                .context("transcribing the input")?;
+            builtin.expose_scores(goal.clone(), &text, &tokens)?;
+            original = Some(text);
+            Box::new(builtin)
         }
     };
     let perturbation = sibling(&args.output, "perturbation.wav");
@@ -631,6 +640,7 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
             seed: args.seed,
             ..Default::default()
         },
+        original,
     };
     let report = attack_one(recognizer.as_mut(), &bb, &CANCEL)?;
     if report["success"] != true {

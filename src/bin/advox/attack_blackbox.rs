@@ -20,6 +20,8 @@ pub struct BlackBoxArgs<'a> {
     pub report: &'a Path,
     pub goal: Goal,
     pub ga: GaConfig,
+    /// The clean transcript, when the caller already asked the recogniser for it.
+    pub original: Option<String>,
 }
 
 /// Attack one input through `recognizer` and write the example, δ and the report.
@@ -33,9 +35,12 @@ pub fn attack_one(
         refuse_overwrite(out, &inputs)?;
     }
     let x = read_audio_16k_mono(args.input)?;
-    let original = recognizer
-        .transcribe(&x)
-        .context("transcribing the input")?;
+    let original = match &args.original {
+        Some(t) => t.clone(),
+        None => recognizer
+            .transcribe(&x)
+            .context("transcribing the input")?,
+    };
     eprintln!(
         "original transcript ({}): {original}",
         recognizer.describe()
@@ -84,6 +89,7 @@ pub fn attack_one(
         "perturbation": args.perturbation.display().to_string(),
         "attack": "blackbox-ga",
         "recognizer": recognizer.describe(),
+        "score_based": recognizer.has_scores(),
         "goal": args.goal.describe(),
         "target": match &args.goal { Goal::Targeted(t) => Some(t.clone()), _ => None },
         "original_transcript": original,
