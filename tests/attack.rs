@@ -13,23 +13,11 @@ use advox::text::normalize_transcript;
 use advox::transcribe::transcribe;
 use std::sync::atomic::AtomicBool;
 
-fn sample(name: &str) -> Vec<f32> {
-    read_audio_16k_mono(&common::root().join("samples").join(name)).unwrap()
-}
-
-fn objective(x: &[f32], goal: Goal) -> Objective {
-    let m = common::model();
-    let t = transcribe(m, x, &DecodeOptions::default()).unwrap();
-    Objective::new(m, goal, &t.text, &t.tokens).unwrap()
-}
+use common::{objective, sample};
 
 /// Write as 16-bit, read back, transcribe: what a user of the output file gets.
 fn transcribe_written(adv: &[f32], name: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("advox-attack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    write_wav(&path, adv, 16_000, WavFormat::Pcm16, &[]).unwrap();
-    let back = read_audio_16k_mono(&path).unwrap();
+    let back = common::written(adv, name);
     assert_eq!(
         back, adv,
         "the attack's signal is not exactly what a 16-bit WAV stores"
@@ -58,15 +46,7 @@ fn targeted_pgd_reaches_another_command_at_30_db_snr() {
     let x = sample("open_the_front_door.wav");
     let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
     let cfg = targeted_30db();
-    let out = run_attack(
-        common::model(),
-        &x,
-        &obj,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert!(out.success, "transcript {:?}", out.transcript);
     assert!(
         snr_db(&x, &out.perturbation) >= 30.0,
@@ -93,15 +73,7 @@ fn untargeted_pgd_changes_the_transcript() {
         steps: 60,
         ..Default::default()
     };
-    let out = run_attack(
-        common::model(),
-        &x,
-        &obj,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert!(out.success, "transcript {:?}", out.transcript);
     let written = transcribe_written(&out.adversarial, "untargeted.wav");
     assert!(wer("play some music", &written) >= 0.5, "{written:?}");
@@ -121,15 +93,7 @@ fn mute_pgd_silences_the_recogniser() {
         steps: 80,
         ..Default::default()
     };
-    let out = run_attack(
-        common::model(),
-        &x,
-        &obj,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert!(out.success, "transcript {:?}", out.transcript);
     assert!(normalize_transcript(&transcribe_written(&out.adversarial, "mute.wav")).is_empty());
 }
@@ -148,7 +112,7 @@ fn fgsm_takes_one_bounded_step_that_raises_the_loss() {
         },
         ..Default::default()
     };
-    let out = run_attack(m, &x, &obj, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert_eq!(out.steps, 1);
     assert!(linf(&out.perturbation) <= 0.005 + 1.0 / 32768.0);
     let front = advox::mel::MelFrontEnd::new(80, m.whisper.device()).unwrap();
@@ -181,17 +145,7 @@ fn attacks_are_deterministic_given_the_seed() {
         seed: 9,
         ..Default::default()
     };
-    let run = || {
-        run_attack(
-            common::model(),
-            &x,
-            &obj,
-            &cfg,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )
-        .unwrap()
-    };
+    let run = || common::attack(&x, &obj, &cfg);
     assert_eq!(run().adversarial, run().adversarial);
 }
 
@@ -228,7 +182,7 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
     let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
     let pgd_cfg = targeted_30db();
     let never = AtomicBool::new(false);
-    let pgd = run_attack(common::model(), &x, &obj, &pgd_cfg, &never, &mut |_| {}).unwrap();
+    let pgd = common::attack(&x, &obj, &pgd_cfg);
     assert!(pgd.success);
     let cw = run_cw(
         common::model(),
@@ -274,7 +228,7 @@ fn deepfool_changes_the_transcript_with_less_l2_than_pgd() {
         decode: greedy.clone(),
         ..Default::default()
     };
-    let pgd = run_attack(m, &x, &obj, &pgd_cfg, &never, &mut |_| {}).unwrap();
+    let pgd = common::attack(&x, &obj, &pgd_cfg);
     assert!(pgd.success, "PGD transcript {:?}", pgd.transcript);
     let df = run_deepfool(
         m,
@@ -355,15 +309,7 @@ fn eot_example_survives_fresh_random_transformations() {
         eot: Some(eot.clone()),
         ..Default::default()
     };
-    let out = run_attack(
-        common::model(),
-        &x,
-        &obj,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert!(out.success, "transcript {:?}", out.transcript);
     assert!(obj.is_met(&transcribe_written(&out.adversarial, "eot.wav")));
     // Transformations the attack never saw (gain, delay, band-pass, room, noise): the example

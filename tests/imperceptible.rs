@@ -4,8 +4,7 @@
 mod common;
 
 use advox::attack::imperceptible::{run_imperceptible, ImperceptibleConfig};
-use advox::attack::{run_attack, AttackConfig};
-use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
+use advox::attack::AttackConfig;
 use advox::masking::{MaskingConfig, MaskingThreshold};
 use advox::model::DecodeOptions;
 use advox::objective::{Goal, Objective};
@@ -15,23 +14,10 @@ use advox::transcribe::transcribe;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-fn sample(name: &str) -> Vec<f32> {
-    read_audio_16k_mono(&common::root().join("samples").join(name)).unwrap()
-}
+use common::{sample, written};
 
 fn objective(x: &[f32], target: &str) -> Objective {
-    let m = common::model();
-    let t = transcribe(m, x, &DecodeOptions::default()).unwrap();
-    Objective::new(m, Goal::Targeted(target.into()), &t.text, &t.tokens).unwrap()
-}
-
-/// Write as 16-bit and read back: the signal a user of the output file gets.
-fn written(adv: &[f32], name: &str) -> Vec<f32> {
-    let dir = std::env::temp_dir().join(format!("advox-imperceptible-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    write_wav(&path, adv, 16_000, WavFormat::Pcm16, &[]).unwrap();
-    read_audio_16k_mono(&path).unwrap()
+    common::objective(x, Goal::Targeted(target.into()))
 }
 
 fn stage1() -> AttackConfig {
@@ -98,15 +84,7 @@ fn pgd_under_the_masking_bound_stays_under_the_threshold() {
         }),
         ..Default::default()
     };
-    let out = run_attack(
-        common::model(),
-        &x,
-        &obj,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = common::attack(&x, &obj, &cfg);
     assert!(out.success, "transcript {:?}", out.transcript);
     let back = written(&out.adversarial, "pgd_masked.wav");
     let text = transcribe(common::model(), &back, &DecodeOptions::default())

@@ -40,3 +40,42 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (num / den).sqrt()
 }
+
+/// A bundled sample at 16 kHz.
+pub fn sample(name: &str) -> Vec<f32> {
+    advox::audio::read_audio_16k_mono(&root().join("samples").join(name)).unwrap()
+}
+
+/// Write as a 16-bit WAV in a per-process temp folder and read back: what a user of an output
+/// file gets.
+pub fn written(samples: &[f32], name: &str) -> Vec<f32> {
+    let dir = std::env::temp_dir().join(format!("advox-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    advox::audio::write_wav(&path, samples, 16_000, advox::audio::WavFormat::Pcm16, &[]).unwrap();
+    advox::audio::read_audio_16k_mono(&path).unwrap()
+}
+
+/// Run a gradient attack on the real model, uncancelled, without progress reports.
+pub fn attack(
+    x: &[f32],
+    objective: &advox::objective::Objective,
+    cfg: &advox::attack::AttackConfig,
+) -> advox::attack::AttackOutcome {
+    advox::attack::run_attack(
+        model(),
+        x,
+        objective,
+        cfg,
+        &std::sync::atomic::AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// Bind `goal` to the clean transcript of `x` on the real model.
+pub fn objective(x: &[f32], goal: advox::objective::Goal) -> advox::objective::Objective {
+    let m = model();
+    let t = advox::transcribe::transcribe(m, x, &advox::model::DecodeOptions::default()).unwrap();
+    advox::objective::Objective::new(m, goal, &t.text, &t.tokens).unwrap()
+}

@@ -327,10 +327,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         let successes = reports.iter().filter(|r| r["success"] == true).count();
         let summary = serde_json::json!({"manifest": manifest.display().to_string(), "inputs": reports.len(), "successes": successes, "results": reports});
         let path = args.output.join("summary.json");
-        let tmp = advox::audio::temp_path_beside(&path);
-        std::fs::write(&tmp, serde_json::to_string_pretty(&summary)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        common::write_json(&path, &summary)?;
         println!(
             "{successes} of {} attacks succeeded; summary in {}",
             reports.len(),
@@ -431,14 +428,10 @@ fn attack_one(
             ..Default::default()
         }),
     };
-    let bar = indicatif::ProgressBar::new((cfg.steps * (1 + cfg.restarts)) as u64);
+    let bar = common::step_bar((cfg.steps * (1 + cfg.restarts)) as u64);
     if matches!(args.attack, AttackKind::Fgsm) {
         bar.set_length(1);
     }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let mut last_transcript = original.text.clone();
     let start = Instant::now();
     let mut on_step = |info: &StepInfo| {
@@ -566,11 +559,7 @@ fn attack_one(
             "masking_margin_db": args.masking_margin_db,
         },
     });
-    let text = serde_json::to_string_pretty(&report)?;
-    let tmp = advox::audio::temp_path_beside(&report_path);
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &report_path)
-        .with_context(|| format!("writing {}", report_path.display()))?;
+    common::write_json(&report_path, &report)?;
     println!(
         "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {:.1} % of the energy masked | {} steps | {:.1} s",
         if success { "success" } else { "failure" },

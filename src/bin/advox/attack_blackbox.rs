@@ -45,11 +45,7 @@ pub fn attack_one(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
-    let bar = indicatif::ProgressBar::new((args.ga.query_budget / args.ga.population) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::common::step_bar((args.ga.query_budget / args.ga.population) as u64);
     let start = Instant::now();
     let out = run_ga(
         recognizer,
@@ -106,11 +102,7 @@ pub fn attack_one(
         "wall_seconds": seconds,
         "seed": args.ga.seed,
     });
-    let tmp = advox::audio::temp_path_beside(args.report);
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, args.report)
-        .with_context(|| format!("writing {}", args.report.display()))?;
+    crate::common::write_json(args.report, &report)?;
     println!(
         "{} | {:?} | SNR {:.1} dB | {} queries | {:.1} s",
         if success { "success" } else { "failure" },

@@ -49,3 +49,22 @@ pub fn spinner(msg: &str) -> indicatif::ProgressBar {
     pb.enable_steady_tick(Duration::from_millis(120));
     pb
 }
+
+/// A progress bar for `len` steps: bar, position, elapsed time and a message.
+pub fn step_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Write `value` as pretty JSON to `path` through a temporary file beside it and a rename.
+pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let tmp = advox::audio::temp_path_beside(path);
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

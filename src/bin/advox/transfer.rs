@@ -4,7 +4,7 @@ use crate::common;
 use advox::model::DecodeOptions;
 use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
 use advox::transfer::{read_reports, transfer};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -86,10 +86,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             "source_successes": source,
             "results": results,
         });
-        let tmp = advox::audio::temp_path_beside(path);
-        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        common::write_json(path, &report)?;
     }
     Ok(())
 }

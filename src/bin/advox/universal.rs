@@ -155,11 +155,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Some(p) => Some(load_set(&model, p, &goal, &decode)?),
         None => None,
     };
-    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = common::step_bar(cfg.steps as u64);
     let start = Instant::now();
     let delta = train_universal(
         &model,
@@ -226,10 +222,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "train": train_json,
         "eval": eval_json,
     });
-    let tmp = advox::audio::temp_path_beside(&sidecar);
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &sidecar).with_context(|| format!("writing {}", sidecar.display()))?;
+    common::write_json(&sidecar, &report)?;
     println!("wrote {} and {}", args.output.display(), sidecar.display());
     Ok(())
 }
