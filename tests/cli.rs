@@ -229,6 +229,66 @@ fn check_plot(input: &std::path::Path, adv: &std::path::Path, dir: &std::path::P
     assert_eq!(std::fs::read(adv).unwrap(), before);
 }
 
+/// `advox transfer` over the attack's output folder: the same model through the built-in
+/// recogniser and through an external command both hear the target.
+fn check_transfer(dir: &std::path::Path) {
+    let report = dir.join("transfer.json");
+    let run = advox()
+        .arg("transfer")
+        .arg("--adv")
+        .arg(dir)
+        .arg("-o")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("1 of 1 examples meet their goal"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["successes"], 1);
+    let cmd = format!(
+        "ADVOX_MODEL='{}' '{}' transcribe {{wav}}",
+        common::model_dir().display(),
+        env!("CARGO_BIN_EXE_advox")
+    );
+    let run = advox()
+        .arg("transfer")
+        .arg("--adv")
+        .arg(dir)
+        .arg("--asr-cmd")
+        .arg(&cmd)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("1 of 1 examples meet their goal"));
+    // A recogniser that fails is reported per example, not a crash.
+    let run = advox()
+        .arg("transfer")
+        .arg("--adv")
+        .arg(dir)
+        .args(["--asr-cmd", "exit 4 # {wav}"])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("0 of 1") && stdout.contains("exited"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     let dir = std::env::temp_dir().join(format!("advox-cli-attack-{}", std::process::id()));
@@ -295,6 +355,7 @@ fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     assert!(report["masking"]["mean_margin_db"].is_number());
     assert!(dir.join("adv.perturbation.wav").is_file());
     check_plot(&input, &out, &dir);
+    check_transfer(&dir);
     // The written file, transcribed by a separate process.
     let t = advox().arg("transcribe").arg(&out).output().unwrap();
     assert_eq!(
@@ -387,4 +448,71 @@ fn attack_runs_every_line_of_a_manifest() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("call_my_mother.wav"));
+}
+
+#[test]
+fn universal_writes_a_perturbation_and_its_sidecar() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-universal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let manifest = |name: &str, files: &[&str]| {
+        let path = dir.join(name);
+        let mut text = String::from("input\n");
+        for f in files {
+            text.push_str(&format!("{}\n", samples.join(f).display()));
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let train = manifest(
+        "train.csv",
+        &["open_the_front_door.wav", "call_my_mother.wav"],
+    );
+    let eval = manifest("eval.csv", &["play_some_music.wav"]);
+    let out = dir.join("uni.wav");
+    let run = advox()
+        .arg("universal")
+        .arg("--train")
+        .arg(&train)
+        .arg("--eval")
+        .arg(&eval)
+        .args(["--steps", "2", "--length-s", "0.5", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let delta = advox::audio::read_audio_16k_mono(&out).unwrap();
+    assert_eq!(delta.len(), 8_000);
+    assert!(delta.iter().all(|d| d.abs() <= 0.02 + 1e-6));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("uni.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["format"], "advox-universal");
+    assert_eq!(sidecar["version"], 1);
+    assert_eq!(sidecar["sample_rate"], 16_000);
+    assert_eq!(sidecar["length"], 8_000);
+    assert_eq!(sidecar["mode"], "additive");
+    assert_eq!(
+        sidecar["train"]["perturbation"]["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(sidecar["eval"]["random_noise"]["mean_wer"].is_number());
+    // A manifest naming a missing file is an error naming it.
+    let bad = manifest("bad.csv", &["no_such_file.wav"]);
+    let run = advox()
+        .arg("universal")
+        .arg("--train")
+        .arg(&bad)
+        .arg("-o")
+        .arg(dir.join("u2.wav"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no_such_file.wav"));
 }

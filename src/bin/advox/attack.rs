@@ -56,7 +56,8 @@ enum ScheduleArg {
     Cosine,
 }
 
-/// Make an adversarial example against Whisper (white-box, gradient-based).
+/// Make an adversarial example against Whisper (white-box, gradient-based), or against any
+/// recogniser with --blackbox.
 ///
 /// Writes OUT.wav (16-bit), the perturbation as OUT.perturbation.wav (32-bit float) and a JSON
 /// report OUT.json. Success is judged on the written 16-bit file. Ctrl-C stops the attack and
