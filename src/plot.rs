@@ -84,7 +84,8 @@ pub fn masking_plot(
             x.len()
         )));
     }
-    let perturbation_db: Option<Vec<f32>> = match adversarial {
+    // The perturbation's PSD (dB), its excess over the threshold (dB) and its statistics.
+    let perturbation = match adversarial {
         Some(adv) => {
             if adv.len() != x.len() {
                 return Err(Error::InvalidArgument(format!(
@@ -94,22 +95,20 @@ pub fn masking_plot(
                 )));
             }
             let delta: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
-            Some(
-                threshold
-                    .perturbation_power(&delta)?
-                    .iter()
-                    .map(|p| 10.0 * (p + 1e-19).log10())
-                    .collect(),
-            )
+            let psd_db: Vec<f32> = threshold
+                .perturbation_power(&delta)?
+                .iter()
+                .map(|p| 10.0 * (p + 1e-19).log10())
+                .collect();
+            let excess: Vec<f32> = psd_db
+                .iter()
+                .zip(threshold.theta_db())
+                .map(|(p, t)| p - t.max(-200.0))
+                .collect();
+            Some((psd_db, excess, threshold.stats(&delta)?))
         }
         None => None,
     };
-    let excess: Option<Vec<f32>> = perturbation_db.as_ref().map(|p| {
-        p.iter()
-            .zip(threshold.theta_db())
-            .map(|(p, t)| p - t.max(-200.0))
-            .collect()
-    });
     let mut panels = vec![
         Panel {
             title: "original: PSD (dB)".into(),
@@ -124,15 +123,7 @@ pub fn masking_plot(
             palette: Palette::Level,
         },
     ];
-    if let (Some(p), Some(e)) = (&perturbation_db, &excess) {
-        let stats = threshold.stats(
-            &adversarial
-                .unwrap_or(x)
-                .iter()
-                .zip(x)
-                .map(|(a, b)| a - b)
-                .collect::<Vec<_>>(),
-        )?;
+    if let Some((p, e, stats)) = &perturbation {
         panels.push(Panel {
             title: "perturbation: PSD (dB)".into(),
             values: p,

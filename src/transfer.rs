@@ -56,6 +56,10 @@ pub fn read_report(path: &Path) -> Result<AdversarialExample> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad_report(path, &e.to_string()))?;
+    report_from_json(path, &v)
+}
+
+fn report_from_json(path: &Path, v: &serde_json::Value) -> Result<AdversarialExample> {
     let field = |k: &str| v.get(k).and_then(|x| x.as_str());
     let output = field("output").ok_or_else(|| bad_report(path, "no `output`"))?;
     let goal = match (
@@ -95,11 +99,10 @@ pub fn read_reports(dir: &Path) -> Result<Vec<AdversarialExample>> {
     let mut out = Vec::new();
     for p in paths {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        let looks_like_report = serde_json::from_str::<serde_json::Value>(&text)
-            .map(|v| v.get("output").is_some() && v.get("goal").is_some())
-            .unwrap_or(false);
-        if looks_like_report {
-            out.push(read_report(&p)?);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v.get("output").is_some() && v.get("goal").is_some() {
+                out.push(report_from_json(&p, &v)?);
+            }
         }
     }
     if out.is_empty() {

@@ -77,18 +77,8 @@ pub struct Args {
     /// Attack algorithm.
     #[arg(long, value_enum, default_value = "pgd")]
     attack: AttackKind,
-    /// Targeted: the transcript to produce.
-    #[arg(long, group = "goal")]
-    target: Option<String>,
-    /// Untargeted: move the transcript away from the original (see --min-wer).
-    #[arg(long, group = "goal")]
-    untargeted: bool,
-    /// Mute: make the recogniser output nothing.
-    #[arg(long, group = "goal")]
-    mute: bool,
-    /// Untargeted success threshold: WER to the original transcript.
-    #[arg(long, default_value_t = 0.5)]
-    min_wer: f64,
+    #[command(flatten)]
+    goals: common::GoalArgs,
     /// L-infinity bound on the perturbation (full scale = 1).
     #[arg(long)]
     eps: Option<f32>,
@@ -241,25 +231,12 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}.{suffix}"))
 }
 
-/// The goal set by the command-line flags, if any.
-fn flag_goal(args: &Args) -> Result<Option<Goal>> {
-    Ok(match (&args.target, args.untargeted, args.mute) {
-        (Some(t), false, false) => Some(Goal::Targeted(t.clone())),
-        (None, true, false) => Some(Goal::Untargeted {
-            min_wer: args.min_wer,
-        }),
-        (None, false, true) => Some(Goal::Mute),
-        (None, false, false) => None,
-        _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
-    })
-}
-
 /// The goal of one manifest line: its own target/goal, else the flags' goal.
 fn entry_goal(args: &Args, entry: &ManifestEntry, default: &Option<Goal>) -> Result<Goal> {
     Ok(match (entry.goal.as_deref(), &entry.target) {
         (Some("mute"), _) => Goal::Mute,
         (Some("untargeted"), _) => Goal::Untargeted {
-            min_wer: args.min_wer,
+            min_wer: args.goals.min_wer,
         },
         (_, Some(t)) => Goal::Targeted(t.clone()),
         (Some(_), None) => bail!("{}: goal `targeted` needs a target", entry.input.display()),
@@ -273,7 +250,7 @@ fn entry_goal(args: &Args, entry: &ManifestEntry, default: &Option<Goal>) -> Res
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
-    let goal = flag_goal(&args)?;
+    let goal = args.goals.goal()?;
     if args.blackbox.is_some() {
         return run_blackbox(&args, goal, device);
     }

@@ -68,3 +68,36 @@ pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<(
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+/// The goal flags of the attack commands.
+#[derive(clap::Args)]
+pub struct GoalArgs {
+    /// Targeted: the transcript to produce.
+    #[arg(long, group = "goal")]
+    pub target: Option<String>,
+    /// Untargeted: move the transcript away from the original (see --min-wer).
+    #[arg(long, group = "goal")]
+    pub untargeted: bool,
+    /// Mute: make the recogniser output nothing.
+    #[arg(long, group = "goal")]
+    pub mute: bool,
+    /// Untargeted success threshold: WER to the original transcript.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_wer: f64,
+}
+
+impl GoalArgs {
+    /// The goal the flags set, if any.
+    pub fn goal(&self) -> Result<Option<advox::objective::Goal>> {
+        use advox::objective::Goal;
+        Ok(match (&self.target, self.untargeted, self.mute) {
+            (Some(t), false, false) => Some(Goal::Targeted(t.clone())),
+            (None, true, false) => Some(Goal::Untargeted {
+                min_wer: self.min_wer,
+            }),
+            (None, false, true) => Some(Goal::Mute),
+            (None, false, false) => None,
+            _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
+        })
+    }
+}

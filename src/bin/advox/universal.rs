@@ -42,18 +42,9 @@ pub struct Args {
     /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes.
     #[arg(long, value_enum, default_value = "additive")]
     mode: ModeArg,
-    /// Additive: the transcript every utterance should become.
-    #[arg(long, group = "goal")]
-    target: Option<String>,
-    /// Additive: move every transcript away from its original (default).
-    #[arg(long, group = "goal")]
-    untargeted: bool,
-    /// Additive: make the recogniser output nothing.
-    #[arg(long, group = "goal")]
-    mute: bool,
-    /// Untargeted success threshold: WER to the clean transcript.
-    #[arg(long, default_value_t = 0.5)]
-    min_wer: f64,
+    /// Goal of the additive mode (default: untargeted); prefix-mute always mutes.
+    #[command(flatten)]
+    goals: common::GoalArgs,
     /// L-infinity bound of the perturbation.
     #[arg(long, default_value_t = 0.02)]
     eps: f32,
@@ -107,13 +98,14 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         ModeArg::Additive => UniversalMode::Additive,
         ModeArg::PrefixMute => UniversalMode::PrefixMute,
     };
-    let goal = match (mode, &args.target, args.mute) {
-        (UniversalMode::PrefixMute, None, _) => Goal::Mute,
-        (UniversalMode::PrefixMute, Some(_), _) => bail!("prefix-mute mutes; drop --target"),
-        (_, Some(t), _) => Goal::Targeted(t.clone()),
-        (_, None, true) => Goal::Mute,
-        (_, None, false) => Goal::Untargeted {
-            min_wer: args.min_wer,
+    let goal = match (mode, args.goals.goal()?) {
+        (UniversalMode::PrefixMute, Some(Goal::Targeted(_))) => {
+            bail!("prefix-mute mutes; drop --target")
+        }
+        (UniversalMode::PrefixMute, _) => Goal::Mute,
+        (_, Some(goal)) => goal,
+        (_, None) => Goal::Untargeted {
+            min_wer: args.goals.min_wer,
         },
     };
     let base = match mode {
