@@ -26,4 +26,10 @@ impl Rng {
     pub fn symmetric(&mut self, a: f32) -> f32 {
         (2.0 * self.uniform() - 1.0) * a
     }
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.uniform().max(1e-7);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+    }
 }

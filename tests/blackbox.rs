@@ -4,6 +4,7 @@
 mod common;
 
 use advox::attack::blackbox::{fitness, run_ga, GaConfig};
+use advox::attack::nes::{run_nes, Estimator, NesConfig};
 use advox::audio::read_audio_16k_mono;
 use advox::model::DecodeOptions;
 use advox::objective::Goal;
@@ -117,6 +118,91 @@ fn transcript_only_genetic_algorithm_counts_its_queries() {
     assert_eq!(out.queries, expected);
     assert_eq!(asr.queries(), 1 + expected);
     assert!(out.queries <= cfg.query_budget);
+}
+
+#[test]
+fn nes_gradient_estimation_changes_the_transcript_within_its_query_budget() {
+    let x = read_audio_16k_mono(&common::root().join("samples/turn_off_the_lights.wav")).unwrap();
+    let mut builtin = BuiltinRecognizer::new(common::model(), DecodeOptions::default());
+    let (original, tokens) = builtin.transcribe_with_tokens(&x).unwrap();
+    let goal = Goal::Untargeted { min_wer: 0.25 };
+    builtin
+        .expose_scores(goal.clone(), &original, &tokens)
+        .unwrap();
+    let mut asr = Counting {
+        inner: builtin,
+        calls: 0,
+    };
+    let cfg = NesConfig {
+        linf: 0.01,
+        sigma: 0.0025,
+        step_size: 0.002,
+        query_budget: 300,
+        ..Default::default()
+    };
+    let out = run_nes(
+        &mut asr,
+        &x,
+        &goal,
+        &original,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(out.attack.success, "still {:?}", out.attack.transcript);
+    assert!(out.attack.steps >= 2, "no gradient step was needed");
+    assert_eq!(out.queries, asr.calls);
+    assert_eq!(asr.queries(), 1 + asr.calls);
+    assert!(out.queries <= cfg.query_budget);
+    assert!(out
+        .attack
+        .perturbation
+        .iter()
+        .all(|d| d.abs() <= 0.01 + 1.0 / 32768.0));
+    let again = asr.transcribe(&out.attack.adversarial).unwrap();
+    assert!(goal.is_met(&original, &again), "{again:?}");
+}
+
+#[test]
+fn transcript_only_spsa_counts_its_queries() {
+    // Without scores, every probe is one transcription, two per direction.
+    let x = read_audio_16k_mono(&common::root().join("samples/call_my_mother.wav")).unwrap();
+    let mut asr = BuiltinRecognizer::new(
+        common::model(),
+        DecodeOptions {
+            beam_size: 1,
+            ..Default::default()
+        },
+    );
+    let original = asr.transcribe(&x).unwrap();
+    let cfg = NesConfig {
+        estimator: Estimator::Spsa,
+        linf: 0.002,
+        sigma: 0.001,
+        directions: 4,
+        query_budget: 20,
+        ..Default::default()
+    };
+    let out = run_nes(
+        &mut asr,
+        &x,
+        &Goal::Untargeted { min_wer: 0.5 },
+        &original,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    if out.attack.success {
+        // Found while probing: stopped at once.
+        assert!(out.queries <= cfg.query_budget);
+    } else {
+        // Two full steps of 8 probes; the final transcript is the best probe's (no extra query).
+        assert_eq!(out.attack.steps, 2);
+        assert_eq!(out.queries, 16);
+    }
+    assert_eq!(asr.queries(), 1 + out.queries);
 }
 
 #[test]

@@ -51,12 +51,6 @@ pub struct Transform {
     noise: Vec<f32>,
 }
 
-fn gaussian(rng: &mut Rng) -> f32 {
-    let u1 = rng.uniform().max(1e-7);
-    let u2 = rng.uniform();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-}
-
 fn uniform_in(rng: &mut Rng, (lo, hi): (f32, f32)) -> f32 {
     lo + (hi - lo) * rng.uniform()
 }
@@ -103,7 +97,7 @@ fn room_impulse(rt60_s: f32, sample_rate: f32, rng: &mut Rng) -> Vec<f32> {
     let len = ((rt60_s * sample_rate) as usize).max(2);
     let decay = 6.9 / (rt60_s * sample_rate);
     let mut h: Vec<f32> = (0..len)
-        .map(|n| 0.2 * gaussian(rng) * (-decay * n as f32).exp())
+        .map(|n| 0.2 * rng.normal() * (-decay * n as f32).exp())
         .collect();
     h[0] = 1.0;
     let energy = h.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -142,7 +136,7 @@ impl Transform {
                 let rms =
                     (signal.iter().map(|v| v * v).sum::<f32>() / signal.len().max(1) as f32).sqrt();
                 let sigma = gain * rms * 10f32.powf(-snr / 20.0);
-                (0..signal.len()).map(|_| sigma * gaussian(rng)).collect()
+                (0..signal.len()).map(|_| sigma * rng.normal()).collect()
             }
             None => Vec::new(),
         };

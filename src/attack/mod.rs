@@ -9,6 +9,7 @@ pub mod deepfool;
 pub mod eot;
 pub mod imperceptible;
 pub mod jsma;
+pub mod nes;
 pub mod step;
 pub mod universal;
 

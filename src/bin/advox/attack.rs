@@ -35,6 +35,8 @@ enum AttackKind {
 #[derive(Clone, Copy, ValueEnum)]
 enum BlackBoxKind {
     Ga,
+    Nes,
+    Spsa,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,8 +96,11 @@ pub struct Args {
     /// Only perturb where there is sound (frames within 40 dB of the loudest).
     #[arg(long)]
     speech_only: bool,
-    /// Black-box attack (transcripts only, no gradients): `ga`, a genetic algorithm with
-    /// momentum mutation. Uses --eps (default 0.02), --queries, --population, --seed.
+    /// Black-box attack (no gradients; scores from the built-in model, transcripts from
+    /// --asr-cmd): `ga`, a genetic algorithm with momentum mutation; `nes` / `spsa`, gradient
+    /// estimation from Gaussian / ±1 directions with signed steps. Uses --eps (default 0.02),
+    /// --queries, --population, --seed; nes/spsa also --step-size (default eps/5), --sigma, --tile,
+    /// --check-every.
     #[arg(long, value_enum)]
     blackbox: Option<BlackBoxKind>,
     /// Black-box: attack an external recogniser, a shell command with `{wav}` where the audio
@@ -108,9 +113,16 @@ pub struct Args {
     /// Black-box: query budget.
     #[arg(long, default_value_t = 300)]
     queries: usize,
-    /// Black-box: candidates per generation.
+    /// Black-box: candidates per generation (ga), directions per gradient estimate (nes/spsa,
+    /// two queries each).
     #[arg(long, default_value_t = 10)]
     population: usize,
+    /// Black-box nes/spsa: finite-difference radius (default eps/4).
+    #[arg(long)]
+    sigma: Option<f32>,
+    /// Black-box nes/spsa: samples per estimated coordinate (linear in between).
+    #[arg(long, default_value_t = 8)]
+    tile: usize,
     /// Keep every T-F bin of the perturbation this many dB under the input's psychoacoustic
     /// masking threshold (FGSM, PGD, CW, imperceptible).
     #[arg(long)]
@@ -553,8 +565,9 @@ fn attack_one(
 
 /// `--blackbox`: one input, through the built-in model as an opaque box or `--asr-cmd`.
 fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
-    use crate::attack_blackbox::{attack_one, BlackBoxArgs};
+    use crate::attack_blackbox::{attack_one, Algorithm, BlackBoxArgs};
     use advox::attack::blackbox::GaConfig;
+    use advox::attack::nes::{Estimator, NesConfig};
     use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
     if args.manifest.is_some() {
         bail!("black-box attacks take one input file, not a manifest");
@@ -592,6 +605,30 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
             Box::new(builtin)
         }
     };
+    let linf = args.eps.unwrap_or(0.02);
+    let algorithm = match args.blackbox {
+        Some(BlackBoxKind::Nes) | Some(BlackBoxKind::Spsa) => Algorithm::Nes(NesConfig {
+            estimator: match args.blackbox {
+                Some(BlackBoxKind::Spsa) => Estimator::Spsa,
+                _ => Estimator::Nes,
+            },
+            linf,
+            directions: args.population,
+            sigma: args.sigma.unwrap_or(linf / 4.0),
+            step_size: args.step_size.unwrap_or(linf / 5.0),
+            tile: args.tile,
+            check_every: args.check_every,
+            query_budget: args.queries,
+            seed: args.seed,
+        }),
+        _ => Algorithm::Ga(GaConfig {
+            population: args.population,
+            linf,
+            query_budget: args.queries,
+            seed: args.seed,
+            ..Default::default()
+        }),
+    };
     let perturbation = sibling(&args.output, "perturbation.wav");
     let report_path = sibling(&args.output, "json");
     let bb = BlackBoxArgs {
@@ -600,13 +637,7 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
         perturbation: &perturbation,
         report: &report_path,
         goal,
-        ga: GaConfig {
-            population: args.population,
-            linf: args.eps.unwrap_or(0.02),
-            query_budget: args.queries,
-            seed: args.seed,
-            ..Default::default()
-        },
+        algorithm,
         original,
     };
     let report = attack_one(recognizer.as_mut(), &bb, &CANCEL)?;

@@ -1,7 +1,8 @@
-//! `advox attack --blackbox ga`: attacks that only see transcripts, against the built-in model
-//! used as an opaque box or an external recogniser (`--asr-cmd`).
+//! `advox attack --blackbox ga|nes|spsa`: attacks that only see transcripts (or scores),
+//! against the built-in model used as an opaque box or an external recogniser (`--asr-cmd`).
 
-use advox::attack::blackbox::{run_ga, GaConfig};
+use advox::attack::blackbox::{run_ga, BlackBoxOutcome, GaConfig};
+use advox::attack::nes::{run_nes, Estimator, NesConfig};
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, refuse_overwrite, write_wav, WavFormat, SAMPLE_RATE};
 use advox::metrics::{dbx, l2, linf, snr_db};
@@ -12,6 +13,43 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+/// A black-box algorithm with its settings.
+pub enum Algorithm {
+    /// Genetic algorithm with momentum mutation.
+    Ga(GaConfig),
+    /// NES or SPSA gradient estimation.
+    Nes(NesConfig),
+}
+
+impl Algorithm {
+    fn name(&self) -> &'static str {
+        match self {
+            Algorithm::Ga(_) => "blackbox-ga",
+            Algorithm::Nes(c) if c.estimator == Estimator::Spsa => "blackbox-spsa",
+            Algorithm::Nes(_) => "blackbox-nes",
+        }
+    }
+    fn budget(&self) -> usize {
+        match self {
+            Algorithm::Ga(c) => c.query_budget,
+            Algorithm::Nes(c) => c.query_budget,
+        }
+    }
+    fn seed(&self) -> u64 {
+        match self {
+            Algorithm::Ga(c) => c.seed,
+            Algorithm::Nes(c) => c.seed,
+        }
+    }
+    /// Progress-bar length: generations or gradient steps the budget allows.
+    fn iterations(&self) -> u64 {
+        match self {
+            Algorithm::Ga(c) => (c.query_budget / c.population.max(1)) as u64,
+            Algorithm::Nes(c) => (c.query_budget / (2 * c.directions).max(1)) as u64,
+        }
+    }
+}
+
 /// Settings the command line gives a black-box attack.
 pub struct BlackBoxArgs<'a> {
     pub input: &'a Path,
@@ -19,7 +57,7 @@ pub struct BlackBoxArgs<'a> {
     pub perturbation: &'a Path,
     pub report: &'a Path,
     pub goal: Goal,
-    pub ga: GaConfig,
+    pub algorithm: Algorithm,
     /// The clean transcript, when the caller already asked the recogniser for it.
     pub original: Option<String>,
 }
@@ -45,20 +83,32 @@ pub fn attack_one(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
-    let bar = crate::common::step_bar((args.ga.query_budget / args.ga.population) as u64);
+    let bar = crate::common::step_bar(args.algorithm.iterations());
     let start = Instant::now();
-    let out = run_ga(
-        recognizer,
-        &x,
-        &args.goal,
-        &original,
-        &args.ga,
-        cancel,
-        &mut |info: &StepInfo| {
-            bar.set_position(info.step as u64);
-            bar.set_message(info.transcript.clone().unwrap_or_default());
-        },
-    )?;
+    let mut on_step = |info: &StepInfo| {
+        bar.set_position(info.step as u64);
+        bar.set_message(info.transcript.clone().unwrap_or_default());
+    };
+    let out: BlackBoxOutcome = match &args.algorithm {
+        Algorithm::Ga(cfg) => run_ga(
+            recognizer,
+            &x,
+            &args.goal,
+            &original,
+            cfg,
+            cancel,
+            &mut on_step,
+        )?,
+        Algorithm::Nes(cfg) => run_nes(
+            recognizer,
+            &x,
+            &args.goal,
+            &original,
+            cfg,
+            cancel,
+            &mut on_step,
+        )?,
+    };
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     write_wav(
@@ -83,7 +133,7 @@ pub fn attack_one(
         "input": args.input.display().to_string(),
         "output": args.output.display().to_string(),
         "perturbation": args.perturbation.display().to_string(),
-        "attack": "blackbox-ga",
+        "attack": args.algorithm.name(),
         "recognizer": recognizer.describe(),
         "score_based": recognizer.has_scores(),
         "goal": args.goal.describe(),
@@ -93,14 +143,14 @@ pub fn attack_one(
         "success": success,
         "cancelled": out.attack.cancelled,
         "queries": out.queries,
-        "query_budget": args.ga.query_budget,
-        "generations": out.attack.steps,
+        "query_budget": args.algorithm.budget(),
+        "iterations": out.attack.steps,
         "snr_db": snr_db(&x, &delta),
         "dbx": dbx(&x, &delta),
         "linf": linf(&delta),
         "l2": l2(&delta),
         "wall_seconds": seconds,
-        "seed": args.ga.seed,
+        "seed": args.algorithm.seed(),
     });
     crate::common::write_json(args.report, &report)?;
     println!(
