@@ -34,6 +34,21 @@ impl TargetSequence {
         targets.push(tok.special.eot);
         TargetSequence { input, targets }
     }
+
+    /// Mute under timestamp decoding: end-of-text right after the first timestamp `<|0.00|>`
+    /// (the timestamp rules force a timestamp first, so only what follows it is scored), as
+    /// Whisper's default `transcribe` decodes an empty window.
+    pub fn timestamp_mute(tok: &WhisperTokenizer, language: Option<u32>) -> Self {
+        let mut input = tok.prompt(language);
+        // The prompt ends with <|notimestamps|>; the first timestamp token follows it.
+        let first_timestamp = tok.special.no_timestamps + 1;
+        input.pop();
+        input.push(first_timestamp);
+        TargetSequence {
+            input,
+            targets: vec![tok.special.eot],
+        }
+    }
 }
 
 /// Mean cross-entropy of `targets` at the last `targets.len()` positions of `logits`

@@ -5,7 +5,7 @@
 use crate::gradient::{cross_entropy, loss_and_waveform_grad, margin_loss, TargetSequence};
 use crate::mel::MelFrontEnd;
 use crate::metrics::wer;
-use crate::model::LoadedModel;
+use crate::model::{DecodeOptions, LoadedModel};
 use crate::text::normalize_transcript;
 use crate::{Error, Result};
 use candle_core::Tensor;
@@ -37,7 +37,31 @@ pub struct Objective {
 }
 
 impl Objective {
-    /// Bind `goal` to `model`, given the clean input's transcript and tokens.
+    /// Bind `goal` to `model` for the decoding that will judge it: as [`Objective::new`],
+    /// except that muting under timestamp decoding targets an empty first segment (plain
+    /// decoding never starts with end-of-text).
+    pub fn for_decoding(
+        model: &LoadedModel,
+        goal: Goal,
+        original: &str,
+        original_tokens: &[u32],
+        decode: &DecodeOptions,
+    ) -> Result<Self> {
+        let mut objective = Self::new(model, goal, original, original_tokens)?;
+        if decode.timestamps && objective.goal == Goal::Mute {
+            let tok = &model.tokenizer;
+            let language = if tok.is_multilingual() {
+                Some(tok.language_token("en")?)
+            } else {
+                None
+            };
+            objective.sequence = TargetSequence::timestamp_mute(tok, language);
+        }
+        Ok(objective)
+    }
+
+    /// Bind `goal` to `model`, given the clean input's transcript and tokens (for decoding
+    /// without timestamps).
     pub fn new(
         model: &LoadedModel,
         goal: Goal,

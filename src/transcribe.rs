@@ -15,6 +15,23 @@ pub struct Transcript {
     pub tokens: Vec<u32>,
     /// Detected or chosen language (multilingual models).
     pub language: Option<String>,
+    /// Mean log-probability per decoded token (end-of-text included), over all windows: the
+    /// decoder's confidence.
+    pub avg_logprob: f32,
+    /// With timestamp decoding: the segments, times from the start of the recording.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<TimedText>,
+}
+
+/// Text between two timestamps.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimedText {
+    /// Start in seconds.
+    pub start: f32,
+    /// End in seconds.
+    pub end: f32,
+    /// The text, trimmed.
+    pub text: String,
 }
 
 /// Shortest trailing window worth decoding (0.1 s); shorter tails are ignored.
@@ -30,6 +47,8 @@ pub fn transcribe(
     let mut texts = Vec::new();
     let mut tokens = Vec::new();
     let mut language = None;
+    let mut segments = Vec::new();
+    let (mut sum_logprob, mut decoded_tokens) = (0.0f32, 0usize);
     let mut start = 0;
     while start < samples.len() || start == 0 {
         let end = (start + N_SAMPLES).min(samples.len());
@@ -45,6 +64,16 @@ pub fn transcribe(
         texts.push(text.trim().to_string());
         tokens.extend_from_slice(&decoded.tokens);
         language = language.or(decoded.language);
+        sum_logprob += decoded.sum_logprob;
+        decoded_tokens += decoded.tokens.len() + 1;
+        let offset = start as f32 / crate::audio::SAMPLE_RATE as f32;
+        for seg in &decoded.segments {
+            segments.push(TimedText {
+                start: offset + seg.start,
+                end: offset + seg.end,
+                text: model.tokenizer.decode(&seg.tokens)?.trim().to_string(),
+            });
+        }
         start += N_SAMPLES;
     }
     let text = texts
@@ -56,5 +85,7 @@ pub fn transcribe(
         text,
         tokens,
         language,
+        avg_logprob: sum_logprob / decoded_tokens.max(1) as f32,
+        segments,
     })
 }

@@ -78,6 +78,61 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
 }
 
 #[test]
+fn prefix_mute_segment_mutes_most_utterances_under_timestamp_decoding() {
+    let model = common::model();
+    // Whisper's default transcribe mode; plain decoding never starts with end-of-text.
+    let decode = DecodeOptions {
+        timestamps: true,
+        ..Default::default()
+    };
+    let train = prepare(
+        model,
+        set(&[
+            "call_my_mother.wav",
+            "lock_the_back_door.wav",
+            "open_the_front_door.wav",
+            "play_some_music.wav",
+        ]),
+        &Goal::Mute,
+        &decode,
+    )
+    .unwrap();
+    let held_out = prepare(
+        model,
+        set(&["turn_off_the_lights.wav", "whats_the_weather_today.wav"]),
+        &Goal::Mute,
+        &decode,
+    )
+    .unwrap();
+    let cfg = UniversalConfig::prefix_mute();
+    assert_eq!(
+        (cfg.length, cfg.linf),
+        (10_240, 0.02),
+        "Raina et al.'s 0.64 s at 0.02"
+    );
+    let delta = train_universal(model, &train, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert!(delta.iter().all(|d| d.abs() <= cfg.linf));
+    let mut rng = Rng::new(3);
+    let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
+    let mut muted = 0;
+    let mut muted_by_noise = 0;
+    for s in [&train, &held_out] {
+        let with = evaluate_universal(model, s, cfg.mode, &delta, &decode, 1).unwrap();
+        let control = evaluate_universal(model, s, cfg.mode, &noise, &decode, 1).unwrap();
+        muted += with.results.iter().filter(|r| r.success).count();
+        muted_by_noise += control.results.iter().filter(|r| r.success).count();
+        for r in &with.results {
+            assert!(r.success || !r.adversarial.is_empty());
+        }
+    }
+    assert!(muted >= 4, "only {muted} of 6 utterances muted");
+    assert_eq!(
+        muted_by_noise, 0,
+        "noise of the same bound mutes too: no test"
+    );
+}
+
+#[test]
 fn universal_modes_combine_as_documented() {
     let delta = [0.5f32, -0.25, 0.0];
     let x = [0.1f32, 0.1, 0.1, 0.1, 0.9];

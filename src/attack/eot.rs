@@ -3,6 +3,7 @@
 //! Every transformation is linear in the signal up to additive noise, so its gradient is the
 //! adjoint applied to the gradient of the transformed signal.
 
+use crate::dsp::filter::{convolve, windowed_sinc};
 use crate::rng::Rng;
 
 /// Which random transformations, and how strong.
@@ -55,43 +56,6 @@ fn uniform_in(rng: &mut Rng, (lo, hi): (f32, f32)) -> f32 {
     lo + (hi - lo) * rng.uniform()
 }
 
-/// Windowed-sinc low-pass (or, with `high`, its spectral complement: a high-pass), 101 taps.
-fn sinc_filter(cutoff_hz: f32, sample_rate: f32, high: bool) -> Vec<f32> {
-    let taps = 101;
-    let mid = (taps / 2) as f32;
-    let fc = cutoff_hz / sample_rate;
-    let mut h: Vec<f32> = (0..taps)
-        .map(|i| {
-            let t = i as f32 - mid;
-            let sinc = if t == 0.0 {
-                2.0 * fc
-            } else {
-                (2.0 * std::f32::consts::PI * fc * t).sin() / (std::f32::consts::PI * t)
-            };
-            let w = 0.42 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / (taps - 1) as f32).cos()
-                + 0.08 * (4.0 * std::f32::consts::PI * i as f32 / (taps - 1) as f32).cos();
-            sinc * w
-        })
-        .collect();
-    let sum: f32 = h.iter().sum();
-    h.iter_mut().for_each(|v| *v /= sum);
-    if high {
-        h.iter_mut().for_each(|v| *v = -*v);
-        h[taps / 2] += 1.0;
-    }
-    h
-}
-
-fn convolve(a: &[f32], b: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; a.len() + b.len() - 1];
-    for (i, &x) in a.iter().enumerate() {
-        for (o, &y) in out[i..].iter_mut().zip(b) {
-            *o += x * y;
-        }
-    }
-    out
-}
-
 /// Exponentially decaying noise tail after a direct path: a synthetic room.
 fn room_impulse(rt60_s: f32, sample_rate: f32, rng: &mut Rng) -> Vec<f32> {
     let len = ((rt60_s * sample_rate) as usize).max(2);
@@ -119,13 +83,13 @@ impl Transform {
         if let Some(range) = cfg.lowpass_hz {
             fir = convolve(
                 &fir,
-                &sinc_filter(uniform_in(rng, range).min(0.49 * sr), sr, false),
+                &windowed_sinc(uniform_in(rng, range).min(0.49 * sr), sr, 101, false),
             );
         }
         if let Some(range) = cfg.highpass_hz {
             fir = convolve(
                 &fir,
-                &sinc_filter(uniform_in(rng, range).max(1.0), sr, true),
+                &windowed_sinc(uniform_in(rng, range).max(1.0), sr, 101, true),
             );
         }
         if let Some(range) = cfg.rt60_s {

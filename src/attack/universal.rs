@@ -77,7 +77,7 @@ impl UniversalConfig {
             linf: 0.02,
             steps: 100,
             batch: 2,
-            step_size: 0.002,
+            step_size: 0.004,
             seed: 0,
         }
     }
@@ -87,6 +87,7 @@ impl UniversalConfig {
         UniversalConfig {
             mode: UniversalMode::Additive,
             length: 16_000,
+            step_size: 0.002,
             ..Self::prefix_mute()
         }
     }
@@ -118,8 +119,9 @@ pub fn prepare(
                 )));
             }
             let clean = transcribe(model, &samples, decode)?;
-            let objective = Objective::new(model, goal.clone(), &clean.text, &clean.tokens)
-                .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?;
+            let objective =
+                Objective::for_decoding(model, goal.clone(), &clean.text, &clean.tokens, decode)
+                    .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?;
             Ok(Utterance {
                 name,
                 samples,

@@ -1,5 +1,6 @@
 //! Signal processing shared by the attacks, the mel front-end and the plugins.
 
+pub mod filter;
 pub mod stft;
 pub mod window;
 

@@ -1,5 +1,6 @@
-//! Turning audio features into tokens: greedy search and beam search (temperature 0,
-//! no timestamps), with the model's suppress lists.
+//! Turning audio features into tokens: greedy search and beam search (temperature 0), with the
+//! model's suppress lists, without timestamps (`<|notimestamps|>`) or with them (OpenAI's
+//! timestamp rules, as its `transcribe` does by default).
 
 use super::tokenizer::WhisperTokenizer;
 use super::whisper::{CrossKv, Whisper};
@@ -15,6 +16,9 @@ pub struct DecodeOptions {
     pub max_tokens: usize,
     /// Language code for multilingual models; `None` detects it.
     pub language: Option<String>,
+    /// Predict timestamp tokens (segments), as OpenAI's `transcribe` and faster-whisper do by
+    /// default; off: the `<|notimestamps|>` prompt.
+    pub timestamps: bool,
 }
 
 impl Default for DecodeOptions {
@@ -23,6 +27,7 @@ impl Default for DecodeOptions {
             beam_size: 5,
             max_tokens: 224,
             language: None,
+            timestamps: false,
         }
     }
 }
@@ -36,6 +41,116 @@ pub struct Decoded {
     pub sum_logprob: f32,
     /// Language code used (multilingual models).
     pub language: Option<String>,
+    /// With timestamps: the segments (times in seconds from the window start).
+    pub segments: Vec<Segment>,
+}
+
+/// A stretch of text between two timestamp tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Start, seconds from the window start.
+    pub start: f32,
+    /// End, seconds from the window start.
+    pub end: f32,
+    /// Its text tokens.
+    pub tokens: Vec<u32>,
+}
+
+/// Seconds per timestamp token.
+const TIMESTAMP_STEP_S: f32 = 0.02;
+/// Latest first timestamp (OpenAI's `max_initial_timestamp` of 1 s), in timestamp tokens.
+const MAX_INITIAL_TIMESTAMP: u32 = 50;
+
+/// Split a sampled sequence with timestamp tokens (from `ts_begin`) into text tokens and
+/// segments.
+fn split_timestamps(seq: &[u32], ts_begin: u32, eot: u32) -> (Vec<u32>, Vec<Segment>) {
+    let time = |t: u32| (t - ts_begin) as f32 * TIMESTAMP_STEP_S;
+    let text: Vec<u32> = seq.iter().copied().filter(|&t| t < eot).collect();
+    let mut segments = Vec::new();
+    let mut start: Option<f32> = None;
+    let mut tokens = Vec::new();
+    for &t in seq {
+        if t >= ts_begin {
+            match start {
+                Some(s) if !tokens.is_empty() => {
+                    segments.push(Segment {
+                        start: s,
+                        end: time(t),
+                        tokens: std::mem::take(&mut tokens),
+                    });
+                    start = None;
+                }
+                _ => start = Some(time(t)),
+            }
+        } else if t < eot {
+            tokens.push(t);
+        }
+    }
+    if !tokens.is_empty() {
+        // Text after the last timestamp (the window ended first).
+        let s = start.unwrap_or(0.0);
+        segments.push(Segment {
+            start: s,
+            end: s,
+            tokens,
+        });
+    }
+    (text, segments)
+}
+
+/// OpenAI's `ApplyTimestampRules` on one row of logits, given the tokens sampled so far:
+/// timestamps come in pairs around text and never decrease, the first token is a timestamp
+/// of at most 1 s, and text is ruled out when the timestamps together are more likely than
+/// any text token.
+fn apply_timestamp_rules(row: &mut [f32], seq: &[u32], ts_begin: u32, eot: u32) {
+    let ts = ts_begin as usize;
+    let last_was_ts = seq.last().is_some_and(|&t| t >= ts_begin);
+    let penultimate_was_ts = seq.len() < 2 || seq[seq.len() - 2] >= ts_begin;
+    if last_was_ts {
+        if penultimate_was_ts {
+            row[ts..].fill(f32::NEG_INFINITY);
+        } else {
+            row[..eot as usize].fill(f32::NEG_INFINITY);
+        }
+    }
+    if let Some(&last) = seq.iter().rev().find(|&&t| t >= ts_begin) {
+        let upto = if last_was_ts && !penultimate_was_ts {
+            last
+        } else {
+            last + 1
+        };
+        let upto = (upto as usize).min(row.len());
+        row[ts..upto].fill(f32::NEG_INFINITY);
+    }
+    if seq.is_empty() {
+        row[..ts].fill(f32::NEG_INFINITY);
+        let last_allowed = ts + MAX_INITIAL_TIMESTAMP as usize;
+        if last_allowed + 1 < row.len() {
+            row[last_allowed + 1..].fill(f32::NEG_INFINITY);
+        }
+    }
+    let logprobs = log_softmax(row);
+    let ts_mass = log_sum_exp(&logprobs[ts..]);
+    let best_text = logprobs[..ts]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    if ts_mass > best_text {
+        row[..ts].fill(f32::NEG_INFINITY);
+    }
+}
+
+fn log_sum_exp(v: &[f32]) -> f32 {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        return m;
+    }
+    m + v.iter().map(|x| (x - m).exp()).sum::<f32>().ln()
+}
+
+fn log_softmax(row: &[f32]) -> Vec<f32> {
+    let lse = log_sum_exp(row);
+    row.iter().map(|x| x - lse).collect()
 }
 
 /// Additive logit mask: `-inf` on tokens never emitted.
@@ -44,13 +159,19 @@ struct Suppression {
     at_begin: Tensor,
 }
 
-fn suppression(model: &Whisper, tok: &WhisperTokenizer) -> Result<Suppression> {
+fn suppression(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    ts_begin: Option<u32>,
+) -> Result<Suppression> {
     let cfg = model.config();
     let v = cfg.vocab_size;
     let eot = tok.special.eot as usize;
     let mut always = vec![0.0f32; v];
-    // No timestamps, no special tokens: everything past end-of-text is suppressed.
-    for a in always.iter_mut().skip(eot + 1) {
+    // No special tokens: everything past end-of-text is suppressed, up to the timestamps
+    // when they are wanted.
+    let specials_end = ts_begin.map_or(v, |t| t as usize).min(v);
+    for a in always.iter_mut().take(specials_end).skip(eot + 1) {
         *a = f32::NEG_INFINITY;
     }
     for &t in &cfg.suppress_tokens {
@@ -124,14 +245,33 @@ pub fn decode(
     } else {
         (None, None)
     };
-    let prompt = tok.prompt(lang_token);
+    let mut prompt = tok.prompt(lang_token);
+    let ts_begin = if opts.timestamps {
+        // The prompt ends with <|notimestamps|>; the timestamp tokens follow it.
+        prompt.pop();
+        Some(tok.special.no_timestamps + 1)
+    } else {
+        None
+    };
     let max_tokens = opts.max_tokens.min(model.config().max_target_positions / 2);
-    let (tokens, sum_logprob) =
-        beam_search(model, tok, &cross, &prompt, opts.beam_size, max_tokens)?;
+    let (seq, sum_logprob) = beam_search(
+        model,
+        tok,
+        &cross,
+        &prompt,
+        opts.beam_size,
+        max_tokens,
+        ts_begin,
+    )?;
+    let (tokens, segments) = match ts_begin {
+        Some(ts) => split_timestamps(&seq, ts, tok.special.eot),
+        None => (seq, Vec::new()),
+    };
     Ok(Decoded {
         tokens,
         sum_logprob,
         language,
+        segments,
     })
 }
 
@@ -142,7 +282,8 @@ struct Hyp {
 }
 
 /// Beam search as OpenAI's `BeamSearchDecoder` (patience 1, no length penalty: finished
-/// sequences ranked by mean log-probability). `beam_size == 1` is greedy search.
+/// sequences ranked by mean log-probability). `beam_size == 1` is greedy search. With
+/// `ts_begin`, timestamp tokens are sampled under OpenAI's timestamp rules.
 fn beam_search(
     model: &Whisper,
     tok: &WhisperTokenizer,
@@ -150,10 +291,11 @@ fn beam_search(
     prompt: &[u32],
     beam_size: usize,
     max_tokens: usize,
+    ts_begin: Option<u32>,
 ) -> Result<(Vec<u32>, f32)> {
     let dev = model.device();
     let eot = tok.special.eot;
-    let sup = suppression(model, tok)?;
+    let sup = suppression(model, tok, ts_begin)?;
     let mut cache = model.new_cache();
     let prompt_t = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), dev)?;
     let mut logits = model.decode_step(&prompt_t, &mut cache, cross)?;
@@ -168,7 +310,18 @@ fn beam_search(
         } else {
             &sup.always
         };
-        let logprobs = log_softmax_rows(&logits.broadcast_add(mask)?)?;
+        let masked = logits.broadcast_add(mask)?;
+        let logprobs = match ts_begin {
+            None => log_softmax_rows(&masked)?,
+            Some(ts) => {
+                let mut rows = masked.to_vec2::<f32>()?;
+                for (row, beam) in rows.iter_mut().zip(&beams) {
+                    apply_timestamp_rules(row, &beam.tokens, ts, eot);
+                    *row = log_softmax(row);
+                }
+                rows
+            }
+        };
         // Candidates: for each beam, its best beam_size + 1 continuations.
         let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
         for (b, row) in logprobs.iter().enumerate() {

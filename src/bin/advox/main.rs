@@ -6,6 +6,7 @@ mod attack_blackbox;
 mod bench;
 mod bench_suite;
 mod common;
+mod detect;
 mod model_cmd;
 mod plot;
 mod transcribe;
@@ -38,6 +39,8 @@ enum Command {
     Universal(universal::Args),
     /// Judge adversarial examples with another model or an external recogniser.
     Transfer(transfer::Args),
+    /// Score files for adversarial perturbations, or calibrate the detectors on clean speech.
+    Detect(detect::Args),
     /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
@@ -53,6 +56,7 @@ fn main() {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),
         Command::Plot(args) => plot::run(args),
+        Command::Detect(args) => detect::run(args, &cli.device),
         Command::Transfer(args) => transfer::run(args, &cli.device),
         Command::Universal(args) => universal::run(args, &cli.device),
     };

@@ -24,7 +24,11 @@ pub struct Args {
     /// Language code for multilingual models (default: detect).
     #[arg(long)]
     language: Option<String>,
-    /// Print one JSON object per file: file, text, tokens, seconds.
+    /// Decode with timestamps (as OpenAI's `transcribe` and faster-whisper do by default) and
+    /// print the segments.
+    #[arg(long)]
+    timestamps: bool,
+    /// Print one JSON object per file: file, text, tokens, seconds (and segments).
     #[arg(long)]
     json: bool,
 }
@@ -38,6 +42,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let opts = DecodeOptions {
         beam_size: args.beam,
         language: args.language.clone(),
+        timestamps: args.timestamps,
         ..Default::default()
     };
     let bar = indicatif::ProgressBar::new(args.files.len() as u64);
@@ -68,8 +73,16 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                             "tokens": t.tokens,
                             "seconds": (seconds * 1000.0).round() / 1000.0,
                             "language": t.language,
+                            "segments": t.segments,
                         });
                         println!("{line}");
+                    } else if args.timestamps {
+                        if args.files.len() > 1 {
+                            println!("{}:", file.display());
+                        }
+                        for s in &t.segments {
+                            println!("[{:6.2} → {:6.2}] {}", s.start, s.end, s.text);
+                        }
                     } else if args.files.len() > 1 {
                         println!("{}: {}", file.display(), t.text);
                     } else {

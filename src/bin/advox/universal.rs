@@ -57,9 +57,15 @@ pub struct Args {
     /// Utterances per minibatch.
     #[arg(long, default_value_t = 2)]
     batch: usize,
-    /// Largest sample change of one Adam step.
-    #[arg(long, default_value_t = 0.002)]
-    step_size: f32,
+    /// Largest sample change of one Adam step (default: 0.004 for prefix-mute, 0.002 for
+    /// additive).
+    #[arg(long)]
+    step_size: Option<f32>,
+    /// Judge (and, for mute, train) against timestamp decoding, Whisper's default
+    /// `transcribe` mode; always on for prefix-mute, whose empty output is an empty first
+    /// segment (plain decoding never starts with end-of-text).
+    #[arg(long)]
+    timestamps: bool,
     /// Beam size of the evaluations.
     #[arg(long, default_value_t = 5)]
     beam: usize,
@@ -124,7 +130,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         linf: args.eps,
         steps: args.steps,
         batch: args.batch,
-        step_size: args.step_size,
+        step_size: args.step_size.unwrap_or(base.step_size),
         seed: args.seed,
         ..base
     };
@@ -140,6 +146,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let model = common::load_model(args.model.as_deref(), &device)?;
     let decode = DecodeOptions {
         beam_size: args.beam.max(1),
+        timestamps: args.timestamps || mode == UniversalMode::PrefixMute,
         ..Default::default()
     };
     let train = load_set(&model, &args.train, &goal, &decode)?;
@@ -207,6 +214,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "model": model.id(),
         "steps": cfg.steps,
         "batch": cfg.batch,
+        "step_size": cfg.step_size,
+        "decoding": if decode.timestamps { "timestamps" } else { "plain" },
         "seed": cfg.seed,
         "train_seconds": train_seconds,
         "train_manifest": args.train.display().to_string(),

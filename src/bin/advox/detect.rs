@@ -1,0 +1,249 @@
+//! `advox detect`: score files with the detectors, or calibrate thresholds on clean speech.
+
+use crate::common;
+use advox::audio::read_audio_16k_mono;
+use advox::detect::calibration::threshold_at_fpr;
+use advox::detect::{Context, Detector, Input};
+use advox::manifest::read_manifest;
+use advox::model::{DecodeOptions, LoadedModel};
+use anyhow::{bail, Context as _, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Score audio files for adversarial perturbations (higher: more likely adversarial), with a
+/// verdict per detector; or, with --calibrate, choose each detector's threshold on clean speech.
+///
+/// Prints one JSON object per file: file, transcript, scores, thresholds, verdicts, and
+/// `adversarial` (flagged by any detector with a threshold).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Audio files to score.
+    #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
+    files: Vec<PathBuf>,
+    /// Detectors, comma-separated (default: all): consistency:TRANSFORM (resample-8000,
+    /// quantize-8, lowpass-4000, lpc-16, mel-80, lossy), temporal, confidence, high-band,
+    /// noise-floor.
+    #[arg(long, value_delimiter = ',')]
+    detectors: Vec<String>,
+    /// Thresholds from `advox detect --calibrate` (default: the built-in character-error-rate
+    /// threshold of the transcript detectors; no verdict for the others).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Calibrate on the clean utterances of this manifest (CSV with an `input` column, or JSON
+    /// lines) and write the thresholds to -o.
+    #[arg(long)]
+    calibrate: Option<PathBuf>,
+    /// Calibration: largest share of clean inputs flagged.
+    #[arg(long, default_value_t = 0.05)]
+    fpr: f64,
+    /// Output JSON: the calibration (with --calibrate) or all files' results.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Beam size of every transcription (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// Model directory or known name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+fn detectors(names: &[String]) -> Result<Vec<Detector>> {
+    if names.is_empty() {
+        return Ok(Detector::default_set());
+    }
+    names
+        .iter()
+        .map(|n| Detector::parse(n).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn read_calibration(path: &Path) -> Result<BTreeMap<String, f64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    if v["format"] != "advox-detect-calibration" {
+        bail!(
+            "{}: not an advox calibration file (format {})",
+            path.display(),
+            v["format"]
+        );
+    }
+    let mut out = BTreeMap::new();
+    for d in v["detectors"].as_array().into_iter().flatten() {
+        let (Some(name), Some(t)) = (d["name"].as_str(), d["threshold"].as_f64()) else {
+            bail!(
+                "{}: a detector entry lacks name or threshold",
+                path.display()
+            );
+        };
+        out.insert(name.to_string(), t);
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    let detectors = detectors(&args.detectors)?;
+    if args.beam == 0 {
+        bail!("--beam must be at least 1");
+    }
+    if let Some(out) = &args.output {
+        let mut inputs: Vec<&Path> = args.files.iter().map(|p| p.as_path()).collect();
+        inputs.extend(args.calibrate.as_deref());
+        inputs.extend(args.calibration.as_deref());
+        advox::audio::refuse_overwrite(out, &inputs)?;
+    }
+    let calibration = match &args.calibration {
+        Some(p) => Some(read_calibration(p)?),
+        None => None,
+    };
+    let model = if detectors.iter().any(Detector::needs_model) {
+        let device = common::device(device)?;
+        Some(common::load_model(args.model.as_deref(), &device)?)
+    } else {
+        None
+    };
+    let ctx = Context {
+        model: model.as_ref(),
+        decode: DecodeOptions {
+            beam_size: args.beam,
+            ..Default::default()
+        },
+    };
+    match &args.calibrate {
+        Some(manifest) => calibrate(&args, manifest, &detectors, &ctx, model.as_ref()),
+        None => score_files(&args, &detectors, &ctx, calibration.as_ref()),
+    }
+}
+
+fn score_files(
+    args: &Args,
+    detectors: &[Detector],
+    ctx: &Context,
+    calibration: Option<&BTreeMap<String, f64>>,
+) -> Result<()> {
+    let bar = common::step_bar(args.files.len() as u64);
+    let mut results = Vec::new();
+    let mut failures = 0;
+    for file in &args.files {
+        bar.set_message(file.display().to_string());
+        match score_one(file, detectors, ctx, calibration) {
+            Ok(v) => {
+                bar.suspend(|| println!("{v}"));
+                results.push(v);
+            }
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("error: {e:#}"));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if let Some(out) = &args.output {
+        common::write_json(out, &serde_json::Value::Array(results))?;
+    }
+    if failures > 0 {
+        bail!("{failures} of {} files failed", args.files.len());
+    }
+    Ok(())
+}
+
+fn score_one(
+    file: &Path,
+    detectors: &[Detector],
+    ctx: &Context,
+    calibration: Option<&BTreeMap<String, f64>>,
+) -> Result<serde_json::Value> {
+    let x = read_audio_16k_mono(file)?;
+    let input = Input::new(&x);
+    let mut scores = serde_json::Map::new();
+    let mut thresholds = serde_json::Map::new();
+    let mut verdicts = serde_json::Map::new();
+    let mut flagged_by = Vec::new();
+    for d in detectors {
+        let name = d.name();
+        let score = d
+            .score(ctx, &input)
+            .with_context(|| format!("{}: detector {name}", file.display()))?;
+        let threshold = match calibration {
+            Some(c) => c.get(&name).copied(),
+            None => d.default_threshold(),
+        };
+        let verdict = threshold.map(|t| score > t);
+        if verdict == Some(true) {
+            flagged_by.push(name.clone());
+        }
+        scores.insert(name.clone(), score.into());
+        thresholds.insert(name.clone(), threshold.into());
+        verdicts.insert(name, verdict.into());
+    }
+    Ok(serde_json::json!({
+        "file": file.display().to_string(),
+        "transcript": input.known_transcript().map(|t| t.text.clone()),
+        "scores": scores,
+        "thresholds": thresholds,
+        "verdicts": verdicts,
+        "flagged_by": flagged_by,
+        "adversarial": !flagged_by.is_empty(),
+    }))
+}
+
+fn calibrate(
+    args: &Args,
+    manifest: &Path,
+    detectors: &[Detector],
+    ctx: &Context,
+    model: Option<&LoadedModel>,
+) -> Result<()> {
+    let out = args
+        .output
+        .as_ref()
+        .context("--calibrate needs -o CALIBRATION.json")?;
+    let entries = read_manifest(manifest)?;
+    if entries.is_empty() {
+        bail!("{}: no utterances", manifest.display());
+    }
+    let bar = common::step_bar(entries.len() as u64);
+    let mut scores = vec![Vec::with_capacity(entries.len()); detectors.len()];
+    for e in &entries {
+        bar.set_message(e.input.display().to_string());
+        let x = read_audio_16k_mono(&e.input)?;
+        let input = Input::new(&x);
+        for (d, s) in detectors.iter().zip(scores.iter_mut()) {
+            s.push(
+                d.score(ctx, &input)
+                    .with_context(|| format!("{}: detector {}", e.input.display(), d.name()))?,
+            );
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let entries_json: Vec<serde_json::Value> = detectors
+        .iter()
+        .zip(&scores)
+        .map(|(d, s)| {
+            let t = threshold_at_fpr(s, args.fpr)?;
+            eprintln!("{:<28} threshold {t:.4}", d.name());
+            Ok(serde_json::json!({
+                "name": d.name(),
+                "threshold": t,
+                "clean_min": s.iter().copied().fold(f64::INFINITY, f64::min),
+                "clean_max": s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let report = serde_json::json!({
+        "format": "advox-detect-calibration",
+        "version": 1,
+        "fpr": args.fpr,
+        "clean_manifest": manifest.display().to_string(),
+        "clean_utterances": entries.len(),
+        "model": model.map(|m| m.id()),
+        "beam": args.beam,
+        "detectors": entries_json,
+    });
+    common::write_json(out, &report)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Detection of adversarial audio. Every detector gives a score (higher: more likely
+//! adversarial); [`calibration`] turns clean-speech scores into a threshold at a chosen false-
+//! positive rate.
+//!
+//! - [`Detector::Consistency`]: WaveGuard (Hussain et al. 2021): the transcript of `x` against
+//!   that of a transformed `g(x)`; adversarial perturbations rarely survive `g`.
+//! - [`Detector::Temporal`]: temporal dependency (Yang et al. 2019): the transcript of the first
+//!   portion of `x` against the same-length prefix of the full transcript.
+//! - [`Detector::Confidence`]: the decoder's mean token log-probability (negated).
+//! - [`Detector::HighBand`], [`Detector::NoiseFloor`]: spectral statistics
+//!   ([`statistics`]), no model needed.
+
+pub mod calibration;
+pub mod statistics;
+pub mod transforms;
+
+use crate::metrics::cer;
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::text::normalize_transcript;
+use crate::transcribe::{transcribe, Transcript};
+use crate::{Error, Result};
+use std::cell::OnceCell;
+use transforms::Transform;
+
+/// One detector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detector {
+    /// Character edit distance between the transcripts of `x` and of the transformed `x`.
+    Consistency(Transform),
+    /// Character edit distance between the transcript of the first `portion` of `x` and the
+    /// same-length prefix of the full transcript.
+    Temporal {
+        /// Share of the input transcribed alone (0 < portion < 1).
+        portion: f32,
+    },
+    /// Minus the decoder's mean token log-probability.
+    Confidence,
+    /// Share of the energy above 4 kHz.
+    HighBand,
+    /// Level of the quietest frames relative to the loudest (dB).
+    NoiseFloor,
+}
+
+impl Detector {
+    /// The default set: consistency under every default transform, temporal dependency at
+    /// half the input, confidence, and the two spectral statistics.
+    pub fn default_set() -> Vec<Detector> {
+        let mut v: Vec<Detector> = Transform::default_set()
+            .into_iter()
+            .map(Detector::Consistency)
+            .collect();
+        v.extend([
+            Detector::Temporal { portion: 0.5 },
+            Detector::Confidence,
+            Detector::HighBand,
+            Detector::NoiseFloor,
+        ]);
+        v
+    }
+
+    /// Its name in reports and on the command line: `consistency:TRANSFORM` (see
+    /// [`Transform::name`]), `temporal`, `confidence`, `high-band`, `noise-floor`.
+    pub fn name(&self) -> String {
+        match self {
+            Detector::Consistency(t) => format!("consistency:{}", t.name()),
+            Detector::Temporal { .. } => "temporal".into(),
+            Detector::Confidence => "confidence".into(),
+            Detector::HighBand => "high-band".into(),
+            Detector::NoiseFloor => "noise-floor".into(),
+        }
+    }
+
+    /// Parse a name as [`Detector::name`] writes it.
+    pub fn parse(s: &str) -> Result<Detector> {
+        let s = s.trim();
+        if let Some(t) = s.strip_prefix("consistency:") {
+            return Ok(Detector::Consistency(Transform::parse(t)?));
+        }
+        match s {
+            "temporal" => Ok(Detector::Temporal { portion: 0.5 }),
+            "confidence" => Ok(Detector::Confidence),
+            "high-band" => Ok(Detector::HighBand),
+            "noise-floor" => Ok(Detector::NoiseFloor),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown detector {s:?} (consistency:TRANSFORM, temporal, confidence, high-band, \
+                 noise-floor)"
+            ))),
+        }
+    }
+
+    /// Whether scoring needs the recogniser.
+    pub fn needs_model(&self) -> bool {
+        !matches!(self, Detector::HighBand | Detector::NoiseFloor)
+    }
+
+    /// A threshold that works without calibration where one is known (the transcript-distance
+    /// detectors: a character error rate); `None` for the others, which need
+    /// [`calibration`] on clean speech from the deployment.
+    pub fn default_threshold(&self) -> Option<f64> {
+        match self {
+            Detector::Consistency(_) | Detector::Temporal { .. } => Some(0.3),
+            _ => None,
+        }
+    }
+
+    /// Score one input (higher: more likely adversarial).
+    pub fn score(&self, ctx: &Context, input: &Input) -> Result<f64> {
+        let x = input.samples;
+        if x.is_empty() {
+            return Err(Error::InvalidArgument(
+                "detection on an empty signal".into(),
+            ));
+        }
+        Ok(match self {
+            Detector::Consistency(t) => {
+                let reference = input.transcript(ctx)?;
+                let transformed = ctx.transcribe(&t.apply(x)?)?;
+                cer(&reference.text, &transformed.text).min(1.0)
+            }
+            Detector::Temporal { portion } => {
+                if !(*portion > 0.0 && *portion < 1.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "temporal dependency: the portion must be in (0, 1), got {portion}"
+                    )));
+                }
+                let full = normalize_transcript(&input.transcript(ctx)?.text);
+                let n = ((x.len() as f32 * portion).round() as usize).max(1);
+                let part = normalize_transcript(&ctx.transcribe(&x[..n])?.text);
+                let prefix: String = full.chars().take(part.chars().count()).collect();
+                cer(&prefix, &part).min(1.0)
+            }
+            Detector::Confidence => -input.transcript(ctx)?.avg_logprob as f64,
+            Detector::HighBand => statistics::high_band_share(x)?,
+            Detector::NoiseFloor => statistics::noise_floor_db(x)?,
+        })
+    }
+}
+
+/// What the detectors that listen share: the recogniser and how it decodes.
+pub struct Context<'a> {
+    /// The recogniser (`None` when only spectral statistics are scored).
+    pub model: Option<&'a LoadedModel>,
+    /// Its decoding settings.
+    pub decode: DecodeOptions,
+}
+
+impl Context<'_> {
+    fn transcribe(&self, x: &[f32]) -> Result<Transcript> {
+        let model = self.model.ok_or_else(|| {
+            Error::InvalidArgument("this detector needs a recogniser model".into())
+        })?;
+        transcribe(model, x, &self.decode)
+    }
+}
+
+/// One input to score, with its transcript computed once for all detectors.
+pub struct Input<'a> {
+    /// 16-kHz mono samples.
+    pub samples: &'a [f32],
+    transcript: OnceCell<Transcript>,
+}
+
+impl<'a> Input<'a> {
+    /// An input.
+    pub fn new(samples: &'a [f32]) -> Self {
+        Input {
+            samples,
+            transcript: OnceCell::new(),
+        }
+    }
+
+    /// Its transcript (decoded on first use).
+    pub fn transcript(&self, ctx: &Context) -> Result<&Transcript> {
+        if let Some(t) = self.transcript.get() {
+            return Ok(t);
+        }
+        let t = ctx.transcribe(self.samples)?;
+        Ok(self.transcript.get_or_init(|| t))
+    }
+
+    /// The transcript if a detector has decoded it.
+    pub fn known_transcript(&self) -> Option<&Transcript> {
+        self.transcript.get()
+    }
+}
+
+/// Scores of every detector on one input, in the detectors' order.
+pub fn score_all(detectors: &[Detector], ctx: &Context, input: &Input) -> Result<Vec<f64>> {
+    detectors.iter().map(|d| d.score(ctx, input)).collect()
+}
