@@ -516,3 +516,115 @@ fn universal_writes_a_perturbation_and_its_sidecar() {
     assert_eq!(run.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&run.stderr).contains("no_such_file.wav"));
 }
+
+#[test]
+fn transcribes_with_timestamps_as_segments() {
+    let out = advox()
+        .args(["transcribe", "--timestamps", "--json"])
+        .arg(common::shared().join("samples/jfk.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let segments = v["segments"].as_array().unwrap();
+    assert!(segments.len() >= 2, "{v}");
+    let mut last_end = 0.0;
+    for s in segments {
+        let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
+        assert!(
+            start >= last_end - 1e-6 && end > start && end <= 11.5,
+            "{s}"
+        );
+        last_end = end;
+    }
+    assert!(
+        normalize_transcript(v["text"].as_str().unwrap()).starts_with("and so my fellow americans")
+    );
+}
+
+#[test]
+fn detect_calibrates_on_clean_speech_and_scores_files() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-detect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let clean = [
+        "call_my_mother.wav",
+        "play_some_music.wav",
+        "open_the_front_door.wav",
+    ];
+    let manifest = dir.join("clean.csv");
+    let mut csv = String::from("input\n");
+    for c in clean {
+        csv += &format!("{}\n", samples.join(c).display());
+    }
+    std::fs::write(&manifest, csv).unwrap();
+    let detectors = "noise-floor,consistency:quantize-8";
+    let cal = dir.join("cal.json");
+    let out = advox()
+        .args(["detect", "--calibrate"])
+        .arg(&manifest)
+        .args(["--fpr", "0", "--detectors", detectors, "-o"])
+        .arg(&cal)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cal).unwrap()).unwrap();
+    assert_eq!(c["format"], "advox-detect-calibration");
+    assert_eq!(c["clean_utterances"], 3);
+    assert_eq!(c["detectors"].as_array().unwrap().len(), 2);
+    // Files of the calibration set are not flagged at a zero false-positive rate.
+    let results = dir.join("results.json");
+    let out = advox()
+        .args(["detect", "--detectors", detectors, "--calibration"])
+        .arg(&cal)
+        .arg(samples.join(clean[0]))
+        .arg(samples.join(clean[1]))
+        .arg("-o")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!(l["adversarial"], false, "{l}");
+        assert_eq!(l["verdicts"]["noise-floor"], false);
+        assert!(l["scores"]["consistency:quantize-8"].as_f64().unwrap() <= 1.0);
+        assert!(l["transcript"].is_string());
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(saved.as_array().unwrap().len(), 2);
+    // Bad calibration file, unknown detector: clear errors.
+    let out = advox()
+        .args(["detect", "--calibration"])
+        .arg(&manifest)
+        .arg(samples.join(clean[0]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clean.csv"));
+    let out = advox()
+        .args(["detect", "--detectors", "crystal-ball"])
+        .arg(samples.join(clean[0]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detector"));
+}
