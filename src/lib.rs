@@ -7,6 +7,7 @@
 
 pub mod attack;
 pub mod audio;
+pub mod defend;
 pub mod detect;
 pub mod dsp;
 pub mod error;

@@ -6,6 +6,7 @@ mod attack_blackbox;
 mod bench;
 mod bench_suite;
 mod common;
+mod defend;
 mod detect;
 mod model_cmd;
 mod plot;
@@ -41,6 +42,8 @@ enum Command {
     Transfer(transfer::Args),
     /// Score files for adversarial perturbations, or calibrate the detectors on clean speech.
     Detect(detect::Args),
+    /// Transcribe through a defence (purification, randomised smoothing, ensemble vote).
+    Defend(defend::Args),
     /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
@@ -57,6 +60,7 @@ fn main() {
         Command::Bench(args) => bench::run(args, &cli.device),
         Command::Plot(args) => plot::run(args),
         Command::Detect(args) => detect::run(args, &cli.device),
+        Command::Defend(args) => defend::run(args, &cli.device),
         Command::Transfer(args) => transfer::run(args, &cli.device),
         Command::Universal(args) => universal::run(args, &cli.device),
     };

@@ -1,0 +1,73 @@
+//! Defences on the real tiny.en model.
+
+mod common;
+
+use advox::defend::smoothing::{smoothed_transcribe, SmoothingConfig};
+use advox::defend::Defense;
+use advox::model::DecodeOptions;
+use advox::text::normalize_transcript;
+
+fn greedy() -> DecodeOptions {
+    DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn smoothed_transcription_of_clean_speech_is_the_clean_transcript_at_small_sigma() {
+    let model = common::model();
+    let x = common::sample("call_my_mother.wav");
+    let clean = advox::transcribe::transcribe(model, &x, &greedy())
+        .unwrap()
+        .text;
+    let cfg = SmoothingConfig {
+        sigma: 0.001,
+        selection_samples: 2,
+        estimation_samples: 8,
+        ..Default::default()
+    };
+    let s = smoothed_transcribe(model, &greedy(), &x, &cfg).unwrap();
+    assert!(!s.abstained, "{s:?}");
+    assert_eq!(normalize_transcript(&s.text), normalize_transcript(&clean));
+    // All 8 agree: p_lower = 0.05^(1/8), radius σ·Φ⁻¹(p_lower).
+    assert_eq!(s.agreeing, 8);
+    assert!((s.p_lower - 0.05f64.powf(1.0 / 8.0)).abs() < 1e-9);
+    assert!(s.radius > 0.0 && s.radius < cfg.sigma as f64);
+    // Same seed, same answer.
+    assert_eq!(smoothed_transcribe(model, &greedy(), &x, &cfg).unwrap(), s);
+}
+
+#[test]
+fn smoothing_abstains_when_the_noise_drowns_the_speech() {
+    let model = common::model();
+    let x = common::sample("play_some_music.wav");
+    let cfg = SmoothingConfig {
+        sigma: 0.5,
+        selection_samples: 2,
+        estimation_samples: 6,
+        ..Default::default()
+    };
+    let s = smoothed_transcribe(model, &greedy(), &x, &cfg).unwrap();
+    assert!(
+        s.abstained || normalize_transcript(&s.text) != "play some music",
+        "{s:?}"
+    );
+    if s.abstained {
+        assert_eq!((s.text.as_str(), s.radius), ("", 0.0));
+    }
+}
+
+#[test]
+fn vote_and_purification_keep_clean_speech() {
+    let model = common::model();
+    let x = common::sample("open_the_front_door.wav");
+    let vote = Defense::parse("vote").unwrap();
+    let d = vote.transcribe(&[model], &greedy(), &x).unwrap();
+    assert_eq!(normalize_transcript(&d.text), "open the front door");
+    assert!(d.agreement > 0.5, "{d:?}");
+    let purify = Defense::parse("purify:quantize-8").unwrap();
+    let p = purify.transcribe(&[model], &greedy(), &x).unwrap();
+    assert_eq!(normalize_transcript(&p.text), "open the front door");
+    assert!(Defense::None.transcribe(&[], &greedy(), &x).is_err());
+}
