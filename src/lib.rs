@@ -11,6 +11,7 @@ pub mod defend;
 pub mod detect;
 pub mod dsp;
 pub mod error;
+pub mod eval;
 pub mod gradient;
 pub mod manifest;
 pub mod masking;

@@ -1,7 +1,8 @@
 //! Manifests: lists of inputs (and per-input targets) for batch commands, as CSV with a header
 //! (`input,target` — `target` empty for the command's default goal, `mute`/`untargeted` given
-//! as `goal`) or as JSON lines (`{"input": "...", "target": "...", "goal": "..."}`). Relative
-//! paths are resolved against the manifest's directory.
+//! as `goal`, the true transcript optionally as `transcript`) or as JSON lines (`{"input": "...",
+//! "target": "...", "goal": "...", "transcript": "..."}`). Relative paths are resolved against
+//! the manifest's directory.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub struct ManifestEntry {
     pub target: Option<String>,
     /// `targeted`, `untargeted` or `mute`, if the line sets it.
     pub goal: Option<String>,
+    /// The reference (true) transcript, if the line gives one (`transcript`), for clean
+    /// WER/CER.
+    pub transcript: Option<String>,
 }
 
 fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> Error {
@@ -71,6 +75,8 @@ fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<ManifestEntry>> {
         target: Option<String>,
         #[serde(default)]
         goal: Option<String>,
+        #[serde(default)]
+        transcript: Option<String>,
     }
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -86,6 +92,7 @@ fn parse_jsonl(text: &str, path: &Path) -> Result<Vec<ManifestEntry>> {
             input: PathBuf::from(l.input.trim()),
             target: l.target.filter(|t| !t.trim().is_empty()),
             goal: check_goal(l.goal, path, i + 1)?,
+            transcript: l.transcript.filter(|t| !t.trim().is_empty()),
         });
     }
     Ok(out)
@@ -125,6 +132,7 @@ fn parse_csv(text: &str, path: &Path) -> Result<Vec<ManifestEntry>> {
     let input_col =
         column("input").ok_or_else(|| bad(path, 1, "the header has no `input` column"))?;
     let (target_col, goal_col) = (column("target"), column("goal"));
+    let transcript_col = column("transcript");
     let mut out = Vec::new();
     for (i, line) in lines {
         let fields = csv_fields(line).ok_or_else(|| bad(path, i + 1, "unbalanced quotes"))?;
@@ -136,6 +144,7 @@ fn parse_csv(text: &str, path: &Path) -> Result<Vec<ManifestEntry>> {
             input: PathBuf::from(input),
             target: get(target_col).filter(|t| !t.is_empty()),
             goal: check_goal(get(goal_col), path, i + 1)?,
+            transcript: get(transcript_col).filter(|t| !t.is_empty()),
         });
     }
     Ok(out)
@@ -152,7 +161,7 @@ mod tests {
         let csv = dir.join("m.csv");
         std::fs::write(
             &csv,
-            "input,target,goal\na.wav,\"turn off, now\",\nb.wav,,mute\n",
+            "input,target,goal,transcript\na.wav,\"turn off, now\",,hello\nb.wav,,mute,\n",
         )
         .unwrap();
         let e = read_manifest(&csv).unwrap();
@@ -160,6 +169,8 @@ mod tests {
         assert_eq!(e[0].input, dir.join("a.wav"));
         assert_eq!(e[0].target.as_deref(), Some("turn off, now"));
         assert_eq!(e[1].goal.as_deref(), Some("mute"));
+        assert_eq!(e[0].transcript.as_deref(), Some("hello"));
+        assert_eq!(e[1].transcript, None);
         let jsonl = dir.join("m.jsonl");
         std::fs::write(
             &jsonl,

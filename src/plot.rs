@@ -141,13 +141,17 @@ pub fn masking_plot(
             palette: Palette::Excess,
         });
     }
+    write_png(path, |tmp| draw(tmp, threshold, &panels))
+}
+
+/// Draw into a temporary PNG beside `path` and rename it into place.
+fn write_png(path: &Path, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     register_font();
     // The encoder picks the format from the extension, so the temporary file ends in .png.
     let mut tmp = temp_path_beside(path).into_os_string();
     tmp.push(".png");
     let tmp = std::path::PathBuf::from(tmp);
-    let result = draw(&tmp, threshold, &panels);
-    match result {
+    match draw(&tmp) {
         Ok(()) => std::fs::rename(&tmp, path).map_err(|e| Error::Io {
             path: path.to_path_buf(),
             source: e,
@@ -157,6 +161,87 @@ pub fn masking_plot(
             Err(e)
         }
     }
+}
+
+/// One named line of a [`line_chart`].
+pub struct Series {
+    /// Legend entry.
+    pub name: String,
+    /// Points in drawing order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Axis titles and ranges of a [`line_chart`].
+pub struct Axes<'a> {
+    /// Chart title.
+    pub title: &'a str,
+    /// X axis title.
+    pub x_label: &'a str,
+    /// Y axis title.
+    pub y_label: &'a str,
+    /// X range.
+    pub x_range: (f64, f64),
+    /// Y range.
+    pub y_range: (f64, f64),
+}
+
+/// A line chart with markers and a legend (ROC curves, success against ε) as an 800×500 PNG,
+/// written through a temporary file.
+pub fn line_chart(path: &Path, axes: &Axes, series: &[Series]) -> Result<()> {
+    let valid = |(a, b): (f64, f64)| a.is_finite() && b.is_finite() && b > a;
+    if !valid(axes.x_range) || !valid(axes.y_range) {
+        return Err(Error::InvalidArgument(format!(
+            "drawing {}: empty axis range",
+            path.display()
+        )));
+    }
+    write_png(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(axes.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(
+                axes.x_range.0..axes.x_range.1,
+                axes.y_range.0..axes.y_range.1,
+            )
+            .map_err(|e| plot_error(path, e))?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.x_label)
+            .y_desc(axes.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        for (i, s) in series.iter().enumerate() {
+            let colour = <Palette99 as plotters::style::Palette>::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| plot_error(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, colour.filled())))
+                .map_err(|e| plot_error(path, e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| plot_error(path, e))?;
+        root.present().map_err(|e| plot_error(path, e))?;
+        Ok(())
+    })
 }
 
 fn draw(path: &Path, threshold: &MaskingThreshold, panels: &[Panel]) -> Result<()> {

@@ -628,3 +628,182 @@ fn detect_calibrates_on_clean_speech_and_scores_files() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detector"));
 }
+
+/// `report.json` without wall times (which differ between runs).
+fn without_times(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(cells) = v["cells"].as_array_mut() {
+        for c in cells {
+            c["seconds"] = serde_json::Value::Null;
+        }
+    }
+    if let Some(records) = v["records"].as_array_mut() {
+        for r in records {
+            for a in r["attacks"].as_array_mut().unwrap() {
+                a["seconds"] = serde_json::Value::Null;
+            }
+        }
+    }
+    v["shard"] = serde_json::Value::Null;
+    v
+}
+
+fn run_eval(manifest: &std::path::Path, out: &std::path::Path, shard: Option<&str>) {
+    let mut cmd = advox();
+    cmd.args(["eval", "--manifest"])
+        .arg(manifest)
+        .args([
+            "--attacks",
+            "pgd",
+            "--eps",
+            "0.02",
+            "--steps",
+            "8",
+            "--defenses",
+            "none,purify:quantize-8",
+            "--detectors",
+            "consistency:quantize-8,noise-floor",
+            "-o",
+        ])
+        .arg(out);
+    if let Some(s) = shard {
+        cmd.args(["--shard", s]);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
+    use advox::detect::calibration::roc_auc;
+    let dir = std::env::temp_dir().join(format!("advox-cli-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let manifest = dir.join("m.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input,transcript\n{},open the front door\n{},call my mother\n{},play some music\n",
+            samples.join("open_the_front_door.wav").display(),
+            samples.join("call_my_mother.wav").display(),
+            samples.join("play_some_music.wav").display()
+        ),
+    )
+    .unwrap();
+    let whole = dir.join("whole");
+    run_eval(&manifest, &whole, None);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["format"], "advox-eval");
+    assert_eq!(report["examples"], 3);
+    let records = report["records"].as_array().unwrap();
+    let cell = &report["cells"][0];
+    assert_eq!(
+        (cell["attack"].as_str(), cell["examples"].as_u64()),
+        (Some("pgd"), Some(3))
+    );
+    // The numbers agree with ones computed here from the written examples.
+    let mut successes = 0;
+    let mut clean_scores = Vec::new();
+    let mut adv_scores = Vec::new();
+    for r in records {
+        let index = r["index"].as_u64().unwrap() as usize;
+        let wav = whole.join(format!("examples/{index:04}_pgd_eps0.02.wav"));
+        let heard = advox()
+            .args(["transcribe", "--beam", "1"])
+            .arg(&wav)
+            .output()
+            .unwrap();
+        let heard = String::from_utf8_lossy(&heard.stdout).trim().to_string();
+        let a = &r["attacks"][0];
+        assert_eq!(heard, a["transcript"].as_str().unwrap(), "{wav:?}");
+        let clean = r["clean_transcript"].as_str().unwrap();
+        let wer = advox::metrics::wer(clean, &heard);
+        assert!((wer - a["wer"].as_f64().unwrap()).abs() < 1e-9);
+        assert_eq!(a["success"], wer >= 0.5);
+        successes += usize::from(wer >= 0.5);
+        assert_eq!(r["clean_wer"].as_f64(), Some(0.0), "{r}");
+        clean_scores.push(
+            r["clean_scores"]["consistency:quantize-8"]
+                .as_f64()
+                .unwrap(),
+        );
+        if wer >= 0.5 {
+            adv_scores.push(a["scores"]["consistency:quantize-8"].as_f64().unwrap());
+        }
+        // The attack stayed within its bound on the written file.
+        let x =
+            advox::audio::read_audio_16k_mono(std::path::Path::new(r["input"].as_str().unwrap()))
+                .unwrap();
+        let y = advox::audio::read_audio_16k_mono(&wav).unwrap();
+        let linf = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(linf <= 0.02 + 1.0 / 32768.0, "{linf}");
+    }
+    assert!(successes >= 2, "PGD at 0.02 fooled only {successes} of 3");
+    assert!((cell["success_rate"].as_f64().unwrap() - successes as f64 / 3.0).abs() < 1e-9);
+    let auc = roc_auc(&clean_scores, &adv_scores).unwrap();
+    let reported = cell["detectors"]["consistency:quantize-8"]["roc_auc"]
+        .as_f64()
+        .unwrap();
+    assert!((auc - reported).abs() < 1e-9, "{auc} vs {reported}");
+    // The page references images that exist.
+    let html = std::fs::read_to_string(whole.join("report.html")).unwrap();
+    let images: Vec<&str> = html
+        .split("src=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(images.len() >= 3, "{images:?}");
+    assert!(images.iter().any(|i| i.starts_with("roc_")));
+    assert!(images.iter().any(|i| i.starts_with("examples/")));
+    for i in &images {
+        let bytes = std::fs::read(whole.join(i)).unwrap_or_else(|_| panic!("missing {i}"));
+        assert_eq!(&bytes[..4], b"\x89PNG", "{i}");
+    }
+    // Two shards merge into the same report.
+    let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
+    run_eval(&manifest, &s1, Some("1/2"));
+    run_eval(&manifest, &s2, Some("2/2"));
+    let out = advox()
+        .args(["eval", "merge"])
+        .arg(&s1)
+        .arg(&s2)
+        .arg("-o")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |d: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap()
+    };
+    assert_eq!(read(&s1)["examples"], 2);
+    assert_eq!(without_times(read(&merged)), without_times(report));
+    assert!(merged.join("report.html").exists());
+    // One shard alone does not merge; an existing report is never overwritten.
+    let out = advox()
+        .args(["eval", "merge"])
+        .arg(&s1)
+        .arg("-o")
+        .arg(dir.join("partial"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("miss manifest entries"));
+    let out = advox()
+        .args(["eval", "--manifest"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+}

@@ -8,6 +8,7 @@ mod bench_suite;
 mod common;
 mod defend;
 mod detect;
+mod eval;
 mod model_cmd;
 mod plot;
 mod transcribe;
@@ -44,6 +45,8 @@ enum Command {
     Detect(detect::Args),
     /// Transcribe through a defence (purification, randomised smoothing, ensemble vote).
     Defend(defend::Args),
+    /// Evaluate attacks × defences × detectors over a manifest (report.json + report.html).
+    Eval(eval::Args),
     /// Plot a recording's spectrogram and masking threshold, and a perturbation against it.
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
@@ -61,6 +64,7 @@ fn main() {
         Command::Plot(args) => plot::run(args),
         Command::Detect(args) => detect::run(args, &cli.device),
         Command::Defend(args) => defend::run(args, &cli.device),
+        Command::Eval(args) => eval::run(args, &cli.device),
         Command::Transfer(args) => transfer::run(args, &cli.device),
         Command::Universal(args) => universal::run(args, &cli.device),
     };

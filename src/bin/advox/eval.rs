@@ -1,0 +1,268 @@
+//! `advox eval`: the attacks × defences × detectors matrix over a manifest, with report.json
+//! and report.html; `advox eval merge` joins shard outputs.
+
+use crate::common;
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
+use advox::defend::Defense;
+use advox::detect::Detector;
+use advox::eval::html::{cell_stem, example_picture, write_html};
+use advox::eval::report::{Report, Settings};
+use advox::eval::shard::{merge, Shard};
+use advox::eval::{evaluate_example, EvalAttack, EvalConfig};
+use advox::manifest::read_manifest;
+use advox::masking::{MaskingConfig, MaskingThreshold};
+use advox::model::{DecodeOptions, LoadedModel};
+use advox::objective::Goal;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// Evaluate attacks, defences and detectors over a manifest: clean and adversarial WER/CER,
+/// attack success, SNR/dBx, time per example, robust accuracy under each defence, detection
+/// ROC-AUC and TPR at 5 % FPR. Writes DIR/report.json, DIR/report.html (tables, ROC curves,
+/// success against ε, spectrograms) and DIR/examples/ (adversarial WAVs and their pictures).
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    /// Manifest of inputs (CSV with `input` and optional `target`, `goal`, `transcript`
+    /// columns, or JSON lines).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Output directory.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Attacks, comma-separated: fgsm, pgd, cw.
+    #[arg(long, value_delimiter = ',', default_value = "pgd")]
+    attacks: Vec<String>,
+    /// L∞ bounds of FGSM and PGD, comma-separated (success against ε).
+    #[arg(long, value_delimiter = ',', default_value = "0.01")]
+    eps: Vec<f32>,
+    /// Steps of PGD, and of CW per value of c.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Defences, comma-separated (see `advox defend`): none, purify:T1+T2, smoothing[:SIGMA],
+    /// vote[:T1+T2].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "none,purify:lowpass-4000,smoothing"
+    )]
+    defenses: Vec<String>,
+    /// Detectors, comma-separated (see `advox detect`), or `none` (default: all default ones).
+    #[arg(long, value_delimiter = ',')]
+    detectors: Vec<String>,
+    /// Goal of entries whose manifest line sets none (default: untargeted).
+    #[command(flatten)]
+    goals: common::GoalArgs,
+    /// Beam size of every transcription (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// Run only the i-th of n interleaved slices of the manifest (1-based, e.g. a Slurm array
+    /// index), for `advox eval merge`.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Seed of the attacks and of the smoothing noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model directory or known name; repeat to let a vote defence use several (the first is
+    /// attacked).
+    #[arg(long)]
+    model: Vec<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum EvalCommand {
+    /// Merge the output directories of shard runs into one report.
+    Merge {
+        /// Shard output directories (each with a report.json).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Output directory of the merged report.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+pub fn run(args: Args, device: &str) -> Result<()> {
+    if let Some(EvalCommand::Merge { shards, output }) = &args.command {
+        return run_merge(shards, output);
+    }
+    let manifest = args.manifest.as_ref().context("--manifest is required")?;
+    let dir = args.output.as_ref().context("-o DIR is required")?;
+    let attacks = args
+        .attacks
+        .iter()
+        .map(|a| EvalAttack::parse(a))
+        .collect::<advox::Result<Vec<_>>>()?;
+    if let Some(e) = args.eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
+        bail!("--eps values must be positive, got {e}");
+    }
+    let defenses = args
+        .defenses
+        .iter()
+        .map(|d| Defense::parse(d))
+        .collect::<advox::Result<Vec<_>>>()?;
+    let detectors = match args.detectors.as_slice() {
+        [] => Detector::default_set(),
+        [n] if n == "none" => Vec::new(),
+        names => names
+            .iter()
+            .map(|n| Detector::parse(n))
+            .collect::<advox::Result<Vec<_>>>()?,
+    };
+    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    if args.beam == 0 || args.steps == 0 {
+        bail!("--beam and --steps must be at least 1");
+    }
+    let default_goal = args.goals.goal()?.unwrap_or(Goal::Untargeted {
+        min_wer: args.goals.min_wer,
+    });
+    let entries = read_manifest(manifest)?;
+    let report_path = dir.join("report.json");
+    if report_path.exists() {
+        bail!(
+            "{} exists: choose a new output directory (nothing is overwritten)",
+            report_path.display()
+        );
+    }
+    std::fs::create_dir_all(dir.join("examples"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let device = common::device(device)?;
+    let models: Vec<LoadedModel> = if args.model.is_empty() {
+        vec![common::load_model(None, &device)?]
+    } else {
+        args.model
+            .iter()
+            .map(|m| common::load_model(Some(m), &device))
+            .collect::<Result<_>>()?
+    };
+    let refs: Vec<&LoadedModel> = models.iter().collect();
+    let cfg = EvalConfig {
+        attacks: attacks.clone(),
+        epsilons: args.eps.clone(),
+        steps: args.steps,
+        defenses: defenses.clone(),
+        detectors: detectors.clone(),
+        decode: DecodeOptions {
+            beam_size: args.beam,
+            ..Default::default()
+        },
+        default_goal: default_goal.clone(),
+        seed: args.seed,
+    };
+    let settings = Settings {
+        manifest: manifest.display().to_string(),
+        manifest_entries: entries.len(),
+        attacks,
+        epsilons: args.eps.clone(),
+        steps: args.steps,
+        defenses: defenses.iter().map(|d| d.name()).collect(),
+        detectors: detectors.iter().map(|d| d.name()).collect(),
+        models: models.iter().map(|m| m.id()).collect(),
+        beam: args.beam,
+        default_goal: default_goal.describe(),
+        seed: args.seed,
+    };
+    let chosen: Vec<(usize, &advox::manifest::ManifestEntry)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| shard.is_none_or(|s| s.contains(*i)))
+        .collect();
+    let cells_per_example: usize = cfg
+        .attacks
+        .iter()
+        .map(|a| match a {
+            EvalAttack::Cw => 1,
+            _ => cfg.epsilons.len(),
+        })
+        .sum();
+    let bar = common::step_bar((chosen.len() * cells_per_example) as u64);
+    let cancel = AtomicBool::new(false);
+    let mut records = Vec::new();
+    for (index, entry) in chosen {
+        bar.set_message(entry.input.display().to_string());
+        let x = read_audio_16k_mono(&entry.input)?;
+        let threshold = MaskingThreshold::compute(&x, MaskingConfig::default())?;
+        let mut save = |attack: EvalAttack, eps: Option<f32>, adv: &[f32]| -> advox::Result<()> {
+            let stem = cell_stem(attack.name(), eps);
+            let wav = dir.join(format!("examples/{index:04}_{stem}.wav"));
+            write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
+            advox::plot::masking_plot(
+                &dir.join(example_picture(index, attack.name(), eps)),
+                &threshold,
+                &x,
+                Some(adv),
+                &[&entry.input],
+            )?;
+            bar.inc(1);
+            Ok(())
+        };
+        let record = evaluate_example(&refs, index, entry, &x, &cfg, &cancel, &mut save)
+            .with_context(|| format!("evaluating {}", entry.input.display()))?;
+        bar.suspend(|| {
+            for a in &record.attacks {
+                eprintln!(
+                    "#{index} {} {}: {} ({:?})",
+                    a.attack,
+                    a.eps.map_or("".into(), |e| format!("eps {e}")),
+                    if a.success { "success" } else { "failure" },
+                    a.transcript
+                );
+            }
+        });
+        records.push(record);
+    }
+    bar.finish_and_clear();
+    let report = Report::from_records(settings, shard.map(|s| s.name()), records)?;
+    write_report(&report, dir)
+}
+
+fn write_report(report: &Report, dir: &Path) -> Result<()> {
+    common::write_json(&dir.join("report.json"), &serde_json::to_value(report)?)?;
+    let html = write_html(report, dir)?;
+    for c in &report.cells {
+        println!(
+            "{:<5} eps {:<6} success {:>4.0} %  WER {:.2}",
+            c.attack,
+            c.eps.map_or("-".into(), |e| e.to_string()),
+            100.0 * c.success_rate,
+            c.adversarial_wer
+        );
+    }
+    println!(
+        "wrote {} and {}",
+        dir.join("report.json").display(),
+        html.display()
+    );
+    Ok(())
+}
+
+fn run_merge(shards: &[PathBuf], output: &Path) -> Result<()> {
+    let reports = shards
+        .iter()
+        .map(|d| Report::read(&d.join("report.json")).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let merged = merge(reports)?;
+    if output.join("report.json").exists() {
+        bail!(
+            "{} exists: choose a new output directory",
+            output.join("report.json").display()
+        );
+    }
+    let examples = output.join("examples");
+    std::fs::create_dir_all(&examples)
+        .with_context(|| format!("creating {}", examples.display()))?;
+    for d in shards {
+        let Ok(list) = std::fs::read_dir(d.join("examples")) else {
+            continue;
+        };
+        for f in list.flatten() {
+            let to = examples.join(f.file_name());
+            std::fs::copy(f.path(), &to)
+                .with_context(|| format!("copying {} to {}", f.path().display(), to.display()))?;
+        }
+    }
+    write_report(&merged, output)
+}

@@ -1,0 +1,276 @@
+//! `report.html`: one self-contained page (inline CSS, PNGs beside it) with the tables of a
+//! [`Report`], ROC curves per attack and bound, success against ε per attack, and the
+//! spectrogram pictures of example pairs found under `examples/`.
+
+use super::report::Report;
+use crate::plot::{line_chart, Axes, Series};
+use crate::{Error, Result};
+use std::fmt::Write;
+use std::path::Path;
+
+/// File stem of the pictures of one attack cell.
+pub fn cell_stem(attack: &str, eps: Option<f32>) -> String {
+    match eps {
+        Some(e) => format!("{attack}_eps{e}"),
+        None => attack.to_string(),
+    }
+}
+
+/// The spectrogram picture of example `index` under one attack cell, relative to the report.
+pub fn example_picture(index: usize, attack: &str, eps: Option<f32>) -> String {
+    format!("examples/{index:04}_{}.png", cell_stem(attack, eps))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0} %", 100.0 * v)
+}
+
+fn eps_name(eps: Option<f32>) -> String {
+    eps.map_or("–".into(), |e| e.to_string())
+}
+
+/// Write the pictures and `report.html` into `dir`; returns the page's path.
+pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
+    let mut h = String::new();
+    let s = &report.settings;
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>advox evaluation</title>\
+         <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}\
+         table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}\
+         th{{background:#eee}}td.l,th.l{{text-align:left}}img{{max-width:100%;border:1px solid #ddd;margin:6px 0}}</style>\
+         </head><body><h1>advox evaluation</h1>\
+         <p>Manifest <code>{}</code>: {} of {} examples{}. Models: {}. Attacks: {} at L∞ {:?} ({} steps); \
+         defences: {}; detectors: {}. Beam {}, default goal {}, seed {}.</p>",
+        esc(&s.manifest),
+        report.examples,
+        s.manifest_entries,
+        report
+            .shard
+            .as_ref()
+            .map_or(String::new(), |x| format!(" (shard {x})")),
+        esc(&s.models.join(", ")),
+        s.attacks.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
+        s.epsilons,
+        s.steps,
+        esc(&s.defenses.join(", ")),
+        esc(&s.detectors.join(", ")),
+        s.beam,
+        esc(&s.default_goal),
+        s.seed
+    );
+    // Clean inputs.
+    let _ = write!(
+        h,
+        "<h2>Clean inputs</h2><table><tr><th class=l>measure</th><th>value</th></tr>"
+    );
+    let opt = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.3}"));
+    let _ = write!(
+        h,
+        "<tr><td class=l>WER against the references</td><td>{}</td></tr>\
+         <tr><td class=l>CER against the references</td><td>{}</td></tr>",
+        opt(report.clean.wer),
+        opt(report.clean.cer)
+    );
+    for (d, acc) in &report.clean.defense_accuracy {
+        let _ = write!(
+            h,
+            "<tr><td class=l>transcript unchanged by {}</td><td>{}</td></tr>",
+            esc(d),
+            pct(*acc)
+        );
+    }
+    h.push_str("</table>");
+    // Attacks.
+    let _ = write!(
+        h,
+        "<h2>Attacks</h2><table><tr><th class=l>attack</th><th>L∞</th><th>examples</th>\
+         <th>success</th><th>WER</th><th>CER</th><th>SNR dB (mean)</th><th>dBx (mean)</th>\
+         <th>s / example</th></tr>"
+    );
+    let spread =
+        |v: &Option<super::report::Spread>| v.map_or("–".into(), |x| format!("{:.1}", x.mean));
+    for c in &report.cells {
+        let _ = write!(
+            h,
+            "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.attack,
+            eps_name(c.eps),
+            c.examples,
+            pct(c.success_rate),
+            c.adversarial_wer,
+            c.adversarial_cer,
+            spread(&c.snr_db),
+            spread(&c.dbx),
+            spread(&c.seconds)
+        );
+    }
+    h.push_str("</table>");
+    // Defences.
+    if !s.defenses.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Defences</h2><p>Robust accuracy: the defended transcript of the adversarial example \
+             is the clean transcript. Attack success: the goal is still met through the defence.</p>\
+             <table><tr><th class=l>attack</th><th>L∞</th><th class=l>defence</th>\
+             <th>robust accuracy</th><th>attack success</th><th>abstained</th></tr>"
+        );
+        for c in &report.cells {
+            for (d, v) in &c.defenses {
+                let _ = write!(
+                    h,
+                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    c.attack,
+                    eps_name(c.eps),
+                    esc(d),
+                    pct(v.robust_accuracy),
+                    pct(v.attack_success_rate),
+                    pct(v.abstain_rate)
+                );
+            }
+        }
+        h.push_str("</table>");
+    }
+    // Detectors with ROC curves.
+    if !s.detectors.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Detectors</h2><table><tr><th class=l>attack</th><th>L∞</th><th class=l>detector</th>\
+             <th>ROC-AUC</th><th>TPR at 5 % FPR</th></tr>"
+        );
+        for c in &report.cells {
+            for (d, v) in &c.detectors {
+                let _ = write!(
+                    h,
+                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{:.3}</td><td>{}</td></tr>",
+                    c.attack,
+                    eps_name(c.eps),
+                    esc(d),
+                    v.roc_auc,
+                    pct(v.tpr_at_5_fpr)
+                );
+            }
+        }
+        h.push_str("</table>");
+        for c in report.cells.iter().filter(|c| !c.detectors.is_empty()) {
+            let file = format!("roc_{}.png", cell_stem(&c.attack, c.eps));
+            let series: Vec<Series> = c
+                .detectors
+                .iter()
+                .map(|(d, v)| Series {
+                    name: format!("{d} (AUC {:.2})", v.roc_auc),
+                    points: v.roc.clone(),
+                })
+                .collect();
+            let title = format!("ROC: {} at L∞ {}", c.attack, eps_name(c.eps));
+            line_chart(
+                &dir.join(&file),
+                &Axes {
+                    title: &title,
+                    x_label: "false-positive rate",
+                    y_label: "true-positive rate",
+                    x_range: (0.0, 1.0),
+                    y_range: (0.0, 1.01),
+                },
+                &series,
+            )?;
+            let _ = write!(h, "<img src=\"{file}\" alt=\"{}\">", esc(&title));
+        }
+    }
+    // Success against ε.
+    let mut attacks: Vec<&str> = Vec::new();
+    for c in &report.cells {
+        if c.eps.is_some() && !attacks.contains(&c.attack.as_str()) {
+            attacks.push(&c.attack);
+        }
+    }
+    if !attacks.is_empty() {
+        h.push_str("<h2>Success against the bound</h2>");
+    }
+    for a in attacks {
+        let cells: Vec<_> = report
+            .cells
+            .iter()
+            .filter(|c| c.attack == a && c.eps.is_some())
+            .collect();
+        let point = |c: &&super::report::Cell, v: f64| (c.eps.unwrap_or(0.0) as f64, v);
+        let mut series = vec![Series {
+            name: "undefended".into(),
+            points: cells.iter().map(|c| point(c, c.success_rate)).collect(),
+        }];
+        for d in s.defenses.iter().filter(|d| *d != "none") {
+            series.push(Series {
+                name: d.clone(),
+                points: cells
+                    .iter()
+                    .filter_map(|c| c.defenses.get(d).map(|v| point(c, v.attack_success_rate)))
+                    .collect(),
+            });
+        }
+        let max_eps = cells.iter().filter_map(|c| c.eps).fold(0.0f32, f32::max) as f64;
+        let file = format!("success_{a}.png");
+        let title = format!("{a}: attack success against L∞");
+        line_chart(
+            &dir.join(&file),
+            &Axes {
+                title: &title,
+                x_label: "L∞ bound",
+                y_label: "attack success rate",
+                x_range: (0.0, (max_eps * 1.1).max(1e-4)),
+                y_range: (0.0, 1.01),
+            },
+            &series,
+        )?;
+        let _ = write!(h, "<img src=\"{file}\" alt=\"{}\">", esc(&title));
+    }
+    // Examples.
+    h.push_str("<h2>Examples</h2><table><tr><th class=l>#</th><th class=l>input</th><th class=l>goal</th>\
+                <th class=l>clean</th><th class=l>attack</th><th class=l>adversarial transcript</th><th>success</th></tr>");
+    for r in &report.records {
+        for a in &r.attacks {
+            let _ = write!(
+                h,
+                "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td>\
+                 <td class=l>{} {}</td><td class=l>{}</td><td>{}</td></tr>",
+                r.index,
+                esc(&r.input),
+                esc(&r.goal),
+                esc(&r.clean_transcript),
+                a.attack,
+                eps_name(a.eps),
+                esc(&a.transcript),
+                if a.success { "yes" } else { "no" }
+            );
+        }
+    }
+    h.push_str("</table>");
+    for r in &report.records {
+        for a in &r.attacks {
+            let pic = example_picture(r.index, &a.attack, a.eps);
+            if dir.join(&pic).exists() {
+                let _ = write!(
+                    h,
+                    "<h3>#{} {} — {} at L∞ {}</h3><img src=\"{pic}\" alt=\"spectrogram and perturbation\">",
+                    r.index,
+                    esc(&r.input),
+                    a.attack,
+                    eps_name(a.eps)
+                );
+            }
+        }
+    }
+    h.push_str("</body></html>\n");
+    let path = dir.join("report.html");
+    let tmp = crate::audio::temp_path_beside(&path);
+    std::fs::write(&tmp, h).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}

@@ -1,0 +1,310 @@
+//! Evaluation: every attack (at every L∞ bound) against every example of a manifest, judged
+//! without and with every defence, and scored by every detector. One [`ExampleRecord`] per
+//! example holds everything measured; [`report::Report`] aggregates records, so shards of a
+//! manifest ([`shard`]) merge into exactly the report of one run.
+
+pub mod html;
+pub mod report;
+pub mod shard;
+
+use crate::attack::cw::{run_cw, CwConfig};
+use crate::attack::{run_attack, AttackConfig, AttackOutcome, Method};
+use crate::defend::Defense;
+use crate::detect::{Context, Detector, Input};
+use crate::manifest::ManifestEntry;
+use crate::metrics::{cer, dbx, linf, snr_db, wer};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::{Goal, Objective};
+use crate::perturb::Constraints;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+/// An attack of the evaluation matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalAttack {
+    /// One signed step of the whole bound.
+    Fgsm,
+    /// Projected gradient descent (Adam steps in the STFT domain).
+    Pgd,
+    /// Carlini–Wagner L2 under the bound.
+    Cw,
+}
+
+impl EvalAttack {
+    /// Parse `fgsm`, `pgd` or `cw`.
+    pub fn parse(s: &str) -> Result<EvalAttack> {
+        match s.trim() {
+            "fgsm" => Ok(EvalAttack::Fgsm),
+            "pgd" => Ok(EvalAttack::Pgd),
+            "cw" => Ok(EvalAttack::Cw),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown attack {other:?} for eval (fgsm, pgd, cw)"
+            ))),
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EvalAttack::Fgsm => "fgsm",
+            EvalAttack::Pgd => "pgd",
+            EvalAttack::Cw => "cw",
+        }
+    }
+}
+
+/// The evaluation matrix and its settings.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    /// Attacks.
+    pub attacks: Vec<EvalAttack>,
+    /// L∞ bounds FGSM and PGD run at (success against ε); CW runs once, unbounded.
+    pub epsilons: Vec<f32>,
+    /// Steps of PGD, and of CW per value of c.
+    pub steps: usize,
+    /// Defences (`none` is always reported as the baseline).
+    pub defenses: Vec<Defense>,
+    /// Detectors.
+    pub detectors: Vec<Detector>,
+    /// Decoding of every transcription.
+    pub decode: DecodeOptions,
+    /// Goal of inputs whose manifest line sets none.
+    pub default_goal: Goal,
+    /// Seed of the attacks and of the smoothing noise.
+    pub seed: u64,
+}
+
+/// One attack at one bound on one example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackRecord {
+    /// Attack name.
+    pub attack: String,
+    /// Its L∞ bound (`None` for CW, which minimises L2 without one).
+    pub eps: Option<f32>,
+    /// Whether the goal was met (undefended).
+    pub success: bool,
+    /// Transcript of the adversarial example (undefended).
+    pub transcript: String,
+    /// WER / CER of that transcript against the clean transcript.
+    pub wer: f64,
+    /// Character error rate against the clean transcript.
+    pub cer: f64,
+    /// Signal-to-perturbation ratio (dB).
+    pub snr_db: f64,
+    /// dBx (peak level of δ relative to that of x).
+    pub dbx: f64,
+    /// Largest |δ|.
+    pub linf: f64,
+    /// Wall time of the attack.
+    pub seconds: f64,
+    /// Per defence: the defended transcript of the adversarial example.
+    pub defended: BTreeMap<String, DefendedRecord>,
+    /// Per detector: its score of the adversarial example.
+    pub scores: BTreeMap<String, f64>,
+}
+
+/// A defended transcription, judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefendedRecord {
+    /// The transcript (empty when abstaining).
+    pub transcript: String,
+    /// Whether the defence abstained.
+    pub abstained: bool,
+    /// Whether it equals the clean (undefended) transcript after normalisation.
+    pub correct: bool,
+    /// Whether the attack's goal is still met through the defence.
+    pub attack_success: bool,
+}
+
+/// Everything measured on one example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRecord {
+    /// Position in the manifest (0-based).
+    pub index: usize,
+    /// The audio file.
+    pub input: String,
+    /// The goal, as [`Goal::describe`] writes it.
+    pub goal: String,
+    /// Reference transcript from the manifest, if any.
+    pub reference: Option<String>,
+    /// Clean transcript (undefended).
+    pub clean_transcript: String,
+    /// WER / CER of the clean transcript against the reference.
+    pub clean_wer: Option<f64>,
+    /// CER of the clean transcript against the reference.
+    pub clean_cer: Option<f64>,
+    /// Per defence: the defended transcript of the clean input.
+    pub clean_defended: BTreeMap<String, DefendedRecord>,
+    /// Per detector: its score of the clean input.
+    pub clean_scores: BTreeMap<String, f64>,
+    /// The attacks.
+    pub attacks: Vec<AttackRecord>,
+}
+
+/// Receives each adversarial example with its attack and bound (e.g. to save it).
+pub type AdversarialSink<'a> = dyn FnMut(EvalAttack, Option<f32>, &[f32]) -> Result<()> + 'a;
+
+fn goal_of(entry: &ManifestEntry, default: &Goal) -> Result<Goal> {
+    Ok(match (entry.goal.as_deref(), &entry.target) {
+        (Some("mute"), _) => Goal::Mute,
+        (Some("untargeted"), _) => match default {
+            Goal::Untargeted { .. } => default.clone(),
+            _ => Goal::Untargeted { min_wer: 0.5 },
+        },
+        (_, Some(t)) => Goal::Targeted(t.clone()),
+        (Some("targeted"), None) => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: goal `targeted` without a target",
+                entry.input.display()
+            )))
+        }
+        _ => default.clone(),
+    })
+}
+
+fn run_one_attack(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    attack: EvalAttack,
+    eps: Option<f32>,
+    cfg: &EvalConfig,
+    cancel: &AtomicBool,
+) -> Result<AttackOutcome> {
+    match (attack, eps) {
+        (EvalAttack::Fgsm | EvalAttack::Pgd, Some(eps)) => {
+            let constraints = Constraints {
+                linf: Some(eps),
+                ..Default::default()
+            };
+            let c = AttackConfig {
+                method: if attack == EvalAttack::Fgsm {
+                    Method::Fgsm
+                } else {
+                    Method::Pgd
+                },
+                constraints,
+                steps: cfg.steps,
+                step_size: eps / 10.0,
+                decode: cfg.decode.clone(),
+                seed: cfg.seed,
+                ..Default::default()
+            };
+            run_attack(model, x, objective, &c, cancel, &mut |_| {})
+        }
+        (EvalAttack::Fgsm | EvalAttack::Pgd, None) => Err(Error::InvalidArgument(
+            "FGSM and PGD need an L∞ bound".into(),
+        )),
+        (EvalAttack::Cw, _) => {
+            let c = CwConfig {
+                steps: cfg.steps,
+                decode: cfg.decode.clone(),
+                ..Default::default()
+            };
+            run_cw(model, x, objective, &c, cancel, &mut |_| {})
+        }
+    }
+}
+
+fn defended(
+    defense: &Defense,
+    models: &[&LoadedModel],
+    cfg: &EvalConfig,
+    y: &[f32],
+    clean: &str,
+    goal: &Goal,
+) -> Result<DefendedRecord> {
+    let d = defense.transcribe(models, &cfg.decode, y)?;
+    Ok(DefendedRecord {
+        correct: !d.abstained && wer(clean, &d.text) == 0.0 && cer(clean, &d.text) == 0.0,
+        attack_success: !d.abstained && goal.is_met(clean, &d.text),
+        abstained: d.abstained,
+        transcript: d.text,
+    })
+}
+
+/// Measure one manifest entry (`index` is its position): clean transcription, defences and
+/// detectors on the clean input, then every attack at every bound with the same measurements
+/// on the adversarial example. `models[0]` is attacked; defences that vote use them all.
+/// `on_adversarial` sees each adversarial example (e.g. to save it).
+pub fn evaluate_example(
+    models: &[&LoadedModel],
+    index: usize,
+    entry: &ManifestEntry,
+    x: &[f32],
+    cfg: &EvalConfig,
+    cancel: &AtomicBool,
+    on_adversarial: &mut AdversarialSink,
+) -> Result<ExampleRecord> {
+    let model = *models
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("evaluation needs a model".into()))?;
+    let goal = goal_of(entry, &cfg.default_goal)?;
+    let clean = transcribe(model, x, &cfg.decode)?;
+    let objective = Objective::new(model, goal.clone(), &clean.text, &clean.tokens)
+        .map_err(|e| Error::InvalidArgument(format!("{}: {e}", entry.input.display())))?;
+    let ctx = Context {
+        model: Some(model),
+        decode: cfg.decode.clone(),
+    };
+    let scores = |y: &[f32]| -> Result<BTreeMap<String, f64>> {
+        let input = Input::new(y);
+        cfg.detectors
+            .iter()
+            .map(|d| Ok((d.name(), d.score(&ctx, &input)?)))
+            .collect()
+    };
+    let defended_all = |y: &[f32]| -> Result<BTreeMap<String, DefendedRecord>> {
+        cfg.defenses
+            .iter()
+            .map(|d| Ok((d.name(), defended(d, models, cfg, y, &clean.text, &goal)?)))
+            .collect()
+    };
+    let mut attacks = Vec::new();
+    for &attack in &cfg.attacks {
+        let bounds: Vec<Option<f32>> = match attack {
+            EvalAttack::Cw => vec![None],
+            _ => cfg.epsilons.iter().map(|e| Some(*e)).collect(),
+        };
+        for eps in bounds {
+            let start = Instant::now();
+            let out = run_one_attack(model, x, &objective, attack, eps, cfg, cancel)?;
+            let seconds = start.elapsed().as_secs_f64();
+            on_adversarial(attack, eps, &out.adversarial)?;
+            // Judged afresh on the (16-bit quantised) example, as a user would.
+            let transcript = transcribe(model, &out.adversarial, &cfg.decode)?.text;
+            let delta: Vec<f32> = out.adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
+            attacks.push(AttackRecord {
+                attack: attack.name().into(),
+                eps,
+                success: goal.is_met(&clean.text, &transcript),
+                wer: wer(&clean.text, &transcript),
+                cer: cer(&clean.text, &transcript),
+                transcript,
+                snr_db: snr_db(x, &delta),
+                dbx: dbx(x, &delta),
+                linf: linf(&delta),
+                seconds,
+                defended: defended_all(&out.adversarial)?,
+                scores: scores(&out.adversarial)?,
+            });
+        }
+    }
+    Ok(ExampleRecord {
+        index,
+        input: entry.input.display().to_string(),
+        goal: goal.describe(),
+        clean_wer: entry.transcript.as_ref().map(|r| wer(r, &clean.text)),
+        clean_cer: entry.transcript.as_ref().map(|r| cer(r, &clean.text)),
+        reference: entry.transcript.clone(),
+        clean_defended: defended_all(x)?,
+        clean_scores: scores(x)?,
+        clean_transcript: clean.text,
+        attacks,
+    })
+}
