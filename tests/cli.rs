@@ -627,6 +627,64 @@ fn detect_calibrates_on_clean_speech_and_scores_files() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown detector"));
+    // An autoencoder trained by the CLI is usable as a detector; so is a fitted ensemble.
+    let ae = dir.join("ae.safetensors");
+    let out = advox()
+        .args(["detect", "train-ae", "--clean"])
+        .arg(&manifest)
+        .args(["--steps", "20", "-o"])
+        .arg(&ae)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let noisy = dir.join("noisy.csv");
+    std::fs::write(
+        &noisy,
+        format!(
+            "input\n{}\n",
+            common::shared().join("samples/jfk.wav").display()
+        ),
+    )
+    .unwrap();
+    let ens = dir.join("ensemble.json");
+    let out = advox()
+        .args(["detect", "train-ensemble", "--clean"])
+        .arg(&manifest)
+        .arg("--adversarial")
+        .arg(&noisy)
+        .arg("--detectors")
+        .arg(format!("noise-floor,autoencoder:{}", ae.display()))
+        .arg("-o")
+        .arg(&ens)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = advox()
+        .arg("detect")
+        .arg("--detectors")
+        .arg(format!("ensemble:{}", ens.display()))
+        .arg(samples.join(clean[0]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (name, score) = v["scores"].as_object().unwrap().iter().next().unwrap();
+    assert!(name.starts_with("ensemble:"));
+    let p = score.as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    assert_eq!(v["verdicts"][name], p > 0.5);
 }
 
 /// `report.json` without wall times (which differ between runs).

@@ -9,8 +9,12 @@
 //! - [`Detector::Confidence`]: the decoder's mean token log-probability (negated).
 //! - [`Detector::NoiseFloor`], [`Detector::HighBand`], [`Detector::MaskedEnergy`]: spectral
 //!   statistics ([`statistics`]), no model needed.
+//! - [`Detector::Autoencoder`]: log-mel reconstruction error ([`autoencoder`]).
+//! - [`Detector::Ensemble`]: logistic regression on other detectors' scores ([`ensemble`]).
 
+pub mod autoencoder;
 pub mod calibration;
+pub mod ensemble;
 pub mod statistics;
 pub mod transforms;
 
@@ -19,7 +23,11 @@ use crate::model::{DecodeOptions, LoadedModel};
 use crate::text::normalize_transcript;
 use crate::transcribe::{transcribe, Transcript};
 use crate::{Error, Result};
+use autoencoder::MelAutoencoder;
+use ensemble::Ensemble;
 use std::cell::OnceCell;
+use std::path::Path;
+use std::sync::Arc;
 use transforms::Transform;
 
 /// One detector.
@@ -41,6 +49,10 @@ pub enum Detector {
     NoiseFloor,
     /// Share of the energy under the signal's own masking threshold (dB).
     MaskedEnergy,
+    /// Log-mel reconstruction error of an autoencoder trained on clean speech.
+    Autoencoder(Arc<MelAutoencoder>),
+    /// Logistic regression on other detectors' scores.
+    Ensemble(Arc<Ensemble>),
 }
 
 impl Detector {
@@ -70,6 +82,14 @@ impl Detector {
             Detector::HighBand => "high-band".into(),
             Detector::NoiseFloor => "noise-floor".into(),
             Detector::MaskedEnergy => "masked-energy".into(),
+            Detector::Autoencoder(ae) => match &ae.path {
+                Some(p) => format!("autoencoder:{}", p.display()),
+                None => "autoencoder".into(),
+            },
+            Detector::Ensemble(e) => match &e.path {
+                Some(p) => format!("ensemble:{}", p.display()),
+                None => "ensemble".into(),
+            },
         }
     }
 
@@ -79,6 +99,13 @@ impl Detector {
         if let Some(t) = s.strip_prefix("consistency:") {
             return Ok(Detector::Consistency(Transform::parse(t)?));
         }
+        if let Some(p) = s.strip_prefix("autoencoder:") {
+            let ae = MelAutoencoder::load(Path::new(p), &candle_core::Device::Cpu)?;
+            return Ok(Detector::Autoencoder(Arc::new(ae)));
+        }
+        if let Some(p) = s.strip_prefix("ensemble:") {
+            return Ok(Detector::Ensemble(Arc::new(Ensemble::load(Path::new(p))?)));
+        }
         match s {
             "temporal" => Ok(Detector::Temporal { portion: 0.5 }),
             "confidence" => Ok(Detector::Confidence),
@@ -86,18 +113,22 @@ impl Detector {
             "noise-floor" => Ok(Detector::NoiseFloor),
             "masked-energy" => Ok(Detector::MaskedEnergy),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown detector {s:?} (consistency:TRANSFORM, temporal, confidence, high-band, \
-                 noise-floor)"
+                "unknown detector {s:?} (consistency:TRANSFORM, temporal, confidence, noise-floor, \
+                 high-band, masked-energy, autoencoder:WEIGHTS, ensemble:FILE)"
             ))),
         }
     }
 
     /// Whether scoring needs the recogniser.
     pub fn needs_model(&self) -> bool {
-        !matches!(
-            self,
-            Detector::HighBand | Detector::NoiseFloor | Detector::MaskedEnergy
-        )
+        match self {
+            Detector::HighBand
+            | Detector::NoiseFloor
+            | Detector::MaskedEnergy
+            | Detector::Autoencoder(_) => false,
+            Detector::Ensemble(e) => e.members.iter().any(Detector::needs_model),
+            _ => true,
+        }
     }
 
     /// A threshold that works without calibration where one is known (the transcript-distance
@@ -106,6 +137,7 @@ impl Detector {
     pub fn default_threshold(&self) -> Option<f64> {
         match self {
             Detector::Consistency(_) | Detector::Temporal { .. } => Some(0.3),
+            Detector::Ensemble(_) => Some(0.5),
             _ => None,
         }
     }
@@ -140,6 +172,11 @@ impl Detector {
             Detector::HighBand => statistics::high_band_share(x)?,
             Detector::NoiseFloor => statistics::noise_floor_db(x)?,
             Detector::MaskedEnergy => statistics::masked_energy_db(x)?,
+            Detector::Autoencoder(ae) => ae.score(x)?,
+            Detector::Ensemble(e) => {
+                let scores = score_all(&e.members, ctx, input)?;
+                e.combine(&scores)?
+            }
         })
     }
 }

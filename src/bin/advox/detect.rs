@@ -2,7 +2,9 @@
 
 use crate::common;
 use advox::audio::read_audio_16k_mono;
-use advox::detect::calibration::threshold_at_fpr;
+use advox::detect::autoencoder::{MelAutoencoder, TrainConfig};
+use advox::detect::calibration::{roc_auc, threshold_at_fpr};
+use advox::detect::ensemble::Ensemble;
 use advox::detect::{Context, Detector, Input};
 use advox::manifest::read_manifest;
 use advox::model::{DecodeOptions, LoadedModel};
@@ -16,7 +18,10 @@ use std::path::{Path, PathBuf};
 /// Prints one JSON object per file: file, transcript, scores, thresholds, verdicts, and
 /// `adversarial` (flagged by any detector with a threshold).
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<DetectCommand>,
     /// Audio files to score.
     #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
     files: Vec<PathBuf>,
@@ -45,6 +50,143 @@ pub struct Args {
     /// Model directory or known name.
     #[arg(long)]
     model: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum DetectCommand {
+    /// Train the input-reconstruction detector (a log-mel autoencoder) on clean speech; use it
+    /// as `--detectors autoencoder:WEIGHTS.safetensors`.
+    TrainAe {
+        /// Clean utterances (manifest).
+        #[arg(long)]
+        clean: PathBuf,
+        /// Output weights (safetensors).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Adam steps.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Seed of the initialisation and the windows.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Fit a logistic-regression ensemble of detectors on clean and adversarial examples; use
+    /// it as `--detectors ensemble:ENSEMBLE.json`.
+    TrainEnsemble {
+        /// Clean utterances (manifest).
+        #[arg(long)]
+        clean: PathBuf,
+        /// Adversarial examples (manifest).
+        #[arg(long)]
+        adversarial: PathBuf,
+        /// Member detectors, comma-separated (default: all default ones).
+        #[arg(long, value_delimiter = ',')]
+        detectors: Vec<String>,
+        /// Output JSON.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Beam size of every transcription.
+        #[arg(long, default_value_t = 1)]
+        beam: usize,
+        /// Model directory or known name.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+fn read_set(manifest: &Path) -> Result<Vec<(PathBuf, Vec<f32>)>> {
+    let entries = read_manifest(manifest)?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let x = read_audio_16k_mono(&e.input)?;
+            Ok((e.input, x))
+        })
+        .collect()
+}
+
+fn run_command(cmd: &DetectCommand, device: &str) -> Result<()> {
+    match cmd {
+        DetectCommand::TrainAe {
+            clean,
+            output,
+            steps,
+            seed,
+        } => {
+            advox::audio::refuse_overwrite(output, &[clean.as_path()])?;
+            let set: Vec<Vec<f32>> = read_set(clean)?.into_iter().map(|(_, x)| x).collect();
+            let cfg = TrainConfig {
+                steps: *steps,
+                seed: *seed,
+                ..Default::default()
+            };
+            let bar = common::step_bar(*steps as u64);
+            let ae = MelAutoencoder::train(&set, &cfg, &candle_core::Device::Cpu, &mut |_, l| {
+                bar.inc(1);
+                bar.set_message(format!("loss {l:.4}"));
+            })?;
+            bar.finish_and_clear();
+            ae.save(output)?;
+            let errors: Vec<f64> = set
+                .iter()
+                .map(|x| ae.score(x))
+                .collect::<advox::Result<_>>()?;
+            println!(
+                "wrote {} (reconstruction error on the training set: mean {:.4}, max {:.4})",
+                output.display(),
+                errors.iter().sum::<f64>() / errors.len() as f64,
+                errors.iter().copied().fold(0.0, f64::max)
+            );
+            Ok(())
+        }
+        DetectCommand::TrainEnsemble {
+            clean,
+            adversarial,
+            detectors: names,
+            output,
+            beam,
+            model,
+        } => {
+            advox::audio::refuse_overwrite(output, &[clean.as_path(), adversarial.as_path()])?;
+            let members = detectors(names)?;
+            let model = if members.iter().any(Detector::needs_model) {
+                let device = common::device(device)?;
+                Some(common::load_model(model.as_deref(), &device)?)
+            } else {
+                None
+            };
+            let ctx = Context {
+                model: model.as_ref(),
+                decode: DecodeOptions {
+                    beam_size: (*beam).max(1),
+                    ..Default::default()
+                },
+            };
+            let score_set = |manifest: &Path| -> Result<Vec<Vec<f64>>> {
+                read_set(manifest)?
+                    .iter()
+                    .map(|(p, x)| {
+                        advox::detect::score_all(&members, &ctx, &Input::new(x))
+                            .with_context(|| format!("scoring {}", p.display()))
+                    })
+                    .collect()
+            };
+            let clean_scores = score_set(clean)?;
+            let adv_scores = score_set(adversarial)?;
+            let ensemble = Ensemble::fit(members, &clean_scores, &adv_scores)?;
+            ensemble.save(output)?;
+            let s = |rows: &[Vec<f64>]| -> advox::Result<Vec<f64>> {
+                rows.iter().map(|r| ensemble.combine(r)).collect()
+            };
+            let auc = roc_auc(&s(&clean_scores)?, &s(&adv_scores)?)?;
+            println!(
+                "wrote {} (training ROC-AUC {auc:.3}; weights {:?})",
+                output.display(),
+                ensemble.weights
+            );
+            Ok(())
+        }
+    }
 }
 
 fn detectors(names: &[String]) -> Result<Vec<Detector>> {
@@ -83,6 +225,9 @@ fn read_calibration(path: &Path) -> Result<BTreeMap<String, f64>> {
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
+    if let Some(cmd) = &args.command {
+        return run_command(cmd, device);
+    }
     let detectors = detectors(&args.detectors)?;
     if args.beam == 0 {
         bail!("--beam must be at least 1");
