@@ -865,3 +865,85 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
 }
+
+#[test]
+fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_better() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-advtrain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let manifest = dir.join("train.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input\n{}\n{}\n{}\n",
+            samples.join("open_the_front_door.wav").display(),
+            samples.join("play_some_music.wav").display(),
+            samples.join("lock_the_back_door.wav").display()
+        ),
+    )
+    .unwrap();
+    let tuned = dir.join("tuned");
+    let out = advox()
+        .args(["defend", "adv-train", "--train"])
+        .arg(&manifest)
+        .args(["--attack-steps", "15", "--steps", "30", "-o"])
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tuned.join("adv_train.json")).unwrap())
+            .unwrap();
+    assert!(r["pgd_fooled"].as_u64().unwrap() >= 1, "{r}");
+    let (base, after) = (
+        r["base"]["adversarial_wer"].as_f64().unwrap(),
+        r["tuned"]["adversarial_wer"].as_f64().unwrap(),
+    );
+    assert!(after < base, "adversarial WER {base} → {after}");
+    assert!(r["tuned"]["clean_wer"].as_f64().unwrap() <= 0.25, "{r}");
+    // The tuned model is a model directory every command loads, and it still hears speech it
+    // was not tuned on.
+    let out = advox()
+        .args(["transcribe", "--model"])
+        .arg(&tuned)
+        .arg(common::shared().join("samples/jfk.wav"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = normalize_transcript(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        advox::metrics::wer(
+            "and so my fellow americans ask not what your country can do for you ask what you can do for your country",
+            &heard
+        ) <= 0.1,
+        "{heard}"
+    );
+    // Only the decoder can be trained; an existing output is refused.
+    let out = advox()
+        .args(["defend", "adv-train", "--scope", "all", "--train"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(dir.join("other"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("decoder"));
+    let out = advox()
+        .args(["defend", "adv-train", "--train"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+}

@@ -71,3 +71,56 @@ fn vote_and_purification_keep_clean_speech() {
     assert_eq!(normalize_transcript(&p.text), "open the front door");
     assert!(Defense::None.transcribe(&[], &greedy(), &x).is_err());
 }
+
+#[test]
+fn trainable_decoder_matches_the_model_and_its_gradient_matches_finite_differences() {
+    use advox::defend::adv_train::{FeatureExample, TrainableDecoder};
+    let model = common::model();
+    let (config, weights) =
+        advox::model::load_weights(&common::model_dir(), &candle_core::Device::Cpu).unwrap();
+    let dec = TrainableDecoder::from_weights(&config, &weights).unwrap();
+    let x = common::sample("open_the_front_door.wav");
+    let t = advox::transcribe::transcribe(model, &x, &greedy()).unwrap();
+    let ex = FeatureExample::new(model, &x, &t.tokens).unwrap();
+    let ours = dec.logits(&ex.features, &ex.input).unwrap();
+    let ids = candle_core::Tensor::from_vec(
+        ex.input.clone(),
+        (1, ex.input.len()),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let reference = model
+        .whisper
+        .decoder_logits(&ex.features, &ids)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(common::rel_l2(&a, &b) < 1e-4, "{}", common::rel_l2(&a, &b));
+    // The gradient of the loss w.r.t. weights of several kinds, against central differences.
+    for name in [
+        "decoder.layers.1.fc1.weight",
+        "decoder.layers.0.encoder_attn.q_proj.weight",
+        "decoder.layers.2.self_attn_layer_norm.weight",
+    ] {
+        let g = dec.gradient_of(&ex, name).unwrap();
+        let (i, analytic) = g
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map(|(i, v)| (i, *v))
+            .unwrap();
+        let h = 1e-2;
+        dec.nudge(name, i, h).unwrap();
+        let up = dec.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
+        dec.nudge(name, i, -2.0 * h).unwrap();
+        let down = dec.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
+        dec.nudge(name, i, h).unwrap();
+        let fd = (up - down) / (2.0 * h);
+        assert!(
+            (fd - analytic).abs() <= 0.05 * analytic.abs() + 1e-3,
+            "{name}[{i}]: analytic {analytic}, finite differences {fd}"
+        );
+    }
+}

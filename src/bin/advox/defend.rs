@@ -13,7 +13,10 @@ use std::path::PathBuf;
 /// Prints the transcript per file, or with --json one object per file: file, defense, text,
 /// abstained, agreement, certified_radius.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<DefendCommand>,
     /// Audio files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -42,7 +45,76 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum DefendCommand {
+    /// Adversarial fine-tuning: make PGD examples of a manifest against the model, fine-tune
+    /// the decoder to transcribe them (mixed with the clean inputs) as the clean transcripts,
+    /// and save the tuned model as a directory (`--model DIR` everywhere).
+    AdvTrain {
+        /// Training utterances (manifest).
+        #[arg(long)]
+        train: PathBuf,
+        /// Output model directory (Hugging Face layout, with adv_train.json).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// L∞ bound of the PGD examples.
+        #[arg(long, default_value_t = 0.01)]
+        eps: f32,
+        /// PGD steps per example.
+        #[arg(long, default_value_t = 20)]
+        attack_steps: usize,
+        /// Fine-tuning steps (one clean and one adversarial example each).
+        #[arg(long, default_value_t = 40)]
+        steps: usize,
+        /// Learning rate (AdamW; higher forgets more of what the model knew).
+        #[arg(long, default_value_t = 2e-5)]
+        lr: f64,
+        /// What to train: `decoder` (the decoder blocks; the encoder and embeddings stay
+        /// frozen).
+        #[arg(long, default_value = "decoder")]
+        scope: String,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Base model directory or known name.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
 pub fn run(args: Args, device: &str) -> Result<()> {
+    if let Some(DefendCommand::AdvTrain {
+        train,
+        output,
+        eps,
+        attack_steps,
+        steps,
+        lr,
+        scope,
+        seed,
+        model,
+    }) = &args.command
+    {
+        if scope != "decoder" {
+            bail!(
+                "--scope {scope:?}: only `decoder` is supported (the encoder's weight gradients \
+                 are not implemented; it stays frozen)"
+            );
+        }
+        return crate::adv_train::run(
+            &crate::adv_train::Settings {
+                train,
+                output,
+                eps: *eps,
+                attack_steps: *attack_steps,
+                steps: *steps,
+                lr: *lr,
+                seed: *seed,
+                model: model.as_deref(),
+            },
+            device,
+        );
+    }
     let mut defense = Defense::parse(&args.defense)?;
     if let Defense::Smoothing(cfg) = &mut defense {
         if args.samples == 0 || !(args.alpha > 0.0 && args.alpha < 1.0) {

@@ -1,6 +1,7 @@
 //! `advox`: the command-line front end. Parses arguments, calls the core library, shows
 //! progress and writes files; every algorithm lives in the library.
 
+mod adv_train;
 mod attack;
 mod attack_blackbox;
 mod bench;
