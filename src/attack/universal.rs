@@ -11,7 +11,9 @@
 use super::step::{Rule, StepSpace, Stepper};
 use super::StepInfo;
 use crate::audio::quantize_i16;
+use crate::masking::{MaskingConfig, MaskingThreshold};
 use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::metrics::l2;
 use crate::metrics::wer;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::{Goal, Objective};
@@ -49,6 +51,79 @@ impl UniversalMode {
     }
 }
 
+/// Per-input shaping of an additive perturbation where it is applied: each input gets the tiled
+/// δ projected under its own psychoacoustic masking threshold (minus a margin), then scaled to
+/// keep a minimum SNR to that input. Training sees the shaped perturbation (the gradient passes
+/// the shaping unchanged: a straight-through estimate).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shaping {
+    /// Minimum signal-to-perturbation ratio per input (dB).
+    pub snr_db: Option<f32>,
+    /// Keep every T-F bin this many dB under the input's masking threshold.
+    pub masking_margin_db: Option<f32>,
+}
+
+impl Shaping {
+    /// Whether anything is shaped.
+    pub fn is_active(&self) -> bool {
+        self.snr_db.is_some() || self.masking_margin_db.is_some()
+    }
+
+    /// The masking threshold `x` needs, if any.
+    pub fn threshold_for(&self, x: &[f32]) -> Result<Option<MaskingThreshold>> {
+        match self.masking_margin_db {
+            Some(_) => Ok(Some(MaskingThreshold::compute(
+                x,
+                MaskingConfig::default(),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Shape `perturbation` (as long as `x`) for input `x` in place.
+    pub fn shape(
+        &self,
+        perturbation: &mut [f32],
+        x: &[f32],
+        threshold: Option<&MaskingThreshold>,
+    ) -> Result<()> {
+        if let Some(margin) = self.masking_margin_db {
+            let t = threshold.ok_or_else(|| {
+                Error::InvalidArgument("masking shaping needs the input's threshold".into())
+            })?;
+            t.project(perturbation, margin, 30, None)?;
+        }
+        if let Some(snr) = self.snr_db {
+            let limit = l2(x) * 10f64.powf(-snr as f64 / 20.0);
+            let norm = l2(perturbation);
+            if norm > limit && norm > 0.0 {
+                let k = (limit / norm) as f32;
+                perturbation.iter_mut().for_each(|d| *d *= k);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// δ tiled over `x` from `offset`, shaped for `x`, added, clipped and quantised (additive mode).
+pub fn apply_shaped(
+    delta: &[f32],
+    x: &[f32],
+    offset: usize,
+    shaping: &Shaping,
+    threshold: Option<&MaskingThreshold>,
+) -> Result<Vec<f32>> {
+    if delta.is_empty() || !shaping.is_active() {
+        return Ok(UniversalMode::Additive.apply(delta, x, offset));
+    }
+    let mut tiled: Vec<f32> = (0..x.len())
+        .map(|i| delta[(i + offset) % delta.len()])
+        .collect();
+    shaping.shape(&mut tiled, x, threshold)?;
+    let sum: Vec<f32> = x.iter().zip(&tiled).map(|(a, b)| a + b).collect();
+    Ok(UniversalMode::Additive.apply(&[], &sum, 0))
+}
+
 /// Settings of universal training.
 #[derive(Debug, Clone)]
 pub struct UniversalConfig {
@@ -66,6 +141,8 @@ pub struct UniversalConfig {
     pub step_size: f32,
     /// Seed of the minibatches, offsets and the start.
     pub seed: u64,
+    /// Per-input shaping (additive mode only).
+    pub shaping: Shaping,
 }
 
 impl UniversalConfig {
@@ -79,6 +156,7 @@ impl UniversalConfig {
             batch: 2,
             step_size: 0.004,
             seed: 0,
+            shaping: Shaping::default(),
         }
     }
 
@@ -149,6 +227,17 @@ pub fn train_universal(
             "a universal perturbation needs a length, a positive L∞ bound and step size".into(),
         ));
     }
+    if cfg.mode == UniversalMode::PrefixMute && cfg.shaping.is_active() {
+        return Err(Error::InvalidArgument(
+            "SNR and masking shaping apply to additive perturbations (a prefix precedes the \
+             speech that would mask it)"
+                .into(),
+        ));
+    }
+    let thresholds: Vec<Option<MaskingThreshold>> = set
+        .iter()
+        .map(|u| cfg.shaping.threshold_for(&u.samples))
+        .collect::<Result<_>>()?;
     if cfg.mode == UniversalMode::PrefixMute {
         if let Some(u) = set
             .iter()
@@ -175,9 +264,19 @@ pub fn train_universal(
         let mut grad = vec![0.0f32; cfg.length];
         let mut loss = 0.0;
         for _ in 0..batch {
-            let u = &set[(rng.next_u64() % set.len() as u64) as usize];
+            let which = (rng.next_u64() % set.len() as u64) as usize;
+            let u = &set[which];
             let offset = (rng.next_u64() % cfg.length as u64) as usize;
-            let y = cfg.mode.apply(&delta, &u.samples, offset);
+            let y = match cfg.mode {
+                UniversalMode::Additive => apply_shaped(
+                    &delta,
+                    &u.samples,
+                    offset,
+                    &cfg.shaping,
+                    thresholds[which].as_ref(),
+                )?,
+                UniversalMode::PrefixMute => cfg.mode.apply(&delta, &u.samples, offset),
+            };
             let wave = Tensor::from_vec(y, u.samples.len() + prefix_len(cfg), &device)?;
             let (l, g) = u.objective.loss_and_grad(model, &front, &wave)?;
             loss += l / batch as f32;
@@ -251,6 +350,19 @@ pub fn evaluate_universal(
     decode: &DecodeOptions,
     seed: u64,
 ) -> Result<Evaluation> {
+    evaluate_universal_shaped(model, set, mode, delta, &Shaping::default(), decode, seed)
+}
+
+/// As [`evaluate_universal`], with the additive perturbation shaped for each input.
+pub fn evaluate_universal_shaped(
+    model: &LoadedModel,
+    set: &[Utterance],
+    mode: UniversalMode,
+    delta: &[f32],
+    shaping: &Shaping,
+    decode: &DecodeOptions,
+    seed: u64,
+) -> Result<Evaluation> {
     let mut rng = Rng::new(seed ^ 0x5EED);
     let mut results = Vec::with_capacity(set.len());
     for u in set {
@@ -259,7 +371,13 @@ pub fn evaluate_universal(
         } else {
             (rng.next_u64() % delta.len() as u64) as usize
         };
-        let y = mode.apply(delta, &u.samples, offset);
+        let y = match mode {
+            UniversalMode::Additive if shaping.is_active() => {
+                let t = shaping.threshold_for(&u.samples)?;
+                apply_shaped(delta, &u.samples, offset, shaping, t.as_ref())?
+            }
+            _ => mode.apply(delta, &u.samples, offset),
+        };
         let text = transcribe(model, &y, decode)?.text;
         results.push(UtteranceResult {
             name: u.name.clone(),
@@ -275,4 +393,55 @@ pub fn evaluate_universal(
         mean_wer: results.iter().map(|r| r.wer).sum::<f64>() / n,
         results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snr_db;
+
+    #[test]
+    fn shaped_perturbations_keep_the_snr_and_sit_under_the_masking_threshold() {
+        // Speech-like input: tone bursts with pauses.
+        let x: Vec<f32> = (0..16_000)
+            .map(|i| {
+                let on = (i / 2000) % 2 == 0;
+                let t = i as f32 / 16_000.0;
+                if on {
+                    0.3 * (2.0 * std::f32::consts::PI * 220.0 * t).sin()
+                        + 0.1 * (2.0 * std::f32::consts::PI * 1_300.0 * t).sin()
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut rng = crate::rng::Rng::new(4);
+        let delta: Vec<f32> = (0..4_000).map(|_| rng.symmetric(0.02)).collect();
+        let shaping = Shaping {
+            snr_db: Some(25.0),
+            masking_margin_db: Some(0.0),
+        };
+        let threshold = shaping.threshold_for(&x).unwrap();
+        for offset in [0, 1_234] {
+            let y = apply_shaped(&delta, &x, offset, &shaping, threshold.as_ref()).unwrap();
+            let p: Vec<f32> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
+            assert!(snr_db(&x, &p) >= 25.0 - 0.1, "{}", snr_db(&x, &p));
+            let stats = threshold.as_ref().unwrap().stats(&p).unwrap();
+            assert!(stats.energy_under_threshold >= 0.95, "{stats:?}");
+        }
+        // Unshaped, the same δ is neither.
+        let raw = UniversalMode::Additive.apply(&delta, &x, 0);
+        let p: Vec<f32> = raw.iter().zip(&x).map(|(a, b)| a - b).collect();
+        assert!(snr_db(&x, &p) < 25.0);
+        // Masking shaping needs the threshold.
+        assert!(Shaping::default()
+            .shape(&mut [0.0; 4], &[0.0; 4], None)
+            .is_ok());
+        assert!(Shaping {
+            masking_margin_db: Some(0.0),
+            ..Default::default()
+        }
+        .shape(&mut [0.0; 4], &[0.0; 4], None)
+        .is_err());
+    }
 }

@@ -2,7 +2,8 @@
 
 use crate::common;
 use advox::attack::universal::{
-    evaluate_universal, prepare, train_universal, UniversalConfig, UniversalMode, Utterance,
+    evaluate_universal_shaped, prepare, train_universal, Shaping, UniversalConfig, UniversalMode,
+    Utterance,
 };
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
@@ -48,6 +49,13 @@ pub struct Args {
     /// L-infinity bound of the perturbation.
     #[arg(long, default_value_t = 0.02)]
     eps: f32,
+    /// Additive: scale the perturbation where it is applied to keep this SNR to each input.
+    #[arg(long)]
+    snr_db: Option<f32>,
+    /// Additive: project the perturbation where it is applied under each input's masking
+    /// threshold minus this margin (dB).
+    #[arg(long)]
+    masking_margin_db: Option<f32>,
     /// Length in seconds (default: 0.64 for prefix-mute, 1.0 for additive).
     #[arg(long)]
     length_s: Option<f32>,
@@ -132,6 +140,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         batch: args.batch,
         step_size: args.step_size.unwrap_or(base.step_size),
         seed: args.seed,
+        shaping: Shaping {
+            snr_db: args.snr_db,
+            masking_margin_db: args.masking_margin_db,
+        },
         ..base
     };
     let sidecar = args.output.with_extension("json");
@@ -175,8 +187,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let mut rng = Rng::new(args.seed ^ 0xC0);
     let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
     let judge = |set: &[Utterance]| -> Result<serde_json::Value> {
-        let with = evaluate_universal(&model, set, mode, &delta, &decode, args.seed)?;
-        let control = evaluate_universal(&model, set, mode, &noise, &decode, args.seed)?;
+        let with =
+            evaluate_universal_shaped(&model, set, mode, &delta, &cfg.shaping, &decode, args.seed)?;
+        let control =
+            evaluate_universal_shaped(&model, set, mode, &noise, &cfg.shaping, &decode, args.seed)?;
         eprintln!(
             "{} utterances: success {:.0} % (random noise {:.0} %), mean WER {:.2} (noise {:.2})",
             set.len(),
@@ -206,6 +220,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         "length": delta.len(),
         "mode": mode,
         "linf": cfg.linf,
+        "snr_db": cfg.shaping.snr_db,
+        "masking_margin_db": cfg.shaping.masking_margin_db,
         "goal": match &goal {
             Goal::Targeted(t) => format!("targeted: {t}"),
             Goal::Untargeted { min_wer } => format!("untargeted (WER >= {min_wer})"),
