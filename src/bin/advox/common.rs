@@ -42,6 +42,14 @@ pub fn load_model(explicit: Option<&str>, device: &Device) -> Result<LoadedModel
     model
 }
 
+/// Every model named by a repeatable `--model` (the default model when none is named).
+pub fn load_models(names: &[String], device: &Device) -> Result<Vec<LoadedModel>> {
+    if names.is_empty() {
+        return Ok(vec![load_model(None, device)?]);
+    }
+    names.iter().map(|m| load_model(Some(m), device)).collect()
+}
+
 /// A spinner on stderr (hidden when stderr is not a terminal).
 pub fn spinner(msg: &str) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new_spinner();

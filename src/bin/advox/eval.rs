@@ -130,14 +130,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     std::fs::create_dir_all(dir.join("examples"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let device = common::device(device)?;
-    let models: Vec<LoadedModel> = if args.model.is_empty() {
-        vec![common::load_model(None, &device)?]
-    } else {
-        args.model
-            .iter()
-            .map(|m| common::load_model(Some(m), &device))
-            .collect::<Result<_>>()?
-    };
+    let models = common::load_models(&args.model, &device)?;
     let refs: Vec<&LoadedModel> = models.iter().collect();
     let cfg = EvalConfig {
         attacks: attacks.clone(),
