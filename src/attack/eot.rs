@@ -75,7 +75,7 @@ impl Transform {
         let sr = sample_rate as f32;
         let gain = 10f32.powf(uniform_in(rng, cfg.gain_db) / 20.0);
         let shift = if cfg.max_shift > 0 {
-            (rng.next_u64() % (cfg.max_shift as u64 + 1)) as usize
+            rng.below(cfg.max_shift + 1)
         } else {
             0
         };

@@ -164,7 +164,8 @@ pub fn run_nes(
             }
             last_transcript = Some(t);
         }
-        if used(recognizer) + 2 * cfg.directions > cfg.query_budget {
+        // With scores, one query stays in reserve for the final transcription.
+        if used(recognizer) + 2 * cfg.directions + usize::from(scored) > cfg.query_budget {
             break;
         }
         if cancel.load(Ordering::Relaxed) {

@@ -264,9 +264,9 @@ pub fn train_universal(
         let mut grad = vec![0.0f32; cfg.length];
         let mut loss = 0.0;
         for _ in 0..batch {
-            let which = (rng.next_u64() % set.len() as u64) as usize;
+            let which = rng.below(set.len());
             let u = &set[which];
-            let offset = (rng.next_u64() % cfg.length as u64) as usize;
+            let offset = rng.below(cfg.length);
             let y = match cfg.mode {
                 UniversalMode::Additive => apply_shaped(
                     &delta,
@@ -369,7 +369,7 @@ pub fn evaluate_universal_shaped(
         let offset = if delta.is_empty() {
             0
         } else {
-            (rng.next_u64() % delta.len() as u64) as usize
+            rng.below(delta.len())
         };
         let y = match mode {
             UniversalMode::Additive if shaping.is_active() => {

@@ -265,8 +265,8 @@ impl TrainableDecoder {
         )?;
         let mut rng = Rng::new(cfg.seed);
         for step in 1..=cfg.steps {
-            let c = &clean[(rng.next_u64() % clean.len() as u64) as usize];
-            let a = &adversarial[(rng.next_u64() % adversarial.len() as u64) as usize];
+            let c = &clean[rng.below(clean.len())];
+            let a = &adversarial[rng.below(adversarial.len())];
             let lc = self.loss(c)?;
             let la = self.loss(a)?;
             let total =

@@ -215,13 +215,9 @@ impl MelAutoencoder {
         for step in 1..=cfg.steps {
             let mut batch = vec![0.0f32; cfg.batch * N_MELS * w];
             for b in 0..cfg.batch {
-                let (mel, t) = &mels[(rng.next_u64() % mels.len() as u64) as usize];
+                let (mel, t) = &mels[rng.below(mels.len())];
                 // Windows longer than the file take it whole and repeat its last frame.
-                let start = if *t > w {
-                    (rng.next_u64() % (*t - w + 1) as u64) as usize
-                } else {
-                    0
-                };
+                let start = if *t > w { rng.below(*t - w + 1) } else { 0 };
                 for m in 0..N_MELS {
                     for i in 0..w {
                         let src = (start + i).min(t - 1);

@@ -41,6 +41,21 @@ impl Algorithm {
             Algorithm::Nes(c) => c.seed,
         }
     }
+    /// Run on `x`, whose clean transcript is `original`.
+    fn run(
+        &self,
+        recognizer: &mut dyn Recognizer,
+        x: &[f32],
+        goal: &Goal,
+        original: &str,
+        cancel: &AtomicBool,
+        on_step: &mut dyn FnMut(&StepInfo),
+    ) -> advox::Result<BlackBoxOutcome> {
+        match self {
+            Algorithm::Ga(cfg) => run_ga(recognizer, x, goal, original, cfg, cancel, on_step),
+            Algorithm::Nes(cfg) => run_nes(recognizer, x, goal, original, cfg, cancel, on_step),
+        }
+    }
     /// Progress-bar length: generations or gradient steps the budget allows.
     fn iterations(&self) -> u64 {
         match self {
@@ -89,26 +104,9 @@ pub fn attack_one(
         bar.set_position(info.step as u64);
         bar.set_message(info.transcript.clone().unwrap_or_default());
     };
-    let out: BlackBoxOutcome = match &args.algorithm {
-        Algorithm::Ga(cfg) => run_ga(
-            recognizer,
-            &x,
-            &args.goal,
-            &original,
-            cfg,
-            cancel,
-            &mut on_step,
-        )?,
-        Algorithm::Nes(cfg) => run_nes(
-            recognizer,
-            &x,
-            &args.goal,
-            &original,
-            cfg,
-            cancel,
-            &mut on_step,
-        )?,
-    };
+    let out = args
+        .algorithm
+        .run(recognizer, &x, &args.goal, &original, cancel, &mut on_step)?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     write_wav(
