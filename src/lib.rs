@@ -7,6 +7,7 @@
 
 pub mod attack;
 pub mod audio;
+pub mod autodiff;
 pub mod defend;
 pub mod detect;
 pub mod dsp;

@@ -927,16 +927,64 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
         ) <= 0.1,
         "{heard}"
     );
-    // Only the decoder can be trained; an existing output is refused.
+    // The whole model: a short run changes the encoder's weights too, and the result still
+    // hears clean speech.
+    let whole = dir.join("whole");
     let out = advox()
         .args(["defend", "adv-train", "--scope", "all", "--train"])
+        .arg(&manifest)
+        .args(["--attack-steps", "5", "--steps", "4", "-o"])
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("adv_train.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["scope"], "all");
+    assert!(r["tuned"]["clean_wer"].as_f64().unwrap() <= 0.25, "{r}");
+    let cpu = candle_core::Device::Cpu;
+    let (_, base) = advox::model::load_weights(&common::model_dir(), &cpu).unwrap();
+    let (_, tuned_all) = advox::model::load_weights(&whole, &cpu).unwrap();
+    let (_, tuned_decoder) = advox::model::load_weights(&tuned, &cpu).unwrap();
+    let changed = |w: &advox::model::Weights, name: &str| -> usize {
+        let a = base
+            .get(name)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let b = w
+            .get(name)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        a.iter().zip(&b).filter(|(x, y)| x != y).count()
+    };
+    for name in ["encoder.conv1.weight", "encoder.layers.2.fc1.weight"] {
+        assert!(changed(&tuned_all, name) > 100, "{name} did not change");
+        assert_eq!(
+            changed(&tuned_decoder, name),
+            0,
+            "{name} changed under scope decoder"
+        );
+    }
+    assert!(changed(&tuned_all, "decoder.layers.0.fc1.weight") > 100);
+    // An unknown scope and an existing output are refused.
+    let out = advox()
+        .args(["defend", "adv-train", "--scope", "encoder", "--train"])
         .arg(&manifest)
         .arg("-o")
         .arg(dir.join("other"))
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("decoder"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`decoder` or `all`"));
     let out = advox()
         .args(["defend", "adv-train", "--train"])
         .arg(&manifest)

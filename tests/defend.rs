@@ -73,16 +73,21 @@ fn vote_and_purification_keep_clean_speech() {
 }
 
 #[test]
-fn trainable_decoder_matches_the_model_and_its_gradient_matches_finite_differences() {
-    use advox::defend::adv_train::{FeatureExample, TrainableDecoder};
+fn trainable_whisper_matches_the_model_and_its_gradients_match_finite_differences() {
+    use advox::defend::adv_train::{Scope, TrainableWhisper, TrainingExample};
     let model = common::model();
     let (config, weights) =
         advox::model::load_weights(&common::model_dir(), &candle_core::Device::Cpu).unwrap();
-    let dec = TrainableDecoder::from_weights(&config, &weights).unwrap();
+    let net = TrainableWhisper::from_weights(&config, &weights, Scope::All).unwrap();
     let x = common::sample("open_the_front_door.wav");
     let t = advox::transcribe::transcribe(model, &x, &greedy()).unwrap();
-    let ex = FeatureExample::new(model, &x, &t.tokens).unwrap();
-    let ours = dec.logits(&ex.features, &ex.input).unwrap();
+    let ex = TrainingExample::new(model, &x, &t.tokens).unwrap();
+    // Encoder features and decoder logits agree with the inference model's.
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let features = net.encode(&ex.mel).unwrap();
+    let e = common::rel_l2(&flat(&features), &flat(&ex.features));
+    assert!(e < 1e-4, "encoder features differ by {e}");
+    let ours = net.logits(&ex.features, &ex.input).unwrap();
     let ids = candle_core::Tensor::from_vec(
         ex.input.clone(),
         (1, ex.input.len()),
@@ -95,16 +100,23 @@ fn trainable_decoder_matches_the_model_and_its_gradient_matches_finite_differenc
         .unwrap()
         .squeeze(0)
         .unwrap();
-    let a = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = reference.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert!(common::rel_l2(&a, &b) < 1e-4, "{}", common::rel_l2(&a, &b));
-    // The gradient of the loss w.r.t. weights of several kinds, against central differences.
-    for name in [
+    let e = common::rel_l2(&flat(&ours), &flat(&reference));
+    assert!(e < 1e-4, "logits differ by {e}");
+    // The gradient of the loss w.r.t. weights of every kind, encoder included, against central
+    // differences at its largest element.
+    let names = [
         "decoder.layers.1.fc1.weight",
         "decoder.layers.0.encoder_attn.q_proj.weight",
         "decoder.layers.2.self_attn_layer_norm.weight",
-    ] {
-        let g = dec.gradient_of(&ex, name).unwrap();
+        "decoder.embed_tokens.weight",
+        "encoder.conv1.weight",
+        "encoder.conv2.bias",
+        "encoder.layers.1.self_attn.k_proj.weight",
+        "encoder.layers.3.fc2.weight",
+        "encoder.layer_norm.bias",
+    ];
+    let grads = net.gradients_of(&ex, &names).unwrap();
+    for (name, g) in names.iter().zip(&grads) {
         let (i, analytic) = g
             .iter()
             .enumerate()
@@ -112,15 +124,24 @@ fn trainable_decoder_matches_the_model_and_its_gradient_matches_finite_differenc
             .map(|(i, v)| (i, *v))
             .unwrap();
         let h = 1e-2;
-        dec.nudge(name, i, h).unwrap();
-        let up = dec.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
-        dec.nudge(name, i, -2.0 * h).unwrap();
-        let down = dec.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
-        dec.nudge(name, i, h).unwrap();
+        net.nudge(name, i, h).unwrap();
+        let up = net.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
+        net.nudge(name, i, -2.0 * h).unwrap();
+        let down = net.loss(&ex).unwrap().to_scalar::<f32>().unwrap();
+        net.nudge(name, i, h).unwrap();
         let fd = (up - down) / (2.0 * h);
+        eprintln!("{name}[{i}]: analytic {analytic}, finite differences {fd}");
+        assert!(
+            analytic.abs() > 1e-2,
+            "{name}: a vanishing gradient checks nothing"
+        );
         assert!(
             (fd - analytic).abs() <= 0.05 * analytic.abs() + 1e-3,
             "{name}[{i}]: analytic {analytic}, finite differences {fd}"
         );
     }
+    // Under the decoder scope the encoder is frozen.
+    let dec = TrainableWhisper::from_weights(&config, &weights, Scope::Decoder).unwrap();
+    assert!(dec.trainable_parameters() < net.trainable_parameters());
+    assert!(dec.gradients_of(&ex, &["encoder.conv1.weight"]).is_err());
 }

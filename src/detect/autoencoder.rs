@@ -6,10 +6,11 @@
 //! Architecture (over time, kernel 5, "same" padding): 80 → 64 → 16 (bottleneck) → 64 → 80
 //! mel bands, ReLU between layers. Weights are saved as safetensors.
 //!
-//! The convolutions are written as shifted copies and one matrix product ([`SameConv`]):
-//! candle 0.11's `conv1d` gives a wrong kernel gradient (checked against finite differences in
-//! this module's tests), while `narrow`, `cat` and `matmul` differentiate correctly.
+//! The convolutions are shifted copies and one matrix product ([`crate::autodiff`]): candle
+//! 0.11's `conv1d` gives a wrong kernel gradient (checked against finite differences in this
+//! module's tests).
 
+use crate::autodiff::{conv1d_columns, ConvShape};
 use crate::mel::{live_frames, log_mel, N_FRAMES};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -69,17 +70,7 @@ impl SameConv {
 
     /// `(batch, inputs, frames)` → `(batch, outputs, frames)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let frames = x.dim(2)?;
-        let half = self.kernel / 2;
-        let padded = x.pad_with_zeros(2, half, self.kernel - 1 - half)?;
-        let shifted: Vec<Tensor> = (0..self.kernel)
-            .map(|k| padded.narrow(2, k, frames))
-            .collect::<candle_core::Result<_>>()?;
-        let columns = Tensor::cat(&shifted, 1)?;
-        Ok(self
-            .weight
-            .broadcast_matmul(&columns)?
-            .broadcast_add(&self.bias)?)
+        conv1d_columns(x, &self.weight, &self.bias, ConvShape::same(self.kernel))
     }
 }
 

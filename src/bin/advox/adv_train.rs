@@ -1,10 +1,10 @@
-//! `advox defend adv-train`: PGD examples of a manifest, decoder fine-tuning, the tuned model
+//! `advox defend adv-train`: PGD examples of a manifest, fine-tuning (decoder or all), the tuned model
 //! directory, and how both models hear the clean and adversarial inputs.
 
 use crate::common;
 use advox::attack::{run_attack, AttackConfig};
 use advox::audio::read_audio_16k_mono;
-use advox::defend::adv_train::{AdvTrainConfig, FeatureExample, TrainableDecoder};
+use advox::defend::adv_train::{AdvTrainConfig, Scope, TrainableWhisper, TrainingExample};
 use advox::manifest::read_manifest;
 use advox::metrics::wer;
 use advox::model::{load_weights, weights::save_hf, DecodeOptions, LoadedModel};
@@ -23,6 +23,7 @@ pub struct Settings<'a> {
     pub attack_steps: usize,
     pub steps: usize,
     pub lr: f64,
+    pub scope: Scope,
     pub seed: u64,
     pub model: Option<&'a str>,
 }
@@ -100,8 +101,8 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
             &mut |_| {},
         )?;
         fooled += usize::from(out.success);
-        clean_set.push(FeatureExample::new(&model, &x, &t.tokens)?);
-        adv_set.push(FeatureExample::new(&model, &out.adversarial, &t.tokens)?);
+        clean_set.push(TrainingExample::new(&model, &x, &t.tokens)?);
+        adv_set.push(TrainingExample::new(&model, &out.adversarial, &t.tokens)?);
         clean_pairs.push((x, t.text.clone()));
         adv_pairs.push((out.adversarial, t.text));
         bar.inc(1);
@@ -114,9 +115,14 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
         entries.len()
     );
     let (config, mut weights) = load_weights(&model.dir, &candle_core::Device::Cpu)?;
-    let mut decoder = TrainableDecoder::from_weights(&config, &weights)?;
+    let mut trainable = TrainableWhisper::from_weights(&config, &weights, s.scope)?;
+    eprintln!(
+        "training {} parameters (scope {})",
+        trainable.trainable_parameters(),
+        s.scope.name()
+    );
     let bar = common::step_bar(s.steps as u64);
-    decoder.train(
+    trainable.train(
         &clean_set,
         &adv_set,
         &AdvTrainConfig {
@@ -131,7 +137,7 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    decoder.write_into(&mut weights)?;
+    trainable.write_into(&mut weights)?;
     // Written beside the destination, renamed into place once complete.
     let tmp = advox::audio::temp_path_beside(s.output);
     save_hf(&tmp, &config, &weights, &model.dir.join("tokenizer.json"))?;
@@ -144,7 +150,7 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
     let report = serde_json::json!({
         "base_model": model.id(),
         "train_manifest": s.train.display().to_string(),
-        "scope": "decoder",
+        "scope": s.scope.name(),
         "eps": s.eps,
         "attack_steps": s.attack_steps,
         "steps": s.steps,
