@@ -25,6 +25,7 @@ pub mod perturb;
 pub mod plot;
 pub mod recognizer;
 pub mod rng;
+pub mod stream;
 pub mod text;
 pub mod transcribe;
 pub mod transfer;

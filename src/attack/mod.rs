@@ -12,6 +12,7 @@ pub mod jsma;
 pub mod nes;
 pub mod step;
 pub mod universal;
+pub mod universal_file;
 
 use crate::audio::quantize_i16;
 use crate::mel::{MelFrontEnd, N_SAMPLES};

@@ -43,6 +43,10 @@ pub struct Args {
     /// Folder of the samples for `--suite` (with transcripts.tsv).
     #[arg(long, default_value = "samples")]
     samples: PathBuf,
+    /// Instead: the real-time cost of the plugins' processing (Cloak, Sentinel) per
+    /// 512-sample stereo block at 48 kHz; needs no model.
+    #[arg(long)]
+    realtime: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -66,6 +70,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
+    if args.realtime {
+        return crate::bench_realtime::run(args.json);
+    }
     let device = common::device(device)?;
     let t0 = Instant::now();
     let model = common::load_model(args.model.as_deref(), &device)?;

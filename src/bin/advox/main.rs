@@ -5,6 +5,7 @@ mod adv_train;
 mod attack;
 mod attack_blackbox;
 mod bench;
+mod bench_realtime;
 mod bench_suite;
 mod common;
 mod defend;

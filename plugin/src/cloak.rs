@@ -1,0 +1,242 @@
+//! Cloak: adds an inaudible perturbation in real time (all DSP in `advox::stream::cloak`).
+
+use crate::source_loader::{spawn_loader, LoaderHandle, SourceReceiver, SourceShared, SOURCE_NONE};
+use advox::stream::cloak::{CloakChannel, CloakMode, CloakSettings};
+use advox::stream::frame_size_for;
+use nice_plug::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Cloak's modes as a parameter.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeParam {
+    /// Plays the universal perturbation file, shaped under the masking threshold.
+    #[id = "universal"]
+    #[name = "Universal file"]
+    Universal,
+    /// Noise shaped under the masking threshold.
+    #[id = "masked-noise"]
+    #[name = "Masked noise"]
+    MaskedNoise,
+}
+
+/// Cloak's parameters and persisted state.
+#[derive(Params)]
+pub struct CloakParams {
+    /// What to add.
+    #[id = "mode"]
+    pub mode: EnumParam<ModeParam>,
+    /// Scale of the perturbation (0: pass-through).
+    #[id = "depth"]
+    pub depth: FloatParam,
+    /// How far under the masking threshold the perturbation stays.
+    #[id = "margin"]
+    pub margin_db: FloatParam,
+    /// Lowest perturbed frequency.
+    #[id = "band_low"]
+    pub band_low_hz: FloatParam,
+    /// Highest perturbed frequency.
+    #[id = "band_high"]
+    pub band_high_hz: FloatParam,
+    /// Pass the (latency-delayed) input through.
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+    /// The universal perturbation file (`advox universal` output).
+    #[persist = "perturbation-path"]
+    pub perturbation_path: Arc<RwLock<String>>,
+    /// Why the file is or is not in use.
+    #[persist = "perturbation-status"]
+    pub perturbation_status: Arc<RwLock<String>>,
+}
+
+impl Default for CloakParams {
+    fn default() -> Self {
+        CloakParams {
+            mode: EnumParam::new("Mode", ModeParam::MaskedNoise),
+            depth: FloatParam::new("Depth", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            margin_db: FloatParam::new(
+                "Margin",
+                6.0,
+                FloatRange::Linear {
+                    min: 0.0,
+                    max: 40.0,
+                },
+            )
+            .with_unit(" dB")
+            .with_step_size(0.1),
+            band_low_hz: FloatParam::new(
+                "Band low",
+                100.0,
+                FloatRange::Skewed {
+                    min: 20.0,
+                    max: 8_000.0,
+                    factor: FloatRange::skew_factor(-2.0),
+                },
+            )
+            .with_unit(" Hz")
+            .with_step_size(1.0),
+            band_high_hz: FloatParam::new(
+                "Band high",
+                8_000.0,
+                FloatRange::Skewed {
+                    min: 500.0,
+                    max: 24_000.0,
+                    factor: FloatRange::skew_factor(-1.0),
+                },
+            )
+            .with_unit(" Hz")
+            .with_step_size(1.0),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+            perturbation_path: Arc::new(RwLock::new(String::new())),
+            perturbation_status: Arc::new(RwLock::new("no perturbation file".into())),
+        }
+    }
+}
+
+/// The Cloak plugin.
+pub struct Cloak {
+    params: Arc<CloakParams>,
+    channels: Vec<CloakChannel>,
+    source: Option<SourceReceiver>,
+    loader: Option<LoaderHandle>,
+    shared: Arc<SourceShared>,
+}
+
+impl Default for Cloak {
+    fn default() -> Self {
+        let params = Arc::new(CloakParams::default());
+        let shared = Arc::new(SourceShared {
+            path: params.perturbation_path.clone(),
+            status_text: params.perturbation_status.clone(),
+            status: AtomicU8::new(SOURCE_NONE),
+        });
+        Cloak {
+            params,
+            channels: Vec::new(),
+            source: None,
+            loader: None,
+            shared,
+        }
+    }
+}
+
+impl Cloak {
+    /// Status of the perturbation file (`source_loader::SOURCE_*`).
+    pub fn source_status(&self) -> u8 {
+        self.shared.status.load(Ordering::Relaxed)
+    }
+}
+
+impl Plugin for Cloak {
+    const NAME: &'static str = "advox Cloak";
+    const VENDOR: &'static str = "advox";
+    const URL: &'static str = "https://github.com/advox/advox";
+    const EMAIL: &'static str = "advox@example.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        let rate = buffer_config.sample_rate;
+        let n = frame_size_for(rate);
+        let count = audio_io_layout
+            .main_output_channels
+            .map(NonZeroU32::get)
+            .unwrap_or(2) as usize;
+        let channels: Option<Vec<CloakChannel>> = (0..count)
+            .map(|c| CloakChannel::new(rate, n, 0x5eed + c as u64).ok())
+            .collect();
+        let Some(channels) = channels else {
+            nice_log!("advox Cloak: cannot run at {rate} Hz");
+            return false;
+        };
+        context.set_latency_samples(channels[0].latency() as u32);
+        self.channels = channels;
+        // A fresh loader for this rate (the old one stops when its handle drops).
+        self.loader = None;
+        let (receiver, handle) = spawn_loader(self.shared.clone(), rate);
+        self.source = Some(receiver);
+        self.loader = Some(handle);
+        true
+    }
+
+    fn reset(&mut self) {
+        self.channels.iter_mut().for_each(CloakChannel::reset);
+    }
+
+    fn deactivate(&mut self) {
+        self.loader = None;
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        _context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let p = &self.params;
+        let settings = CloakSettings {
+            mode: match p.mode.value() {
+                ModeParam::Universal => CloakMode::Universal,
+                ModeParam::MaskedNoise => CloakMode::MaskedNoise,
+            },
+            depth: p.depth.value(),
+            margin_db: p.margin_db.value(),
+            band_low_hz: p.band_low_hz.value(),
+            band_high_hz: p.band_high_hz.value(),
+            bypass: p.bypass.value(),
+        };
+        let source = self.source.as_mut().map(|s| s.current());
+        for (channel, samples) in self.channels.iter_mut().zip(buffer.as_slice().iter_mut()) {
+            channel.process(samples, &settings, source);
+        }
+        ProcessStatus::Normal
+    }
+}
+
+impl ClapPlugin for Cloak {
+    const CLAP_ID: &'static str = "dev.advox.cloak";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Adds a perturbation kept under the masking threshold to defeat speech recognition");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::AudioEffect,
+        ClapFeature::Stereo,
+        ClapFeature::Mono,
+        ClapFeature::Utility,
+    ];
+}
+
+impl Vst3Plugin for Cloak {
+    const VST3_CLASS_ID: [u8; 16] = *b"advoxCloakPlugin";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
+}

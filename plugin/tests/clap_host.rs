@@ -1,0 +1,378 @@
+//! Both plugins in a real CLAP host (clack-host loading the built .clap by absolute path).
+
+mod host;
+
+use host::*;
+
+#[test]
+fn both_plugins_load_report_ports_and_params_and_process_speech() {
+    let entry = entry();
+    let ids = plugin_ids(&entry);
+    assert!(
+        ids.contains(&CLOAK.to_string()) && ids.contains(&SENTINEL.to_string()),
+        "{ids:?}"
+    );
+    for (id, expected_params) in [(CLOAK, 6), (SENTINEL, 4)] {
+        let mut plugin = instance(&entry, id);
+        assert_eq!(audio_ports(&mut plugin), (1, 1, 2), "{id}");
+        let names: Vec<String> = params(&mut plugin).into_iter().map(|p| p.1).collect();
+        assert_eq!(names.len(), expected_params, "{id}: {names:?}");
+        for rate in [44_100u32, 48_000] {
+            let x = speech("open_the_front_door.wav", rate);
+            let mut run = start(&mut plugin, rate as f64, 512, 2);
+            let out = run.process(&[x.clone(), x.clone()], &[512], &[]);
+            assert!(out.iter().flatten().all(|v| v.is_finite()));
+            let energy: f32 = out[0].iter().map(|v| v * v).sum();
+            assert!(
+                energy > 0.1 * x.iter().map(|v| v * v).sum::<f32>(),
+                "{id} at {rate}"
+            );
+            run.stop(&mut plugin);
+        }
+    }
+}
+
+/// A universal perturbation file (WAV + sidecar) as `advox universal` writes it.
+fn universal_file(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("universal.wav");
+    let mut rng = advox::rng::Rng::new(11);
+    let delta: Vec<f32> = (0..12_345).map(|_| rng.symmetric(0.05)).collect();
+    advox::audio::write_wav(&path, &delta, 16_000, advox::audio::WavFormat::Float32, &[]).unwrap();
+    let sidecar = serde_json::json!({
+        "format": "advox-universal", "version": 1, "sample_rate": 16000,
+        "length": delta.len(), "mode": "additive", "linf": 0.05
+    });
+    std::fs::write(path.with_extension("json"), sidecar.to_string()).unwrap();
+    path
+}
+
+/// nice-plug's CLAP state: a little-endian u64 length, then the JSON.
+fn state_json(state: &[u8]) -> serde_json::Value {
+    assert!(state.len() >= 8, "state too short");
+    let len = u64::from_le_bytes(state[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&state[8..8 + len]).expect("nice-plug state is JSON")
+}
+
+fn json_state(v: &serde_json::Value) -> Vec<u8> {
+    let json = serde_json::to_vec(v).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend(json);
+    out
+}
+
+/// The state with Cloak's perturbation path replaced.
+fn with_path(state: &[u8], path: &str) -> Vec<u8> {
+    let mut v = state_json(state);
+    v["fields"]["perturbation-path"] =
+        serde_json::Value::String(serde_json::to_string(path).unwrap());
+    json_state(&v)
+}
+
+/// Cloak's persisted status string.
+fn status(plugin: &mut clack_host::prelude::PluginInstance<TestHost>) -> String {
+    let v = state_json(&save_state(plugin));
+    serde_json::from_str(v["fields"]["perturbation-status"].as_str().unwrap()).unwrap()
+}
+
+fn wait_for_status(
+    plugin: &mut clack_host::prelude::PluginInstance<TestHost>,
+    want: &str,
+) -> String {
+    for _ in 0..500 {
+        let s = status(plugin);
+        if s.contains(want) {
+            return s;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("status never said {want:?}: {}", status(plugin));
+}
+
+/// Per-frame noise-to-mask ratio (dB) of `delta` against the whole-file threshold of `x`.
+fn worst_frame_nmr_db(x: &[f32], delta: &[f32], rate: f32) -> f32 {
+    use advox::masking::{MaskingConfig, MaskingThreshold, Normalization};
+    let n = advox::stream::frame_size_for(rate);
+    let m = MaskingThreshold::compute(
+        x,
+        MaskingConfig {
+            sample_rate: rate,
+            n_fft: n,
+            hop: n / 2,
+            normalization: Normalization::full_scale(),
+        },
+    )
+    .unwrap();
+    let p = m.perturbation_power(delta).unwrap();
+    let bins = m.bins();
+    let bin_hz = rate / n as f32;
+    (0..m.frames())
+        .map(|t| {
+            let ks: Vec<usize> = (1..bins - 1)
+                .filter(|&k| (100.0..=8_000.0).contains(&(k as f32 * bin_hz)))
+                .collect();
+            let r: f64 = ks
+                .iter()
+                .map(|&k| {
+                    (p[t * bins + k] / advox::masking::db_to_power(m.theta_db()[t * bins + k]))
+                        as f64
+                })
+                .sum::<f64>()
+                / ks.len() as f64;
+            10.0 * r.log10() as f32
+        })
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[test]
+fn cloak_universal_mode_adds_the_shaped_perturbation_under_the_threshold() {
+    let entry = entry();
+    let mut plugin = instance(&entry, CLOAK);
+    let dir = std::env::temp_dir().join(format!("advox-cloak-universal-{}", std::process::id()));
+    let file = universal_file(&dir);
+    let state = with_path(&save_state(&mut plugin), file.to_str().unwrap());
+    load_state(&mut plugin, &state).unwrap();
+    let (mode, margin) = (
+        param_id(&mut plugin, "Mode"),
+        param_id(&mut plugin, "Margin"),
+    );
+    let rate = 48_000u32;
+    let x = speech("open_the_front_door.wav", rate);
+    let lat = 1536;
+    let mut input = x.clone();
+    input.extend(std::iter::repeat_n(0.0, lat));
+    let mut run = start(&mut plugin, rate as f64, 8192, 2);
+    assert_eq!(latency(&mut plugin), lat as u32);
+    wait_for_status(&mut plugin, "samples at 48000 Hz");
+    // Mode 0 = universal; margin 10 dB of 0..40.
+    let out = run.process(
+        &[input.clone(), input.clone()],
+        &[256, 1000, 37],
+        &[(mode, 0.0), (margin, 0.25)],
+    );
+    run.stop(&mut plugin);
+    // What the core computes offline with the same file and settings.
+    let source = advox_plugin::source_loader::load_source(&file, rate as f32).unwrap();
+    let settings = advox::stream::cloak::CloakSettings {
+        mode: advox::stream::cloak::CloakMode::Universal,
+        margin_db: 10.0,
+        ..Default::default()
+    };
+    let offline =
+        advox::stream::cloak::cloak_offline(&input, rate as f32, &settings, Some(&source), 0)
+            .unwrap();
+    for ch in &out {
+        let diff = ch
+            .iter()
+            .zip(&offline)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "plugin and offline differ by {diff}");
+    }
+    let delta: Vec<f32> = (0..x.len()).map(|i| out[0][i + lat] - x[i]).collect();
+    assert!(
+        delta.iter().map(|d| d.abs()).fold(0.0, f32::max) > 1e-4,
+        "nothing was added"
+    );
+    let worst = worst_frame_nmr_db(&x, &delta, rate as f32);
+    assert!(
+        worst <= -9.0,
+        "a frame is {worst:.1} dB against the threshold (margin 10)"
+    );
+    // A missing file: pass-through, and the state says why.
+    let state = with_path(
+        &save_state(&mut plugin),
+        dir.join("missing.wav").to_str().unwrap(),
+    );
+    load_state(&mut plugin, &state).unwrap();
+    let mut run = start(&mut plugin, rate as f64, 512, 2);
+    let why = wait_for_status(&mut plugin, "missing.wav");
+    assert!(
+        why.contains("No such file") || why.contains("not found"),
+        "{why}"
+    );
+    let out = run.process(&[input.clone(), input.clone()], &[512], &[(mode, 0.0)]);
+    run.stop(&mut plugin);
+    for i in 0..x.len() {
+        assert_eq!(out[0][i + lat], x[i]);
+    }
+    // A corrupt sidecar is refused the same way.
+    std::fs::write(file.with_extension("json"), b"{\"format\":\"other\"}").unwrap();
+    let state = with_path(&save_state(&mut plugin), file.to_str().unwrap());
+    load_state(&mut plugin, &state).unwrap();
+    let run = start(&mut plugin, rate as f64, 512, 2);
+    let why = wait_for_status(&mut plugin, "sidecar");
+    assert!(why.contains("universal.json"), "{why}");
+    run.stop(&mut plugin);
+}
+
+#[test]
+fn cloak_bypass_and_depth_zero_are_bit_exact_and_latency_matches_an_impulse() {
+    let entry = entry();
+    let mut plugin = instance(&entry, CLOAK);
+    let (depth, bypass) = (
+        param_id(&mut plugin, "Depth"),
+        param_id(&mut plugin, "Bypass"),
+    );
+    for rate in [44_100u32, 48_000, 88_200, 96_000] {
+        let x = speech("play_some_music.wav", rate);
+        for params in [vec![(depth, 0.0)], vec![(bypass, 1.0)]] {
+            let mut run = start(&mut plugin, rate as f64, 4096, 2);
+            let lat = latency(&mut plugin) as usize;
+            assert_eq!(lat, advox::stream::frame_size_for(rate as f32) * 3 / 2);
+            let out = run.process(&[x.clone(), x.clone()], &[4096, 1, 333], &params);
+            run.stop(&mut plugin);
+            for ch in &out {
+                assert!(ch[..lat].iter().all(|v| *v == 0.0));
+                for i in 0..x.len() - lat {
+                    assert_eq!(
+                        ch[i + lat].to_bits(),
+                        x[i].to_bits(),
+                        "{rate} Hz {params:?} sample {i}"
+                    );
+                }
+            }
+        }
+        // An impulse comes out exactly `latency` samples later.
+        let mut impulse = vec![0.0f32; 8192];
+        impulse[100] = 0.9;
+        let mut run = start(&mut plugin, rate as f64, 512, 2);
+        let lat = latency(&mut plugin) as usize;
+        let out = run.process(&[impulse.clone(), impulse.clone()], &[512], &[(depth, 0.0)]);
+        run.stop(&mut plugin);
+        let peak = (0..out[0].len()).max_by(|&a, &b| out[0][a].abs().total_cmp(&out[0][b].abs()));
+        assert_eq!(peak, Some(100 + lat));
+    }
+}
+
+#[test]
+fn odd_block_sizes_nan_bursts_and_state_round_trips() {
+    let entry = entry();
+    let mut plugin = instance(&entry, CLOAK);
+    let ids = params(&mut plugin);
+    let margin = param_id(&mut plugin, "Margin");
+    let rate = 44_100u32;
+    let mut x = speech("call_my_mother.wav", rate);
+    for v in &mut x[20_000..20_500] {
+        *v = f32::NAN;
+    }
+    x[30_000] = f32::INFINITY;
+    for blocks in [
+        vec![1usize],
+        vec![17],
+        vec![512],
+        vec![8192],
+        vec![1, 8192, 17, 512],
+    ] {
+        let mut run = start(&mut plugin, rate as f64, 8192, 2);
+        let out = run.process(&[x.clone(), x.clone()], &blocks, &[]);
+        run.stop(&mut plugin);
+        assert!(out.iter().flatten().all(|v| v.is_finite()), "{blocks:?}");
+        // After the burst the output is speech again (not silence, not stuck).
+        assert!(out[0][40_000..].iter().any(|v| v.abs() > 1e-3));
+    }
+    // State: set values, save, load into a fresh instance, same values and file path.
+    let dir = std::env::temp_dir().join(format!("advox-cloak-state-{}", std::process::id()));
+    let file = universal_file(&dir);
+    let mut run = start(&mut plugin, rate as f64, 512, 2);
+    run.process(&[vec![0.0; 512], vec![0.0; 512]], &[512], &[(margin, 0.5)]);
+    run.stop(&mut plugin);
+    let state = with_path(&save_state(&mut plugin), file.to_str().unwrap());
+    let mut other = instance(&entry, CLOAK);
+    load_state(&mut other, &state).unwrap();
+    for (id, name) in &ids {
+        assert_eq!(
+            param_value(&mut other, *id),
+            param_value(&mut plugin, *id),
+            "{name}"
+        );
+    }
+    // CLAP values are normalised: 20 dB of 0..40.
+    assert!((param_value(&mut other, margin) - 0.5).abs() < 1e-6);
+    let saved = state_json(&save_state(&mut other));
+    assert_eq!(
+        saved["fields"]["perturbation-path"].as_str().unwrap(),
+        serde_json::to_string(file.to_str().unwrap()).unwrap()
+    );
+    let run = start(&mut other, rate as f64, 512, 2);
+    wait_for_status(&mut other, "samples at 44100 Hz");
+    run.stop(&mut other);
+    // Random bytes are refused without a crash, and the plugin keeps working.
+    let mut rng = advox::rng::Rng::new(3);
+    for len in [0usize, 1, 7, 100, 4096] {
+        let junk: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+        let _ = load_state(&mut other, &junk);
+    }
+    let mut run = start(&mut other, rate as f64, 512, 2);
+    let out = run.process(&[x[..4096].to_vec(), x[..4096].to_vec()], &[512], &[]);
+    run.stop(&mut other);
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
+}
+
+#[test]
+fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
+    let entry = entry();
+    let rate = 48_000u32;
+    let x = speech("lock_the_back_door.wav", rate);
+    let mut cloak = instance(&entry, CLOAK);
+    let (depth, margin) = (
+        param_id(&mut cloak, "Depth"),
+        param_id(&mut cloak, "Margin"),
+    );
+    let mut run = start(&mut cloak, rate as f64, 512, 2);
+    let lat = latency(&mut cloak) as usize;
+    let mut padded = x.clone();
+    padded.extend(std::iter::repeat_n(0.0, lat));
+    // Masked noise (the default mode) 6 dB under the threshold.
+    let cloaked = run.process(
+        &[padded.clone(), padded.clone()],
+        &[512],
+        &[(margin, 6.0 / 40.0)],
+    );
+    run.stop(&mut cloak);
+    let mut run = start(&mut cloak, rate as f64, 512, 2);
+    let dry = run.process(&[padded.clone(), padded.clone()], &[512], &[(depth, 0.0)]);
+    run.stop(&mut cloak);
+    let model = advox::model::LoadedModel::load(
+        &advox::model::provision::model_dir("tiny.en"),
+        &candle_core::Device::Cpu,
+    )
+    .expect("tiny.en (run `advox model fetch`)");
+    let decode = advox::model::DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    };
+    let hear = |y: &[f32]| {
+        let y16 = advox::audio::resample(&y[lat..], rate, 16_000).unwrap();
+        advox::transcribe::transcribe(&model, &y16, &decode)
+            .unwrap()
+            .text
+    };
+    let (clean, attacked) = (hear(&dry[0]), hear(&cloaked[0]));
+    let wer = advox::metrics::wer(&clean, &attacked);
+    assert!(
+        wer > 0.0,
+        "the transcript did not change: {clean:?} vs {attacked:?}"
+    );
+    // Sentinel: a detection note for the cloaked audio, none for the clean audio.
+    let mut sentinel = instance(&entry, SENTINEL);
+    let model_check = param_id(&mut sentinel, "Model check");
+    let mut notes = Vec::new();
+    for signal in [&dry[0], &cloaked[0]] {
+        let mut run = start(&mut sentinel, rate as f64, 512, 2);
+        let out = run.process(
+            &[signal.clone(), signal.clone()],
+            &[512],
+            &[(model_check, 0.0)],
+        );
+        assert_eq!(&out[0], signal, "Sentinel passes audio through unchanged");
+        notes.push(run.notes.clone());
+        run.stop(&mut sentinel);
+    }
+    assert!(
+        notes[0].iter().all(|n| !n.on),
+        "clean speech flagged: {:?}",
+        notes[0]
+    );
+    assert!(notes[1].iter().any(|n| n.on), "cloaked speech not flagged");
+}

@@ -1,0 +1,66 @@
+//! No allocation in either plugin's `process()`: the plugin built with nice-plug's
+//! `assert_process_allocs` runs in a child process (an allocation aborts it), under parameter
+//! automation, odd block sizes and a NaN burst.
+
+mod host;
+
+use host::*;
+
+const CHILD: &str = "ADVOX_ALLOC_CHILD";
+
+#[test]
+fn process_does_not_allocate() {
+    if !cfg!(debug_assertions) {
+        eprintln!("assert_process_allocs only checks debug builds; skipped in release");
+        return;
+    }
+    let clap = alloc_checking_clap_path();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_run",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &clap)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the child aborted (an allocation in process()?):\n{text}"
+    );
+    assert!(text.contains("processed without allocating"), "{text}");
+}
+
+/// Runs only as the child of `process_does_not_allocate`.
+#[test]
+fn child_process_run() {
+    let Ok(clap) = std::env::var(CHILD) else {
+        return;
+    };
+    let entry = entry_at(std::path::Path::new(&clap));
+    let mut rng = advox::rng::Rng::new(1);
+    let mut blocks = 0;
+    for id in [CLOAK, SENTINEL] {
+        let mut plugin = instance(&entry, id);
+        let ids: Vec<_> = params(&mut plugin).into_iter().map(|p| p.0).collect();
+        for rate in [44_100u32, 96_000] {
+            let mut x = speech("whats_the_weather_today.wav", rate);
+            x[5_000..5_100].iter_mut().for_each(|v| *v = f32::NAN);
+            let mut run = start(&mut plugin, rate as f64, 8192, 2);
+            for chunk in x.chunks(4_000) {
+                let automation: Vec<_> = ids.iter().map(|&p| (p, rng.uniform() as f64)).collect();
+                let sizes = [1 + rng.below(600), 1 + rng.below(8192)];
+                run.process(&[chunk.to_vec(), chunk.to_vec()], &sizes, &automation);
+                blocks += 1;
+            }
+            run.stop(&mut plugin);
+        }
+    }
+    println!("{blocks} chunks processed without allocating");
+}

@@ -1,0 +1,349 @@
+//! Cloak: add a perturbation that stays a margin under the input's masking threshold, frame by
+//! frame, in real time.
+//!
+//! Per channel, every hop (half a frame) the last frame of input is analysed by the masking
+//! model ([`MaskingAnalyzer`], full-scale reference level, so the threshold follows the signal's
+//! real level). A perturbation frame — a segment of a looped universal perturbation under a
+//! √Hann window, or noise with random phases — is scaled bin by bin so its power stays
+//! `margin_db` under the threshold (bins outside the band are zeroed), resynthesised with a √Hann
+//! window and overlap-added (√Hann² = Hann sums to one at half-frame hops, so an unscaled
+//! perturbation comes out unchanged). Since a synthesised frame also reaches into the analysis
+//! windows of its two neighbours, each bin's allowance is the lowest of the three frames'
+//! thresholds: no pre-echo into the silence before an onset, no post-echo after an offset. That
+//! needs the next frame's threshold, so the latency is a frame and a hop (1.5 frames). The
+//! output is the delayed input plus `depth` times the perturbation; bypass and depth 0 give the
+//! delayed input bit for bit.
+//!
+//! Levels: a frame's bin `k` has `z² = |sqrt(8/3) · FFT(hann · x)_k / N|²` as in the masking
+//! model; the allowance is `z²_max · 10^{(θ_k − margin − 96)/10}`. A √Hann-windowed segment's
+//! `2 |P_k|² / N²` equals that `z²` for noise and overestimates it by 0.85 dB for a pure tone, so
+//! the scaling errs on the quiet side; noise frames get `|P_k| = N · sqrt(allowance)`.
+
+use super::finite_or_zero;
+use crate::masking::{MaskingAnalyzer, Normalization, PSD_NORMALISED_MAX_DB};
+use crate::rng::Rng;
+use crate::{Error, Result};
+use realfft::num_complex::Complex32;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
+/// What Cloak adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloakMode {
+    /// A universal perturbation (from `advox universal`), looped, shaped under the threshold.
+    Universal,
+    /// Noise at the allowance in every bin (untargeted anti-transcription; needs no file).
+    MaskedNoise,
+}
+
+/// Cloak's settings, read once per block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CloakSettings {
+    /// What to add.
+    pub mode: CloakMode,
+    /// Scale of the added perturbation, 0..=1 (0: the delayed input exactly).
+    pub depth: f32,
+    /// How far under the masking threshold every bin of the perturbation stays (dB).
+    pub margin_db: f32,
+    /// Lowest frequency that gets perturbation (Hz).
+    pub band_low_hz: f32,
+    /// Highest frequency that gets perturbation (Hz).
+    pub band_high_hz: f32,
+    /// Pass the (delayed) input through untouched.
+    pub bypass: bool,
+}
+
+impl Default for CloakSettings {
+    fn default() -> Self {
+        CloakSettings {
+            mode: CloakMode::MaskedNoise,
+            depth: 1.0,
+            margin_db: 6.0,
+            band_low_hz: 100.0,
+            band_high_hz: 8_000.0,
+            bypass: false,
+        }
+    }
+}
+
+/// One channel of Cloak at one sample rate.
+pub struct CloakChannel {
+    n: usize,
+    hop: usize,
+    sample_rate: f32,
+    analyzer: MaskingAnalyzer,
+    sqrt_hann: Vec<f32>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    /// Samples seen since the last reset.
+    time: u64,
+    /// Dry delay line of `latency` samples (ring indexed by `time % latency`).
+    dry: Vec<f32>,
+    /// The last `n` inputs (ring indexed by `time % n`).
+    input: Vec<f32>,
+    /// Overlap-add accumulator of the perturbation (ring indexed by output `time % n`).
+    ola: Vec<f32>,
+    /// Thresholds (dB) of the previous, pending and newest frames.
+    theta_prev: Vec<f32>,
+    theta_pending: Vec<f32>,
+    theta_new: Vec<f32>,
+    /// Whether a frame is pending synthesis.
+    pending: bool,
+    /// Reference power of the pending frame.
+    psd_max: f32,
+    frame: Vec<f32>,
+    spectrum: Vec<Complex32>,
+    buffer: Vec<f32>,
+    fwd_scratch: Vec<Complex32>,
+    inv_scratch: Vec<Complex32>,
+    rng: Rng,
+    /// Perturbation of the last sample returned (for meters and tests).
+    last_perturbation: f32,
+}
+
+impl CloakChannel {
+    /// A channel for `sample_rate` with frames of `n` samples (a multiple of 4, ≥ 16; see
+    /// [`super::frame_size_for`]); `seed` drives the noise mode.
+    pub fn new(sample_rate: f32, n: usize, seed: u64) -> Result<Self> {
+        let analyzer = MaskingAnalyzer::new(sample_rate, n)?;
+        if !n.is_multiple_of(4) {
+            return Err(Error::InvalidArgument(format!(
+                "Cloak frame size must be a multiple of 4, got {n}"
+            )));
+        }
+        let mut planner = RealFftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(n);
+        let inverse = planner.plan_fft_inverse(n);
+        let bins = n / 2 + 1;
+        Ok(CloakChannel {
+            n,
+            hop: n / 2,
+            sample_rate,
+            analyzer,
+            sqrt_hann: crate::dsp::hann_periodic(n)
+                .iter()
+                .map(|w| w.sqrt())
+                .collect(),
+            fwd_scratch: forward.make_scratch_vec(),
+            inv_scratch: inverse.make_scratch_vec(),
+            forward,
+            inverse,
+            time: 0,
+            dry: vec![0.0; n + n / 2],
+            input: vec![0.0; n],
+            ola: vec![0.0; n],
+            theta_prev: vec![f32::NEG_INFINITY; bins],
+            theta_pending: vec![f32::NEG_INFINITY; bins],
+            theta_new: vec![f32::NEG_INFINITY; bins],
+            pending: false,
+            psd_max: 1.0,
+            frame: vec![0.0; n],
+            spectrum: vec![Complex32::new(0.0, 0.0); bins],
+            buffer: vec![0.0; n],
+            rng: Rng::new(seed),
+            last_perturbation: 0.0,
+        })
+    }
+
+    /// Latency in samples (a frame and a hop).
+    pub fn latency(&self) -> usize {
+        self.n + self.hop
+    }
+
+    /// Frame size.
+    pub fn frame_size(&self) -> usize {
+        self.n
+    }
+
+    /// Forget all history (the noise generator's stream continues).
+    pub fn reset(&mut self) {
+        for buf in [&mut self.dry, &mut self.input, &mut self.ola] {
+            buf.iter_mut().for_each(|v| *v = 0.0);
+        }
+        for theta in [
+            &mut self.theta_prev,
+            &mut self.theta_pending,
+            &mut self.theta_new,
+        ] {
+            theta.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        }
+        self.time = 0;
+        self.pending = false;
+        self.last_perturbation = 0.0;
+    }
+
+    /// The perturbation added to the last sample (before `depth`).
+    pub fn last_perturbation(&self) -> f32 {
+        self.last_perturbation
+    }
+
+    /// The masking threshold (dB, normalised scale) of the last analysed frame.
+    pub fn last_threshold_db(&self) -> &[f32] {
+        &self.theta_new
+    }
+
+    /// Process `io` in place. `source` is the universal perturbation at this channel's rate
+    /// (looped; `None` or empty in universal mode adds nothing). Never allocates.
+    pub fn process(&mut self, io: &mut [f32], settings: &CloakSettings, source: Option<&[f32]>) {
+        let source = source.filter(|s| !s.is_empty());
+        let pass_through = settings.bypass || settings.depth == 0.0;
+        let depth = if settings.depth.is_finite() {
+            settings.depth.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let latency = self.dry.len();
+        for sample in io.iter_mut() {
+            let x = finite_or_zero(*sample);
+            let d = (self.time % latency as u64) as usize;
+            let o = (self.time % self.n as u64) as usize;
+            let dry = self.dry[d];
+            let wet = self.ola[o];
+            self.ola[o] = 0.0;
+            self.last_perturbation = wet;
+            *sample = if pass_through { dry } else { dry + depth * wet };
+            self.dry[d] = x;
+            self.input[o] = x;
+            self.time += 1;
+            if self.time.is_multiple_of(self.hop as u64) {
+                self.frame_done(settings, source);
+            }
+        }
+    }
+
+    /// A frame of input is complete: analyse it, then synthesise the pending frame (the one a
+    /// hop earlier) under the lowest threshold of it and its neighbours.
+    fn frame_done(&mut self, settings: &CloakSettings, source: Option<&[f32]>) {
+        let n = self.n;
+        let start = (self.time % n as u64) as usize;
+        for i in 0..n {
+            self.frame[i] = self.input[(start + i) % n];
+        }
+        std::mem::swap(&mut self.theta_prev, &mut self.theta_pending);
+        std::mem::swap(&mut self.theta_pending, &mut self.theta_new);
+        let psd_max = match self.analyzer.frame_threshold(
+            &self.frame,
+            Normalization::full_scale(),
+            &mut self.theta_new,
+        ) {
+            Ok(p) => p,
+            Err(_) => {
+                self.theta_new
+                    .iter_mut()
+                    .for_each(|v| *v = f32::NEG_INFINITY);
+                1.0
+            }
+        };
+        let was_pending = std::mem::replace(&mut self.pending, true);
+        let pending_psd_max = std::mem::replace(&mut self.psd_max, psd_max);
+        if was_pending {
+            // The pending frame's samples started `n + hop` samples ago (before the stream
+            // began, for the first frame: it covers the zeros before time 0).
+            let frame_start = self.time as i64 - (n + self.hop) as i64;
+            self.synthesise(settings, source, frame_start, pending_psd_max);
+        }
+    }
+
+    /// Shape and overlap-add the perturbation of the frame starting at input time `frame_start`
+    /// (its output starts now).
+    fn synthesise(
+        &mut self,
+        settings: &CloakSettings,
+        source: Option<&[f32]>,
+        frame_start: i64,
+        psd_max: f32,
+    ) {
+        let n = self.n;
+        let margin = if settings.margin_db.is_finite() {
+            settings.margin_db
+        } else {
+            0.0
+        };
+        let bin_hz = self.sample_rate / n as f32;
+        let (lo, hi) = (settings.band_low_hz, settings.band_high_hz);
+        let in_band = |k: usize| {
+            let f = k as f32 * bin_hz;
+            f >= lo && f <= hi && k > 0 && k < n / 2
+        };
+        let offset_db = -margin - PSD_NORMALISED_MAX_DB;
+        let (prev, pending, new) = (&self.theta_prev, &self.theta_pending, &self.theta_new);
+        let allowance = |k: usize| {
+            let theta = prev[k].min(pending[k]).min(new[k]);
+            psd_max * crate::masking::db_to_power(theta + offset_db)
+        };
+        let n2 = (n * n) as f32;
+        match (settings.mode, source) {
+            (CloakMode::Universal, Some(s)) => {
+                let len = s.len() as i64;
+                for i in 0..n {
+                    let at = (frame_start + i as i64).rem_euclid(len) as usize;
+                    self.buffer[i] = s[at] * self.sqrt_hann[i];
+                }
+                if self
+                    .forward
+                    .process_with_scratch(
+                        &mut self.buffer,
+                        &mut self.spectrum,
+                        &mut self.fwd_scratch,
+                    )
+                    .is_err()
+                {
+                    return;
+                }
+                for (k, c) in self.spectrum.iter_mut().enumerate() {
+                    if !in_band(k) {
+                        *c = Complex32::new(0.0, 0.0);
+                        continue;
+                    }
+                    let estimate = 2.0 * c.norm_sqr() / n2;
+                    let allowed = allowance(k);
+                    if estimate > allowed {
+                        *c *= (allowed / estimate).sqrt();
+                    }
+                }
+            }
+            (CloakMode::MaskedNoise, _) => {
+                for (k, c) in self.spectrum.iter_mut().enumerate() {
+                    if !in_band(k) {
+                        *c = Complex32::new(0.0, 0.0);
+                        continue;
+                    }
+                    let magnitude = n as f32 * allowance(k).sqrt();
+                    let phase = std::f32::consts::TAU * self.rng.uniform();
+                    *c = Complex32::from_polar(magnitude, phase);
+                }
+            }
+            (CloakMode::Universal, None) => return,
+        }
+        if self
+            .inverse
+            .process_with_scratch(&mut self.spectrum, &mut self.buffer, &mut self.inv_scratch)
+            .is_err()
+        {
+            return;
+        }
+        let scale = 1.0 / n as f32;
+        let start = (self.time % n as u64) as usize;
+        for i in 0..n {
+            let v = self.buffer[i] * scale * self.sqrt_hann[i];
+            if v.is_finite() {
+                self.ola[(start + i) % n] += v;
+            }
+        }
+    }
+}
+
+/// Cloak over a whole mono signal (the same code as in real time, one block): the output is
+/// delayed by [`CloakChannel::latency`] samples and has the input's length.
+pub fn cloak_offline(
+    input: &[f32],
+    sample_rate: f32,
+    settings: &CloakSettings,
+    source: Option<&[f32]>,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let mut channel = CloakChannel::new(sample_rate, super::frame_size_for(sample_rate), seed)?;
+    let mut out = input.to_vec();
+    channel.process(&mut out, settings, source);
+    Ok(out)
+}
