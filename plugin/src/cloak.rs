@@ -1,8 +1,8 @@
 //! Cloak: adds an inaudible perturbation in real time (all DSP in `advox::stream::cloak`).
 
 use crate::source_loader::{spawn_loader, LoaderHandle, SourceReceiver, SourceShared, SOURCE_NONE};
-use advox::stream::cloak::{CloakChannel, CloakMode, CloakSettings};
-use advox::stream::frame_size_for;
+use advox::stream::cloak::{CloakMode, CloakSettings};
+use advox::stream::processors::CloakProcessor;
 use nice_plug::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
@@ -99,7 +99,7 @@ impl Default for CloakParams {
 /// The Cloak plugin.
 pub struct Cloak {
     params: Arc<CloakParams>,
-    channels: Vec<CloakChannel>,
+    processor: Option<CloakProcessor>,
     source: Option<SourceReceiver>,
     loader: Option<LoaderHandle>,
     shared: Arc<SourceShared>,
@@ -115,7 +115,7 @@ impl Default for Cloak {
         });
         Cloak {
             params,
-            channels: Vec::new(),
+            processor: None,
             source: None,
             loader: None,
             shared,
@@ -165,20 +165,19 @@ impl Plugin for Cloak {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let rate = buffer_config.sample_rate;
-        let n = frame_size_for(rate);
         let count = audio_io_layout
             .main_output_channels
             .map(NonZeroU32::get)
             .unwrap_or(2) as usize;
-        let channels: Option<Vec<CloakChannel>> = (0..count)
-            .map(|c| CloakChannel::new(rate, n, 0x5eed + c as u64).ok())
-            .collect();
-        let Some(channels) = channels else {
-            nice_log!("advox Cloak: cannot run at {rate} Hz");
-            return false;
+        let processor = match CloakProcessor::new(rate, count) {
+            Ok(p) => p,
+            Err(e) => {
+                nice_log!("advox Cloak: cannot run at {rate} Hz: {e}");
+                return false;
+            }
         };
-        context.set_latency_samples(channels[0].latency() as u32);
-        self.channels = channels;
+        context.set_latency_samples(processor.latency() as u32);
+        self.processor = Some(processor);
         // A fresh loader for this rate (the old one stops when its handle drops).
         self.loader = None;
         let (receiver, handle) = spawn_loader(self.shared.clone(), rate);
@@ -188,7 +187,9 @@ impl Plugin for Cloak {
     }
 
     fn reset(&mut self) {
-        self.channels.iter_mut().for_each(CloakChannel::reset);
+        if let Some(p) = self.processor.as_mut() {
+            p.reset();
+        }
     }
 
     fn deactivate(&mut self) {
@@ -214,8 +215,8 @@ impl Plugin for Cloak {
             bypass: p.bypass.value(),
         };
         let source = self.source.as_mut().map(|s| s.current());
-        for (channel, samples) in self.channels.iter_mut().zip(buffer.as_slice().iter_mut()) {
-            channel.process(samples, &settings, source);
+        if let Some(p) = self.processor.as_mut() {
+            p.process(buffer.as_slice(), &settings, source);
         }
         ProcessStatus::Normal
     }

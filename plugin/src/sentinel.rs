@@ -3,11 +3,9 @@
 
 use advox::model::provision::{is_model_dir, model_dir};
 use advox::model::LoadedModel;
-use advox::stream::frame_size_for;
-use advox::stream::monitor::{
-    spawn_monitor, MonitorConfig, MonitorFeed, MonitorState, MonitorStatus,
-};
-use advox::stream::sentinel::{SentinelAnalyzer, SentinelSettings};
+use advox::stream::monitor::{spawn_monitor, MonitorConfig};
+use advox::stream::processors::SentinelProcessor;
+use advox::stream::sentinel::SentinelSettings;
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,10 +68,7 @@ pub struct SentinelMeters {
 pub struct Sentinel {
     params: Arc<SentinelParams>,
     meters: Arc<SentinelMeters>,
-    analyzer: Option<SentinelAnalyzer>,
-    feed: Option<MonitorFeed>,
-    monitor: Option<Arc<MonitorState>>,
-    detected: bool,
+    processor: Option<SentinelProcessor>,
 }
 
 impl Default for Sentinel {
@@ -81,10 +76,7 @@ impl Default for Sentinel {
         Sentinel {
             params: Arc::new(SentinelParams::default()),
             meters: Arc::new(SentinelMeters::default()),
-            analyzer: None,
-            feed: None,
-            monitor: None,
-            detected: false,
+            processor: None,
         }
     }
 }
@@ -93,13 +85,6 @@ impl Sentinel {
     /// The meters (shared with editors).
     pub fn meters(&self) -> Arc<SentinelMeters> {
         self.meters.clone()
-    }
-
-    fn stop_monitor(&mut self) {
-        if let Some(m) = self.monitor.take() {
-            m.stop();
-        }
-        self.feed = None;
     }
 }
 
@@ -151,37 +136,43 @@ impl Plugin for Sentinel {
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
         let rate = buffer_config.sample_rate;
-        let Ok(analyzer) = SentinelAnalyzer::new(rate, frame_size_for(rate)) else {
-            nice_log!("advox Sentinel: cannot run at {rate} Hz");
-            return false;
-        };
-        self.analyzer = Some(analyzer);
-        self.stop_monitor();
-        if self.params.model_check.value() {
+        // Dropping the old processor stops its model check.
+        self.processor = None;
+        let monitor = if self.params.model_check.value() {
             let config = MonitorConfig {
                 sample_rate: rate,
                 ..Default::default()
             };
             match spawn_monitor(config, load_default_model) {
-                Ok((feed, state, _thread)) => {
-                    self.feed = Some(feed);
-                    self.monitor = Some(state);
+                Ok((feed, state, _thread)) => Some((feed, state)),
+                Err(e) => {
+                    nice_log!("advox Sentinel: model check unavailable: {e}");
+                    None
                 }
-                Err(e) => nice_log!("advox Sentinel: model check unavailable: {e}"),
+            }
+        } else {
+            None
+        };
+        match SentinelProcessor::new(rate, monitor) {
+            Ok(p) => {
+                self.processor = Some(p);
+                true
+            }
+            Err(e) => {
+                nice_log!("advox Sentinel: cannot run at {rate} Hz: {e}");
+                false
             }
         }
-        true
     }
 
     fn reset(&mut self) {
-        if let Some(a) = self.analyzer.as_mut() {
-            a.reset();
+        if let Some(p) = self.processor.as_mut() {
+            p.reset();
         }
-        self.detected = false;
     }
 
     fn deactivate(&mut self) {
-        self.stop_monitor();
+        self.processor = None;
     }
 
     fn process(
@@ -190,7 +181,7 @@ impl Plugin for Sentinel {
         _aux: &mut AuxiliaryBuffers,
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
-        let Some(analyzer) = self.analyzer.as_mut() else {
+        let Some(processor) = self.processor.as_mut() else {
             return ProcessStatus::Normal;
         };
         let settings = SentinelSettings {
@@ -199,62 +190,34 @@ impl Plugin for Sentinel {
             gate: self.params.gate.value(),
         };
         let model_check = self.params.model_check.value();
-        if let Some(m) = &self.monitor {
-            m.set_enabled(model_check);
-        }
-        let model_score = match &self.monitor {
-            Some(m) if model_check && m.status() == MonitorStatus::Ready => m.score(),
-            _ => 0.0,
-        };
-        self.meters
-            .model_score
-            .store(model_score, Ordering::Relaxed);
-        let slices = buffer.as_slice();
-        let channels = slices.len();
-        let samples = slices.first().map_or(0, |s| s.len());
-        for i in 0..samples {
-            let mono = slices.iter().map(|s| s[i]).sum::<f32>() / channels.max(1) as f32;
-            if let (true, Some(feed)) = (model_check, self.feed.as_mut()) {
-                feed.push(mono);
-            }
-            if analyzer.push(mono, &settings) {
-                let score = analyzer.score();
-                let now = score > settings.threshold || model_score > settings.threshold;
-                if now != self.detected {
-                    self.detected = now;
-                    let timing = i as u32;
-                    // A full event queue drops the note; the meters still say it.
-                    let _ = context.try_send_event(if now {
-                        NoteEvent::NoteOn {
-                            timing,
-                            voice_id: VoiceID::Wildcard,
-                            channel: Channel::Number(0),
-                            key: Key::Number(DETECTION_KEY),
-                            velocity: score.clamp(0.01, 1.0),
-                        }
-                    } else {
-                        NoteEvent::NoteOff {
-                            timing,
-                            voice_id: VoiceID::Wildcard,
-                            channel: Channel::Number(0),
-                            key: Key::Number(DETECTION_KEY),
-                            velocity: 0.0,
-                        }
-                    });
+        processor.process(buffer.as_slice(), &settings, model_check, &mut |d| {
+            let timing = d.offset as u32;
+            let key = Key::Number(DETECTION_KEY);
+            let (voice_id, channel) = (VoiceID::Wildcard, Channel::Number(0));
+            // A full event queue drops the note; the meters still say it.
+            let _ = context.try_send_event(if d.on {
+                NoteEvent::NoteOn {
+                    timing,
+                    voice_id,
+                    channel,
+                    key,
+                    velocity: d.score.clamp(0.01, 1.0),
                 }
-            }
-            for s in slices.iter_mut() {
-                s[i] = if settings.gate && self.detected {
-                    0.0
-                } else if s[i].is_finite() {
-                    s[i]
-                } else {
-                    0.0
-                };
-            }
-        }
-        self.meters.score.store(analyzer.score(), Ordering::Relaxed);
-        self.meters.detected.store(self.detected, Ordering::Relaxed);
+            } else {
+                NoteEvent::NoteOff {
+                    timing,
+                    voice_id,
+                    channel,
+                    key,
+                    velocity: 0.0,
+                }
+            });
+        });
+        let m = &self.meters;
+        m.score.store(processor.score(), Ordering::Relaxed);
+        m.model_score
+            .store(processor.model_score(model_check), Ordering::Relaxed);
+        m.detected.store(processor.detected(), Ordering::Relaxed);
         ProcessStatus::Normal
     }
 }

@@ -330,6 +330,23 @@ fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
         &[(margin, 6.0 / 40.0)],
     );
     run.stop(&mut cloak);
+    // The same samples as the core's processing (and so as `advox live`).
+    let mut expected = vec![padded.clone(), padded.clone()];
+    let mut core = advox::stream::processors::CloakProcessor::new(rate as f32, 2).unwrap();
+    let settings = advox::stream::cloak::CloakSettings {
+        margin_db: 6.0,
+        ..Default::default()
+    };
+    let (l, r) = expected.split_at_mut(1);
+    core.process(&mut [&mut l[0][..], &mut r[0][..]], &settings, None);
+    for (a, b) in cloaked.iter().zip(&expected) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "plugin and core differ by {diff}");
+    }
     let mut run = start(&mut cloak, rate as f64, 512, 2);
     let dry = run.process(&[padded.clone(), padded.clone()], &[512], &[(depth, 0.0)]);
     run.stop(&mut cloak);

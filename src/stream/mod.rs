@@ -10,6 +10,7 @@
 
 pub mod cloak;
 pub mod monitor;
+pub mod processors;
 pub mod sentinel;
 
 /// Sample rates the real-time code is made for (Hz); others within 8–384 kHz work too.

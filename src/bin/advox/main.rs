@@ -11,6 +11,7 @@ mod common;
 mod defend;
 mod detect;
 mod eval;
+mod live;
 mod model_cmd;
 mod plot;
 mod transcribe;
@@ -53,6 +54,8 @@ enum Command {
     Plot(plot::Args),
     /// Benchmark transcription and one attack gradient step; prints a table or JSON.
     Bench(bench::Args),
+    /// Cloak or Sentinel on a live stream (microphone → speakers or a file) or a WAV file.
+    Live(live::Args),
 }
 
 fn main() {
@@ -63,6 +66,7 @@ fn main() {
         Command::Transcribe(args) => transcribe::run(args, &cli.device),
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Bench(args) => bench::run(args, &cli.device),
+        Command::Live(args) => live::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Detect(args) => detect::run(args, &cli.device),
         Command::Defend(args) => defend::run(args, &cli.device),
