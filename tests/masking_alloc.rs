@@ -3,38 +3,9 @@
 //! allocations while a flag is set.
 
 use advox::masking::{MaskingAnalyzer, Normalization};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod counting_alloc;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use counting_alloc::counted;
 
 #[test]
 fn frame_threshold_does_not_allocate() {
@@ -59,20 +30,19 @@ fn frame_threshold_does_not_allocate() {
                     .collect()
             })
             .collect();
-        ALLOCATIONS.store(0, Ordering::Relaxed);
-        COUNTING.with(|c| c.set(true));
-        let mut sum = 0.0f32;
-        for frame in &frames {
-            for norm in [Normalization::Frame, Normalization::full_scale()] {
-                let psd_max = analyzer.frame_threshold(frame, norm, &mut theta).unwrap();
-                sum += psd_max + theta[theta.len() / 3];
+        let (sum, allocations) = counted(|| {
+            let mut sum = 0.0f32;
+            for frame in &frames {
+                for norm in [Normalization::Frame, Normalization::full_scale()] {
+                    let psd_max = analyzer.frame_threshold(frame, norm, &mut theta).unwrap();
+                    sum += psd_max + theta[theta.len() / 3];
+                }
             }
-        }
-        COUNTING.with(|c| c.set(false));
+            sum
+        });
         assert!(sum.is_finite());
         assert_eq!(
-            ALLOCATIONS.load(Ordering::Relaxed),
-            0,
+            allocations, 0,
             "{rate} Hz / {n_fft}: frame_threshold allocated"
         );
     }

@@ -8,8 +8,31 @@ pub mod cloak;
 pub mod sentinel;
 pub mod source_loader;
 
+use nice_plug::prelude::{AudioIOLayout, NonZeroU32};
+
 pub use cloak::Cloak;
 pub use sentinel::Sentinel;
+
+/// Both plugins: stereo in/out, or mono in/out.
+pub const STEREO_OR_MONO: &[AudioIOLayout] = &[
+    AudioIOLayout {
+        main_input_channels: NonZeroU32::new(2),
+        main_output_channels: NonZeroU32::new(2),
+        ..AudioIOLayout::const_default()
+    },
+    AudioIOLayout {
+        main_input_channels: NonZeroU32::new(1),
+        main_output_channels: NonZeroU32::new(1),
+        ..AudioIOLayout::const_default()
+    },
+];
+
+/// Vendor, site and contact of both plugins.
+pub const VENDOR: &str = "advox";
+/// The project's site.
+pub const URL: &str = "https://github.com/advox/advox";
+/// Contact address.
+pub const EMAIL: &str = "advox@example.invalid";
 
 nice_plug::nice_export_clap!(Cloak, Sentinel);
 nice_plug::nice_export_vst3!(Cloak, Sentinel);

@@ -102,23 +102,12 @@ fn load_default_model() -> advox::Result<LoadedModel> {
 
 impl Plugin for Sentinel {
     const NAME: &'static str = "advox Sentinel";
-    const VENDOR: &'static str = "advox";
-    const URL: &'static str = "https://github.com/advox/advox";
-    const EMAIL: &'static str = "advox@example.invalid";
+    const VENDOR: &'static str = crate::VENDOR;
+    const URL: &'static str = crate::URL;
+    const EMAIL: &'static str = crate::EMAIL;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(2),
-            main_output_channels: NonZeroU32::new(2),
-            ..AudioIOLayout::const_default()
-        },
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(1),
-            main_output_channels: NonZeroU32::new(1),
-            ..AudioIOLayout::const_default()
-        },
-    ];
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = crate::STEREO_OR_MONO;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
 
     type SysExMessage = ();

@@ -192,28 +192,27 @@ impl SentinelAnalyzer {
         }
         // The in-band power on the full-scale reference (a full-scale sine at 0 dBFS).
         let level_db = 10.0 * ((total / psd_max as f64).max(1e-30)).log10() as f32;
+        let share = |part: f64| {
+            if total > 0.0 {
+                (part / total) as f32
+            } else {
+                0.0
+            }
+        };
+        // Geometric over arithmetic mean from the sum of logs and the sum of `n` values.
+        let flatness = |log_sum: f64, sum: f64, n: usize| {
+            if n > 0 && sum > 0.0 {
+                ((log_sum / n as f64).exp() / (sum / n as f64)) as f32
+            } else {
+                0.0
+            }
+        };
         self.features = FrameFeatures {
             level_db,
-            sub_threshold_share: if total > 0.0 {
-                (sub / total) as f32
-            } else {
-                0.0
-            },
-            residual_flatness: if count > 0 && lin_sum > 0.0 {
-                ((log_sum / count as f64).exp() / (lin_sum / count as f64)) as f32
-            } else {
-                0.0
-            },
-            high_band_share: if total > 0.0 {
-                (high / total) as f32
-            } else {
-                0.0
-            },
-            flatness: if all_count > 0 && total > 0.0 {
-                ((all_log / all_count as f64).exp() / (total / all_count as f64)) as f32
-            } else {
-                0.0
-            },
+            sub_threshold_share: share(sub),
+            residual_flatness: flatness(log_sum, lin_sum, count),
+            high_band_share: share(high),
+            flatness: flatness(all_log, total, all_count),
         };
         if level_db < VOICED_DBFS {
             return;
