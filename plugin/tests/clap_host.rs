@@ -392,4 +392,29 @@ fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
         notes[0]
     );
     assert!(notes[1].iter().any(|n| n.on), "cloaked speech not flagged");
+    // With the gate on, the output is silent from the detection on (until it ends).
+    let gate = param_id(&mut sentinel, "Gate");
+    let mut run = start(&mut sentinel, rate as f64, 512, 2);
+    let signal = &cloaked[0];
+    let out = run.process(
+        &[signal.clone(), signal.clone()],
+        &[512],
+        &[(model_check, 0.0), (gate, 1.0)],
+    );
+    let on = run.notes.iter().find(|n| n.on).expect("a detection").time as usize;
+    let off = run
+        .notes
+        .iter()
+        .find(|n| !n.on && n.time as usize > on)
+        .map_or(signal.len(), |n| n.time as usize);
+    run.stop(&mut sentinel);
+    assert!(
+        out[0][on..off].iter().all(|v| *v == 0.0),
+        "gate open while detected"
+    );
+    assert_eq!(
+        out[0][..on],
+        signal[..on],
+        "gate closed before the detection"
+    );
 }
