@@ -97,8 +97,6 @@ pub struct CloakChannel {
     fwd_scratch: Vec<Complex32>,
     inv_scratch: Vec<Complex32>,
     rng: Rng,
-    /// Perturbation of the last sample returned (for meters and tests).
-    last_perturbation: f32,
 }
 
 impl CloakChannel {
@@ -141,18 +139,12 @@ impl CloakChannel {
             spectrum: vec![Complex32::new(0.0, 0.0); bins],
             buffer: vec![0.0; n],
             rng: Rng::new(seed),
-            last_perturbation: 0.0,
         })
     }
 
     /// Latency in samples (a frame and a hop).
     pub fn latency(&self) -> usize {
         self.n + self.hop
-    }
-
-    /// Frame size.
-    pub fn frame_size(&self) -> usize {
-        self.n
     }
 
     /// Forget all history (the noise generator's stream continues).
@@ -169,17 +161,6 @@ impl CloakChannel {
         }
         self.time = 0;
         self.pending = false;
-        self.last_perturbation = 0.0;
-    }
-
-    /// The perturbation added to the last sample (before `depth`).
-    pub fn last_perturbation(&self) -> f32 {
-        self.last_perturbation
-    }
-
-    /// The masking threshold (dB, normalised scale) of the last analysed frame.
-    pub fn last_threshold_db(&self) -> &[f32] {
-        &self.theta_new
     }
 
     /// Process `io` in place. `source` is the universal perturbation at this channel's rate
@@ -200,7 +181,6 @@ impl CloakChannel {
             let dry = self.dry[d];
             let wet = self.ola[o];
             self.ola[o] = 0.0;
-            self.last_perturbation = wet;
             *sample = if pass_through { dry } else { dry + depth * wet };
             self.dry[d] = x;
             self.input[o] = x;

@@ -13,9 +13,6 @@ pub mod monitor;
 pub mod processors;
 pub mod sentinel;
 
-/// Sample rates the real-time code is made for (Hz); others within 8–384 kHz work too.
-pub const SUPPORTED_RATES: [f32; 4] = [44_100.0, 48_000.0, 88_200.0, 96_000.0];
-
 /// STFT frame size used at `sample_rate`: the power of two nearest to 21.3 ms (1024 at
 /// 44.1/48 kHz, 2048 at 88.2/96 kHz, 256 at 16 kHz). The hop is half of it.
 pub fn frame_size_for(sample_rate: f32) -> usize {
