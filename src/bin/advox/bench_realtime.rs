@@ -3,9 +3,9 @@
 //! real-time factor of one core. Sentinel's model-check worker runs on its own thread and is
 //! not included.
 
-use advox::stream::cloak::{CloakChannel, CloakMode, CloakSettings};
-use advox::stream::frame_size_for;
-use advox::stream::sentinel::{SentinelAnalyzer, SentinelSettings};
+use advox::stream::cloak::{CloakMode, CloakSettings};
+use advox::stream::processors::{CloakProcessor, SentinelProcessor};
+use advox::stream::sentinel::SentinelSettings;
 use anyhow::Result;
 use std::time::Instant;
 
@@ -45,41 +45,37 @@ fn signal() -> Vec<f32> {
     }
 }
 
-fn time_cloak(x: &[f32], settings: &CloakSettings, source: &[f32]) -> Result<Vec<f64>> {
-    let n = frame_size_for(RATE);
-    let mut channels = [
-        CloakChannel::new(RATE, n, 1)?,
-        CloakChannel::new(RATE, n, 2)?,
-    ];
+/// Microseconds per block of `process` over `x` as stereo 512-sample blocks.
+fn time_blocks(x: &[f32], mut process: impl FnMut(&mut [&mut [f32]])) -> Vec<f64> {
     let (mut left, mut right) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
     let mut times = Vec::new();
     for block in x.chunks_exact(BLOCK) {
         left.copy_from_slice(block);
         right.copy_from_slice(block);
         let t = Instant::now();
-        channels[0].process(&mut left, settings, Some(source));
-        channels[1].process(&mut right, settings, Some(source));
+        process(&mut [&mut left[..], &mut right[..]]);
         times.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    Ok(times)
+    times
 }
 
+/// Cloak's `process()`: the plugin's processor on two channels.
+fn time_cloak(x: &[f32], settings: &CloakSettings, source: &[f32]) -> Result<Vec<f64>> {
+    let mut cloak = CloakProcessor::new(RATE, 2)?;
+    Ok(time_blocks(x, |io| {
+        cloak.process(io, settings, Some(source))
+    }))
+}
+
+/// Sentinel's `process()` without the model check (its worker runs on another thread).
 fn time_sentinel(x: &[f32]) -> Result<Vec<f64>> {
-    let mut analyzer = SentinelAnalyzer::new(RATE, frame_size_for(RATE))?;
+    let mut sentinel = SentinelProcessor::new(RATE, None)?;
     let settings = SentinelSettings::default();
-    let (mut left, mut right) = (vec![0.0f32; BLOCK], vec![0.0f32; BLOCK]);
-    let mut times = Vec::new();
-    for block in x.chunks_exact(BLOCK) {
-        left.copy_from_slice(block);
-        right.copy_from_slice(block);
-        let t = Instant::now();
-        for (l, r) in left.iter().zip(right.iter()) {
-            analyzer.push(0.5 * (l + r), &settings);
-        }
-        std::hint::black_box(analyzer.score());
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    Ok(times)
+    Ok(time_blocks(x, |io| {
+        sentinel.process(io, &settings, false, &mut |d| {
+            std::hint::black_box(d);
+        })
+    }))
 }
 
 /// Run the real-time benchmark and print a table (or JSON).
