@@ -283,3 +283,80 @@ fn the_monitor_reports_a_failed_model_load_and_scores_windows_like_the_detector(
     assert!(matches!(detector, Detector::Consistency(_)));
     state.stop();
 }
+
+#[test]
+fn the_band_meter_shows_the_input_threshold_and_a_perturbation_under_it() {
+    use advox::stream::band_meter::{band_of, BandMeter, METER_BANDS, METER_FLOOR_DB};
+    let rate = 48_000.0f32;
+    let n = frame_size_for(rate);
+    // A 1 kHz tone at −12 dBFS with a little broadband noise.
+    let x: Vec<f32> = (0..24_000)
+        .map(|i| {
+            0.25 * (std::f32::consts::TAU * 1_000.0 * i as f32 / rate).sin()
+                + ((i * 7919) % 101) as f32 * 2e-6
+        })
+        .collect();
+    let settings = CloakSettings {
+        mode: CloakMode::MaskedNoise,
+        margin_db: 10.0,
+        band_low_hz: 300.0,
+        band_high_hz: 6_000.0,
+        ..Default::default()
+    };
+    let meter = std::sync::Arc::new(BandMeter::default());
+    let mut metered = CloakChannel::new(rate, n, 5).unwrap();
+    metered.set_meter(Some(meter.clone()));
+    let mut plain = CloakChannel::new(rate, n, 5).unwrap();
+    let (mut a, mut b) = (x.clone(), x.clone());
+    for (ca, cb) in a.chunks_mut(512).zip(b.chunks_mut(512)) {
+        metered.process(ca, &settings, None);
+        plain.process(cb, &settings, None);
+    }
+    assert_eq!(a, b, "metering does not change the audio");
+    let s = meter.snapshot();
+    assert_eq!(s.frames, (x.len() / (n / 2)) as u64);
+    let tone = band_of(1_000.0).unwrap();
+    let loudest = (0..METER_BANDS)
+        .max_by(|&i, &j| s.input_db[i].total_cmp(&s.input_db[j]))
+        .unwrap();
+    assert_eq!(
+        loudest, tone,
+        "input spectrum peaks at the tone: {:?}",
+        s.input_db
+    );
+    // A −12 dBFS sine sits near 96 − 12 dB on the model's scale (spread over its band's bins).
+    assert!(
+        s.input_db[tone] > 60.0 && s.input_db[tone] < 84.0,
+        "{}",
+        s.input_db[tone]
+    );
+    assert!(s.threshold_db[tone] < s.input_db[tone]);
+    let mut perturbed = 0;
+    for b in 0..METER_BANDS {
+        let (lo, hi) = advox::stream::band_meter::band_edges_hz(b);
+        if s.perturbation_db[b] > METER_FLOOR_DB {
+            perturbed += 1;
+            assert!(
+                hi > 300.0 && lo < 6_000.0,
+                "band {b} ({lo}..{hi} Hz) is out of band"
+            );
+            assert!(
+                s.perturbation_db[b] <= s.threshold_db[b] - settings.margin_db + 0.5,
+                "band {b}: perturbation {} vs threshold {}",
+                s.perturbation_db[b],
+                s.threshold_db[b]
+            );
+        }
+    }
+    assert!(perturbed >= 10, "{perturbed} bands perturbed");
+    // Bypass: the perturbation curve drops to the floor, the analysis goes on.
+    let bypass = CloakSettings {
+        bypass: true,
+        ..settings
+    };
+    metered.process(&mut x.clone(), &bypass, None);
+    let s = meter.snapshot();
+    assert!(s.perturbation_db.iter().all(|&v| v == METER_FLOOR_DB));
+    assert_eq!(loudest, tone);
+    assert!(s.input_db[tone] > 60.0);
+}

@@ -27,6 +27,8 @@ fn processing_does_not_allocate() {
         signal[1000] = f32::NAN;
         let source: Vec<f32> = (0..20_000).map(|i| ((i * 31) % 17) as f32 * 1e-3).collect();
         let mut cloak = CloakChannel::new(rate, n, 1).unwrap();
+        let meter = std::sync::Arc::new(advox::stream::band_meter::BandMeter::default());
+        cloak.set_meter(Some(meter.clone()));
         let mut sentinel = SentinelAnalyzer::new(rate, n).unwrap();
         let sentinel_settings = SentinelSettings::default();
         let mut buffer = signal.clone();
@@ -47,6 +49,7 @@ fn processing_does_not_allocate() {
             }
         });
         assert_eq!(allocations, 0, "{rate} Hz: {allocations} allocations");
+        assert!(meter.snapshot().frames > 0, "the meter was fed");
         assert!(sentinel.frames() == 0 && buffer.iter().all(|v| v.is_finite()));
     }
 }

@@ -1,6 +1,7 @@
 //! Cloak: adds an inaudible perturbation in real time (all DSP in `advox::stream::cloak`).
 
 use crate::source_loader::{spawn_loader, LoaderHandle, SourceReceiver, SourceShared, SOURCE_NONE};
+use advox::stream::band_meter::BandMeter;
 use advox::stream::cloak::{CloakMode, CloakSettings};
 use advox::stream::processors::CloakProcessor;
 use nice_plug::prelude::*;
@@ -103,6 +104,7 @@ pub struct Cloak {
     source: Option<SourceReceiver>,
     loader: Option<LoaderHandle>,
     shared: Arc<SourceShared>,
+    meter: Arc<BandMeter>,
 }
 
 impl Default for Cloak {
@@ -119,11 +121,17 @@ impl Default for Cloak {
             source: None,
             loader: None,
             shared,
+            meter: Arc::new(BandMeter::default()),
         }
     }
 }
 
 impl Cloak {
+    /// The band levels the audio thread publishes (shared with the editor).
+    pub fn meter(&self) -> Arc<BandMeter> {
+        self.meter.clone()
+    }
+
     /// Status of the perturbation file (`source_loader::SOURCE_*`).
     pub fn source_status(&self) -> u8 {
         self.shared.status.load(Ordering::Relaxed)
@@ -141,10 +149,25 @@ impl Plugin for Cloak {
 
     type SysExMessage = ();
     type BackgroundTask = ();
+    #[cfg(feature = "editor")]
+    type Editor = nice_plug_egui::EguiEditor<crate::editor::cloak_editor::CloakEditor>;
+    #[cfg(not(feature = "editor"))]
     type Editor = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    #[cfg(feature = "editor")]
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        if !crate::editor::display_available() {
+            return None;
+        }
+        crate::editor::cloak_editor::create(
+            self.params.clone(),
+            self.meter.clone(),
+            self.shared.clone(),
+        )
     }
 
     fn activate(
@@ -158,13 +181,14 @@ impl Plugin for Cloak {
             .main_output_channels
             .map(NonZeroU32::get)
             .unwrap_or(2) as usize;
-        let processor = match CloakProcessor::new(rate, count) {
+        let mut processor = match CloakProcessor::new(rate, count) {
             Ok(p) => p,
             Err(e) => {
                 nice_log!("advox Cloak: cannot run at {rate} Hz: {e}");
                 return false;
             }
         };
+        processor.set_meter(Some(self.meter.clone()));
         context.set_latency_samples(processor.latency() as u32);
         self.processor = Some(processor);
         // A fresh loader for this rate (the old one stops when its handle drops).

@@ -5,6 +5,8 @@
 //! live here; every DSP routine is in the `advox` core (`advox::stream`).
 
 pub mod cloak;
+#[cfg(feature = "editor")]
+pub mod editor;
 pub mod sentinel;
 pub mod source_loader;
 

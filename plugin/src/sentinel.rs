@@ -8,7 +8,7 @@ use advox::stream::processors::SentinelProcessor;
 use advox::stream::sentinel::SentinelSettings;
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// MIDI key of the detection note.
@@ -54,7 +54,6 @@ impl Default for SentinelParams {
 }
 
 /// What the audio thread publishes for meters and editors (atomics only).
-#[derive(Default)]
 pub struct SentinelMeters {
     /// Smoothed frame score, 0..1.
     pub score: AtomicF32,
@@ -62,6 +61,22 @@ pub struct SentinelMeters {
     pub model_score: AtomicF32,
     /// Whether a detection is on.
     pub detected: AtomicBool,
+    /// The model check's [`MonitorStatus`] as `u8`, or [`MODEL_OFF`].
+    pub model_status: AtomicU8,
+}
+
+/// `SentinelMeters::model_status` when the model check is off.
+pub const MODEL_OFF: u8 = u8::MAX;
+
+impl Default for SentinelMeters {
+    fn default() -> Self {
+        SentinelMeters {
+            score: AtomicF32::new(0.0),
+            model_score: AtomicF32::new(0.0),
+            detected: AtomicBool::new(false),
+            model_status: AtomicU8::new(MODEL_OFF),
+        }
+    }
 }
 
 /// The Sentinel plugin.
@@ -112,10 +127,21 @@ impl Plugin for Sentinel {
 
     type SysExMessage = ();
     type BackgroundTask = ();
+    #[cfg(feature = "editor")]
+    type Editor = nice_plug_egui::EguiEditor<crate::editor::sentinel_editor::SentinelEditor>;
+    #[cfg(not(feature = "editor"))]
     type Editor = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    #[cfg(feature = "editor")]
+    fn editor(&mut self, _executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        if !crate::editor::display_available() {
+            return None;
+        }
+        crate::editor::sentinel_editor::create(self.params.clone(), self.meters.clone())
     }
 
     fn activate(
@@ -207,6 +233,11 @@ impl Plugin for Sentinel {
         m.model_score
             .store(processor.model_score(model_check), Ordering::Relaxed);
         m.detected.store(processor.detected(), Ordering::Relaxed);
+        let status = match processor.monitor() {
+            Some(monitor) if model_check => monitor.status() as u8,
+            _ => MODEL_OFF,
+        };
+        m.model_status.store(status, Ordering::Relaxed);
         ProcessStatus::Normal
     }
 }

@@ -1,11 +1,62 @@
 //! The standalone applications start on the dummy backend (no sound card needed) and exit
-//! cleanly on SIGINT.
+//! cleanly on SIGINT: headless (no display), and with their editor window open on a virtual X
+//! display when Xvfb is installed (.ci/run installs it).
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn starts_and_stops_on_a_signal(exe: &str) {
-    let mut child = Command::new(exe)
+/// A private Xvfb server, killed on drop.
+struct VirtualDisplay {
+    server: Child,
+    name: String,
+}
+
+impl VirtualDisplay {
+    /// Start one, or `None` when Xvfb is not installed.
+    fn start() -> Option<Self> {
+        let which = Command::new("sh")
+            .args(["-c", "command -v Xvfb"])
+            .output()
+            .ok()?;
+        if !which.status.success() {
+            eprintln!("Xvfb is not installed: the editor-window case is not run here");
+            return None;
+        }
+        let name = format!(":{}", 200 + std::process::id() % 500);
+        let server = Command::new("Xvfb")
+            .args([&name, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting Xvfb");
+        // Wait for its socket.
+        let socket = format!("/tmp/.X11-unix/X{}", &name[1..]);
+        let start = Instant::now();
+        while !std::path::Path::new(&socket).exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "Xvfb did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(VirtualDisplay { server, name })
+    }
+}
+
+impl Drop for VirtualDisplay {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn starts_and_stops_on_a_signal(exe: &str, display: Option<&str>) {
+    let mut command = Command::new(exe);
+    match display {
+        Some(d) => command.env("DISPLAY", d).env_remove("ADVOX_NO_GUI"),
+        None => command.env_remove("DISPLAY").env("ADVOX_NO_GUI", "1"),
+    };
+    let mut child = command
         .args([
             "--backend",
             "dummy",
@@ -41,19 +92,30 @@ fn starts_and_stops_on_a_signal(exe: &str) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let out = child.wait_with_output().unwrap();
-    assert!(
-        status.success(),
-        "{exe}: {status}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{exe}: {status}\n{log}");
+    if display.is_some() {
+        assert!(
+            !log.contains("No GUI available"),
+            "{exe} ran without its editor window:\n{log}"
+        );
+    }
 }
 
 #[test]
 fn cloak_standalone_runs_on_the_dummy_backend() {
-    starts_and_stops_on_a_signal(env!("CARGO_BIN_EXE_advox-cloak"));
+    let exe = env!("CARGO_BIN_EXE_advox-cloak");
+    starts_and_stops_on_a_signal(exe, None);
+    if let Some(display) = VirtualDisplay::start() {
+        starts_and_stops_on_a_signal(exe, Some(&display.name));
+    }
 }
 
 #[test]
 fn sentinel_standalone_runs_on_the_dummy_backend() {
-    starts_and_stops_on_a_signal(env!("CARGO_BIN_EXE_advox-sentinel"));
+    let exe = env!("CARGO_BIN_EXE_advox-sentinel");
+    starts_and_stops_on_a_signal(exe, None);
+    if let Some(display) = VirtualDisplay::start() {
+        starts_and_stops_on_a_signal(exe, Some(&display.name));
+    }
 }

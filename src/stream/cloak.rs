@@ -19,6 +19,7 @@
 //! `2 |P_k|² / N²` equals that `z²` for noise and overestimates it by 0.85 dB for a pure tone, so
 //! the scaling errs on the quiet side; noise frames get `|P_k| = N · sqrt(allowance)`.
 
+use super::band_meter::{BandAccumulator, BandMeter};
 use super::finite_or_zero;
 use crate::masking::{MaskingAnalyzer, Normalization, PSD_NORMALISED_MAX_DB};
 use crate::rng::Rng;
@@ -97,6 +98,9 @@ pub struct CloakChannel {
     fwd_scratch: Vec<Complex32>,
     inv_scratch: Vec<Complex32>,
     rng: Rng,
+    /// Where the last frame's band levels go (editors), if anywhere.
+    meter: Option<Arc<BandMeter>>,
+    bands: BandAccumulator,
 }
 
 impl CloakChannel {
@@ -139,7 +143,15 @@ impl CloakChannel {
             spectrum: vec![Complex32::new(0.0, 0.0); bins],
             buffer: vec![0.0; n],
             rng: Rng::new(seed),
+            meter: None,
+            bands: BandAccumulator::new(bins, sample_rate / n as f32),
         })
+    }
+
+    /// Publish every frame's input spectrum, threshold and perturbation per band to `meter`
+    /// (call before processing; publishing costs a few hundred additions per frame).
+    pub fn set_meter(&mut self, meter: Option<Arc<BandMeter>>) {
+        self.meter = meter;
     }
 
     /// Latency in samples (a frame and a hop).
@@ -161,6 +173,9 @@ impl CloakChannel {
         }
         self.time = 0;
         self.pending = false;
+        if let Some(meter) = &self.meter {
+            meter.clear();
+        }
     }
 
     /// Process `io` in place. `source` is the universal perturbation at this channel's rate
@@ -214,6 +229,11 @@ impl CloakChannel {
                 1.0
             }
         };
+        if self.meter.is_some() {
+            self.bands
+                .add_analysis(self.analyzer.psd_db(), &self.theta_new);
+            self.bands.clear_perturbation();
+        }
         let was_pending = std::mem::replace(&mut self.pending, true);
         let pending_psd_max = std::mem::replace(&mut self.psd_max, psd_max);
         if was_pending {
@@ -221,6 +241,18 @@ impl CloakChannel {
             // began, for the first frame: it covers the zeros before time 0).
             let frame_start = self.time as i64 - (n + self.hop) as i64;
             self.synthesise(settings, source, frame_start, pending_psd_max);
+        }
+        if let Some(meter) = &self.meter {
+            self.bands.publish(meter);
+        }
+    }
+
+    /// Record bin `k`'s perturbation power `power` (the units of the allowance) for the meter.
+    #[inline]
+    fn meter_bin(&mut self, k: usize, power: f32, psd_max: f32, gain_db: f32) {
+        if self.meter.is_some() && power > 0.0 {
+            let level = 10.0 * (power / psd_max).log10() + PSD_NORMALISED_MAX_DB + gain_db;
+            self.bands.add_perturbation(k, level);
         }
     }
 
@@ -294,6 +326,18 @@ impl CloakChannel {
                 }
             }
             (CloakMode::Universal, None) => return,
+        }
+        if self.meter.is_some() && !settings.bypass && settings.depth > 0.0 {
+            // The power each mode compares with the allowance, times depth².
+            let per_bin = match settings.mode {
+                CloakMode::Universal => 2.0 / n2,
+                CloakMode::MaskedNoise => 1.0 / n2,
+            };
+            let gain_db = 20.0 * settings.depth.clamp(0.0, 1.0).log10();
+            for k in 0..self.spectrum.len() {
+                let power = self.spectrum[k].norm_sqr() * per_bin;
+                self.meter_bin(k, power, psd_max, gain_db);
+            }
         }
         if self
             .inverse

@@ -4,10 +4,13 @@
 //!
 //! - [`cloak`]: adds a perturbation (a universal perturbation file, or noise) shaped in every
 //!   STFT frame to sit a margin under the input's masking threshold.
+//! - [`band_meter`]: Cloak's per-band input, threshold and perturbation levels for editors,
+//!   through atomics.
 //! - [`sentinel`]: per-frame detector features → a smoothed score in 0..1, with a gate.
 //! - [`monitor`]: a background worker running the Whisper transform-consistency check on the
 //!   last seconds of a stream, fed through a lock-free ring and publishing through atomics.
 
+pub mod band_meter;
 pub mod cloak;
 pub mod monitor;
 pub mod processors;

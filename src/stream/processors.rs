@@ -3,6 +3,7 @@
 //! [`CloakChannel`] per channel, seeded by channel) and [`SentinelProcessor`] (mono mix →
 //! [`SentinelAnalyzer`], detection transitions, gate, model-check feed).
 
+use super::band_meter::BandMeter;
 use super::cloak::{CloakChannel, CloakSettings};
 use super::monitor::{MonitorFeed, MonitorState, MonitorStatus};
 use super::sentinel::{SentinelAnalyzer, SentinelSettings};
@@ -33,6 +34,11 @@ impl CloakProcessor {
             .map(|c| CloakChannel::new(sample_rate, n, channel_seed(c)))
             .collect::<Result<_>>()?;
         Ok(CloakProcessor { channels })
+    }
+
+    /// Publish the first channel's band levels to `meter` (see [`super::band_meter`]).
+    pub fn set_meter(&mut self, meter: Option<Arc<BandMeter>>) {
+        self.channels[0].set_meter(meter);
     }
 
     /// Latency in samples.
