@@ -5,6 +5,7 @@
 //! OpenAI's log-mel (plain or differentiable), [`model::Whisper`] runs the encoder/decoder
 //! (forward, and a hand-written backward to the input), [`model::decode`] turns logits into text.
 
+pub mod atomic_file;
 pub mod attack;
 pub mod audio;
 pub mod autodiff;

@@ -232,3 +232,83 @@ fn writing_is_atomic_quantised_and_never_overwrites_an_input() {
     let err = write_wav(&missing_dir, &x, 16000, WavFormat::Pcm16, &[]).unwrap_err();
     assert!(err.to_string().contains("no/such/dir"), "{err}");
 }
+
+/// A canonical 44-byte-header WAV with the given fields and raw data (no checks).
+fn raw_wav(format: u16, channels: u16, rate: u32, bits: u16, data: &[u8]) -> Vec<u8> {
+    let block = channels.wrapping_mul(bits.div_ceil(8));
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&format.to_le_bytes());
+    v.extend_from_slice(&channels.to_le_bytes());
+    v.extend_from_slice(&rate.to_le_bytes());
+    v.extend_from_slice(&(rate.wrapping_mul(block as u32)).to_le_bytes());
+    v.extend_from_slice(&block.to_le_bytes());
+    v.extend_from_slice(&bits.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+#[test]
+fn hostile_headers_give_clear_errors_and_tiny_files_read_correctly() {
+    let dir = tempdir("hostile");
+    let pcm: Vec<u8> = (0..64i16).flat_map(|s| (s * 100).to_le_bytes()).collect();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "zero_channels.wav",
+            raw_wav(1, 0, 16_000, 16, &pcm),
+            "channel",
+        ),
+        ("zero_hz.wav", raw_wav(1, 1, 0, 16, &pcm), "0 hz"),
+        ("zero_bits.wav", raw_wav(1, 1, 16_000, 0, &pcm), "wav"),
+        ("float_64.wav", raw_wav(3, 1, 16_000, 64, &pcm), "wav"),
+        (
+            // 2^32 − 1 data bytes claimed by a 172-byte file.
+            "claims_2_32.wav",
+            {
+                let mut v = raw_wav(1, 1, 16_000, 16, &pcm);
+                v[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+                v
+            },
+            "malformed",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        assert_bad_audio(&path, needle);
+    }
+
+    // Infinity is refused like NaN.
+    let inf = dir.join("inf.wav");
+    let data: Vec<u8> = [0.25f32, f32::INFINITY, -0.5]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&inf, raw_wav(3, 1, 16_000, 32, &data)).unwrap();
+    assert_bad_audio(&inf, "infinite");
+
+    // One sample: read exactly, and resampled to one or two finite samples.
+    let one = dir.join("one_sample.wav");
+    std::fs::write(&one, raw_wav(1, 1, 48_000, 16, &16_384i16.to_le_bytes())).unwrap();
+    let audio = read_audio(&one).unwrap();
+    assert_eq!(audio.channels, vec![vec![0.5]]);
+    assert_eq!(audio.sample_rate, 48_000);
+    let x16 = advox::audio::read_audio_16k_mono(&one).unwrap();
+    assert!(!x16.is_empty() && x16.len() <= 2, "{x16:?}");
+    assert!(x16.iter().all(|v| v.is_finite()));
+    let one_16k = dir.join("one_sample_16k.wav");
+    std::fs::write(
+        &one_16k,
+        raw_wav(1, 1, 16_000, 16, &16_384i16.to_le_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        advox::audio::read_audio_16k_mono(&one_16k).unwrap(),
+        vec![0.5]
+    );
+}

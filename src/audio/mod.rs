@@ -4,9 +4,10 @@ mod read;
 mod resample;
 mod write;
 
+pub use crate::atomic_file::temp_path_beside;
 pub use read::{read_audio, read_audio_16k_mono, MAX_DURATION_SECONDS};
 pub use resample::{resample, to_mono};
-pub use write::{quantize_i16, refuse_overwrite, temp_path_beside, write_wav, WavFormat};
+pub use write::{quantize_i16, refuse_overwrite, write_wav, WavFormat};
 
 /// The sample rate every model in advox works at.
 pub const SAMPLE_RATE: u32 = 16_000;

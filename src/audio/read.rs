@@ -229,6 +229,11 @@ fn read_symphonia(path: &Path) -> Result<Audio> {
         }
         if channels.is_empty() {
             channels = vec![Vec::new(); n_ch];
+        } else if channels.len() != n_ch {
+            return Err(bad(format!(
+                "the channel count changes mid-stream ({} → {n_ch})",
+                channels.len()
+            )));
         }
         if sample_rate == 0 {
             sample_rate = spec_rate;

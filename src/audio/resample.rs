@@ -24,7 +24,8 @@ pub fn to_mono(audio: &Audio) -> Vec<f32> {
 
 /// Resample mono samples from `from_hz` to `to_hz` with a band-limited sinc interpolator
 /// (256 taps, Blackman-Harris window, cutoff at 95 % of the lower Nyquist frequency).
-/// The output has `round(len * to_hz / from_hz)` samples and no leading delay.
+/// The output has `round(len * to_hz / from_hz)` samples (at least one for a non-empty input)
+/// and no leading delay.
 pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
     if from_hz == 0 || to_hz == 0 {
         return Err(Error::InvalidArgument("sample rate of 0 Hz".into()));
@@ -50,7 +51,7 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
         .process_all(&input, samples.len(), None)
         .map_err(|e| Error::InvalidArgument(format!("resampling failed: {e}")))?;
     let mut out = out.take_data();
-    let expected = (samples.len() as f64 * ratio).round() as usize;
+    let expected = ((samples.len() as f64 * ratio).round() as usize).max(1);
     out.resize(expected, 0.0);
     Ok(out)
 }

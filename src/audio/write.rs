@@ -1,7 +1,7 @@
 //! Atomic WAV writing: a temporary file beside the target, then a rename.
 
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Sample encoding of a written WAV file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,13 +24,7 @@ pub fn write_wav(
     inputs: &[&Path],
 ) -> Result<()> {
     refuse_overwrite(path, inputs)?;
-    let tmp = temp_path_beside(path);
-    let result = write_to(&tmp, samples, sample_rate, format)
-        .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::atomic_file::write_atomic(path, |tmp| write_to(tmp, samples, sample_rate, format))
 }
 
 fn write_to(tmp: &Path, samples: &[f32], sample_rate: u32, format: WavFormat) -> Result<()> {
@@ -81,17 +75,4 @@ pub fn refuse_overwrite(path: &Path, inputs: &[&Path]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A hidden temporary name in the same directory, so the final rename is atomic.
-pub fn temp_path_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp_name = format!(".{name}.tmp-{}", std::process::id());
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp_name),
-        _ => PathBuf::from(tmp_name),
-    }
 }

@@ -237,9 +237,7 @@ impl MelAutoencoder {
 
     /// Save the weights (safetensors), through a temporary file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = crate::audio::temp_path_beside(path);
-        self.varmap.save(&tmp)?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::atomic_file::write_atomic(path, |tmp| Ok(self.varmap.save(tmp)?))
     }
 
     /// Load weights saved by [`MelAutoencoder::save`].

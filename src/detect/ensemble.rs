@@ -145,11 +145,9 @@ impl Ensemble {
 
     /// Save as JSON (through a temporary file).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tmp = crate::audio::temp_path_beside(path);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::InvalidArgument(format!("ensemble: {e}")))?;
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::atomic_file::write_bytes_atomic(path, text.as_bytes())
     }
 
     /// Read an ensemble saved by [`Ensemble::save`] (its members are parsed, loading any

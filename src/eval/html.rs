@@ -4,7 +4,7 @@
 
 use super::report::Report;
 use crate::plot::{line_chart, Axes, Series};
-use crate::{Error, Result};
+use crate::Result;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -269,8 +269,6 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     }
     h.push_str("</body></html>\n");
     let path = dir.join("report.html");
-    let tmp = crate::audio::temp_path_beside(&path);
-    std::fs::write(&tmp, h).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    crate::atomic_file::write_bytes_atomic(&path, h.as_bytes())?;
     Ok(path)
 }

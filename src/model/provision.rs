@@ -249,7 +249,9 @@ fn download_and_extract(
             if !wanted || entry.is_dir() {
                 continue;
             }
-            let mut data = Vec::with_capacity(entry.size() as usize);
+            // The declared size only sizes the buffer up to 1 GiB; a lying header cannot
+            // make it allocate more than the data it really holds.
+            let mut data = Vec::with_capacity(entry.size().min(1 << 30) as usize);
             entry
                 .read_to_end(&mut data)
                 .map_err(|e| Error::Provision(format!("{}: {name}: {e}", wheel.display())))?;

@@ -391,14 +391,14 @@ pub fn save_hf(
         })
         .collect::<Result<_>>()?;
     let st_path = out_dir.join("model.safetensors");
-    let tmp = crate::audio::temp_path_beside(&st_path);
-    safetensors::serialize_to_file(views, None, &tmp)
-        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
-    std::fs::rename(&tmp, &st_path).map_err(|e| Error::io(&st_path, e))?;
+    crate::atomic_file::write_atomic(&st_path, |tmp| {
+        safetensors::serialize_to_file(views, None, tmp)
+            .map_err(|e| Error::io(&st_path, std::io::Error::other(e.to_string())))
+    })?;
     let cfg_text = serde_json::to_string_pretty(&hf_config)
         .map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
     let cfg_path = out_dir.join("config.json");
-    std::fs::write(&cfg_path, cfg_text).map_err(|e| Error::io(&cfg_path, e))?;
+    crate::atomic_file::write_bytes_atomic(&cfg_path, cfg_text.as_bytes())?;
     let tok_dst = out_dir.join("tokenizer.json");
     std::fs::copy(tokenizer, &tok_dst).map_err(|e| Error::io(tokenizer, e))?;
     Ok(())

@@ -139,9 +139,10 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
     bar.finish_and_clear();
     trainable.write_into(&mut weights)?;
     // Written beside the destination, renamed into place once complete.
-    let tmp = advox::audio::temp_path_beside(s.output);
-    save_hf(&tmp, &config, &weights, &model.dir.join("tokenizer.json"))?;
-    std::fs::rename(&tmp, s.output).with_context(|| format!("creating {}", s.output.display()))?;
+    advox::atomic_file::write_atomic(s.output, |tmp| {
+        save_hf(tmp, &config, &weights, &model.dir.join("tokenizer.json"))
+    })
+    .with_context(|| format!("creating {}", s.output.display()))?;
     let tuned = LoadedModel::load(s.output, &device)?;
     let (base_clean, base_clean_exact) = hearing(&model, &clean_pairs)?;
     let (base_adv, base_adv_exact) = hearing(&model, &adv_pairs)?;

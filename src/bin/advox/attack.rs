@@ -309,8 +309,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             let out = args.output.join(format!("{i:04}_{stem}.wav"));
             eprintln!("[{}/{}] {}", i + 1, entries.len(), entry.input.display());
             let report = attack_one(&args, &model, &entry.input, goal, &out).unwrap_or_else(|e| {
-                eprintln!("error: {e:#}");
-                serde_json::json!({"input": entry.input.display().to_string(), "success": false, "error": format!("{e:#}")})
+                eprintln!("error: {}", common::error_text(&e));
+                serde_json::json!({"input": entry.input.display().to_string(), "success": false, "error": common::error_text(&e)})
             });
             reports.push(report);
         }

@@ -70,11 +70,8 @@ pub fn step_bar(len: u64) -> indicatif::ProgressBar {
 
 /// Write `value` as pretty JSON to `path` through a temporary file beside it and a rename.
 pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = advox::audio::temp_path_beside(path);
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    advox::atomic_file::write_bytes_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The goal flags of the attack commands.
@@ -108,4 +105,26 @@ impl GoalArgs {
             _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
         })
     }
+}
+
+/// The error and its causes, "a: b: c", leaving out a cause (or a context) whose text the
+/// message so far already ends with, as when a library error already names its source or a
+/// context repeats the path the error gives.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(": ");
+        }
+        out.push_str(p);
+    }
+    out
 }

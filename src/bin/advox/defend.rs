@@ -162,7 +162,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", common::error_text(&e));
             }
         }
     }

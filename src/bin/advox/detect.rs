@@ -279,7 +279,7 @@ fn score_files(
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("error: {e:#}"));
+                bar.suspend(|| eprintln!("error: {}", common::error_text(&e)));
             }
         }
         bar.inc(1);

@@ -198,28 +198,23 @@ fn processor(args: &Args, rate: f32, channels: usize) -> Result<Processor> {
 /// Write planar f32 channels as a 32-bit float WAV, through a temporary file and a rename.
 fn write_planar(path: &Path, channels: &[Vec<f32>], rate: u32, inputs: &[&Path]) -> Result<()> {
     advox::audio::refuse_overwrite(path, inputs)?;
-    let tmp = advox::audio::temp_path_beside(path);
     let spec = hound::WavSpec {
         channels: channels.len() as u16,
         sample_rate: rate,
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let result = (|| -> Result<()> {
-        let mut w = hound::WavWriter::create(&tmp, spec)?;
+    let io = |e: hound::Error| advox::Error::io(path, std::io::Error::other(e.to_string()));
+    advox::atomic_file::write_atomic(path, |tmp| {
+        let mut w = hound::WavWriter::create(tmp, spec).map_err(io)?;
         for i in 0..channels.first().map_or(0, |c| c.len()) {
             for c in channels {
-                w.write_sample(c[i])?;
+                w.write_sample(c[i]).map_err(io)?;
             }
         }
-        w.finalize()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
+        w.finalize().map_err(io)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 fn run_file(args: &Args, input: &Path) -> Result<()> {

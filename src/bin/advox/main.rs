@@ -75,7 +75,7 @@ fn main() {
         Command::Universal(args) => universal::run(args, &cli.device),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", common::error_text(&err));
         std::process::exit(1);
     }
 }

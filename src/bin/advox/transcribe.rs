@@ -92,7 +92,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("error: {e:#}"));
+                bar.suspend(|| eprintln!("error: {}", common::error_text(&e)));
             }
         }
     }
