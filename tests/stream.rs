@@ -360,3 +360,48 @@ fn the_band_meter_shows_the_input_threshold_and_a_perturbation_under_it() {
     assert_eq!(loudest, tone);
     assert!(s.input_db[tone] > 60.0);
 }
+
+#[test]
+fn the_perturbation_is_never_louder_than_the_signal_and_silence_stays_silent() {
+    // Up to 24 kHz at margin 0: the threshold in quiet alone would allow noise far above full
+    // scale above ~16 kHz; the cap at each frame's loudest component keeps it in proportion.
+    let rate = 48_000u32;
+    let x = speech("call_my_mother.wav", rate);
+    let settings = CloakSettings {
+        mode: CloakMode::MaskedNoise,
+        margin_db: 0.0,
+        band_low_hz: 20.0,
+        band_high_hz: 24_000.0,
+        ..Default::default()
+    };
+    let n = frame_size_for(rate as f32);
+    let latency = n + n / 2;
+    let mut padded = x.clone();
+    padded.extend(std::iter::repeat_n(0.0, latency));
+    let out = cloak_offline(&padded, rate as f32, &settings, None, 9).unwrap();
+    let peak = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let delta: Vec<f32> = (0..x.len()).map(|i| out[i + latency] - x[i]).collect();
+    let delta_peak = delta.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let energy = |v: &[f32]| v.iter().map(|s| (*s as f64).powi(2)).sum::<f64>();
+    let (e_delta, e_x) = (energy(&delta), energy(&x));
+    eprintln!(
+        "δ peak {delta_peak} (signal {peak}), energy ratio {}",
+        e_delta / e_x
+    );
+    assert!(
+        e_delta <= e_x,
+        "perturbation energy {e_delta} vs signal {e_x}"
+    );
+    // Noise has a higher crest factor than speech frames, but nothing like the 7× of the
+    // uncapped threshold in quiet.
+    assert!(
+        delta_peak < 2.0 * peak,
+        "perturbation peak {delta_peak} vs signal peak {peak}"
+    );
+    let silence = cloak_offline(&vec![0.0; 48_000], rate as f32, &settings, None, 9).unwrap();
+    let silent_peak = silence.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        silent_peak < 1e-6,
+        "noise added to digital silence: {silent_peak}"
+    );
+}

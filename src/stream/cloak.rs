@@ -10,7 +10,11 @@
 //! perturbation comes out unchanged). Since a synthesised frame also reaches into the analysis
 //! windows of its two neighbours, each bin's allowance is the lowest of the three frames'
 //! thresholds: no pre-echo into the silence before an onset, no post-echo after an offset. That
-//! needs the next frame's threshold, so the latency is a frame and a hop (1.5 frames). The
+//! needs the next frame's threshold, so the latency is a frame and a hop (1.5 frames).
+//! The threshold is capped at the frame's loudest component (the threshold in quiet alone
+//! would allow more than full scale above ~16 kHz), and lowered as a whole when its in-band sum
+//! exceeds the frame's power, so the perturbation is never louder than the signal and digital
+//! silence gets (next to) none. The
 //! output is the delayed input plus `depth` times the perturbation; bypass and depth 0 give the
 //! delayed input bit for bit.
 //!
@@ -229,6 +233,40 @@ impl CloakChannel {
                 1.0
             }
         };
+        // The threshold in quiet climbs past full scale above ~16 kHz (and past 200 dB near
+        // 22 kHz): never allow more than the frame's own loudest component, so the
+        // perturbation cannot be louder than the signal it hides in (or appear in silence).
+        let loudest = self
+            .analyzer
+            .psd_db()
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        for t in self.theta_new.iter_mut() {
+            *t = t.min(loudest);
+        }
+        // And the whole in-band allowance never exceeds the frame's power: many bins each at
+        // the loudest component's level would still add up to more than the signal.
+        let bin_hz = self.sample_rate / n as f32;
+        let (lo, hi) = (settings.band_low_hz, settings.band_high_hz);
+        let (mut signal, mut allowed) = (0.0f64, 0.0f64);
+        for (k, (&p, &t)) in self
+            .analyzer
+            .psd_db()
+            .iter()
+            .zip(&self.theta_new)
+            .enumerate()
+        {
+            signal += 10f64.powf(p as f64 / 10.0);
+            let f = k as f32 * bin_hz;
+            if f >= lo && f <= hi {
+                allowed += 10f64.powf(t as f64 / 10.0);
+            }
+        }
+        if allowed > signal && signal > 0.0 {
+            let excess_db = (10.0 * (allowed / signal).log10()) as f32;
+            self.theta_new.iter_mut().for_each(|t| *t -= excess_db);
+        }
         if self.meter.is_some() {
             self.bands
                 .add_analysis(self.analyzer.psd_db(), &self.theta_new);

@@ -38,6 +38,16 @@ pub const SENTINEL: &str = "dev.advox.sentinel";
 /// the given features, and copy it to `name` in a per-process directory, so it is loaded the
 /// way a host loads a bundle.
 fn build_clap(features: &str, name: &str) -> PathBuf {
+    cargo_build(features);
+    copy_built(name)
+}
+
+/// Rebuild the library without extra features.
+fn rebuild_shipped() {
+    cargo_build("");
+}
+
+fn cargo_build(features: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.args(["build", "--quiet", "-p", "advox-plugin", "--lib"]);
@@ -49,6 +59,10 @@ fn build_clap(features: &str, name: &str) -> PathBuf {
     }
     let status = cmd.status().expect("running cargo build");
     assert!(status.success(), "building the plugin library failed");
+}
+
+/// Copy the built library to `name` in the per-profile test directory.
+fn copy_built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
@@ -59,10 +73,15 @@ fn build_clap(features: &str, name: &str) -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ));
-    let dir = std::env::temp_dir().join(format!("advox-clap-{}", std::process::id()));
+    // One directory per profile, reused by every test run: copied under a unique name, then
+    // renamed over the previous copy (a process that has the old one loaded keeps its inode;
+    // nothing accumulates in the temp dir).
+    let dir = profile_dir.join("test-claps");
     std::fs::create_dir_all(&dir).unwrap();
     let clap = dir.join(name);
-    std::fs::copy(&lib, &clap).unwrap();
+    let staging = dir.join(format!(".{name}.{}", std::process::id()));
+    std::fs::copy(&lib, &staging).unwrap();
+    std::fs::rename(&staging, &clap).unwrap();
     clap.canonicalize().unwrap()
 }
 
@@ -85,8 +104,8 @@ pub fn alloc_checking_clap_path() -> PathBuf {
     PATH.get_or_init(|| {
         let _one_build_at_a_time = BUILDS.lock();
         let path = build_clap("assert_process_allocs", "advox-alloc-check.clap");
-        // Put the shipped library back for the other tests.
-        build_clap("", "advox-rebuilt.clap");
+        // Put the shipped library back for the other tests (no copy needed).
+        rebuild_shipped();
         path
     })
     .clone()
@@ -239,13 +258,30 @@ impl Running {
         blocks: &[usize],
         params: &[(ClapId, f64)],
     ) -> Vec<Vec<f32>> {
+        let mut first = true;
+        self.process_automated(input, blocks, &mut |_, _| {
+            if std::mem::take(&mut first) {
+                params.iter().map(|&(id, v)| (0, id, v)).collect()
+            } else {
+                Vec::new()
+            }
+        })
+    }
+
+    /// Like [`Running::process`], with `automation(block_start, block_size)` giving each
+    /// block's parameter events as (offset within the block, id, normalised value), in order.
+    pub fn process_automated(
+        &mut self,
+        input: &[Vec<f32>],
+        blocks: &[usize],
+        automation: &mut dyn FnMut(u64, usize) -> Vec<(u32, ClapId, f64)>,
+    ) -> Vec<Vec<f32>> {
         let len = input[0].len();
         let mut output = vec![vec![0.0f32; len]; self.channels];
         let mut input_ports = AudioPorts::with_capacity(self.channels, 1);
         let mut output_ports = AudioPorts::with_capacity(self.channels, 1);
         let processor = self.processor.as_mut().unwrap();
         let mut start = 0;
-        let mut first = true;
         let mut cycle = blocks.iter().cycle();
         while start < len {
             let size = (*cycle.next().unwrap()).min(len - start);
@@ -254,15 +290,10 @@ impl Running {
                 .map(|c| c[start..start + size].to_vec())
                 .collect();
             let mut out_bufs: Vec<Vec<f32>> = vec![vec![0.0; size]; self.channels];
-            let events: Vec<ParamValueEvent> = if first {
-                params
-                    .iter()
-                    .map(|(id, v)| ParamValueEvent::new(0, *id, Pckn::match_all(), *v))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            first = false;
+            let events: Vec<ParamValueEvent> = automation(self.time, size)
+                .into_iter()
+                .map(|(offset, id, v)| ParamValueEvent::new(offset, id, Pckn::match_all(), v))
+                .collect();
             let input_events = InputEvents::from_buffer(&events);
             let mut out_events_buffer = EventBuffer::new();
             let mut output_events = OutputEvents::from_buffer(&mut out_events_buffer);
