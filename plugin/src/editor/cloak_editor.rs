@@ -89,6 +89,10 @@ impl NiceEguiApp for CloakEditor {
         _frame: &mut nice_plug_egui::Frame,
     ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
         self.gui = Some(gui);
+        // The host may have loaded a project (and its path) since the editor was made.
+        if let Ok(path) = self.source.path.read() {
+            self.path_entry = path.clone();
+        }
         super::watch_signals();
         Ok(())
     }
