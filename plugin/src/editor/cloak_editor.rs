@@ -12,7 +12,6 @@ use advox::stream::band_meter::{
 use egui::{self, Stroke};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
-use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{
     create_egui_editor, EguiEditor, EguiEditorState, NiceEguiApp, RepaintNotifier,
 };
@@ -248,18 +247,12 @@ impl CloakEditor {
         };
         let setter = gui.param_setter();
         let p = &self.params;
-        ui.label("Mode");
-        ui.add(ParamSlider::for_param(&p.mode, &setter).with_width(150.0));
-        ui.label("Depth");
-        ui.add(ParamSlider::for_param(&p.depth, &setter).with_width(150.0));
-        ui.label("Margin under the threshold");
-        ui.add(ParamSlider::for_param(&p.margin_db, &setter).with_width(150.0));
-        ui.label("Band low");
-        ui.add(ParamSlider::for_param(&p.band_low_hz, &setter).with_width(150.0));
-        ui.label("Band high");
-        ui.add(ParamSlider::for_param(&p.band_high_hz, &setter).with_width(150.0));
-        ui.label("Bypass");
-        ui.add(ParamSlider::for_param(&p.bypass, &setter).with_width(150.0));
+        super::labelled_slider(ui, "Mode", &p.mode, &setter);
+        super::labelled_slider(ui, "Depth", &p.depth, &setter);
+        super::labelled_slider(ui, "Margin under the threshold", &p.margin_db, &setter);
+        super::labelled_slider(ui, "Band low", &p.band_low_hz, &setter);
+        super::labelled_slider(ui, "Band high", &p.band_high_hz, &setter);
+        super::labelled_slider(ui, "Bypass", &p.bypass, &setter);
     }
 
     /// The universal perturbation file: path entry, load button, status.

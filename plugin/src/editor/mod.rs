@@ -74,6 +74,17 @@ pub fn display_available() -> bool {
     std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
 }
 
+/// A parameter's label and its slider, as both editors lay out their controls.
+fn labelled_slider<P: nice_plug::prelude::Param>(
+    ui: &mut egui::Ui,
+    label: &str,
+    param: &P,
+    setter: &nice_plug::prelude::ParamSetter,
+) {
+    ui.label(label);
+    ui.add(nice_plug_egui::widgets::ParamSlider::for_param(param, setter).with_width(150.0));
+}
+
 /// Window settings shared by both editors.
 pub fn settings(title: &str) -> EguiNiceSettings {
     EguiNiceSettings::new().with_tile(title)

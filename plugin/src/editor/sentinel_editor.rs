@@ -9,7 +9,6 @@ use advox::stream::monitor::MonitorStatus;
 use egui::{self, Stroke};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, Size};
-use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{
     create_egui_editor, EguiEditor, EguiEditorState, NiceEguiApp, RepaintNotifier,
 };
@@ -193,14 +192,10 @@ impl SentinelEditor {
         };
         let setter = gui.param_setter();
         let p = &self.params;
-        ui.label("Threshold");
-        ui.add(ParamSlider::for_param(&p.threshold, &setter).with_width(150.0));
-        ui.label("Smoothing");
-        ui.add(ParamSlider::for_param(&p.smoothing_seconds, &setter).with_width(150.0));
-        ui.label("Gate (mute while detected)");
-        ui.add(ParamSlider::for_param(&p.gate, &setter).with_width(150.0));
-        ui.label("Model check");
-        ui.add(ParamSlider::for_param(&p.model_check, &setter).with_width(150.0));
+        super::labelled_slider(ui, "Threshold", &p.threshold, &setter);
+        super::labelled_slider(ui, "Smoothing", &p.smoothing_seconds, &setter);
+        super::labelled_slider(ui, "Gate (mute while detected)", &p.gate, &setter);
+        super::labelled_slider(ui, "Model check", &p.model_check, &setter);
     }
 }
 
