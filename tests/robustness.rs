@@ -33,6 +33,34 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `advox live --cloak --input-file INPUT -o OUT` (writes a 32-bit float WAV; no model needed).
+fn live_cloak(input: &Path, out: &Path) -> Command {
+    let mut command = advox();
+    command
+        .args(["live", "--cloak", "--input-file"])
+        .arg(input)
+        .arg("-o")
+        .arg(out);
+    command
+}
+
+/// The command failed, its error names `file` and contains one of `reasons`, and it did not
+/// panic.
+fn assert_clear_failure(out: &Output, file: &Path, reasons: &[&str], how: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "({how}) the command succeeded");
+    assert!(
+        err.contains(&file.display().to_string()),
+        "({how}) the error does not name {}: {err}",
+        file.display()
+    );
+    assert!(
+        reasons.iter().any(|r| err.contains(r)),
+        "({how}) the error does not say why: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -99,24 +127,13 @@ fn a_full_disk_gives_a_clear_error_and_leaves_no_file() {
     // `advox live` writes a 32-bit float WAV (~250 kB for this 2-s command); 64 kB of disk.
     let dir = fresh_dir("full-live");
     let out_path = dir.join("cloaked.wav");
-    let mut command = advox();
-    command
-        .args(["live", "--cloak", "--input-file"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out_path);
-    let (out, how) = run_with_full_disk(command, &dir, 64 * 1024);
-    let err = stderr(&out);
-    assert!(!out.status.success(), "({how}) succeeded on a full disk");
-    assert!(
-        err.contains(&out_path.display().to_string()),
-        "({how}) the error does not name the file: {err}"
+    let (out, how) = run_with_full_disk(live_cloak(&input, &out_path), &dir, 64 * 1024);
+    assert_clear_failure(
+        &out,
+        &out_path,
+        &["No space left on device", "File too large"],
+        how,
     );
-    assert!(
-        err.contains("No space left on device") || err.contains("File too large"),
-        "({how}) the error does not say why: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
 
     // An attack's three outputs (WAV, perturbation, report) on a disk too small for them.
     let dir = fresh_dir("full-attack");
@@ -156,12 +173,7 @@ fn a_read_only_output_directory_gives_a_clear_error_and_leaves_no_file() {
     std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out_path = out_dir.join("cloaked.wav");
-    let mut command = advox();
-    command
-        .args(["live", "--cloak", "--input-file"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out_path);
+    let mut command = live_cloak(&input, &out_path);
     // Root ignores permissions: a read-only tmpfs when it may mount one, else drop to `nobody`.
     let disk = if is_root() {
         SmallDisk::mount(&out_dir, "ro,size=1m")
@@ -182,15 +194,11 @@ fn a_read_only_output_directory_gives_a_clear_error_and_leaves_no_file() {
     let out = command.output().unwrap();
     let leftovers = files_in(&out_dir);
     drop(disk);
-    let err = stderr(&out);
-    assert!(!out.status.success(), "wrote into a read-only directory");
-    assert!(
-        err.contains(&out_path.display().to_string()),
-        "the error does not name the file: {err}"
-    );
-    assert!(
-        err.contains("Read-only file system") || err.contains("Permission denied"),
-        "the error does not say why: {err}"
+    assert_clear_failure(
+        &out,
+        &out_path,
+        &["Read-only file system", "Permission denied"],
+        "read-only",
     );
     assert!(leftovers.is_empty(), "files left: {leftovers:?}");
     std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o755)).unwrap();

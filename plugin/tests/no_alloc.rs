@@ -15,23 +15,9 @@ fn process_does_not_allocate() {
         return;
     }
     let clap = alloc_checking_clap_path();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process_run",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, &clap)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = run_child("child_process_run", CHILD, &clap);
     assert!(
-        out.status.success(),
+        ok,
         "the child aborted (an allocation in process()?):\n{text}"
     );
     assert!(text.contains("processed without allocating"), "{text}");

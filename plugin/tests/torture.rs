@@ -21,17 +21,8 @@ fn torture() {
         // assert_process_allocs only checks debug builds; the rest of the torture still runs.
         clap_path()
     };
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_run", "--nocapture", "--test-threads=1"])
-        .env(CHILD, &clap)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the torture run failed:\n{text}");
+    let (ok, text) = run_child("child_run", CHILD, &clap);
+    assert!(ok, "the torture run failed:\n{text}");
     assert!(text.contains("torture passed"), "{text}");
 }
 

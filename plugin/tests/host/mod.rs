@@ -111,6 +111,23 @@ pub fn alloc_checking_clap_path() -> PathBuf {
     .clone()
 }
 
+/// Run the test `test` of this test binary in a child process with `env_var` set to `clap`
+/// (so an abort from nice-plug's allocation checker ends only the child); returns whether it
+/// succeeded and its stdout + stderr.
+pub fn run_child(test: &str, env_var: &str, clap: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env_var, clap)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Load the bundle at `path`.
 pub fn entry_at(path: &std::path::Path) -> PluginEntry {
     // SAFETY: the library is our own plugin, built by cargo for this test.
