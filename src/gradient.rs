@@ -153,7 +153,12 @@ pub fn loss_and_waveform_grad(
     let tokens_t = Tensor::from_vec(tokens.to_vec(), (1, tokens.len()), model.device())?;
     let (logits, tape) = model.forward_recorded(&input, &tokens_t)?;
     let (value, d_logits) = loss(&logits)?;
-    let d_mel = model.backward(&tape, &d_logits)?.squeeze(0)?;
+    // Frames after the signal are constants of the attack (the normalisation floor is one):
+    // their gradient is not needed.
+    let varying = crate::mel::live_frames(wave.dim(0)?);
+    let d_mel = model
+        .backward_prefix(&tape, &d_logits, varying)?
+        .squeeze(0)?;
     drop(tape);
     let grads = (mel * d_mel)?.sum_all()?.backward()?;
     let grad = grads

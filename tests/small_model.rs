@@ -196,6 +196,54 @@ fn backward_matches_finite_differences_on_a_random_model() {
 }
 
 #[test]
+fn leading_frames_backward_matches_the_full_backward_on_a_random_model() {
+    // A short "signal" then a constant floor, as a padded 30-s window gives.
+    let cfg = config();
+    let model = Whisper::new(cfg.clone(), &random_weights(&cfg, 7)).unwrap();
+    let dev = Device::Cpu;
+    let input = [1u32, 7, 3, 9];
+    let targets = [7u32, 3, 9, 4];
+    let tokens = Tensor::from_vec(input.to_vec(), (1, input.len()), &dev).unwrap();
+    for frames in [1usize, 2, 171, 600, 1499, 3000] {
+        let signal = (Tensor::randn(0f32, 1.0, (1, 128, frames), &dev).unwrap() * 0.5).unwrap();
+        let mel = if frames < 3000 {
+            let floor = Tensor::full(-0.3f32, (1, 128, 3000 - frames), &dev).unwrap();
+            Tensor::cat(&[&signal, &floor], 2).unwrap()
+        } else {
+            signal
+        };
+        let (logits, tape) = model.forward_recorded(&mel, &tokens).unwrap();
+        let (_, d_logits) = cross_entropy(&logits, &targets).unwrap();
+        let full = model.backward(&tape, &d_logits).unwrap();
+        let part = model.backward_prefix(&tape, &d_logits, frames).unwrap();
+        assert_eq!(part.dims(), full.dims());
+        let lead = |t: &Tensor| t.narrow(2, 0, frames).unwrap().flatten_all().unwrap();
+        let (a, b) = (
+            lead(&full).to_vec1::<f32>().unwrap(),
+            lead(&part).to_vec1::<f32>().unwrap(),
+        );
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            scale > 0.0 && err <= 1e-4 * scale,
+            "{frames} frames: error {err} of {scale}"
+        );
+        let rest = part.narrow(2, frames, 3000 - frames).unwrap();
+        let rest = rest
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(rest, 0.0, "{frames} frames: gradient after them");
+    }
+}
+
+#[test]
 fn incremental_decoding_matches_the_full_decoder_on_a_random_model() {
     let cfg = config();
     let model = Whisper::new(cfg.clone(), &random_weights(&cfg, 7)).unwrap();

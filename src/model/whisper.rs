@@ -228,6 +228,25 @@ fn self_attention_backward(
     Ok((dx + ln.backward(ln_in, &d_h)?)?)
 }
 
+/// [`self_attention_backward`] for the first `rows` positions only, when only those
+/// positions' inputs can change: `(B, rows, D)`. The output projection's backward still runs
+/// over every position, since every query attends to the leading keys.
+fn self_attention_backward_prefix(
+    attn: &Attention,
+    ln: &LayerNorm,
+    saved: &AttentionSaved,
+    ln_in: &Tensor,
+    dx: &Tensor,
+    rows: usize,
+) -> Result<Tensor> {
+    let d_o = split_heads(&attn.out.backward(dx)?, attn.heads)?;
+    let (dq, dk, dv) = ops::attention_backward_prefix(saved, &d_o, rows)?;
+    let d_h = ((attn.q.backward(&merge_heads(&dq)?)? + attn.k.backward(&merge_heads(&dk)?)?)?
+        + attn.v.backward(&merge_heads(&dv)?)?)?;
+    let lead = |t: &Tensor| t.narrow(1, 0, rows);
+    Ok((lead(dx)? + ln.backward(&lead(ln_in)?.contiguous()?, &d_h)?)?)
+}
+
 #[derive(Debug, Clone)]
 struct DecoderLayer {
     attn_ln: LayerNorm,
@@ -546,6 +565,20 @@ impl Whisper {
     /// Gradient of a loss w.r.t. the log-mel input, given its gradient w.r.t. the logits of a
     /// recorded forward pass. Returns `(B, n_mels, 3000)`.
     pub fn backward(&self, tape: &ForwardTape, d_logits: &Tensor) -> Result<Tensor> {
+        self.backward_prefix(tape, d_logits, crate::mel::N_FRAMES)
+    }
+
+    /// [`Whisper::backward`] when only the first `varying_frames` log-mel frames can change
+    /// (a signal shorter than the 30-s window: the frames after it are constants of the
+    /// attack). Their gradient is exact; the other frames' is not computed and is returned as
+    /// zero. This skips most of the first encoder layer's attention backward and of the
+    /// convolutions' backward, whose cost then follows the signal's length.
+    pub fn backward_prefix(
+        &self,
+        tape: &ForwardTape,
+        d_logits: &Tensor,
+        varying_frames: usize,
+    ) -> Result<Tensor> {
         let (b, l, v) = d_logits.dims3()?;
         let d = self.config.d_model;
         let d_out = d_logits
@@ -572,18 +605,49 @@ impl Whisper {
         }
         let d_xa =
             d_xa.ok_or_else(|| Error::InvalidArgument("the decoder has no layers".into()))?;
+        let t_in = tape.conv1_gelu_grad.dim(2)?;
+        let t_enc = tape.conv2_gelu_grad.dim(2)?;
+        let frames = varying_frames.min(t_in);
+        // Encoder positions whose convolution inputs reach a varying frame: conv1 output j
+        // reads frames j-1..=j+1, conv2 output r reads conv1 outputs 2r-1..=2r+1.
+        let positions = (frames.div_ceil(2) + 1).min(t_enc);
         let mut dx = self.enc_ln.backward(&tape.enc_ln_in, &d_xa)?;
-        for (layer, t) in self.enc_layers.iter().zip(&tape.enc_layers).rev() {
+        for (i, (layer, t)) in self
+            .enc_layers
+            .iter()
+            .zip(&tape.enc_layers)
+            .enumerate()
+            .rev()
+        {
             dx = layer.mlp.backward(&t.mlp, &dx)?;
-            dx = self_attention_backward(&layer.attn, &layer.attn_ln, &t.attn, &t.attn_ln_in, &dx)?;
+            dx = if i == 0 && positions < t_enc {
+                self_attention_backward_prefix(
+                    &layer.attn,
+                    &layer.attn_ln,
+                    &t.attn,
+                    &t.attn_ln_in,
+                    &dx,
+                    positions,
+                )?
+            } else {
+                self_attention_backward(&layer.attn, &layer.attn_ln, &t.attn, &t.attn_ln_in, &dx)?
+            };
         }
         // Positional embedding add is the identity for the gradient; undo the transpose.
+        let rows = dx.dim(1)?;
         let d_a2 = dx.transpose(1, 2)?.contiguous()?;
-        let d_c2 = (d_a2 * &tape.conv2_gelu_grad)?;
-        let t_in = tape.conv1_gelu_grad.dim(2)?;
+        let d_c2 = (d_a2 * tape.conv2_gelu_grad.narrow(2, 0, rows)?)?;
         let d_a1 = ops::conv1d_k3_input_grad(&d_c2, &self.conv2_w, 2, t_in)?;
-        let d_c1 = (d_a1 * &tape.conv1_gelu_grad)?;
-        ops::conv1d_k3_input_grad(&d_c1, &self.conv1_w, 1, t_in)
+        let needed = (frames + 1).min(t_in);
+        let d_c1 = (d_a1.narrow(2, 0, needed)? * tape.conv1_gelu_grad.narrow(2, 0, needed)?)?;
+        let d_mel = ops::conv1d_k3_input_grad(&d_c1, &self.conv1_w, 1, t_in)?;
+        if frames < t_in {
+            Ok(d_mel
+                .narrow(2, 0, frames)?
+                .pad_with_zeros(2, 0, t_in - frames)?)
+        } else {
+            Ok(d_mel)
+        }
     }
 
     /// Cross-attention keys/values of encoded audio `(1, 1500, D)`, for incremental decoding.

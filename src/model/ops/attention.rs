@@ -1,10 +1,14 @@
 //! Fused attention (flash-style: score tiles of [`QUERY_TILE`] rows stay in cache, the
 //! probabilities are kept or recomputed from the saved log-sum-exp) and its backward.
 
-use super::{exp_approx, matmul, reference, with_cpu_f32, ROW_MAJOR, TRANSPOSED};
+use super::{
+    exp_approx, matmul, matmul_uninit, reference, with_cpu_f32, with_cpu_f32s, ROW_MAJOR,
+    TRANSPOSED,
+};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Rows of the query tile.
 const QUERY_TILE: usize = 128;
@@ -176,13 +180,14 @@ pub fn attention(
     let mut o = vec![0.0f32; b * h * tq * dh];
     let mut lse = vec![0.0f32; b * h * tq];
     let keep_probs = save == Save::Probabilities;
-    let mut probs = if keep_probs {
-        vec![0.0f32; b * h * tq * tk]
-    } else {
-        Vec::new()
-    };
-    let mut prob_slices: Vec<Option<&mut [f32]>> = if keep_probs {
-        probs.chunks_mut(tq * tk).map(Some).collect()
+    // Kept probabilities go straight into fresh memory: each tile's product writes them.
+    let n_probs = if keep_probs { b * h * tq * tk } else { 0 };
+    let mut probs: Vec<f32> = Vec::with_capacity(n_probs);
+    let mut prob_slices: Vec<Option<&mut [MaybeUninit<f32>]>> = if keep_probs {
+        probs.spare_capacity_mut()[..n_probs]
+            .chunks_mut(tq * tk)
+            .map(Some)
+            .collect()
     } else {
         (0..b * h).map(|_| None).collect()
     };
@@ -204,23 +209,32 @@ pub fn attention(
                         };
                         for q0 in (0..tq).step_by(QUERY_TILE) {
                             let rows = QUERY_TILE.min(tq - q0);
+                            let (qv, kv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                            let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
                             let s = match kept {
-                                Some(p) => &mut p[q0 * tk..(q0 + rows) * tk],
-                                None => &mut scratch[..rows * tk],
+                                Some(p) => {
+                                    let p = &mut p[q0 * tk..(q0 + rows) * tk];
+                                    matmul_uninit(rows, tk, dh, p, q_blk, qv, kh, kv, scale as f32)
+                                }
+                                None => {
+                                    let s = &mut scratch[..rows * tk];
+                                    let sv = ROW_MAJOR(tk);
+                                    matmul(
+                                        rows,
+                                        tk,
+                                        dh,
+                                        s,
+                                        sv,
+                                        false,
+                                        q_blk,
+                                        qv,
+                                        kh,
+                                        kv,
+                                        scale as f32,
+                                    );
+                                    s
+                                }
                             };
-                            matmul(
-                                rows,
-                                tk,
-                                dh,
-                                s,
-                                ROW_MAJOR(tk),
-                                false,
-                                &qh[q0 * dh..],
-                                ROW_MAJOR(dh),
-                                kh,
-                                TRANSPOSED(dh),
-                                scale as f32,
-                            );
                             softmax_rows(s, &mut lse_bh[q0..q0 + rows], tk, q0, causal_offset);
                             matmul(
                                 rows,
@@ -241,6 +255,9 @@ pub fn attention(
         })
     })???;
     drop(prob_slices);
+    // SAFETY: the tiles above wrote all `n_probs` probabilities (every query row of every
+    // head, every key), reached only when none of them failed.
+    unsafe { probs.set_len(n_probs) };
     let dev = q.device();
     let o = Tensor::from_vec(o, (b, h, tq, dh), dev)?;
     if save == Save::Nothing {
@@ -427,6 +444,203 @@ pub fn attention_backward(
     ))
 }
 
+/// Gradients `(dq, dk, dv)` of the first `rows` query and key positions of a self-attention
+/// (`Tq == Tk`, not causal), each `(B, H, rows, dh)`: what the backward needs when only those
+/// positions' inputs can change (Whisper's first encoder layer under a short signal in its
+/// 30-s window). About `rows / T` of the work of [`attention_backward`]; falls back to it (and
+/// narrows) when `rows` is more than half the sequence, for causal attention and off the CPU.
+pub fn attention_backward_prefix(
+    saved: &AttentionSaved,
+    d_o: &Tensor,
+    rows: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, h, tq, tk, dh) = check_attention_shapes(&saved.q, &saved.k, &saved.v)?;
+    if rows > tq.min(tk) {
+        return Err(Error::InvalidArgument(format!(
+            "{rows} leading rows asked of a {tq}x{tk} attention"
+        )));
+    }
+    let lse = match &saved.lse {
+        Some(lse)
+            if matches!(d_o.device(), Device::Cpu)
+                && saved.causal_offset.is_none()
+                && tq == tk
+                && 2 * rows <= tq =>
+        {
+            lse
+        }
+        _ => {
+            let (dq, dk, dv) = attention_backward(saved, d_o)?;
+            return Ok((
+                dq.narrow(2, 0, rows)?,
+                dk.narrow(2, 0, rows)?,
+                dv.narrow(2, 0, rows)?,
+            ));
+        }
+    };
+    let t = tq;
+    let scale = saved.scale as f32;
+    let dev = saved.q.device();
+    if rows == 0 || dh == 0 {
+        let empty = || Tensor::zeros((b, h, rows, dh), candle_core::DType::F32, dev);
+        return Ok((empty()?, empty()?, empty()?));
+    }
+    let mut dq = vec![0.0f32; b * h * rows * dh];
+    let mut dk = vec![0.0f32; b * h * rows * dh];
+    let mut dv = vec![0.0f32; b * h * rows * dh];
+    let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
+    let kept = saved.p.as_ref().unwrap_or(&empty);
+    let inputs = [&saved.q, &saved.k, &saved.v, &saved.o, lse, d_o, kept];
+    with_cpu_f32s(inputs, |[qs, ks, vs, os, ls, dos, kept]| {
+        let m = t * dh;
+        dq.par_chunks_mut(rows * dh)
+            .zip(dk.par_chunks_mut(rows * dh))
+            .zip(dv.par_chunks_mut(rows * dh))
+            .enumerate()
+            .for_each(|(bh, ((dq, dk), dv))| {
+                let (qh, kh, vh) = (&qs[bh * m..][..m], &ks[bh * m..][..m], &vs[bh * m..][..m]);
+                let (oh, doh, lh) = (&os[bh * m..][..m], &dos[bh * m..][..m], &ls[bh * t..][..t]);
+                let kept = (!kept.is_empty()).then(|| &kept[bh * t * t..][..t * t]);
+                // D_i = dO_i · O_i, the softmax backward's row term.
+                let d: Vec<f32> = doh
+                    .chunks_exact(dh)
+                    .zip(oh.chunks_exact(dh))
+                    .map(|(a, c)| a.iter().zip(c).map(|(x, y)| x * y).sum())
+                    .collect();
+                // Columns 0..rows of P (every query's weight on the leading keys): dV, dK.
+                let mut p_cols = vec![0.0f32; t * rows];
+                match kept {
+                    Some(p) => {
+                        for (dst, src) in p_cols.chunks_exact_mut(rows).zip(p.chunks_exact(t)) {
+                            dst.copy_from_slice(&src[..rows]);
+                        }
+                    }
+                    None => {
+                        let (qv, kv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                        matmul(
+                            t,
+                            rows,
+                            dh,
+                            &mut p_cols,
+                            ROW_MAJOR(rows),
+                            false,
+                            qh,
+                            qv,
+                            kh,
+                            kv,
+                            scale,
+                        );
+                        probs_from_lse(&mut p_cols, lh, rows, 0, None);
+                    }
+                }
+                // dV = P[:, ..rows]ᵀ dO
+                let (pv, dov) = (TRANSPOSED(rows), ROW_MAJOR(dh));
+                matmul(
+                    rows,
+                    dh,
+                    t,
+                    dv,
+                    ROW_MAJOR(dh),
+                    false,
+                    &p_cols,
+                    pv,
+                    doh,
+                    dov,
+                    1.0,
+                );
+                // dS[:, ..rows] = P ⊙ (dO V[..rows]ᵀ − D);  dK = scale dSᵀ Q
+                let mut ds = vec![0.0f32; t * rows];
+                let (dov, vv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                matmul(
+                    t,
+                    rows,
+                    dh,
+                    &mut ds,
+                    ROW_MAJOR(rows),
+                    false,
+                    doh,
+                    dov,
+                    vh,
+                    vv,
+                    1.0,
+                );
+                softmax_grad(&mut ds, &p_cols, &d, rows);
+                let (dsv, qv) = (TRANSPOSED(rows), ROW_MAJOR(dh));
+                matmul(
+                    rows,
+                    dh,
+                    t,
+                    dk,
+                    ROW_MAJOR(dh),
+                    false,
+                    &ds,
+                    dsv,
+                    qh,
+                    qv,
+                    scale,
+                );
+                // Rows 0..rows of P (the leading queries' weights on every key): dQ.
+                let mut p_rows = vec![0.0f32; rows * t];
+                match kept {
+                    Some(p) => p_rows.copy_from_slice(&p[..rows * t]),
+                    None => {
+                        let (qv, kv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                        matmul(
+                            rows,
+                            t,
+                            dh,
+                            &mut p_rows,
+                            ROW_MAJOR(t),
+                            false,
+                            qh,
+                            qv,
+                            kh,
+                            kv,
+                            scale,
+                        );
+                        probs_from_lse(&mut p_rows, &lh[..rows], t, 0, None);
+                    }
+                }
+                // dS[..rows, :] = P ⊙ (dO[..rows] Vᵀ − D);  dQ = scale dS K
+                let mut ds = vec![0.0f32; rows * t];
+                let (dov, vv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                matmul(
+                    rows,
+                    t,
+                    dh,
+                    &mut ds,
+                    ROW_MAJOR(t),
+                    false,
+                    doh,
+                    dov,
+                    vh,
+                    vv,
+                    1.0,
+                );
+                softmax_grad(&mut ds, &p_rows, &d[..rows], t);
+                let (dsv, kv) = (ROW_MAJOR(t), ROW_MAJOR(dh));
+                matmul(
+                    rows,
+                    dh,
+                    t,
+                    dq,
+                    ROW_MAJOR(dh),
+                    false,
+                    &ds,
+                    dsv,
+                    kh,
+                    kv,
+                    scale,
+                );
+            });
+    })?;
+    Ok((
+        Tensor::from_vec(dq, (b, h, rows, dh), dev)?,
+        Tensor::from_vec(dk, (b, h, rows, dh), dev)?,
+        Tensor::from_vec(dv, (b, h, rows, dh), dev)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::max_abs_diff;
@@ -456,5 +670,41 @@ mod tests {
             assert!(max_abs_diff(&dk, &dkr) < 1e-4, "dk {tq}x{tk}");
             assert!(max_abs_diff(&dv, &dvr) < 1e-4, "dv {tq}x{tk}");
         }
+    }
+
+    #[test]
+    fn leading_rows_backward_matches_the_full_backward() {
+        let dev = Device::Cpu;
+        for (t, rows, save) in [
+            (150, 20, Save::Statistics),
+            (150, 20, Save::Probabilities),
+            (64, 1, Save::Probabilities),
+            (33, 16, Save::Statistics),
+            (40, 30, Save::Statistics),
+            (50, 0, Save::Probabilities),
+        ] {
+            let q = Tensor::randn(0f32, 1.0, (2, 3, t, 16), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (2, 3, t, 16), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (2, 3, t, 16), &dev).unwrap();
+            let d_o = Tensor::randn(0f32, 1.0, (2, 3, t, 16), &dev).unwrap();
+            let (_, s) = attention(&q, &k, &v, 0.25, None, save).unwrap();
+            let s = s.unwrap();
+            let (dq, dk, dv) = attention_backward(&s, &d_o).unwrap();
+            let (pq, pk, pv) = attention_backward_prefix(&s, &d_o, rows).unwrap();
+            for (full, part, name) in [(dq, pq, "dq"), (dk, pk, "dk"), (dv, pv, "dv")] {
+                assert_eq!(part.dims(), &[2, 3, rows, 16]);
+                let full = full.narrow(2, 0, rows).unwrap();
+                if rows == 0 {
+                    continue;
+                }
+                assert!(
+                    max_abs_diff(&full, &part) < 1e-4,
+                    "{name}: t {t}, rows {rows}"
+                );
+            }
+        }
+        let q = Tensor::randn(0f32, 1.0, (1, 1, 8, 4), &dev).unwrap();
+        let (_, s) = attention(&q, &q, &q, 0.5, None, Save::Statistics).unwrap();
+        assert!(attention_backward_prefix(&s.unwrap(), &q, 9).is_err());
     }
 }

@@ -4,22 +4,23 @@ use super::{erf_approx, exp_approx, reference, with_cpu_f32};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 #[inline(always)]
-fn gelu_kernel(x: &[f32], y: &mut [f32], d: &mut [f32]) {
+fn gelu_kernel(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
     const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     for ((xi, yi), di) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
         let v = *xi;
         let cdf = 0.5 * (1.0 + erf_approx(v * INV_SQRT2));
         let pdf = INV_SQRT_2PI * exp_approx(-0.5 * v * v);
-        *yi = v * cdf;
-        *di = cdf + v * pdf;
+        yi.write(v * cdf);
+        di.write(cdf + v * pdf);
     }
 }
 
-fn gelu_chunk(x: &[f32], y: &mut [f32], d: &mut [f32]) {
-    dispatch!(gelu_kernel, gelu_kernel_avx2, (x: &[f32], y: &mut [f32], d: &mut [f32]));
+fn gelu_chunk(x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]) {
+    dispatch!(gelu_kernel, gelu_kernel_avx2, (x: &[f32], y: &mut [MaybeUninit<f32>], d: &mut [MaybeUninit<f32>]));
 }
 
 /// Exact-erf GELU of `x` and its derivative `Φ(x) + x φ(x)` (the tensor the backward multiplies
@@ -29,15 +30,23 @@ pub fn gelu_with_derivative(x: &Tensor) -> Result<(Tensor, Tensor)> {
         return reference::gelu_with_derivative(x);
     }
     let n = x.elem_count();
-    let mut y = vec![0.0f32; n];
-    let mut d = vec![0.0f32; n];
+    // Outputs go straight into fresh memory: the kernel writes every element.
+    let mut y: Vec<f32> = Vec::with_capacity(n);
+    let mut d: Vec<f32> = Vec::with_capacity(n);
     with_cpu_f32(x, |xs| {
+        assert_eq!(xs.len(), n, "gelu: input size");
         const CHUNK: usize = 16 * 1024;
         xs.par_chunks(CHUNK)
-            .zip(y.par_chunks_mut(CHUNK))
-            .zip(d.par_chunks_mut(CHUNK))
+            .zip(y.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
+            .zip(d.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
             .for_each(|((xc, yc), dc)| gelu_chunk(xc, yc, dc));
     })?;
+    // SAFETY: the chunks above cover all `n` elements of both (equal-length) outputs, and the
+    // kernel writes each one.
+    unsafe {
+        y.set_len(n);
+        d.set_len(n);
+    }
     let shape = x.shape().clone();
     Ok((
         Tensor::from_vec(y, shape.clone(), x.device())?,

@@ -7,6 +7,7 @@
 
 use crate::{Error, Result};
 use candle_core::{Storage, Tensor};
+use std::mem::MaybeUninit;
 
 /// Run `f` on the contiguous f32 data of a CPU tensor.
 pub(super) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
@@ -22,6 +23,35 @@ pub(super) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result
         }
         _ => Err(Error::InvalidArgument("expected a CPU tensor".into())),
     }
+}
+
+/// Run `f` on the contiguous f32 data of several CPU tensors at once.
+pub(super) fn with_cpu_f32s<R, const N: usize>(
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> Result<R> {
+    let owned = tensors
+        .iter()
+        .map(|t| t.to_dtype(candle_core::DType::F32)?.contiguous())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(N);
+    for (storage, layout) in &guards {
+        match &**storage {
+            Storage::Cpu(cpu) => {
+                let data = cpu.as_slice::<f32>()?;
+                let (start, end) = layout
+                    .contiguous_offsets()
+                    .ok_or_else(|| Error::InvalidArgument("tensor is not contiguous".into()))?;
+                slices.push(&data[start..end]);
+            }
+            _ => return Err(Error::InvalidArgument("expected a CPU tensor".into())),
+        }
+    }
+    let slices: [&[f32]; N] = slices
+        .try_into()
+        .map_err(|_| Error::InvalidArgument("tensor count".into()))?;
+    Ok(f(slices))
 }
 
 /// Row-major strides of a matrix view: `(row_stride, col_stride)`.
@@ -56,59 +86,120 @@ pub(super) fn matmul(
     bv: View,
     beta: f32,
 ) {
-    let extent = |v: View, rows: usize, cols: usize| {
-        if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows as isize - 1) * v.rs + (cols as isize - 1) * v.cs + 1
+    assert!(extent(cv, m, n) <= c.len(), "matmul: output out of bounds");
+    // SAFETY: `c` holds every element the view addresses (checked above) and is a distinct
+    // borrow from `a` and `b`.
+    unsafe { gemm_into(m, n, k, c.as_mut_ptr(), cv, accumulate, a, av, b, bv, beta) }
+}
+
+/// [`matmul`] into fresh (uninitialised) memory: `c` is the row-major `m x n` product, every
+/// element written without being read, and is returned initialised. Saves zeroing buffers
+/// that a product overwrites anyway.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_uninit<'c>(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &'c mut [MaybeUninit<f32>],
+    a: &[f32],
+    av: View,
+    b: &[f32],
+    bv: View,
+    beta: f32,
+) -> &'c mut [f32] {
+    assert_eq!(c.len(), m * n, "matmul: output size");
+    if k == 0 || m == 0 || n == 0 {
+        c.iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+    } else {
+        // SAFETY: `c` is exactly the `m x n` row-major output (checked above), a distinct
+        // borrow from `a` and `b`; without `accumulate` the GEMM writes every element of it and
+        // reads none (gemm's `read_dst = false` path).
+        unsafe {
+            gemm_into(
+                m,
+                n,
+                k,
+                c.as_mut_ptr().cast(),
+                ROW_MAJOR(n),
+                false,
+                a,
+                av,
+                b,
+                bv,
+                beta,
+            )
         }
-    };
-    assert!(
-        extent(cv, m, n) as usize <= c.len(),
-        "matmul: output out of bounds"
-    );
-    assert!(
-        extent(av, m, k) as usize <= a.len(),
-        "matmul: lhs out of bounds"
-    );
-    assert!(
-        extent(bv, k, n) as usize <= b.len(),
-        "matmul: rhs out of bounds"
-    );
+    }
+    // SAFETY: every element was written above.
+    unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Elements a strided `rows x cols` view spans.
+fn extent(v: View, rows: usize, cols: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        ((rows as isize - 1) * v.rs + (cols as isize - 1) * v.cs + 1) as usize
+    }
+}
+
+/// The GEMM call behind [`matmul`] and [`matmul_uninit`].
+///
+/// # Safety
+/// `c` must address every element of the `m x n` view `cv` and must not alias `a` or `b`;
+/// with `accumulate` those elements must be initialised.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: *mut f32,
+    cv: View,
+    accumulate: bool,
+    a: &[f32],
+    av: View,
+    b: &[f32],
+    bv: View,
+    beta: f32,
+) {
+    assert!(extent(av, m, k) <= a.len(), "matmul: lhs out of bounds");
+    assert!(extent(bv, k, n) <= b.len(), "matmul: rhs out of bounds");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c.iter_mut().for_each(|x| *x = 0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    *c.offset(i as isize * cv.rs + j as isize * cv.cs) = 0.0;
+                }
+            }
         }
         return;
     }
-    // SAFETY: every index the GEMM touches lies inside the slices (checked above); `c` does
-    // not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            cv.cs,
-            cv.rs,
-            accumulate,
-            a.as_ptr(),
-            av.cs,
-            av.rs,
-            b.as_ptr(),
-            bv.cs,
-            bv.rs,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        cv.cs,
+        cv.rs,
+        accumulate,
+        a.as_ptr(),
+        av.cs,
+        av.rs,
+        b.as_ptr(),
+        bv.cs,
+        bv.rs,
+        1.0,
+        beta,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// `e^x`, branch-free (vectorises), relative error ~2e-7 on [-87, 88].
@@ -169,7 +260,9 @@ mod conv;
 mod gelu;
 pub mod reference;
 
-pub use attention::{attention, attention_backward, AttentionSaved, Save};
+pub use attention::{
+    attention, attention_backward, attention_backward_prefix, AttentionSaved, Save,
+};
 pub use conv::{conv1d_k3, conv1d_k3_input_grad};
 pub use gelu::gelu_with_derivative;
 
