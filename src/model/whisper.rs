@@ -10,7 +10,7 @@ use super::config::WhisperConfig;
 use super::ops::{self, AttentionSaved, Save};
 use super::weights::Weights;
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 const LN_EPS: f64 = 1e-5;
 
@@ -41,11 +41,7 @@ impl Linear {
         let dims = x.dims().to_vec();
         let inner = dims[dims.len() - 1];
         let rows = x.elem_count() / inner;
-        let y = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
+        let y = ops::linear(&x.reshape((rows, inner))?, &self.weight, self.bias.as_ref())?;
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;
@@ -53,15 +49,26 @@ impl Linear {
     }
     /// Gradient w.r.t. the input: `dy W`.
     fn backward(&self, dy: &Tensor) -> Result<Tensor> {
-        let dims = dy.dims().to_vec();
-        let out = dims[dims.len() - 1];
-        let rows = dy.elem_count() / out;
-        let dx = dy.reshape((rows, out))?.matmul(&self.weight)?;
-        let mut in_dims = dims;
-        let last = in_dims.len() - 1;
-        in_dims[last] = self.weight.dim(1)?;
-        Ok(dx.reshape(in_dims)?)
+        input_grad(&[(self, dy)])
     }
+}
+
+/// Summed input gradient `Σ dyᵢ Wᵢ` of linear layers sharing one input, `dyᵢ` `(..., outᵢ)`.
+fn input_grad(terms: &[(&Linear, &Tensor)]) -> Result<Tensor> {
+    let (_, first) = terms
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("no linear layer".into()))?;
+    let mut dims = first.dims().to_vec();
+    let rows = first.elem_count() / dims[dims.len() - 1].max(1);
+    let flat = terms
+        .iter()
+        .map(|(l, dy)| Ok((dy.reshape((rows, l.weight.dim(0)?))?, &l.weight)))
+        .collect::<Result<Vec<_>>>()?;
+    let pairs: Vec<(&Tensor, &Tensor)> = flat.iter().map(|(dy, w)| (dy, *w)).collect();
+    let dx = ops::linear_input_grad(&pairs)?;
+    let last = dims.len() - 1;
+    dims[last] = dx.dim(1)?;
+    Ok(dx.reshape(dims)?)
 }
 
 #[derive(Debug, Clone)]
@@ -87,18 +94,12 @@ impl LayerNorm {
     }
     /// `dx = r (g - mean(g) - x̂ mean(g x̂))` with `g = dy γ`, recomputing `x̂` and `r` from `x`.
     fn backward(&self, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-        let mu = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mu)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let r = (var + LN_EPS)?.sqrt()?.recip()?;
-        let xhat = xc.broadcast_mul(&r)?;
-        let g = dy.broadcast_mul(&self.gamma)?;
-        let g_mean = g.mean_keepdim(D::Minus1)?;
-        let gx_mean = (&g * &xhat)?.mean_keepdim(D::Minus1)?;
-        let inner = g
-            .broadcast_sub(&g_mean)?
-            .sub(&xhat.broadcast_mul(&gx_mean)?)?;
-        Ok(inner.broadcast_mul(&r)?)
+        ops::layer_norm_backward(x, &self.gamma, dy, LN_EPS, None)
+    }
+    /// `residual +` [`LayerNorm::backward`], in one pass: the gradient of a pre-norm block's
+    /// input `x + f(ln(x))`, given `residual` = the block output's gradient.
+    fn backward_residual(&self, x: &Tensor, dy: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        ops::layer_norm_backward(x, &self.gamma, dy, LN_EPS, Some(residual))
     }
 }
 
@@ -210,7 +211,7 @@ impl Mlp {
     fn backward(&self, t: &MlpTape, dx: &Tensor) -> Result<Tensor> {
         let d_act = self.fc2.backward(dx)?;
         let d_h = self.fc1.backward(&(d_act * &t.gelu_grad)?)?;
-        Ok((dx + self.ln.backward(&t.ln_in, &d_h)?)?)
+        self.ln.backward_residual(&t.ln_in, &d_h, dx)
     }
 }
 
@@ -223,9 +224,9 @@ fn self_attention_backward(
     dx: &Tensor,
 ) -> Result<Tensor> {
     let (dq, dk, dv) = attn.backward(saved, dx)?;
-    let d_h = ((attn.q.backward(&merge_heads(&dq)?)? + attn.k.backward(&merge_heads(&dk)?)?)?
-        + attn.v.backward(&merge_heads(&dv)?)?)?;
-    Ok((dx + ln.backward(ln_in, &d_h)?)?)
+    let (dq, dk, dv) = (merge_heads(&dq)?, merge_heads(&dk)?, merge_heads(&dv)?);
+    let d_h = input_grad(&[(&attn.q, &dq), (&attn.k, &dk), (&attn.v, &dv)])?;
+    ln.backward_residual(ln_in, &d_h, dx)
 }
 
 /// [`self_attention_backward`] for the first `rows` positions only, when only those
@@ -241,10 +242,10 @@ fn self_attention_backward_prefix(
 ) -> Result<Tensor> {
     let d_o = split_heads(&attn.out.backward(dx)?, attn.heads)?;
     let (dq, dk, dv) = ops::attention_backward_prefix(saved, &d_o, rows)?;
-    let d_h = ((attn.q.backward(&merge_heads(&dq)?)? + attn.k.backward(&merge_heads(&dk)?)?)?
-        + attn.v.backward(&merge_heads(&dv)?)?)?;
+    let (dq, dk, dv) = (merge_heads(&dq)?, merge_heads(&dk)?, merge_heads(&dv)?);
+    let d_h = input_grad(&[(&attn.q, &dq), (&attn.k, &dk), (&attn.v, &dv)])?;
     let lead = |t: &Tensor| t.narrow(1, 0, rows);
-    Ok((lead(dx)? + ln.backward(&lead(ln_in)?.contiguous()?, &d_h)?)?)
+    ln.backward_residual(&lead(ln_in)?, &d_h, &lead(dx)?)
 }
 
 #[derive(Debug, Clone)]
@@ -592,9 +593,11 @@ impl Whisper {
             // Cross-attention: queries from the decoder, keys/values from the audio features.
             let (dq, dk, dv) = layer.cross.backward(&t.cross, &dx)?;
             let d_h = layer.cross.q.backward(&merge_heads(&dq)?)?;
-            dx = (&dx + layer.cross_ln.backward(&t.cross_ln_in, &d_h)?)?;
-            let d_feat = (layer.cross.k.backward(&merge_heads(&dk)?)?
-                + layer.cross.v.backward(&merge_heads(&dv)?)?)?;
+            dx = layer
+                .cross_ln
+                .backward_residual(&t.cross_ln_in, &d_h, &dx)?;
+            let (dk, dv) = (merge_heads(&dk)?, merge_heads(&dv)?);
+            let d_feat = input_grad(&[(&layer.cross.k, &dk), (&layer.cross.v, &dv)])?;
             d_xa = Some(match d_xa {
                 Some(acc) => (acc + d_feat)?,
                 None => d_feat,

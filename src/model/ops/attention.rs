@@ -45,17 +45,22 @@ fn softmax_rows_kernel(
             .iter()
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         m = mx.iter().fold(m, |a, &b| a.max(b));
-        for v in live.iter_mut() {
-            *v = exp_approx(*v - m);
-        }
+        // Exponentials and their sum in one pass.
         let mut acc = [0.0f32; 8];
-        let mut chunks = live.chunks_exact(8);
+        let mut chunks = live.chunks_exact_mut(8);
         for c in &mut chunks {
             for j in 0..8 {
-                acc[j] += c[j];
+                let e = exp_approx(c[j] - m);
+                c[j] = e;
+                acc[j] += e;
             }
         }
-        let sum = acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+        let mut tail = 0.0f32;
+        for v in chunks.into_remainder() {
+            *v = exp_approx(*v - m);
+            tail += *v;
+        }
+        let sum = acc.iter().sum::<f32>() + tail;
         let inv = 1.0 / sum;
         live.iter_mut().for_each(|v| *v *= inv);
         masked.iter_mut().for_each(|v| *v = 0.0);

@@ -258,6 +258,8 @@ macro_rules! dispatch {
 mod attention;
 mod conv;
 mod gelu;
+mod layer_norm;
+mod linear;
 pub mod reference;
 
 pub use attention::{
@@ -265,6 +267,8 @@ pub use attention::{
 };
 pub use conv::{conv1d_k3, conv1d_k3_input_grad};
 pub use gelu::gelu_with_derivative;
+pub use layer_norm::layer_norm_backward;
+pub use linear::{linear, linear_input_grad};
 
 /// Largest absolute difference of two tensors (tests).
 #[cfg(test)]
