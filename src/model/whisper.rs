@@ -38,10 +38,19 @@ impl Linear {
     }
     /// `x`: `(..., in)` -> `(..., out)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_add(x, None)
+    }
+    /// `residual + forward(x)` in one pass (`residual` shaped as the output).
+    fn forward_add(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let inner = dims[dims.len() - 1];
         let rows = x.elem_count() / inner;
-        let y = ops::linear(&x.reshape((rows, inner))?, &self.weight, self.bias.as_ref())?;
+        let residual = match residual {
+            Some(r) => Some(r.reshape((rows, self.weight.dim(0)?))?),
+            None => None,
+        };
+        let x2 = x.reshape((rows, inner))?;
+        let y = ops::linear_add(&x2, &self.weight, self.bias.as_ref(), residual.as_ref())?;
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;
@@ -198,7 +207,7 @@ impl Mlp {
     fn forward(&self, x: Tensor, record: bool) -> Result<(Tensor, Option<MlpTape>)> {
         let h = self.ln.forward(&x)?;
         let (act, gelu_grad) = ops::gelu_with_derivative(&self.fc1.forward(&h)?)?;
-        let out = (&x + self.fc2.forward(&act)?)?;
+        let out = self.fc2.forward_add(&act, Some(&x))?;
         Ok((
             out,
             record.then(|| MlpTape {
@@ -443,7 +452,7 @@ impl Whisper {
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k, v) = layer.attn.keys_values(&h)?;
             let (merged, attn_tape) = layer.attn.attend(&q, &k, &v, None, enc_save)?;
-            let x_mid = (&x + layer.attn.out.forward(&merged)?)?;
+            let x_mid = layer.attn.out.forward_add(&merged, Some(&x))?;
             let (x_out, mlp_tape) = layer.mlp.forward(x_mid, record)?;
             if let (Some(attn), Some(mlp)) = (attn_tape, mlp_tape) {
                 layers.push(EncoderLayerTape {
@@ -527,12 +536,12 @@ impl Whisper {
             let q = split_heads(&layer.attn.q.forward(&h)?, layer.attn.heads)?;
             let (k, v) = layer.attn.keys_values(&h)?;
             let (merged, self_tape) = layer.attn.attend(&q, &k, &v, Some(0), dec_save)?;
-            let x_a = (&x + layer.attn.out.forward(&merged)?)?;
+            let x_a = layer.attn.out.forward_add(&merged, Some(&x))?;
             let h = layer.cross_ln.forward(&x_a)?;
             let q = split_heads(&layer.cross.q.forward(&h)?, layer.cross.heads)?;
             let (k, v) = layer.cross.keys_values(xa)?;
             let (merged, cross_tape) = layer.cross.attend(&q, &k, &v, None, dec_save)?;
-            let x_b = (&x_a + layer.cross.out.forward(&merged)?)?;
+            let x_b = layer.cross.out.forward_add(&merged, Some(&x_a))?;
             let (x_out, mlp_tape) = layer.mlp.forward(x_b, tape.is_some())?;
             if let (Some(t), Some(attn), Some(cross), Some(mlp)) =
                 (tape.as_deref_mut(), self_tape, cross_tape, mlp_tape)

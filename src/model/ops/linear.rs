@@ -15,9 +15,23 @@ fn row_block(rows: usize) -> usize {
 
 /// `x (rows, in) · w (out, in)ᵀ [+ bias (out,)]` -> `(rows, out)`.
 pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    linear_add(x, w, bias, None)
+}
+
+/// [`linear`] plus `residual` `(rows, out)`, added as the product's starting value (a
+/// residual connection without its own pass).
+pub fn linear_add(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     let (rows, inner) = x.dims2()?;
     let (out, w_in) = w.dims2()?;
-    if w_in != inner || bias.is_some_and(|b| b.dims() != [out]) {
+    if w_in != inner
+        || bias.is_some_and(|b| b.dims() != [out])
+        || residual.is_some_and(|r| r.dims() != [rows, out])
+    {
         return Err(Error::InvalidArgument(format!(
             "linear shapes: input {:?}, weight {:?}, bias {:?}",
             x.dims(),
@@ -27,15 +41,20 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     }
     if !matches!(x.device(), Device::Cpu) || rows == 0 || out == 0 {
         let y = x.matmul(&w.t()?)?;
-        return Ok(match bias {
+        let y = match bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        return Ok(match residual {
+            Some(r) => (y + r)?,
             None => y,
         });
     }
     let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
     let mut y: Vec<f32> = Vec::with_capacity(rows * out);
     let block = row_block(rows);
-    with_cpu_f32s([x, w, bias.unwrap_or(&empty)], |[xs, ws, bs]| {
+    let inputs = [x, w, bias.unwrap_or(&empty), residual.unwrap_or(&empty)];
+    with_cpu_f32s(inputs, |[xs, ws, bs, rs]| {
         y.spare_capacity_mut()[..rows * out]
             .par_chunks_mut(block * out)
             .enumerate()
@@ -43,15 +62,17 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
                 let r = yc.len() / out;
                 let xc = &xs[i * block * inner..][..r * inner];
                 let (xv, wv) = (ROW_MAJOR(inner), TRANSPOSED(inner));
-                if bs.is_empty() {
+                if bs.is_empty() && rs.is_empty() {
                     matmul_uninit(r, out, inner, yc, xc, xv, ws, wv, 1.0);
                 } else {
-                    for row in yc.chunks_exact_mut(out) {
-                        for (v, b) in row.iter_mut().zip(bs) {
-                            v.write(*b);
+                    let res = (!rs.is_empty()).then(|| &rs[i * block * out..][..r * out]);
+                    for (k, row) in yc.chunks_exact_mut(out).enumerate() {
+                        for (j, v) in row.iter_mut().enumerate() {
+                            let b = bs.get(j).copied().unwrap_or(0.0);
+                            v.write(b + res.map_or(0.0, |rs| rs[k * out + j]));
                         }
                     }
-                    // SAFETY: every element was just written with the bias.
+                    // SAFETY: every element was just written (bias and residual).
                     let yc = unsafe { &mut *(yc as *mut [MaybeUninit<f32>] as *mut [f32]) };
                     matmul(r, out, inner, yc, ROW_MAJOR(out), true, xc, xv, ws, wv, 1.0);
                 }
@@ -151,6 +172,17 @@ mod tests {
             let y = linear(&x, &w, Some(&b)).unwrap();
             let yr = plain.broadcast_add(&b).unwrap();
             assert!(max_abs_diff(&y, &yr) < 1e-4, "rows {rows}, bias");
+            let res = Tensor::randn(0f32, 1.0, (rows, 40), &dev).unwrap();
+            let y = linear_add(&x, &w, Some(&b), Some(&res)).unwrap();
+            assert!(
+                max_abs_diff(&y, &(&yr + &res).unwrap()) < 1e-4,
+                "rows {rows}, residual"
+            );
+            let y = linear_add(&x, &w, None, Some(&res)).unwrap();
+            assert!(
+                max_abs_diff(&y, &(&plain + &res).unwrap()) < 1e-4,
+                "rows {rows}, residual"
+            );
             let w2 = Tensor::randn(0f32, 1.0, (16, 24), &dev).unwrap();
             let dy = Tensor::randn(0f32, 1.0, (rows, 40), &dev).unwrap();
             let dy2 = Tensor::randn(0f32, 1.0, (rows, 16), &dev).unwrap();
