@@ -153,8 +153,10 @@ pub fn loss_and_waveform_grad(
     let tokens_t = Tensor::from_vec(tokens.to_vec(), (1, tokens.len()), model.device())?;
     let (logits, tape) = model.forward_recorded(&input, &tokens_t)?;
     let (value, d_logits) = loss(&logits)?;
-    // Frames after the signal are constants of the attack (the normalisation floor is one):
-    // their gradient is not needed.
+    // Frames after the signal see only zeros; they move only with the normalisation floor
+    // (global maximum − 8), and that share of the gradient is dropped so the backward can skip
+    // them (1e-4 relative L2 on the PyTorch reference step; the floor's gradient through the
+    // signal's own frames is kept — attacks such as muting rely on it).
     let varying = crate::mel::live_frames(wave.dim(0)?);
     let d_mel = model
         .backward_prefix(&tape, &d_logits, varying)?

@@ -212,11 +212,7 @@ impl MelFrontEnd {
         } else {
             log
         };
-        // The floor (global maximum − 8 dB) is a constant of the gradient: it moves only
-        // through the one loudest bin, its share of the gradient is ~1e-4 (relative L2, on the
-        // reference step), and treating it so keeps the silent frames constant, which lets
-        // the model's backward skip them (`Whisper::backward_prefix`).
-        let floor = (log.flatten_all()?.max(0)? - 8.0)?.detach();
+        let floor = (log.flatten_all()?.max(0)? - 8.0)?;
         let clamped = log.broadcast_maximum(&floor)?;
         Ok(((clamped + 4.0)? * 0.25)?.t()?)
     }

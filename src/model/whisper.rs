@@ -578,10 +578,10 @@ impl Whisper {
         self.backward_prefix(tape, d_logits, crate::mel::N_FRAMES)
     }
 
-    /// [`Whisper::backward`] when only the first `varying_frames` log-mel frames can change
-    /// (a signal shorter than the 30-s window: the frames after it are constants of the
-    /// attack). Their gradient is exact; the other frames' is not computed and is returned as
-    /// zero. This skips most of the first encoder layer's attention backward and of the
+    /// [`Whisper::backward`] when only the first `varying_frames` log-mel frames are to be
+    /// differentiated (a signal shorter than the 30-s window: the frames after it are treated
+    /// as constants). Their gradient is exact; the other frames' is not computed and is
+    /// returned as zero. This skips most of the first encoder layer's attention backward and of the
     /// convolutions' backward, whose cost then follows the signal's length.
     pub fn backward_prefix(
         &self,
