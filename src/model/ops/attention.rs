@@ -1,10 +1,7 @@
 //! Fused attention (flash-style: score tiles of [`QUERY_TILE`] rows stay in cache, the
 //! probabilities are kept or recomputed from the saved log-sum-exp) and its backward.
 
-use super::{
-    exp_approx, matmul, matmul_uninit, reference, with_cpu_f32, with_cpu_f32s, ROW_MAJOR,
-    TRANSPOSED,
-};
+use super::{exp_approx, matmul, matmul_uninit, reference, with_cpu_f32s, ROW_MAJOR, TRANSPOSED};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -197,68 +194,52 @@ pub fn attention(
         (0..b * h).map(|_| None).collect()
     };
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-    with_cpu_f32(&q, |qs| {
-        with_cpu_f32(&k, |ks| {
-            with_cpu_f32(&v, |vs| {
-                o.par_chunks_mut(tq * dh)
-                    .zip(lse.par_chunks_mut(tq))
-                    .zip(prob_slices.par_iter_mut())
-                    .enumerate()
-                    .for_each(|(bh, ((o_bh, lse_bh), kept))| {
-                        let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
-                        let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
-                        let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
-                        let mut scratch = match kept {
-                            Some(_) => Vec::new(),
-                            None => vec![0.0f32; QUERY_TILE * tk],
-                        };
-                        for q0 in (0..tq).step_by(QUERY_TILE) {
-                            let rows = QUERY_TILE.min(tq - q0);
-                            let (qv, kv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
-                            let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
-                            let s = match kept {
-                                Some(p) => {
-                                    let p = &mut p[q0 * tk..(q0 + rows) * tk];
-                                    matmul_uninit(rows, tk, dh, p, q_blk, qv, kh, kv, scale as f32)
-                                }
-                                None => {
-                                    let s = &mut scratch[..rows * tk];
-                                    let sv = ROW_MAJOR(tk);
-                                    matmul(
-                                        rows,
-                                        tk,
-                                        dh,
-                                        s,
-                                        sv,
-                                        false,
-                                        q_blk,
-                                        qv,
-                                        kh,
-                                        kv,
-                                        scale as f32,
-                                    );
-                                    s
-                                }
-                            };
-                            softmax_rows(s, &mut lse_bh[q0..q0 + rows], tk, q0, causal_offset);
-                            matmul(
-                                rows,
-                                dh,
-                                tk,
-                                &mut o_bh[q0 * dh..],
-                                ROW_MAJOR(dh),
-                                false,
-                                s,
-                                ROW_MAJOR(tk),
-                                vh,
-                                ROW_MAJOR(dh),
-                                1.0,
-                            );
+    with_cpu_f32s([&q, &k, &v], |[qs, ks, vs]| {
+        o.par_chunks_mut(tq * dh)
+            .zip(lse.par_chunks_mut(tq))
+            .zip(prob_slices.par_iter_mut())
+            .enumerate()
+            .for_each(|(bh, ((o_bh, lse_bh), kept))| {
+                let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
+                let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
+                let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
+                let mut scratch = match kept {
+                    Some(_) => Vec::new(),
+                    None => vec![0.0f32; QUERY_TILE * tk],
+                };
+                for q0 in (0..tq).step_by(QUERY_TILE) {
+                    let rows = QUERY_TILE.min(tq - q0);
+                    let (qv, kv) = (ROW_MAJOR(dh), TRANSPOSED(dh));
+                    let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
+                    let s = match kept {
+                        Some(p) => {
+                            let p = &mut p[q0 * tk..(q0 + rows) * tk];
+                            matmul_uninit(rows, tk, dh, p, q_blk, qv, kh, kv, scale as f32)
                         }
-                    });
-            })
-        })
-    })???;
+                        None => {
+                            let s = &mut scratch[..rows * tk];
+                            let sv = ROW_MAJOR(tk);
+                            matmul(rows, tk, dh, s, sv, false, q_blk, qv, kh, kv, scale as f32);
+                            s
+                        }
+                    };
+                    softmax_rows(s, &mut lse_bh[q0..q0 + rows], tk, q0, causal_offset);
+                    matmul(
+                        rows,
+                        dh,
+                        tk,
+                        &mut o_bh[q0 * dh..],
+                        ROW_MAJOR(dh),
+                        false,
+                        s,
+                        ROW_MAJOR(tk),
+                        vh,
+                        ROW_MAJOR(dh),
+                        1.0,
+                    );
+                }
+            });
+    })?;
     drop(prob_slices);
     // SAFETY: the tiles above wrote all `n_probs` probabilities (every query row of every
     // head, every key), reached only when none of them failed.
@@ -306,141 +287,118 @@ pub fn attention_backward(
     let mut dq = vec![0.0f32; b * h * tq * dh];
     let mut dk = vec![0.0f32; b * h * tk * dh];
     let mut dv = vec![0.0f32; b * h * tk * dh];
-    let d_o = d_o.contiguous()?;
-    let tensors = [&saved.q, &saved.k, &saved.v, &saved.o, lse, &d_o];
-    let slices = tensors.map(|t| t.to_dtype(candle_core::DType::F32));
-    let [q, k, v, o, lse, d_o] = slices;
-    let (q, k, v, o, lse, d_o) = (q?, k?, v?, o?, lse?, d_o?);
     let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
     let kept = saved.p.as_ref().unwrap_or(&empty);
-    with_cpu_f32(kept, |kept| {
-        with_cpu_f32(&q, |qs| {
-            with_cpu_f32(&k, |ks| {
-                with_cpu_f32(&v, |vs| {
-                    with_cpu_f32(&o, |os| {
-                        with_cpu_f32(&lse, |ls| {
-                            with_cpu_f32(&d_o, |dos| {
-                                dq.par_chunks_mut(tq * dh)
-                                    .zip(dk.par_chunks_mut(tk * dh))
-                                    .zip(dv.par_chunks_mut(tk * dh))
-                                    .enumerate()
-                                    .for_each(|(bh, ((dq_bh, dk_bh), dv_bh))| {
-                                        let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
-                                        let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
-                                        let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
-                                        let oh = &os[bh * tq * dh..(bh + 1) * tq * dh];
-                                        let doh = &dos[bh * tq * dh..(bh + 1) * tq * dh];
-                                        let lh = &ls[bh * tq..(bh + 1) * tq];
-                                        let kept_bh = (!kept.is_empty())
-                                            .then(|| &kept[bh * tq * tk..(bh + 1) * tq * tk]);
-                                        let mut scratch = match kept_bh {
-                                            Some(_) => Vec::new(),
-                                            None => vec![0.0f32; QUERY_TILE * tk],
-                                        };
-                                        let mut dp = vec![0.0f32; QUERY_TILE * tk];
-                                        let mut rowsum = vec![0.0f32; QUERY_TILE];
-                                        for q0 in (0..tq).step_by(QUERY_TILE) {
-                                            let rows = QUERY_TILE.min(tq - q0);
-                                            let dp = &mut dp[..rows * tk];
-                                            let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
-                                            let do_blk = &doh[q0 * dh..(q0 + rows) * dh];
-                                            let p: &[f32] = match kept_bh {
-                                                Some(kp) => &kp[q0 * tk..(q0 + rows) * tk],
-                                                None => {
-                                                    let p = &mut scratch[..rows * tk];
-                                                    matmul(
-                                                        rows,
-                                                        tk,
-                                                        dh,
-                                                        p,
-                                                        ROW_MAJOR(tk),
-                                                        false,
-                                                        q_blk,
-                                                        ROW_MAJOR(dh),
-                                                        kh,
-                                                        TRANSPOSED(dh),
-                                                        scale,
-                                                    );
-                                                    probs_from_lse(
-                                                        p,
-                                                        &lh[q0..q0 + rows],
-                                                        tk,
-                                                        q0,
-                                                        causal,
-                                                    );
-                                                    p
-                                                }
-                                            };
-                                            // dV += Pᵀ dO
-                                            matmul(
-                                                tk,
-                                                dh,
-                                                rows,
-                                                dv_bh,
-                                                ROW_MAJOR(dh),
-                                                true,
-                                                p,
-                                                TRANSPOSED(tk),
-                                                do_blk,
-                                                ROW_MAJOR(dh),
-                                                1.0,
-                                            );
-                                            // dP = dO Vᵀ
-                                            matmul(
-                                                rows,
-                                                tk,
-                                                dh,
-                                                dp,
-                                                ROW_MAJOR(tk),
-                                                false,
-                                                do_blk,
-                                                ROW_MAJOR(dh),
-                                                vh,
-                                                TRANSPOSED(dh),
-                                                1.0,
-                                            );
-                                            for (i, r) in rowsum[..rows].iter_mut().enumerate() {
-                                                let a = &do_blk[i * dh..(i + 1) * dh];
-                                                let c = &oh[(q0 + i) * dh..(q0 + i + 1) * dh];
-                                                *r = a.iter().zip(c).map(|(x, y)| x * y).sum();
-                                            }
-                                            softmax_grad(dp, p, &rowsum[..rows], tk);
-                                            // dQ = scale dS K ; dK += scale dSᵀ Q
-                                            matmul(
-                                                rows,
-                                                dh,
-                                                tk,
-                                                &mut dq_bh[q0 * dh..],
-                                                ROW_MAJOR(dh),
-                                                false,
-                                                dp,
-                                                ROW_MAJOR(tk),
-                                                kh,
-                                                ROW_MAJOR(dh),
-                                                scale,
-                                            );
-                                            matmul(
-                                                tk,
-                                                dh,
-                                                rows,
-                                                dk_bh,
-                                                ROW_MAJOR(dh),
-                                                true,
-                                                dp,
-                                                TRANSPOSED(tk),
-                                                q_blk,
-                                                ROW_MAJOR(dh),
-                                                scale,
-                                            );
-                                        }
-                                    });
-                            })
-                        })
-                    })
-                })
-            })
-        })
-    })???????;
+    let inputs = [kept, &saved.q, &saved.k, &saved.v, &saved.o, lse, d_o];
+    with_cpu_f32s(inputs, |[kept, qs, ks, vs, os, ls, dos]| {
+        dq.par_chunks_mut(tq * dh)
+            .zip(dk.par_chunks_mut(tk * dh))
+            .zip(dv.par_chunks_mut(tk * dh))
+            .enumerate()
+            .for_each(|(bh, ((dq_bh, dk_bh), dv_bh))| {
+                let qh = &qs[bh * tq * dh..(bh + 1) * tq * dh];
+                let kh = &ks[bh * tk * dh..(bh + 1) * tk * dh];
+                let vh = &vs[bh * tk * dh..(bh + 1) * tk * dh];
+                let oh = &os[bh * tq * dh..(bh + 1) * tq * dh];
+                let doh = &dos[bh * tq * dh..(bh + 1) * tq * dh];
+                let lh = &ls[bh * tq..(bh + 1) * tq];
+                let kept_bh = (!kept.is_empty()).then(|| &kept[bh * tq * tk..(bh + 1) * tq * tk]);
+                let mut scratch = match kept_bh {
+                    Some(_) => Vec::new(),
+                    None => vec![0.0f32; QUERY_TILE * tk],
+                };
+                let mut dp = vec![0.0f32; QUERY_TILE * tk];
+                let mut rowsum = vec![0.0f32; QUERY_TILE];
+                for q0 in (0..tq).step_by(QUERY_TILE) {
+                    let rows = QUERY_TILE.min(tq - q0);
+                    let dp = &mut dp[..rows * tk];
+                    let q_blk = &qh[q0 * dh..(q0 + rows) * dh];
+                    let do_blk = &doh[q0 * dh..(q0 + rows) * dh];
+                    let p: &[f32] = match kept_bh {
+                        Some(kp) => &kp[q0 * tk..(q0 + rows) * tk],
+                        None => {
+                            let p = &mut scratch[..rows * tk];
+                            matmul(
+                                rows,
+                                tk,
+                                dh,
+                                p,
+                                ROW_MAJOR(tk),
+                                false,
+                                q_blk,
+                                ROW_MAJOR(dh),
+                                kh,
+                                TRANSPOSED(dh),
+                                scale,
+                            );
+                            probs_from_lse(p, &lh[q0..q0 + rows], tk, q0, causal);
+                            p
+                        }
+                    };
+                    // dV += Pᵀ dO
+                    matmul(
+                        tk,
+                        dh,
+                        rows,
+                        dv_bh,
+                        ROW_MAJOR(dh),
+                        true,
+                        p,
+                        TRANSPOSED(tk),
+                        do_blk,
+                        ROW_MAJOR(dh),
+                        1.0,
+                    );
+                    // dP = dO Vᵀ
+                    matmul(
+                        rows,
+                        tk,
+                        dh,
+                        dp,
+                        ROW_MAJOR(tk),
+                        false,
+                        do_blk,
+                        ROW_MAJOR(dh),
+                        vh,
+                        TRANSPOSED(dh),
+                        1.0,
+                    );
+                    for (i, r) in rowsum[..rows].iter_mut().enumerate() {
+                        let a = &do_blk[i * dh..(i + 1) * dh];
+                        let c = &oh[(q0 + i) * dh..(q0 + i + 1) * dh];
+                        *r = a.iter().zip(c).map(|(x, y)| x * y).sum();
+                    }
+                    softmax_grad(dp, p, &rowsum[..rows], tk);
+                    // dQ = scale dS K ; dK += scale dSᵀ Q
+                    matmul(
+                        rows,
+                        dh,
+                        tk,
+                        &mut dq_bh[q0 * dh..],
+                        ROW_MAJOR(dh),
+                        false,
+                        dp,
+                        ROW_MAJOR(tk),
+                        kh,
+                        ROW_MAJOR(dh),
+                        scale,
+                    );
+                    matmul(
+                        tk,
+                        dh,
+                        rows,
+                        dk_bh,
+                        ROW_MAJOR(dh),
+                        true,
+                        dp,
+                        TRANSPOSED(tk),
+                        q_blk,
+                        ROW_MAJOR(dh),
+                        scale,
+                    );
+                }
+            });
+    })?;
     let dev = saved.q.device();
     Ok((
         Tensor::from_vec(dq, (b, h, tq, dh), dev)?,
