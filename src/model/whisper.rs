@@ -50,7 +50,7 @@ impl Linear {
             None => None,
         };
         let x2 = x.reshape((rows, inner))?;
-        let y = ops::linear_add(&x2, &self.weight, self.bias.as_ref(), residual.as_ref())?;
+        let y = ops::linear(&x2, &self.weight, self.bias.as_ref(), residual.as_ref())?;
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
         out_dims[last] = self.weight.dim(0)?;

@@ -13,14 +13,9 @@ fn row_block(rows: usize) -> usize {
     rows.div_ceil(rayon::current_num_threads().max(1)).max(32)
 }
 
-/// `x (rows, in) · w (out, in)ᵀ [+ bias (out,)]` -> `(rows, out)`.
-pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    linear_add(x, w, bias, None)
-}
-
-/// [`linear`] plus `residual` `(rows, out)`, added as the product's starting value (a
-/// residual connection without its own pass).
-pub fn linear_add(
+/// `x (rows, in) · w (out, in)ᵀ [+ bias (out,)] [+ residual (rows, out)]` -> `(rows, out)`;
+/// the residual is the product's starting value (a residual connection without its own pass).
+pub fn linear(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
@@ -167,18 +162,18 @@ mod tests {
             let w = Tensor::randn(0f32, 1.0, (40, 24), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, 40, &dev).unwrap();
             let plain = x.matmul(&w.t().unwrap()).unwrap();
-            let y = linear(&x, &w, None).unwrap();
+            let y = linear(&x, &w, None, None).unwrap();
             assert!(max_abs_diff(&y, &plain) < 1e-4, "rows {rows}");
-            let y = linear(&x, &w, Some(&b)).unwrap();
+            let y = linear(&x, &w, Some(&b), None).unwrap();
             let yr = plain.broadcast_add(&b).unwrap();
             assert!(max_abs_diff(&y, &yr) < 1e-4, "rows {rows}, bias");
             let res = Tensor::randn(0f32, 1.0, (rows, 40), &dev).unwrap();
-            let y = linear_add(&x, &w, Some(&b), Some(&res)).unwrap();
+            let y = linear(&x, &w, Some(&b), Some(&res)).unwrap();
             assert!(
                 max_abs_diff(&y, &(&yr + &res).unwrap()) < 1e-4,
                 "rows {rows}, residual"
             );
-            let y = linear_add(&x, &w, None, Some(&res)).unwrap();
+            let y = linear(&x, &w, None, Some(&res)).unwrap();
             assert!(
                 max_abs_diff(&y, &(&plain + &res).unwrap()) < 1e-4,
                 "rows {rows}, residual"
@@ -193,7 +188,7 @@ mod tests {
         }
         let w = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).unwrap();
         let x = Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap();
-        assert!(linear(&x, &w, None).is_err());
+        assert!(linear(&x, &w, None, None).is_err());
         assert!(linear_input_grad(&[]).is_err());
     }
 }

@@ -268,7 +268,7 @@ pub use attention::{
 pub use conv::{conv1d_k3, conv1d_k3_input_grad};
 pub use gelu::gelu_with_derivative;
 pub use layer_norm::layer_norm_backward;
-pub use linear::{linear, linear_add, linear_input_grad};
+pub use linear::{linear, linear_input_grad};
 
 /// Largest absolute difference of two tensors (tests).
 #[cfg(test)]
