@@ -550,15 +550,13 @@ fn transcribes_with_timestamps_as_segments() {
 fn detect_calibrates_on_clean_speech_and_scores_files() {
     let dir = std::env::temp_dir().join(format!("advox-cli-detect-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let samples = common::root().join("samples");
-    let clean = [
-        "call_my_mother.wav",
-        "play_some_music.wav",
-        "open_the_front_door.wav",
-    ];
+    // Real speech: the first three clips of the corpus's train split (LJ Speech).
+    let samples = common::shared().join("corpus");
+    let clips = common::corpus_train(3);
+    let clean: Vec<&str> = clips.iter().map(|c| c.name.as_str()).collect();
     let manifest = dir.join("clean.csv");
     let mut csv = String::from("input\n");
-    for c in clean {
+    for c in &clean {
         csv += &format!("{}\n", samples.join(c).display());
     }
     std::fs::write(&manifest, csv).unwrap();

@@ -75,13 +75,16 @@ fn loss_and_gradient_match_pytorch() {
         targets: REF_TARGETS.to_vec(),
     };
     let (loss, grad) = targeted_loss_and_grad(&m.whisper, &front, &t, &target).unwrap();
-    assert!((loss - 3.6001008).abs() < 1e-3, "loss {loss}");
+    // Measured: 1.6e-5 from PyTorch's loss, 1.4e-4 relative L2 from its gradient (the silent
+    // frames' share of the log-mel floor's gradient is dropped; see the README): asserted at a
+    // small multiple of that.
+    assert!((loss - 3.6001008).abs() < 1e-4, "loss {loss}");
     let grad = grad.to_vec1::<f32>().unwrap();
     let reference =
         read_npy_f32(&common::shared().join("reference/torch_pgd_step/grad0.npy")).unwrap();
     let err = common::rel_l2(&grad, &reference.data);
     eprintln!("loss {loss}, gradient relative L2 error {err}");
-    assert!(err < 1e-2, "gradient relative L2 error {err}");
+    assert!(err < 5e-4, "gradient relative L2 error {err}");
 }
 
 #[test]

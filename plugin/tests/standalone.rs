@@ -1,6 +1,7 @@
 //! The standalone applications start on the dummy backend (no sound card needed) and exit
 //! cleanly on SIGINT: headless (no display), and with their editor window open on a virtual X
-//! display when Xvfb is installed (.ci/run installs it).
+//! display, confirmed by the window's title in the display's window tree. Needs Xvfb and
+//! xwininfo (`.ci/run` installs xvfb and x11-utils); without them the test fails.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,15 +13,19 @@ struct VirtualDisplay {
 }
 
 impl VirtualDisplay {
-    /// Start one, or `None` when Xvfb is not installed.
-    fn start() -> Option<Self> {
-        let which = Command::new("sh")
-            .args(["-c", "command -v Xvfb"])
-            .output()
-            .ok()?;
-        if !which.status.success() {
-            eprintln!("Xvfb is not installed: the editor-window case is not run here");
-            return None;
+    /// Start one; Xvfb and xwininfo must be installed.
+    fn start() -> Self {
+        for tool in ["Xvfb", "xwininfo"] {
+            let found = Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            assert!(
+                found,
+                "{tool} is not installed: the editor-window check cannot run (apt-get install \
+                 xvfb x11-utils, as .ci/run does)"
+            );
         }
         let name = format!(":{}", 200 + std::process::id() % 500);
         let server = Command::new("Xvfb")
@@ -39,7 +44,16 @@ impl VirtualDisplay {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(VirtualDisplay { server, name })
+        VirtualDisplay { server, name }
+    }
+
+    /// Whether a window titled `title` is in this display's window tree.
+    fn has_window(&self, title: &str) -> bool {
+        let out = Command::new("xwininfo")
+            .args(["-root", "-tree", "-display", &self.name])
+            .output()
+            .expect("running xwininfo");
+        String::from_utf8_lossy(&out.stdout).contains(&format!("\"{title}\""))
     }
 }
 
@@ -50,10 +64,12 @@ impl Drop for VirtualDisplay {
     }
 }
 
-fn starts_and_stops_on_a_signal(exe: &str, display: Option<&str>) {
+/// Start `exe`, check it keeps running (with `display`: that its window titled `title` is
+/// open), send SIGINT and check it exits cleanly.
+fn starts_and_stops_on_a_signal(exe: &str, title: &str, display: Option<&VirtualDisplay>) {
     let mut command = Command::new(exe);
     match display {
-        Some(d) => command.env("DISPLAY", d).env_remove("ADVOX_NO_GUI"),
+        Some(d) => command.env("DISPLAY", &d.name).env_remove("ADVOX_NO_GUI"),
         None => command.env_remove("DISPLAY").env("ADVOX_NO_GUI", "1"),
     };
     let mut child = command
@@ -74,6 +90,16 @@ fn starts_and_stops_on_a_signal(exe: &str, display: Option<&str>) {
         child.try_wait().unwrap().is_none(),
         "{exe} exited on its own"
     );
+    if let Some(d) = display {
+        let start = Instant::now();
+        while !d.has_window(title) {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "{exe}: no window titled {title:?} on the virtual display"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
@@ -105,17 +131,15 @@ fn starts_and_stops_on_a_signal(exe: &str, display: Option<&str>) {
 #[test]
 fn cloak_standalone_runs_on_the_dummy_backend() {
     let exe = env!("CARGO_BIN_EXE_advox-cloak");
-    starts_and_stops_on_a_signal(exe, None);
-    if let Some(display) = VirtualDisplay::start() {
-        starts_and_stops_on_a_signal(exe, Some(&display.name));
-    }
+    starts_and_stops_on_a_signal(exe, "advox Cloak", None);
+    let display = VirtualDisplay::start();
+    starts_and_stops_on_a_signal(exe, "advox Cloak", Some(&display));
 }
 
 #[test]
 fn sentinel_standalone_runs_on_the_dummy_backend() {
     let exe = env!("CARGO_BIN_EXE_advox-sentinel");
-    starts_and_stops_on_a_signal(exe, None);
-    if let Some(display) = VirtualDisplay::start() {
-        starts_and_stops_on_a_signal(exe, Some(&display.name));
-    }
+    starts_and_stops_on_a_signal(exe, "advox Sentinel", None);
+    let display = VirtualDisplay::start();
+    starts_and_stops_on_a_signal(exe, "advox Sentinel", Some(&display));
 }

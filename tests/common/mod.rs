@@ -79,3 +79,60 @@ pub fn objective(x: &[f32], goal: advox::objective::Goal) -> advox::objective::O
     let t = advox::transcribe::transcribe(m, x, &advox::model::DecodeOptions::default()).unwrap();
     advox::objective::Objective::new(m, goal, &t.text, &t.tokens).unwrap()
 }
+
+/// One recording of real speech from `../shared/corpus/`, at 16 kHz mono.
+pub struct Clip {
+    /// `folder/file.wav` inside the corpus.
+    pub name: String,
+    /// The samples, resampled to 16 kHz.
+    pub samples: Vec<f32>,
+}
+
+/// Real recorded speech, split by speaker so that nothing a test trains or calibrates on is
+/// from a speaker it is judged on:
+/// - **train**: LJ Speech (one female US-English reader): the six shortest clips (1.8–5.1 s);
+/// - **test**: the LibriVox reading (one male reader, 3.0–5.3 s) and the English Rhino
+///   voice-assistant requests (other speakers, 7–8 s).
+///
+/// `n` takes the first `n` of a split (shortest first).
+pub fn corpus_train(n: usize) -> Vec<Clip> {
+    corpus(&CORPUS_TRAIN[..n.min(CORPUS_TRAIN.len())])
+}
+
+/// The held-out split of [`corpus_train`]: other speakers.
+pub fn corpus_test(n: usize) -> Vec<Clip> {
+    corpus(&CORPUS_TEST[..n.min(CORPUS_TEST.len())])
+}
+
+const CORPUS_TRAIN: [&str; 6] = [
+    "ljspeech/LJ001-0008.wav",
+    "ljspeech/LJ001-0002.wav",
+    "ljspeech/LJ001-0013.wav",
+    "ljspeech/LJ001-0011.wav",
+    "ljspeech/LJ001-0020.wav",
+    "ljspeech/LJ001-0004.wav",
+];
+
+const CORPUS_TEST: [&str; 5] = [
+    "librivox/sense_and_sensibility_01_austen_64kb-0880.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0930.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
+    "rhino/test_within_context.wav",
+    "rhino/test_out_of_context.wav",
+];
+
+fn corpus(names: &[&str]) -> Vec<Clip> {
+    names
+        .iter()
+        .map(|n| {
+            let path = shared().join("corpus").join(n);
+            let samples = advox::audio::read_audio_16k_mono(&path).unwrap_or_else(|e| {
+                panic!("the corpus clip {} must be readable: {e}", path.display())
+            });
+            Clip {
+                name: n.to_string(),
+                samples,
+            }
+        })
+        .collect()
+}
