@@ -99,11 +99,13 @@ fn detectors() -> Vec<Detector> {
     d
 }
 
-/// Per detector (by name), its scores of the clean and of the adversarial set: computed once
-/// for this test binary (each input decoded once, shared by every detector).
-fn table() -> &'static std::collections::HashMap<String, (Vec<f64>, Vec<f64>)> {
-    static TABLE: OnceLock<std::collections::HashMap<String, (Vec<f64>, Vec<f64>)>> =
-        OnceLock::new();
+/// Per detector (by name), its scores of the clean and of the adversarial set.
+type ScoreTable = std::collections::HashMap<String, (Vec<f64>, Vec<f64>)>;
+
+/// The [`ScoreTable`] of every detector: computed once for this test binary (each input decoded
+/// once, shared by every detector).
+fn table() -> &'static ScoreTable {
+    static TABLE: OnceLock<ScoreTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let list = detectors();
         let (c, a) = (scores(&list, clean()), scores(&list, adversarial()));
