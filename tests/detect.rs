@@ -85,20 +85,6 @@ fn adversarial() -> &'static Vec<Vec<f32>> {
     })
 }
 
-/// Every detector these tests use.
-fn detectors() -> Vec<Detector> {
-    let mut d: Vec<Detector> = Transform::default_set()
-        .into_iter()
-        .map(Detector::Consistency)
-        .collect();
-    d.extend([
-        Detector::Temporal { portion: 0.5 },
-        Detector::Confidence,
-        Detector::NoiseFloor,
-    ]);
-    d
-}
-
 /// Per detector (by name), its scores of the clean and of the adversarial set.
 type ScoreTable = std::collections::HashMap<String, (Vec<f64>, Vec<f64>)>;
 
@@ -107,7 +93,8 @@ type ScoreTable = std::collections::HashMap<String, (Vec<f64>, Vec<f64>)>;
 fn table() -> &'static ScoreTable {
     static TABLE: OnceLock<ScoreTable> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let list = detectors();
+        // Every detector these tests use: the default set.
+        let list = Detector::default_set();
         let (c, a) = (scores(&list, clean()), scores(&list, adversarial()));
         list.iter()
             .zip(c.into_iter().zip(a))
