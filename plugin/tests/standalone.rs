@@ -27,24 +27,28 @@ impl VirtualDisplay {
                  xvfb x11-utils, as .ci/run does)"
             );
         }
-        let name = format!(":{}", 200 + std::process::id() % 500);
-        let server = Command::new("Xvfb")
-            .args([&name, "-screen", "0", "1024x768x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
+        // Xvfb picks a free display number itself and writes it to a pipe (`-displayfd`):
+        // tests that run at once (and other X servers) never share a display.
+        let mut server = Command::new("sh")
+            .args([
+                "-c",
+                "exec Xvfb -displayfd 3 -screen 0 1024x768x24 -nolisten tcp 3>&1 1>/dev/null",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting Xvfb");
-        // Wait for its socket.
-        let socket = format!("/tmp/.X11-unix/X{}", &name[1..]);
-        let start = Instant::now();
-        while !std::path::Path::new(&socket).exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "Xvfb did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(server.stdout.take().expect("Xvfb's pipe"));
+        std::io::BufRead::read_line(&mut out, &mut line).expect("reading Xvfb's display number");
+        let number: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not start (it wrote {line:?})"));
+        VirtualDisplay {
+            server,
+            name: format!(":{number}"),
         }
-        VirtualDisplay { server, name }
     }
 
     /// Whether a window titled `title` is in this display's window tree.
