@@ -105,6 +105,7 @@ fn mute_pgd_silences_the_recogniser() {
         ..Default::default()
     };
     let out = common::attack(&x, &obj, &cfg);
+    eprintln!("mute: {} steps, {:?}", out.steps, out.transcript);
     assert!(out.success, "transcript {:?}", out.transcript);
     assert!(normalize_transcript(&transcribe_written(&out.adversarial, "mute.wav")).is_empty());
 }
@@ -205,11 +206,16 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
         common::model(),
         x,
         &obj,
-        &CwConfig::default(),
+        // Two rounds of the search over c (the default is three): a mechanism test.
+        &CwConfig {
+            search_steps: 2,
+            ..Default::default()
+        },
         &never,
         &mut |_| {},
     )
     .unwrap();
+    eprintln!("CW: {} steps, dBx vs PGD", cw.steps);
     assert!(cw.success, "CW transcript {:?}", cw.transcript);
     assert_eq!(
         normalize_transcript(&transcribe_written(&cw.adversarial, "cw.wav")),
@@ -327,6 +333,7 @@ fn eot_example_survives_fresh_random_transformations() {
         ..Default::default()
     };
     let out = common::attack(&x, &obj, &cfg);
+    eprintln!("EOT: {} steps, {:?}", out.steps, out.transcript);
     assert!(out.success, "transcript {:?}", out.transcript);
     assert!(obj.is_met(&transcribe_written(&out.adversarial, "eot.wav")));
     // Transformations the attack never saw (gain, delay, band-pass, room, noise): the example

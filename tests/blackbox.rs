@@ -136,7 +136,7 @@ fn nes_gradient_estimation_changes_the_transcript_within_its_query_budget() {
     let cfg = NesConfig {
         linf: 0.01,
         sigma: 0.0025,
-        step_size: 0.002,
+        step_size: 0.004,
         query_budget: 300,
         ..Default::default()
     };
@@ -150,6 +150,10 @@ fn nes_gradient_estimation_changes_the_transcript_within_its_query_budget() {
         &mut |_| {},
     )
     .unwrap();
+    eprintln!(
+        "NES: {} steps, {} queries, {:?}",
+        out.attack.steps, out.queries, out.attack.transcript
+    );
     assert!(out.attack.success, "still {:?}", out.attack.transcript);
     assert!(out.attack.steps >= 2, "no gradient step was needed");
     assert_eq!(out.queries, asr.calls);

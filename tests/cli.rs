@@ -885,7 +885,7 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
     let out = advox()
         .args(["defend", "adv-train", "--train"])
         .arg(&manifest)
-        .args(["--attack-steps", "15", "--steps", "30", "-o"])
+        .args(["--attack-steps", "10", "--steps", "20", "-o"])
         .arg(&tuned)
         .output()
         .unwrap();

@@ -72,8 +72,15 @@ fn adversarial() -> &'static Vec<Vec<f32>> {
             .iter()
             .enumerate()
             .map(|(i, x)| {
+                let t0 = std::time::Instant::now();
                 let obj = common::objective(x, Goal::Targeted(TARGETS[i].into()));
                 let o = common::attack(x, &obj, &cfg);
+                eprintln!(
+                    "attack {i}: {} steps, {:.1} s, {:?}",
+                    o.steps,
+                    t0.elapsed().as_secs_f64(),
+                    o.transcript
+                );
                 assert!(
                     o.success,
                     "attack {i} towards {:?} failed: {:?}",
@@ -95,7 +102,10 @@ fn table() -> &'static ScoreTable {
     TABLE.get_or_init(|| {
         // Every detector these tests use: the default set.
         let list = Detector::default_set();
-        let (c, a) = (scores(&list, clean()), scores(&list, adversarial()));
+        let adv = adversarial();
+        let t0 = std::time::Instant::now();
+        let (c, a) = (scores(&list, clean()), scores(&list, adv));
+        eprintln!("score table: {:.1} s", t0.elapsed().as_secs_f64());
         list.iter()
             .zip(c.into_iter().zip(a))
             .map(|(d, pair)| (d.name(), pair))

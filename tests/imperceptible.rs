@@ -51,6 +51,10 @@ fn imperceptible_attack_hides_the_perturbation_under_the_threshold() {
         &mut |_| {},
     )
     .unwrap();
+    eprintln!(
+        "imperceptible: {} steps ({} in stage 1)",
+        out.attack.steps, out.stage1_steps
+    );
     assert!(out.attack.success, "transcript {:?}", out.attack.transcript);
     let back = written(&out.attack.adversarial, "imperceptible.wav");
     let text = transcribe(common::model(), &back, &DecodeOptions::default())
@@ -85,6 +89,7 @@ fn pgd_under_the_masking_bound_stays_under_the_threshold() {
         ..Default::default()
     };
     let out = common::attack(&x, &obj, &cfg);
+    eprintln!("masked PGD: {} steps", out.steps);
     assert!(out.success, "transcript {:?}", out.transcript);
     let back = written(&out.adversarial, "pgd_masked.wav");
     let text = transcribe(common::model(), &back, &DecodeOptions::default())

@@ -23,9 +23,11 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
     let goal = Goal::Untargeted { min_wer: 0.5 };
     let train = prepare(model, set(common::corpus_train(4)), &goal, &decode).unwrap();
     let held_out = prepare(model, set(common::corpus_test(3)), &goal, &decode).unwrap();
-    // 60 steps: on real speech 30 left the held-out WER at 0.37 (noise 0.05).
+    // 30 steps of 0.004, measured 2026-12-01: held-out WER 0.45 (noise 0.05), training offsets
+    // 0.29 (noise 0.00). 30 steps of 0.002 left the held-out WER at 0.37; 60 of them reached 0.55.
     let cfg = UniversalConfig {
-        steps: 60,
+        steps: 30,
+        step_size: 0.004,
         ..UniversalConfig::additive()
     };
     let mut steps = 0;
@@ -33,7 +35,7 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
         steps += 1
     })
     .unwrap();
-    assert_eq!(steps, 60);
+    assert_eq!(steps, 30);
     assert_eq!(delta.len(), 16_000);
     assert!(delta.iter().all(|d| d.abs() <= cfg.linf));
     // Clean: the utterances transcribe as themselves (WER 0 against their own transcripts).
