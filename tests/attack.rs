@@ -206,7 +206,8 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
         common::model(),
         x,
         &obj,
-        // Two rounds of the search over c (the default is three): a mechanism test.
+        // Two rounds of the search over c (the default is three): a mechanism test; it
+        // succeeded after 80 steps on 2026-12-01.
         &CwConfig {
             search_steps: 2,
             ..Default::default()

@@ -882,6 +882,8 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
     )
     .unwrap();
     let tuned = dir.join("tuned");
+    // 10 attack and 20 tuning steps (measured 2026-12-01: all three PGD examples fool the base
+    // model, adversarial WER 1.14 → 0.00 after tuning, clean WER 0.00).
     let out = advox()
         .args(["defend", "adv-train", "--train"])
         .arg(&manifest)
