@@ -216,7 +216,7 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
         &mut |_| {},
     )
     .unwrap();
-    eprintln!("CW: {} steps, dBx vs PGD", cw.steps);
+    eprintln!("CW: {} steps", cw.steps);
     assert!(cw.success, "CW transcript {:?}", cw.transcript);
     assert_eq!(
         normalize_transcript(&transcribe_written(&cw.adversarial, "cw.wav")),

@@ -35,7 +35,7 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
         steps += 1
     })
     .unwrap();
-    assert_eq!(steps, 30);
+    assert_eq!(steps, cfg.steps);
     assert_eq!(delta.len(), 16_000);
     assert!(delta.iter().all(|d| d.abs() <= cfg.linf));
     // Clean: the utterances transcribe as themselves (WER 0 against their own transcripts).
