@@ -88,6 +88,42 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> 
     Ok((loss, grad.unsqueeze(0)?))
 }
 
+/// Teacher-forced lead of `targets` at the last `targets.len()` positions of `logits` `(1, L, V)`:
+/// the smallest, over those positions, of the target's logit minus the best other logit.
+///
+/// A positive lead means greedy decoding from the same prompt emits exactly `targets` (the
+/// text, then end-of-text); every other token counts as a rival here, suppressed ones included,
+/// so the converse fails only where a token the decoder never emits outscores the target.
+pub fn teacher_forced_lead(logits: &Tensor, targets: &[u32]) -> Result<f32> {
+    let (b, l, v) = logits.dims3()?;
+    if b != 1 || targets.is_empty() || targets.len() > l {
+        return Err(Error::InvalidArgument(format!(
+            "the lead needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
+            targets.len()
+        )));
+    }
+    let rows = logits
+        .squeeze(0)?
+        .narrow(0, l - targets.len(), targets.len())?
+        .to_vec2::<f32>()?;
+    let mut lead = f32::INFINITY;
+    for (row, &t) in rows.iter().zip(targets) {
+        let t = t as usize;
+        if t >= v {
+            return Err(Error::InvalidArgument(format!(
+                "target token {t} outside the vocabulary"
+            )));
+        }
+        let rival = row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != t)
+            .fold(f32::NEG_INFINITY, |m, (_, &z)| m.max(z));
+        lead = lead.min(row[t] - rival);
+    }
+    Ok(lead)
+}
+
 /// Carlini–Wagner margin loss over the last `targets.len()` positions of `logits` `(1, L, V)`:
 /// for each position `max(max_{j≠t} Z_j − Z_t, −κ)` (the target must win by κ), or with
 /// `away` `max(Z_t − max_{j≠t} Z_j, −κ)` (the token must lose by κ); summed, with its gradient.
@@ -180,4 +216,30 @@ pub fn targeted_loss_and_grad(
     loss_and_waveform_grad(model, front, wave, &target.input, |logits| {
         cross_entropy(logits, &target.targets)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn lead_is_the_smallest_winning_margin_over_the_scored_positions() {
+        // Three positions of a 4-token vocabulary; the last two are scored.
+        let logits = Tensor::from_vec(
+            vec![
+                9.0f32, 0.0, 0.0, 0.0, // not scored
+                0.0, 3.0, 1.0, 2.5, // target 1 leads by 0.5
+                4.0, 0.0, 6.0, 1.0, // target 2 leads by 2
+            ],
+            (1, 3, 4),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!((teacher_forced_lead(&logits, &[1, 2]).unwrap() - 0.5).abs() < 1e-6);
+        // Token 3 loses to token 1 by 0.5 at the first scored position.
+        assert!((teacher_forced_lead(&logits, &[3, 2]).unwrap() + 0.5).abs() < 1e-6);
+        assert!(teacher_forced_lead(&logits, &[1, 9]).is_err());
+        assert!(teacher_forced_lead(&logits, &[0, 1, 2, 3]).is_err());
+    }
 }

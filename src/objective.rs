@@ -2,13 +2,32 @@
 //! silence. Each goal gives a loss to minimise (with its waveform gradient) and a success test
 //! on a decoded transcript.
 
-use crate::gradient::{cross_entropy, loss_and_waveform_grad, margin_loss, TargetSequence};
+use crate::gradient::{
+    cross_entropy, loss_and_waveform_grad, margin_loss, teacher_forced_lead, TargetSequence,
+};
 use crate::mel::MelFrontEnd;
 use crate::metrics::wer;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::text::normalize_transcript;
 use crate::{Error, Result};
 use candle_core::Tensor;
+use std::cell::Cell;
+
+/// One evaluation of the attack loss at a point.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The loss to minimise.
+    pub loss: f32,
+    /// Its gradient w.r.t. the waveform.
+    pub grad: Vec<f32>,
+    /// Teacher-forced lead of the scored tokens (the target's text and end-of-text, the
+    /// original transcript's, " ." and end-of-text for muting under plain decoding, end-of-text
+    /// after the first timestamp under timestamp decoding): the smallest, over positions, of
+    /// the scored token's logit minus the best other one. For a targeted or mute goal under
+    /// plain decoding it is positive exactly when greedy decoding would emit those tokens and
+    /// stop.
+    pub lead: f32,
+}
 
 /// The goal of an attack.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +118,10 @@ impl Objective {
                     -1.0,
                 )
             }
-            Goal::Mute => (TargetSequence::from_tokens(tok, &[], language), 1.0),
+            // Plain decoding may not start with end-of-text (OpenAI's and faster-whisper's
+            // decoders suppress it there), so the quietest transcript it can give is
+            // punctuation: muting targets " ." and end-of-text, which normalises to nothing.
+            Goal::Mute => (TargetSequence::new(tok, ".", language)?, 1.0),
         };
         Ok(Objective {
             goal,
@@ -121,18 +143,23 @@ impl Objective {
         front: &MelFrontEnd,
         wave: &Tensor,
     ) -> Result<(f32, Vec<f32>)> {
+        let e = self.evaluate(model, front, wave)?;
+        Ok((e.loss, e.grad))
+    }
+
+    /// As [`Objective::loss_and_grad`], with the teacher-forced lead of the scored tokens at
+    /// the same point (see [`Evaluated::lead`]).
+    pub fn evaluate(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+    ) -> Result<Evaluated> {
         let sign = self.sign;
-        let (loss, grad) = loss_and_waveform_grad(
-            &model.whisper,
-            front,
-            wave,
-            &self.sequence.input,
-            |logits| {
-                let (l, g) = cross_entropy(logits, &self.sequence.targets)?;
-                Ok((sign * l, (g * sign as f64)?))
-            },
-        )?;
-        Ok((loss, grad.to_vec1::<f32>()?))
+        self.evaluate_with(model, front, wave, |logits| {
+            let (l, g) = cross_entropy(logits, &self.sequence.targets)?;
+            Ok((sign * l, (g * sign as f64)?))
+        })
     }
 
     /// Carlini–Wagner margin form of the goal (zero-floored at −κ per token) and its waveform
@@ -144,20 +171,72 @@ impl Objective {
         wave: &Tensor,
         kappa: f32,
     ) -> Result<(f32, Vec<f32>)> {
+        let e = self.evaluate_margin(model, front, wave, kappa)?;
+        Ok((e.loss, e.grad))
+    }
+
+    /// As [`Objective::margin_and_grad`], with the teacher-forced lead at the same point.
+    pub fn evaluate_margin(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+        kappa: f32,
+    ) -> Result<Evaluated> {
         let away = self.sign < 0.0;
+        self.evaluate_with(model, front, wave, |logits| {
+            margin_loss(logits, &self.sequence.targets, kappa, away)
+        })
+    }
+
+    fn evaluate_with(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+        loss: impl Fn(&Tensor) -> Result<(f32, Tensor)>,
+    ) -> Result<Evaluated> {
+        let lead = Cell::new(f32::NAN);
         let (value, grad) = loss_and_waveform_grad(
             &model.whisper,
             front,
             wave,
             &self.sequence.input,
-            |logits| margin_loss(logits, &self.sequence.targets, kappa, away),
+            |logits| {
+                lead.set(teacher_forced_lead(logits, &self.sequence.targets)?);
+                loss(logits)
+            },
         )?;
-        Ok((value, grad.to_vec1::<f32>()?))
+        Ok(Evaluated {
+            loss: value,
+            grad: grad.to_vec1::<f32>()?,
+            lead: lead.get(),
+        })
+    }
+
+    /// Whether this goal, judged by `decode`, is met only where the scored tokens lead
+    /// ([`Evaluated::lead`] > 0): a targeted or mute goal under plain decoding, whose scored
+    /// sequence is exactly what greedy decoding is to emit. Attacks then require the lead as part of
+    /// success (so greedy decoding agrees with the beam) and decode only where it holds.
+    pub fn lead_is_required(&self, decode: &DecodeOptions) -> bool {
+        matches!(self.goal, Goal::Targeted(_) | Goal::Mute) && !decode.timestamps
     }
 
     /// The loss [`Objective::loss_and_grad`] minimises, by a forward pass only (no gradient):
     /// what a score-based black-box attack may query.
     pub fn loss(&self, model: &LoadedModel, wave: &[f32]) -> Result<f32> {
+        let logits = self.forward_logits(model, wave)?;
+        let (value, _) = cross_entropy(&logits, &self.sequence.targets)?;
+        Ok(self.sign * value)
+    }
+
+    /// The teacher-forced lead ([`Evaluated::lead`]) at `wave`, by a forward pass only.
+    pub fn lead(&self, model: &LoadedModel, wave: &[f32]) -> Result<f32> {
+        let logits = self.forward_logits(model, wave)?;
+        teacher_forced_lead(&logits, &self.sequence.targets)
+    }
+
+    fn forward_logits(&self, model: &LoadedModel, wave: &[f32]) -> Result<Tensor> {
         let n_mels = model.whisper.config().num_mel_bins;
         let device = model.whisper.device();
         let mel = crate::mel::log_mel(wave, n_mels);
@@ -165,9 +244,7 @@ impl Objective {
         let xa = model.whisper.encode(&mel)?;
         let input = &self.sequence.input;
         let tokens = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
-        let logits = model.whisper.decoder_logits(&xa, &tokens)?;
-        let (value, _) = cross_entropy(&logits, &self.sequence.targets)?;
-        Ok(self.sign * value)
+        model.whisper.decoder_logits(&xa, &tokens)
     }
 
     /// Whether a transcript meets the goal.

@@ -68,27 +68,46 @@ fn adversarial() -> &'static Vec<Vec<f32>> {
             steps: 80,
             ..Default::default()
         };
-        attacked_clips()
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                let t0 = std::time::Instant::now();
-                let obj = common::objective(x, Goal::Targeted(TARGETS[i].into()));
-                let o = common::attack(x, &obj, &cfg);
-                eprintln!(
-                    "attack {i}: {} steps, {:.1} s, {:?}",
-                    o.steps,
-                    t0.elapsed().as_secs_f64(),
-                    o.transcript
-                );
-                assert!(
-                    o.success,
-                    "attack {i} towards {:?} failed: {:?}",
-                    TARGETS[i], o.transcript
-                );
-                common::written(&o.adversarial, &format!("detect-adv-{i}.wav"))
-            })
-            .collect()
+        // Two attacks at a time (the model's thread pool is shared): a decode uses the two
+        // cores less fully than a gradient step, and the other attack fills the gap.
+        let clips = attacked_clips();
+        let attack = |i: usize| {
+            let x = &clips[i];
+            let t0 = std::time::Instant::now();
+            let obj = common::objective(x, Goal::Targeted(TARGETS[i].into()));
+            let o = common::attack(x, &obj, &cfg);
+            eprintln!(
+                "attack {i}: {} steps, {:.1} s, {:?}",
+                o.steps,
+                t0.elapsed().as_secs_f64(),
+                o.transcript
+            );
+            assert!(
+                o.success,
+                "attack {i} towards {:?} failed: {:?}",
+                TARGETS[i], o.transcript
+            );
+            common::written(&o.adversarial, &format!("detect-adv-{i}.wav"))
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let worker = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= clips.len() {
+                    return done;
+                }
+                done.push((i, attack(i)));
+            }
+        };
+        let mut out: Vec<(usize, Vec<f32>)> = std::thread::scope(|s| {
+            let other = s.spawn(worker);
+            let mut mine = worker();
+            mine.extend(other.join().expect("an attack thread panicked"));
+            mine
+        });
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, x)| x).collect()
     })
 }
 
@@ -104,7 +123,10 @@ fn table() -> &'static ScoreTable {
         let list = Detector::default_set();
         let adv = adversarial();
         let t0 = std::time::Instant::now();
-        let (c, a) = (scores(&list, clean()), scores(&list, adv));
+        let (c, a) = std::thread::scope(|s| {
+            let a = s.spawn(|| scores(&list, adv));
+            (scores(&list, clean()), a.join().expect("scoring panicked"))
+        });
         eprintln!("score table: {:.1} s", t0.elapsed().as_secs_f64());
         list.iter()
             .zip(c.into_iter().zip(a))
@@ -161,14 +183,16 @@ fn check(detectors: &[(Detector, f64)]) {
 
 // Floors on real speech, measured 2026-12-01 (7 clean clips, 6 PGD examples; one example
 // more or less flagged moves an AUC by about 0.14): resample-8000, quantize-8 and mel-80 1.00,
-// lossy 0.92, lowpass-4000 0.90, lpc-16 0.83 (one example, LibriVox 0890 → "what's the weather
-// today", survives the low-pass, the codec and LPC; another survives LPC), temporal and
-// confidence 1.00. On the espeak commands (digital silence) every consistency transform but
+// lossy 0.92, lowpass-4000 0.90 (one example, LibriVox 0890 → "what's the weather today",
+// survives the low-pass, the codec and LPC), temporal and confidence 1.00. lpc-16 measured
+// 0.83 while an attack stopped at the first beam decode of the target; since success also needs
+// the target to lead under teacher forcing (greedy decoding agrees), the examples go further
+// and two more survive LPC re-synthesis: 0.67, the floor 0.65. On the espeak commands (digital silence) every consistency transform but
 // lpc-16 reached 1.00.
 #[test]
 fn transform_consistency_separates_clean_from_pgd_examples() {
     let floor = |t: &Transform| match t {
-        Transform::Lpc { .. } => 0.8,
+        Transform::Lpc { .. } => 0.65,
         Transform::LowPass { .. } | Transform::Lossy { .. } => 0.85,
         _ => 0.9,
     };

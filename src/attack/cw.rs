@@ -78,6 +78,7 @@ pub fn run_cw(
     let mut total = 0;
     let mut cancelled = false;
     let steps = cfg.steps.max(1);
+    let gated = objective.lead_is_required(&cfg.decode);
     // Each value of c starts from where the previous one ended (a warm start): after a failure
     // the larger c pushes on from there, after a success the smaller c shrinks that δ.
     let mut delta = vec![0.0f32; x.len()];
@@ -90,11 +91,37 @@ pub fn run_cw(
                 break 'search;
             }
             let quantized = quantized_sum(x, &delta);
-            let wave = Tensor::from_vec(quantized, x.len(), &device)?;
-            let (margin, g) = objective.margin_and_grad(model, &front, &wave, cfg.kappa)?;
+            let wave = Tensor::from_vec(quantized.clone(), x.len(), &device)?;
+            let scored = objective.evaluate_margin(model, &front, &wave, cfg.kappa)?;
+            let (margin, g) = (scored.loss, scored.grad);
             total += 1;
             let l2sq: f32 = delta.iter().map(|d| d * d).sum();
             let loss = l2sq + c * margin;
+            let mut info = StepInfo {
+                run: round,
+                step,
+                steps,
+                loss,
+                transcript: None,
+            };
+            // The point just scored is judged as it stands; where success needs the target to
+            // lead under teacher forcing and it does not, it fails without a decode (the last
+            // step of a round always decodes, for the fallback).
+            let leads = scored.lead > 0.0;
+            let due = step % cfg.check_every.max(1) == 0 || step == steps;
+            if due && (leads || !gated || step == steps) {
+                let transcript = transcribe(model, &quantized, &cfg.decode)?.text;
+                if objective.is_met(&transcript) && (leads || !gated) {
+                    round_success = true;
+                    let effective: Vec<f32> = quantized.iter().zip(x).map(|(a, b)| a - b).collect();
+                    let norm = crate::metrics::l2(&effective);
+                    if best.as_ref().is_none_or(|b| norm < b.0) {
+                        best = Some((norm, quantized.clone(), transcript.clone(), loss));
+                    }
+                }
+                fallback = Some((quantized, transcript.clone(), loss));
+                info.transcript = Some(transcript);
+            }
             let grad: Vec<f32> = delta
                 .iter()
                 .zip(&g)
@@ -108,27 +135,6 @@ pub fn run_cw(
             }
             if let Some(bound) = &cfg.masking {
                 bound.apply(&mut delta, None)?;
-            }
-            let mut info = StepInfo {
-                run: round,
-                step,
-                steps,
-                loss,
-                transcript: None,
-            };
-            if step % cfg.check_every.max(1) == 0 || step == steps {
-                let candidate = quantized_sum(x, &delta);
-                let transcript = transcribe(model, &candidate, &cfg.decode)?.text;
-                if objective.is_met(&transcript) {
-                    round_success = true;
-                    let effective: Vec<f32> = candidate.iter().zip(x).map(|(a, b)| a - b).collect();
-                    let norm = crate::metrics::l2(&effective);
-                    if best.as_ref().is_none_or(|b| norm < b.0) {
-                        best = Some((norm, candidate.clone(), transcript.clone(), loss));
-                    }
-                }
-                fallback = Some((candidate, transcript.clone(), loss));
-                info.transcript = Some(transcript);
             }
             on_step(&info);
         }

@@ -104,15 +104,37 @@ pub fn run_jsma(
         false,
         f32::NAN,
     );
+    // As in `run_attack`: a targeted or mute goal under plain decoding needs its tokens to
+    // lead, so
+    // points are decoded only where it does.
+    let gated = objective.lead_is_required(&cfg.decode);
+    let mut next_gated_decode = 1;
     for it in 1..=cfg.iterations.max(1) {
         if cancel.load(Ordering::Relaxed) {
             cancelled = true;
             break;
         }
         let wave = Tensor::from_vec(adversarial.clone(), x.len(), &device)?;
-        let (l, grad) = objective.loss_and_grad(model, &front, &wave)?;
-        loss = l;
+        let scored = objective.evaluate(model, &front, &wave)?;
+        let grad = scored.grad;
+        loss = scored.loss;
         steps += 1;
+        if gated && scored.lead > 0.0 && it >= next_gated_decode {
+            // The point just scored, where the target leads: decode it as it stands.
+            transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
+            success = objective.is_met(&transcript);
+            if success {
+                on_step(&StepInfo {
+                    run: 0,
+                    step: it,
+                    steps: cfg.iterations,
+                    loss,
+                    transcript: Some(transcript.clone()),
+                });
+                break;
+            }
+            next_gated_decode = it + cfg.check_every.max(1);
+        }
         let g = stft.istft_adjoint(&grad, frames);
         if n_selected < budget {
             let mut candidates: Vec<usize> = (0..total_bins).filter(|&i| !selected[i]).collect();
@@ -148,9 +170,11 @@ pub fn run_jsma(
             loss,
             transcript: None,
         };
-        if it % cfg.check_every.max(1) == 0 || it == cfg.iterations {
+        let scheduled_check = !gated && it % cfg.check_every.max(1) == 0;
+        if scheduled_check || it == cfg.iterations {
             transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-            success = objective.is_met(&transcript);
+            success = objective.is_met(&transcript)
+                && (!gated || objective.lead(model, &adversarial)? > 0.0);
             info.transcript = Some(transcript.clone());
         }
         on_step(&info);
@@ -160,7 +184,8 @@ pub fn run_jsma(
     }
     if transcript.is_empty() && !success {
         transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-        success = objective.is_met(&transcript);
+        success =
+            objective.is_met(&transcript) && (!gated || objective.lead(model, &adversarial)? > 0.0);
     }
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(JsmaOutcome {

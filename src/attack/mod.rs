@@ -1,6 +1,8 @@
 //! White-box attacks. Every attack is one loop ([`run_attack`]): apply δ, quantise to 16 bits,
 //! take the loss gradient, form a step ([`step::Stepper`]), project onto the constraints, and
-//! every few steps decode the quantised signal to stop on success. FGSM is one sign step; PGD
+//! decode the quantised signal to stop on success — for a targeted or mute goal under plain
+//! decoding wherever its tokens lead under teacher forcing (which success requires), otherwise
+//! every few steps. FGSM is one sign step; PGD
 //! iterates with sign, L2 or Adam steps, random starts and restarts.
 
 pub mod blackbox;
@@ -66,7 +68,9 @@ pub struct AttackConfig {
     pub random_start: bool,
     /// Further runs from new random starts while no run has succeeded (PGD).
     pub restarts: usize,
-    /// Decode every this many steps to test for success.
+    /// Decode every this many steps to test for success; for a targeted or mute goal under
+    /// plain decoding (where success also requires its tokens to lead under teacher forcing),
+    /// the fewest steps between two decodes of points where they lead.
     pub check_every: usize,
     /// Decoding used for the success tests (as the final check).
     pub decode: DecodeOptions,
@@ -193,6 +197,12 @@ pub fn run_attack(
         Method::Pgd => (1 + cfg.restarts, cfg.steps.max(1)),
     };
     let check_every = cfg.check_every.max(1);
+    // A targeted or mute goal under plain decoding needs its tokens to lead under teacher
+    // forcing (see `Objective::lead_is_required`): the
+    // loss evaluation gives the lead for free, so the point is decoded only where it holds
+    // (then at most every `check_every` steps while the beam still disagrees). EOT's loss is
+    // an average over transformations, whose lead says nothing about the plain signal.
+    let gated = cfg.eot.is_none() && objective.lead_is_required(&cfg.decode);
     'runs: for run in 0..runs {
         let mut delta = vec![0.0f32; x.len()];
         if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
@@ -206,21 +216,47 @@ pub fn run_attack(
             cfg.rule
         };
         let mut stepper = Stepper::new(rule, StepSpace::new(cfg.domain, x.len())?);
+        let mut next_gated_decode = 1;
         for step in 1..=steps {
             if cancel.load(Ordering::Relaxed) {
                 cancelled = true;
                 break 'runs;
             }
             let adv = quantized_sum(x, &delta);
-            let (loss, grad) = match &cfg.eot {
-                None => objective.loss_and_grad(
-                    model,
-                    &front,
-                    &Tensor::from_vec(adv, x.len(), &device)?,
-                )?,
-                Some(e) => eot_loss_and_grad(model, &front, objective, e, &adv, &mut rng)?,
+            let (loss, grad, lead) = match &cfg.eot {
+                None => {
+                    let e = objective.evaluate(
+                        model,
+                        &front,
+                        &Tensor::from_vec(adv.clone(), x.len(), &device)?,
+                    )?;
+                    (e.loss, e.grad, e.lead)
+                }
+                Some(e) => {
+                    let (l, g) = eot_loss_and_grad(model, &front, objective, e, &adv, &mut rng)?;
+                    (l, g, f32::NAN)
+                }
             };
             total_steps += 1;
+            let mut info = StepInfo {
+                run,
+                step,
+                steps,
+                loss,
+                transcript: None,
+            };
+            if gated && lead > 0.0 && step >= next_gated_decode {
+                // The point just scored: decode it as it stands.
+                let transcript = transcribe(model, &adv, &cfg.decode)?.text;
+                let success = objective.is_met(&transcript);
+                info.transcript = Some(transcript.clone());
+                keep_better(&mut best, adv, success, transcript, loss);
+                if success {
+                    on_step(&info);
+                    break 'runs;
+                }
+                next_gated_decode = step + check_every;
+            }
             let size = match cfg.method {
                 Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
                 Method::Pgd => scheduled(cfg.step_size, cfg.schedule, step, steps),
@@ -230,17 +266,12 @@ pub fn run_attack(
                 *d -= size * s;
             }
             cfg.constraints.project(&mut delta, x, band.as_ref())?;
-            let mut info = StepInfo {
-                run,
-                step,
-                steps,
-                loss,
-                transcript: None,
-            };
-            if step % check_every == 0 || step == steps {
+            let scheduled_check = !gated && step % check_every == 0;
+            if scheduled_check || step == steps {
                 let adv = quantized_sum(x, &delta);
                 let transcript = transcribe(model, &adv, &cfg.decode)?.text;
                 let success = objective.is_met(&transcript)
+                    && (!gated || objective.lead(model, &adv)? > 0.0)
                     && match &cfg.eot {
                         None => true,
                         Some(e) => {
@@ -248,18 +279,7 @@ pub fn run_attack(
                         }
                     };
                 info.transcript = Some(transcript.clone());
-                let better = match &best {
-                    None => true,
-                    Some(b) => (success && !b.success) || (success == b.success && loss < b.loss),
-                };
-                if better {
-                    best = Some(Candidate {
-                        adversarial: adv,
-                        success,
-                        transcript,
-                        loss,
-                    });
-                }
+                keep_better(&mut best, adv, success, transcript, loss);
                 on_step(&info);
                 if success {
                     break 'runs;
@@ -293,6 +313,29 @@ pub fn run_attack(
         loss: best.loss,
         cancelled,
     })
+}
+
+/// Replace `best` by this decoded point if it is better: a success beats a failure, then the
+/// lower loss wins.
+fn keep_better(
+    best: &mut Option<Candidate>,
+    adversarial: Vec<f32>,
+    success: bool,
+    transcript: String,
+    loss: f32,
+) {
+    let better = match best {
+        None => true,
+        Some(b) => (success && !b.success) || (success == b.success && loss < b.loss),
+    };
+    if better {
+        *best = Some(Candidate {
+            adversarial,
+            success,
+            transcript,
+            loss,
+        });
+    }
 }
 
 /// Loss and waveform gradient averaged over random transformations of `adv`.

@@ -263,10 +263,14 @@ pub fn train_universal(
         }
         let mut grad = vec![0.0f32; cfg.length];
         let mut loss = 0.0;
-        for _ in 0..batch {
-            let which = rng.below(set.len());
+        // The minibatch is drawn first, then scored two utterances at a time (sharing the
+        // model's thread pool: one evaluation's less parallel parts leave room for the other),
+        // and summed in draw order, so the result does not depend on the timing.
+        let draws: Vec<(usize, usize)> = (0..batch)
+            .map(|_| (rng.below(set.len()), rng.below(cfg.length)))
+            .collect();
+        let score = |&(which, offset): &(usize, usize)| -> Result<(f32, Vec<f32>)> {
             let u = &set[which];
-            let offset = rng.below(cfg.length);
             let y = match cfg.mode {
                 UniversalMode::Additive => apply_shaped(
                     &delta,
@@ -278,17 +282,32 @@ pub fn train_universal(
                 UniversalMode::PrefixMute => cfg.mode.apply(&delta, &u.samples, offset),
             };
             let wave = Tensor::from_vec(y, u.samples.len() + prefix_len(cfg), &device)?;
-            let (l, g) = u.objective.loss_and_grad(model, &front, &wave)?;
-            loss += l / batch as f32;
-            match cfg.mode {
-                UniversalMode::Additive => {
-                    for (i, gi) in g.iter().enumerate() {
-                        grad[(i + offset) % cfg.length] += gi / batch as f32;
-                    }
+            u.objective.loss_and_grad(model, &front, &wave)
+        };
+        for pair in draws.chunks(2) {
+            let scored: Vec<Result<(f32, Vec<f32>)>> = std::thread::scope(|s| {
+                let second = pair.get(1).map(|d| s.spawn(|| score(d)));
+                let first = score(&pair[0]);
+                let mut out = vec![first];
+                if let Some(h) = second {
+                    // A panic in the worker is re-raised here, as if it had run inline.
+                    out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
                 }
-                UniversalMode::PrefixMute => {
-                    for (acc, gi) in grad.iter_mut().zip(&g) {
-                        *acc += gi / batch as f32;
+                out
+            });
+            for (&(_, offset), r) in pair.iter().zip(scored) {
+                let (l, g) = r?;
+                loss += l / batch as f32;
+                match cfg.mode {
+                    UniversalMode::Additive => {
+                        for (i, gi) in g.iter().enumerate() {
+                            grad[(i + offset) % cfg.length] += gi / batch as f32;
+                        }
+                    }
+                    UniversalMode::PrefixMute => {
+                        for (acc, gi) in grad.iter_mut().zip(&g) {
+                            *acc += gi / batch as f32;
+                        }
                     }
                 }
             }
