@@ -822,8 +822,11 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     }
     // Two shards merge into the same report.
     let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
-    run_eval(&manifest, &s1, Some("1/2"));
-    run_eval(&manifest, &s2, Some("2/2"));
+    // Shards exist to run at the same time: both at once, as a user would.
+    std::thread::scope(|s| {
+        s.spawn(|| run_eval(&manifest, &s1, Some("1/2")));
+        run_eval(&manifest, &s2, Some("2/2"));
+    });
     let out = advox()
         .args(["eval", "merge"])
         .arg(&s1)
@@ -928,12 +931,13 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
         "{heard}"
     );
     // The whole model: a short run changes the encoder's weights too, and the result still
-    // hears clean speech.
+    // hears clean speech (a mechanism check: two attack and two tuning steps, 52 s here, where
+    // five and four took 89 s; measured 2026-12-01: clean WER 0.00, adversarial 0.42 → 0.33).
     let whole = dir.join("whole");
     let out = advox()
         .args(["defend", "adv-train", "--scope", "all", "--train"])
         .arg(&manifest)
-        .args(["--attack-steps", "5", "--steps", "4", "-o"])
+        .args(["--attack-steps", "2", "--steps", "2", "-o"])
         .arg(&whole)
         .output()
         .unwrap();

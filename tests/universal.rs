@@ -71,8 +71,8 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
     );
 }
 
-/// The prefix-mute segment trained (Raina et al.'s 0.64 s at 0.02, 100 steps) on the train
-/// split, with the utterances of both splits, judged against timestamp decoding (Whisper's
+/// The prefix-mute segment trained (Raina et al.'s 0.64 s at 0.02; 80 of the default 100 steps)
+/// on the train split, with the utterances of both splits, judged against timestamp decoding (Whisper's
 /// default transcribe mode; plain decoding never starts with end-of-text): made once for this
 /// binary.
 struct PrefixMute {
@@ -96,7 +96,13 @@ fn prefix_mute() -> &'static PrefixMute {
         let decode = timestamps();
         let train = prepare(model, set(common::corpus_train(4)), &Goal::Mute, &decode).unwrap();
         let held_out = prepare(model, set(common::corpus_test(3)), &Goal::Mute, &decode).unwrap();
-        let cfg = UniversalConfig::prefix_mute();
+        // 80 steps: measured 2026-12-01 on one 100-step run (same draws, constant step), the
+        // training utterances muted after 40, 50, 60, 70, 80, 90, 100 steps: 0, 2, 2, 3, 4, 4, 4
+        // of 4.
+        let cfg = UniversalConfig {
+            steps: 80,
+            ..UniversalConfig::prefix_mute()
+        };
         assert_eq!(
             (cfg.length, cfg.linf),
             (10_240, 0.02),
