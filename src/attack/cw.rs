@@ -79,6 +79,7 @@ pub fn run_cw(
     let mut cancelled = false;
     let steps = cfg.steps.max(1);
     let gated = objective.lead_is_required(&cfg.decode);
+    let mut last_scored: Option<(Vec<f32>, f32)> = None;
     // Each value of c starts from where the previous one ended (a warm start): after a failure
     // the larger c pushes on from there, after a success the smaller c shrinks that δ.
     let mut delta = vec![0.0f32; x.len()];
@@ -97,6 +98,7 @@ pub fn run_cw(
             total += 1;
             let l2sq: f32 = delta.iter().map(|d| d * d).sum();
             let loss = l2sq + c * margin;
+            last_scored = Some((quantized.clone(), loss));
             let mut info = StepInfo {
                 run: round,
                 step,
@@ -154,10 +156,12 @@ pub fn run_cw(
         (Some((_, a, t, l)), _) => (a, t, l, true),
         (None, Some((a, t, l))) => (a, t, l, false),
         (None, None) => {
-            let a = quantized_sum(x, &vec![0.0; x.len()]);
+            // Cancelled before any decode: the last point scored (or the clean input).
+            let (a, l) =
+                last_scored.unwrap_or_else(|| (quantized_sum(x, &vec![0.0; x.len()]), f32::NAN));
             let t = transcribe(model, &a, &cfg.decode)?.text;
-            let ok = objective.is_met(&t);
-            (a, t, f32::NAN, ok)
+            let ok = objective.is_met(&t) && (!gated || objective.lead(model, &a)? > 0.0);
+            (a, t, l, ok)
         }
     };
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();

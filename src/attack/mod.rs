@@ -156,6 +156,13 @@ pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// A point scored but not decoded.
+struct Scored {
+    adversarial: Vec<f32>,
+    loss: f32,
+    lead: f32,
+}
+
 struct Candidate {
     adversarial: Vec<f32>,
     success: bool,
@@ -203,6 +210,7 @@ pub fn run_attack(
     // (then at most every `check_every` steps while the beam still disagrees). EOT's loss is
     // an average over transformations, whose lead says nothing about the plain signal.
     let gated = cfg.eot.is_none() && objective.lead_is_required(&cfg.decode);
+    let mut lowest: Option<Scored> = None;
     'runs: for run in 0..runs {
         let mut delta = vec![0.0f32; x.len()];
         if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
@@ -245,6 +253,15 @@ pub fn run_attack(
                 loss,
                 transcript: None,
             };
+            // Gated runs decode rarely: the lowest-loss point scored so far stands in for a
+            // decoded one if the attack fails or is cancelled.
+            if gated && lowest.as_ref().is_none_or(|l| loss < l.loss) {
+                lowest = Some(Scored {
+                    adversarial: adv.clone(),
+                    loss,
+                    lead,
+                });
+            }
             if gated && lead > 0.0 && step >= next_gated_decode {
                 // The point just scored: decode it as it stands.
                 let transcript = transcribe(model, &adv, &cfg.decode)?.text;
@@ -288,6 +305,11 @@ pub fn run_attack(
                 on_step(&info);
             }
         }
+    }
+    if let Some(l) = lowest.filter(|_| !best.as_ref().is_some_and(|b| b.success)) {
+        let transcript = transcribe(model, &l.adversarial, &cfg.decode)?.text;
+        let success = objective.is_met(&transcript) && l.lead > 0.0;
+        keep_better(&mut best, l.adversarial, success, transcript, l.loss);
     }
     let best = match best {
         Some(b) => b,
