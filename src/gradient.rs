@@ -88,6 +88,23 @@ pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> 
     Ok((loss, grad.unsqueeze(0)?))
 }
 
+/// The best-scoring token of `row` other than `t`, and its logit.
+fn best_rival(row: &[f32], t: usize) -> (usize, f32) {
+    row.iter()
+        .enumerate()
+        .filter(|(j, _)| *j != t)
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |acc, (j, &z)| {
+                if z > acc.1 {
+                    (j, z)
+                } else {
+                    acc
+                }
+            },
+        )
+}
+
 /// Teacher-forced lead of `targets` at the last `targets.len()` positions of `logits` `(1, L, V)`:
 /// the smallest, over those positions, of the target's logit minus the best other logit.
 ///
@@ -114,12 +131,7 @@ pub fn teacher_forced_lead(logits: &Tensor, targets: &[u32]) -> Result<f32> {
                 "target token {t} outside the vocabulary"
             )));
         }
-        let rival = row
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != t)
-            .fold(f32::NEG_INFINITY, |m, (_, &z)| m.max(z));
-        lead = lead.min(row[t] - rival);
+        lead = lead.min(row[t] - best_rival(row, t).1);
     }
     Ok(lead)
 }
@@ -152,10 +164,7 @@ pub fn margin_loss(
                 "target token {t} outside the vocabulary"
             )));
         }
-        let (other, best_other) = row.iter().enumerate().filter(|(j, _)| *j != t).fold(
-            (0, f32::NEG_INFINITY),
-            |acc, (j, &z)| if z > acc.1 { (j, z) } else { acc },
-        );
+        let (other, best_other) = best_rival(row, t);
         let margin = if away {
             row[t] - best_other
         } else {

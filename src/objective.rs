@@ -24,8 +24,8 @@ pub struct Evaluated {
     /// original transcript's, " ." and end-of-text for muting under plain decoding, end-of-text
     /// after the first timestamp under timestamp decoding): the smallest, over positions, of
     /// the scored token's logit minus the best other one. For a targeted or mute goal under
-    /// plain decoding it is positive exactly when greedy decoding would emit those tokens and
-    /// stop.
+    /// plain decoding, a positive lead means greedy decoding emits those tokens and stops (see
+    /// [`crate::gradient::teacher_forced_lead`]).
     pub lead: f32,
 }
 
@@ -216,8 +216,9 @@ impl Objective {
 
     /// Whether this goal, judged by `decode`, is met only where the scored tokens lead
     /// ([`Evaluated::lead`] > 0): a targeted or mute goal under plain decoding, whose scored
-    /// sequence is exactly what greedy decoding is to emit. Attacks then require the lead as part of
-    /// success (so greedy decoding agrees with the beam) and decode only where it holds.
+    /// sequence is exactly what greedy decoding is to emit. Attacks then require the lead as
+    /// part of success (so greedy decoding agrees with the beam) and decode only where it
+    /// holds.
     pub fn lead_is_required(&self, decode: &DecodeOptions) -> bool {
         matches!(self.goal, Goal::Targeted(_) | Goal::Mute) && !decode.timestamps
     }
@@ -245,6 +246,20 @@ impl Objective {
         let input = &self.sequence.input;
         let tokens = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
         model.whisper.decoder_logits(&xa, &tokens)
+    }
+
+    /// Whether the point `wave`, decoded by `decode` as `transcript`, meets the goal: the
+    /// transcript does, and where [`Objective::lead_is_required`] its tokens lead (a forward
+    /// pass).
+    pub fn succeeds(
+        &self,
+        model: &LoadedModel,
+        decode: &DecodeOptions,
+        wave: &[f32],
+        transcript: &str,
+    ) -> Result<bool> {
+        Ok(self.is_met(transcript)
+            && (!self.lead_is_required(decode) || self.lead(model, wave)? > 0.0))
     }
 
     /// Whether a transcript meets the goal.

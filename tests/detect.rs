@@ -187,8 +187,8 @@ fn check(detectors: &[(Detector, f64)]) {
 // survives the low-pass, the codec and LPC), temporal and confidence 1.00. lpc-16 measured
 // 0.83 while an attack stopped at the first beam decode of the target; since success also needs
 // the target to lead under teacher forcing (greedy decoding agrees), the examples go further
-// and two more survive LPC re-synthesis: 0.67, the floor 0.65. On the espeak commands (digital silence) every consistency transform but
-// lpc-16 reached 1.00.
+// and two more survive LPC re-synthesis: 0.67, the floor 0.65. On the espeak commands (digital
+// silence) every consistency transform but lpc-16 reached 1.00.
 #[test]
 fn transform_consistency_separates_clean_from_pgd_examples() {
     let floor = |t: &Transform| match t {

@@ -72,9 +72,9 @@ fn additive_universal_perturbation_raises_wer_on_held_out_utterances() {
 }
 
 /// The prefix-mute segment trained (Raina et al.'s 0.64 s at 0.02; 80 of the default 100 steps)
-/// on the train split, with the utterances of both splits, judged against timestamp decoding (Whisper's
-/// default transcribe mode; plain decoding never starts with end-of-text): made once for this
-/// binary.
+/// on the train split, with the utterances of both splits, judged against timestamp decoding
+/// (Whisper's default transcribe mode; plain decoding never starts with end-of-text): made once
+/// for this binary.
 struct PrefixMute {
     train: Vec<Utterance>,
     held_out: Vec<Utterance>,

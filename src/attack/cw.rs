@@ -160,7 +160,7 @@ pub fn run_cw(
             let (a, l) =
                 last_scored.unwrap_or_else(|| (quantized_sum(x, &vec![0.0; x.len()]), f32::NAN));
             let t = transcribe(model, &a, &cfg.decode)?.text;
-            let ok = objective.is_met(&t) && (!gated || objective.lead(model, &a)? > 0.0);
+            let ok = objective.succeeds(model, &cfg.decode, &a, &t)?;
             (a, t, l, ok)
         }
     };

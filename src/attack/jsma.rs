@@ -105,10 +105,9 @@ pub fn run_jsma(
         f32::NAN,
     );
     // As in `run_attack`: a targeted or mute goal under plain decoding needs its tokens to
-    // lead, so
-    // points are decoded only where it does.
+    // lead, so points are decoded only where they do.
     let gated = objective.lead_is_required(&cfg.decode);
-    let mut next_gated_decode = 1;
+    let mut gate = super::LeadGate::new(cfg.check_every);
     for it in 1..=cfg.iterations.max(1) {
         if cancel.load(Ordering::Relaxed) {
             cancelled = true;
@@ -119,7 +118,7 @@ pub fn run_jsma(
         let grad = scored.grad;
         loss = scored.loss;
         steps += 1;
-        if gated && scored.lead > 0.0 && it >= next_gated_decode {
+        if gated && gate.due(it, scored.lead) {
             // The point just scored, where the target leads: decode it as it stands.
             transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
             success = objective.is_met(&transcript);
@@ -133,7 +132,6 @@ pub fn run_jsma(
                 });
                 break;
             }
-            next_gated_decode = it + cfg.check_every.max(1);
         }
         let g = stft.istft_adjoint(&grad, frames);
         if n_selected < budget {
@@ -173,8 +171,7 @@ pub fn run_jsma(
         let scheduled_check = !gated && it % cfg.check_every.max(1) == 0;
         if scheduled_check || it == cfg.iterations {
             transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-            success = objective.is_met(&transcript)
-                && (!gated || objective.lead(model, &adversarial)? > 0.0);
+            success = objective.succeeds(model, &cfg.decode, &adversarial, &transcript)?;
             info.transcript = Some(transcript.clone());
         }
         on_step(&info);
@@ -184,8 +181,7 @@ pub fn run_jsma(
     }
     if transcript.is_empty() && !success {
         transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-        success =
-            objective.is_met(&transcript) && (!gated || objective.lead(model, &adversarial)? > 0.0);
+        success = objective.succeeds(model, &cfg.decode, &adversarial, &transcript)?;
     }
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(JsmaOutcome {

@@ -156,6 +156,31 @@ pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// When a lead-gated attack decodes the point it just scored: where its tokens lead, and then
+/// not again for `every` steps while the beam still disagrees.
+struct LeadGate {
+    every: usize,
+    next: usize,
+}
+
+impl LeadGate {
+    fn new(every: usize) -> Self {
+        LeadGate {
+            every: every.max(1),
+            next: 1,
+        }
+    }
+
+    /// Whether to decode at `step`, given the point's lead.
+    fn due(&mut self, step: usize, lead: f32) -> bool {
+        let due = lead > 0.0 && step >= self.next;
+        if due {
+            self.next = step + self.every;
+        }
+        due
+    }
+}
+
 /// A point scored but not decoded.
 struct Scored {
     adversarial: Vec<f32>,
@@ -224,7 +249,7 @@ pub fn run_attack(
             cfg.rule
         };
         let mut stepper = Stepper::new(rule, StepSpace::new(cfg.domain, x.len())?);
-        let mut next_gated_decode = 1;
+        let mut gate = LeadGate::new(check_every);
         for step in 1..=steps {
             if cancel.load(Ordering::Relaxed) {
                 cancelled = true;
@@ -262,7 +287,7 @@ pub fn run_attack(
                     lead,
                 });
             }
-            if gated && lead > 0.0 && step >= next_gated_decode {
+            if gated && gate.due(step, lead) {
                 // The point just scored: decode it as it stands.
                 let transcript = transcribe(model, &adv, &cfg.decode)?.text;
                 let success = objective.is_met(&transcript);
@@ -272,7 +297,6 @@ pub fn run_attack(
                     on_step(&info);
                     break 'runs;
                 }
-                next_gated_decode = step + check_every;
             }
             let size = match cfg.method {
                 Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
@@ -287,8 +311,7 @@ pub fn run_attack(
             if scheduled_check || step == steps {
                 let adv = quantized_sum(x, &delta);
                 let transcript = transcribe(model, &adv, &cfg.decode)?.text;
-                let success = objective.is_met(&transcript)
-                    && (!gated || objective.lead(model, &adv)? > 0.0)
+                let success = objective.succeeds(model, &cfg.decode, &adv, &transcript)?
                     && match &cfg.eot {
                         None => true,
                         Some(e) => {

@@ -189,8 +189,8 @@ pub struct Args {
     /// EOT: transformations averaged per step.
     #[arg(long, default_value_t = 4)]
     eot_samples: usize,
-    /// Decode every N steps to test for success (targeted: at most every N steps, and only
-    /// where the target leads under teacher forcing, which success requires).
+    /// Decode every N steps to test for success (targeted and mute: at most every N steps, and
+    /// only where the goal's tokens lead under teacher forcing, which success requires).
     #[arg(long, default_value_t = 5)]
     check_every: usize,
     /// Beam size of every decode (1 = greedy).
