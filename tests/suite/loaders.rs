@@ -1,7 +1,7 @@
 //! The CTranslate2 reader and the Hugging Face loader agree, and bad model files give clear
 //! errors.
 
-mod common;
+use crate::common;
 
 use advox::model::{ct2::parse_ct2, load_weights, provision};
 use candle_core::Device;

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `advox` binary on the real tiny.en model.
 
-mod common;
+use crate::common;
 
 use advox::text::normalize_transcript;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `advox live` on a file runs the plugins' processing: the samples equal the core's
 //! `CloakProcessor` (which the plugin runs in `process()`), and Sentinel prints detections.
 
-mod common;
+use crate::common;
 
 use advox::stream::cloak::CloakSettings;
 use advox::stream::processors::CloakProcessor;

@@ -1,7 +1,7 @@
 //! The differentiable front-end + model against PyTorch's reference loss and gradient
 //! (`../shared/reference/torch_pgd_step`), and a finite-difference check.
 
-mod common;
+use crate::common;
 
 use advox::audio::read_audio_16k_mono;
 use advox::gradient::{targeted_loss_and_grad, TargetSequence};

@@ -1,7 +1,7 @@
 //! External recognisers behind a command template: a working one, and ones that fail, hang or
 //! print garbage, each giving a clear error.
 
-mod common;
+use crate::common;
 
 use advox::audio::read_audio_16k_mono;
 use advox::recognizer::{CommandRecognizer, Recognizer};

@@ -1,6 +1,6 @@
 //! Incremental (KV-cached) decoding agrees with the full teacher-forced decoder.
 
-mod common;
+use crate::common;
 
 use advox::audio::read_audio_16k_mono;
 use advox::mel::{log_mel, N_FRAMES};

@@ -2,7 +2,7 @@
 //! speakers that training never heard: trained on `common::corpus_train` (LJ Speech, one female
 //! reader), judged on `common::corpus_test` (a male LibriVox reader) on its own.
 
-mod common;
+use crate::common;
 
 use advox::attack::universal::{
     evaluate_universal, prepare, train_universal, UniversalConfig, UniversalMode, Utterance,

@@ -1,7 +1,7 @@
 //! Audio reading (every WAV encoding, FLAC/OGG/MP3), resampling, atomic writing and clear
 //! errors on bad input.
 
-mod common;
+use crate::common;
 
 use advox::audio::{read_audio, read_audio_16k_mono, resample, write_wav, WavFormat};
 use advox::Error;

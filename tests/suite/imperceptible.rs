@@ -1,7 +1,7 @@
 //! Psychoacoustically hidden attacks on the real tiny.en model, checked on the written 16-bit
 //! WAV: the imperceptible two-stage attack, and PGD under the masking bound.
 
-mod common;
+use crate::common;
 
 use advox::attack::imperceptible::{run_imperceptible, ImperceptibleConfig};
 use advox::attack::AttackConfig;
@@ -37,9 +37,12 @@ fn imperceptible_attack_hides_the_perturbation_under_the_threshold() {
     let x = sample("open_the_front_door.wav");
     let target = "turn off the lights";
     let obj = objective(&x, target);
+    // 80 stage-2 steps (of the default 200), measured 2026-12-01: after 40 steps 87.6 % of δ's
+    // energy was masked; after 60, at least 95 % with gemm's AVX2 kernels but 94.3 % when built
+    // with its AVX-512 ones (the same attack, other rounding): 60 was too close to the bound.
     let cfg = ImperceptibleConfig {
         stage1: stage1(),
-        steps: 60,
+        steps: 80,
         ..Default::default()
     };
     let out = run_imperceptible(
@@ -52,8 +55,8 @@ fn imperceptible_attack_hides_the_perturbation_under_the_threshold() {
     )
     .unwrap();
     eprintln!(
-        "imperceptible: {} steps ({} in stage 1)",
-        out.attack.steps, out.stage1_steps
+        "imperceptible: {} steps ({} in stage 1), {:?}",
+        out.attack.steps, out.stage1_steps, out.masking
     );
     assert!(out.attack.success, "transcript {:?}", out.attack.transcript);
     let back = written(&out.attack.adversarial, "imperceptible.wav");

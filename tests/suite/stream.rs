@@ -1,7 +1,7 @@
 //! The real-time core (Cloak, Sentinel, the model monitor) on the project's speech at host
 //! rates, checked against offline computations made independently.
 
-mod common;
+use crate::common;
 
 use advox::masking::{MaskingConfig, MaskingThreshold, Normalization};
 use advox::stream::cloak::{cloak_offline, CloakChannel, CloakMode, CloakSettings};

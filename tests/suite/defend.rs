@@ -1,6 +1,6 @@
 //! Defences on the real tiny.en model, on held-out real speech (`common::corpus_test`).
 
-mod common;
+use crate::common;
 
 use advox::defend::smoothing::{smoothed_transcribe, SmoothingConfig};
 use advox::defend::Defense;

@@ -1,6 +1,6 @@
 //! STFT/ISTFT identity and the mel filterbank against OpenAI's.
 
-mod common;
+use crate::common;
 
 use advox::dsp::{hann_periodic, Stft};
 use advox::mel::mel_filterbank;

@@ -1,0 +1,30 @@
+//! The integration tests, one module per area, in one test binary: it is linked once (each
+//! binary of its own took a link of the whole library and its dependencies), the real model is
+//! loaded once, and the two test threads stay busy across areas instead of idling at the end of
+//! each binary. Run one area with `cargo test --test suite attack::`.
+//!
+//! The tests that count allocations (`masking_alloc.rs`, `stream_alloc.rs`) stay binaries of their
+//! own: they install a global allocator.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod attack;
+mod audio_io;
+mod blackbox;
+mod cli;
+mod decode;
+mod defend;
+mod detect;
+mod dsp;
+mod imperceptible;
+mod live;
+mod loaders;
+mod masking;
+mod model_reference;
+mod perturb;
+mod recognizer;
+mod robustness;
+mod small_model;
+mod stream;
+mod universal;
