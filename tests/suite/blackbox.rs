@@ -52,8 +52,11 @@ fn genetic_algorithm_changes_the_transcript_within_its_query_budget() {
         inner: builtin,
         calls: 0,
     };
+    // At |δ|∞ ≤ 0.0125, measured 2026-12-01: success after 5 generations, 54 queries (at 0.01:
+    // 23 generations, 202 queries; at 0.015: 3, 37; at 0.02 the random start alone succeeds,
+    // which the test rejects).
     let cfg = GaConfig {
-        linf: 0.01,
+        linf: 0.0125,
         query_budget: 250,
         seed: 1,
         ..Default::default()
@@ -85,7 +88,7 @@ fn genetic_algorithm_changes_the_transcript_within_its_query_budget() {
         .attack
         .perturbation
         .iter()
-        .all(|d| d.abs() <= 0.01 + 1.0 / 32768.0));
+        .all(|d| d.abs() <= 0.0125 + 1.0 / 32768.0));
     // The kept example really fools the recogniser.
     let again = asr.transcribe(&out.attack.adversarial).unwrap();
     assert!(goal.is_met(&original, &again), "{again:?}");
