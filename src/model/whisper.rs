@@ -206,11 +206,16 @@ impl Mlp {
 
     fn forward(&self, x: Tensor, record: bool) -> Result<(Tensor, Option<MlpTape>)> {
         let h = self.ln.forward(&x)?;
-        let (act, gelu_grad) = ops::gelu_with_derivative(&self.fc1.forward(&h)?)?;
+        let pre = self.fc1.forward(&h)?;
+        if !record {
+            let act = ops::gelu(&pre)?;
+            return Ok((self.fc2.forward_add(&act, Some(&x))?, None));
+        }
+        let (act, gelu_grad) = ops::gelu_with_derivative(&pre)?;
         let out = self.fc2.forward_add(&act, Some(&x))?;
         Ok((
             out,
-            record.then(|| MlpTape {
+            Some(MlpTape {
                 ln_in: x,
                 gelu_grad,
             }),
@@ -509,7 +514,7 @@ impl Whisper {
 
     fn logits_of(&self, x: &Tensor) -> Result<Tensor> {
         let (b, l, d) = x.dims3()?;
-        let logits = x.reshape((b * l, d))?.matmul(&self.embed.t()?)?;
+        let logits = ops::linear(&x.reshape((b * l, d))?, &self.embed, None, None)?;
         Ok(logits.reshape((b, l, self.config.vocab_size))?)
     }
 

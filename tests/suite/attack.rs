@@ -206,11 +206,12 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
         common::model(),
         x,
         &obj,
-        // Two rounds of the search over c (the default is three): it succeeded after 80 steps
-        // on 2026-12-01, quieter than PGD. Close to the edge: built with gemm's AVX-512 kernels
-        // (other rounding; not enabled, issue 25) the same two rounds ended at dBx −31.38
-        // against PGD's −31.78 (L2 0.452 vs 0.437, SNR 29.7 dB), and a third round found
-        // nothing better.
+        // Two rounds of the search over c (the default is three), 80 steps. Measured
+        // 2026-12-01 with gemm's AVX-512 kernels and the few-row decoder products: dBx −33.16
+        // against PGD's −32.07 (L2 0.418 vs 0.437, SNR 30.4 dB); with the AVX2 kernels −33.31
+        // against −31.85 (but L2 0.493, SNR 29.0 dB: CW does not honour an SNR bound, issue 19).
+        // Close to the edge before: with the AVX-512 kernels and the old decoder products the
+        // same rounds ended at −31.38 against −31.78.
         &CwConfig {
             search_steps: 2,
             ..Default::default()

@@ -49,6 +49,12 @@ pub fn linear(
     let mut y: Vec<f32> = Vec::with_capacity(rows * out);
     let block = row_block(rows);
     let inputs = [x, w, bias.unwrap_or(&empty), residual.unwrap_or(&empty)];
+    if rows <= FEW_ROWS {
+        let y = with_cpu_f32s(inputs, |[xs, ws, bs, rs]| {
+            few_rows(rows, inner, out, xs, ws, bs, rs)
+        })?;
+        return Ok(Tensor::from_vec(y, (rows, out), x.device())?);
+    }
     with_cpu_f32s(inputs, |[xs, ws, bs, rs]| {
         y.spare_capacity_mut()[..rows * out]
             .par_chunks_mut(block * out)
@@ -76,6 +82,83 @@ pub fn linear(
     // SAFETY: the blocks above cover all `rows * out` outputs and write each one.
     unsafe { y.set_len(rows * out) };
     Ok(Tensor::from_vec(y, (rows, out), x.device())?)
+}
+
+/// Rows up to which [`linear`] splits the outputs among the threads instead of the rows, with
+/// one dot product per output: decoding (a few beams, one token each) against the layers and
+/// the vocabulary, where a GEMM spends its time packing a weight that it then uses a few times.
+const FEW_ROWS: usize = 8;
+
+/// Outputs per parallel block of [`few_rows`].
+const OUTPUT_BLOCK: usize = 2048;
+
+/// [`linear`] for at most [`FEW_ROWS`] rows: `y[r][j] = b[j] + res[r][j] + x[r] · w[j]`, the
+/// weight read once, its rows split among the threads.
+#[allow(clippy::too_many_arguments)]
+fn few_rows(
+    rows: usize,
+    inner: usize,
+    out: usize,
+    xs: &[f32],
+    ws: &[f32],
+    bs: &[f32],
+    rs: &[f32],
+) -> Vec<f32> {
+    // Column-major while computed (each block's outputs contiguous), row-major when returned.
+    let mut by_output = vec![0.0f32; rows * out];
+    let block = out
+        .div_ceil(rayon::current_num_threads().max(1))
+        .clamp(1, OUTPUT_BLOCK);
+    by_output
+        .par_chunks_mut(block * rows)
+        .enumerate()
+        .for_each(|(i, yc)| {
+            let j0 = i * block;
+            let n = yc.len() / rows;
+            dots(xs, rows, inner, &ws[j0 * inner..][..n * inner], yc);
+            for (jj, col) in yc.chunks_exact_mut(rows).enumerate() {
+                let j = j0 + jj;
+                for (r, v) in col.iter_mut().enumerate() {
+                    *v += bs.get(j).copied().unwrap_or(0.0)
+                        + rs.get(r * out + j).copied().unwrap_or(0.0);
+                }
+            }
+        });
+    let mut y = vec![0.0f32; rows * out];
+    for (j, col) in by_output.chunks_exact(rows).enumerate() {
+        for (r, v) in col.iter().enumerate() {
+            y[r * out + j] = *v;
+        }
+    }
+    y
+}
+
+/// `y[j * rows + r] = x[r] · w[j]` for the rows of `w` (`inner` wide each).
+#[inline(always)]
+fn dots_kernel(xs: &[f32], rows: usize, inner: usize, w: &[f32], y: &mut [f32]) {
+    const LANES: usize = 16;
+    for (wj, col) in w.chunks_exact(inner).zip(y.chunks_exact_mut(rows)) {
+        for (xr, v) in xs.chunks_exact(inner).zip(col.iter_mut()) {
+            let mut acc = [0.0f32; LANES];
+            let (xc, wc) = (xr.chunks_exact(LANES), wj.chunks_exact(LANES));
+            let tail: f32 = xc
+                .remainder()
+                .iter()
+                .zip(wc.remainder())
+                .map(|(a, b)| a * b)
+                .sum();
+            for (a, b) in xc.zip(wc) {
+                for k in 0..LANES {
+                    acc[k] += a[k] * b[k];
+                }
+            }
+            *v = acc.iter().sum::<f32>() + tail;
+        }
+    }
+}
+
+fn dots(xs: &[f32], rows: usize, inner: usize, w: &[f32], y: &mut [f32]) {
+    dispatch!(dots_kernel, dots_avx2, (xs: &[f32], rows: usize, inner: usize, w: &[f32], y: &mut [f32]));
 }
 
 /// `Σ dyᵢ (rows, outᵢ) · wᵢ (outᵢ, in)` -> `(rows, in)`: the input gradient of linear layers
@@ -186,6 +269,19 @@ mod tests {
             let dxr = ((&one + dy2.matmul(&w2).unwrap()).unwrap() + &one).unwrap();
             assert!(max_abs_diff(&dx, &dxr) < 1e-3, "rows {rows}, gradient");
         }
+        // Few rows against many outputs (decoding against the vocabulary): several output
+        // blocks, an inner size that is no multiple of the vector width.
+        let (x, w) = (
+            Tensor::randn(0f32, 1.0, (FEW_ROWS, 37), &dev).unwrap(),
+            Tensor::randn(0f32, 1.0, (2 * OUTPUT_BLOCK + 5, 37), &dev).unwrap(),
+        );
+        let b = Tensor::randn(0f32, 1.0, 2 * OUTPUT_BLOCK + 5, &dev).unwrap();
+        let plain = x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        assert!(max_abs_diff(&linear(&x, &w, Some(&b), None).unwrap(), &plain) < 1e-4);
         let w = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).unwrap();
         let x = Tensor::zeros((2, 4), candle_core::DType::F32, &dev).unwrap();
         assert!(linear(&x, &w, None, None).is_err());

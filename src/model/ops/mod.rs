@@ -266,7 +266,7 @@ pub use attention::{
     attention, attention_backward, attention_backward_prefix, AttentionSaved, Save,
 };
 pub use conv::{conv1d_k3, conv1d_k3_input_grad};
-pub use gelu::gelu_with_derivative;
+pub use gelu::{gelu, gelu_with_derivative};
 pub use layer_norm::layer_norm_backward;
 pub use linear::{linear, linear_input_grad};
 
