@@ -23,6 +23,7 @@ pub mod model;
 pub mod npy;
 pub mod objective;
 pub mod perturb;
+#[cfg(feature = "plots")]
 pub mod plot;
 pub mod recognizer;
 pub mod rng;

@@ -388,6 +388,42 @@ fn attack_writes_a_working_example_a_perturbation_and_a_report() {
     assert!(String::from_utf8_lossy(&unbounded.stderr).contains("--eps"));
 }
 
+/// An attack that runs but does not reach its goal exits with 2 (1 is an error) and still
+/// writes its example, perturbation and report.
+#[test]
+fn a_failed_attack_exits_with_2_and_writes_its_report() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("weak.wav");
+    // One step of 1e-4: far too little to turn one command into another.
+    let run = advox()
+        .arg("attack")
+        .arg(common::root().join("samples/open_the_front_door.wav"))
+        .args([
+            "--target",
+            "turn off the lights",
+            "--eps",
+            "0.0001",
+            "--steps",
+            "1",
+        ])
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("weak.json")).unwrap()).unwrap();
+    assert_eq!(report["success"], false);
+    assert_eq!(report["steps"], 1);
+    assert!(out.is_file() && dir.join("weak.perturbation.wav").is_file());
+}
+
 #[test]
 fn attack_runs_every_line_of_a_manifest() {
     let dir = std::env::temp_dir().join(format!("advox-cli-manifest-{}", std::process::id()));

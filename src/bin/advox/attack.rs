@@ -91,7 +91,7 @@ pub struct Args {
     #[arg(long)]
     snr_db: Option<f32>,
     /// Only perturb this band, in Hz, e.g. 300-8000.
-    #[arg(long, value_parser = parse_band)]
+    #[arg(long, value_parser = common::parse_band)]
     band: Option<(f32, f32)>,
     /// Only perturb where there is sound (frames within 40 dB of the loudest).
     #[arg(long)]
@@ -204,36 +204,8 @@ pub struct Args {
     model: Option<String>,
 }
 
-fn parse_band(s: &str) -> Result<(f32, f32), String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or("expected LOW-HIGH in Hz, e.g. 300-8000")?;
-    let lo: f32 = lo
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad low frequency {lo:?}"))?;
-    let hi: f32 = hi
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad high frequency {hi:?}"))?;
-    if !(lo >= 0.0 && hi > lo) {
-        return Err(format!("empty band {lo}-{hi}"));
-    }
-    Ok((lo, hi))
-}
-
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    CANCEL.store(true, Ordering::Relaxed);
-}
-
-fn install_ctrl_c() {
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
-}
+/// Set by Ctrl-C: the attack stops at its next step and keeps the best result so far.
+static CANCEL: &AtomicBool = &common::INTERRUPTED;
 
 /// `OUT.wav` -> `OUT.<suffix>`.
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
@@ -262,7 +234,7 @@ fn entry_goal(args: &Args, entry: &ManifestEntry, default: &Option<Goal>) -> Res
     })
 }
 
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     let goal = args.goals.goal()?;
     if args.blackbox.is_some() {
         return run_blackbox(&args, goal, device);
@@ -286,7 +258,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
              shape their perturbations themselves"
         );
     }
-    install_ctrl_c();
+    common::install_interrupt();
     let device = common::device(device)?;
     if let Some(manifest) = &args.manifest {
         let entries = read_manifest(manifest)?;
@@ -324,10 +296,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             reports.len(),
             path.display()
         );
-        if successes < reports.len() {
-            std::process::exit(2);
-        }
-        return Ok(());
+        return Ok(common::Outcome::of(successes == reports.len()));
     }
     let input = args
         .input
@@ -336,10 +305,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
     let model = common::load_model(args.model.as_deref(), &device)?;
     let report = attack_one(&args, &model, &input, goal, &args.output)?;
-    if report["success"] != true {
-        std::process::exit(2);
-    }
-    Ok(())
+    Ok(common::Outcome::of(report["success"] == true))
 }
 
 /// Attack one input and write its three outputs; returns the report.
@@ -436,7 +402,7 @@ fn attack_one(
     let mut imperceptible_json = serde_json::Value::Null;
     let outcome = match args.attack {
         AttackKind::Fgsm | AttackKind::Pgd => {
-            run_attack(model, &x, &objective, &cfg, &CANCEL, &mut on_step)?
+            run_attack(model, &x, &objective, &cfg, CANCEL, &mut on_step)?
         }
         AttackKind::Cw => {
             let cw = CwConfig {
@@ -451,7 +417,7 @@ fn attack_one(
                 masking: masking.clone(),
             };
             bar.set_length((cw.steps * cw.search_steps.max(1)) as u64);
-            run_cw(model, &x, &objective, &cw, &CANCEL, &mut on_step)?
+            run_cw(model, &x, &objective, &cw, CANCEL, &mut on_step)?
         }
         AttackKind::Deepfool => {
             let df = DeepFoolConfig {
@@ -460,7 +426,7 @@ fn attack_one(
                 decode: decode.clone(),
             };
             bar.set_length(df.max_iterations as u64);
-            run_deepfool(model, &x, &objective, &df, &CANCEL, &mut on_step)?
+            run_deepfool(model, &x, &objective, &df, CANCEL, &mut on_step)?
         }
         AttackKind::Jsma => {
             let js = JsmaConfig {
@@ -472,7 +438,7 @@ fn attack_one(
                 decode: decode.clone(),
             };
             bar.set_length(js.iterations as u64);
-            let out = run_jsma(model, &x, &objective, &js, &CANCEL, &mut on_step)?;
+            let out = run_jsma(model, &x, &objective, &js, CANCEL, &mut on_step)?;
             bins_fraction = Some(out.bins_fraction);
             out.attack
         }
@@ -486,7 +452,7 @@ fn attack_one(
                 ..Default::default()
             };
             bar.set_length((cfg.steps + im.steps) as u64);
-            let out = run_imperceptible(model, &x, &objective, &im, &CANCEL, &mut on_step)?;
+            let out = run_imperceptible(model, &x, &objective, &im, CANCEL, &mut on_step)?;
             imperceptible_json = serde_json::json!({
                 "stage1_steps": out.stage1_steps,
                 "alpha": out.alpha,
@@ -565,7 +531,7 @@ fn attack_one(
 }
 
 /// `--blackbox`: one input, through the built-in model as an opaque box or `--asr-cmd`.
-fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
+fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<common::Outcome> {
     use crate::attack_blackbox::{attack_one, Algorithm, BlackBoxArgs};
     use advox::attack::blackbox::GaConfig;
     use advox::attack::nes::{Estimator, NesConfig};
@@ -578,7 +544,7 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
     }
     let input = args.input.clone().context("an input file is needed")?;
     let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
-    install_ctrl_c();
+    common::install_interrupt();
     let model;
     let mut original = None;
     let mut recognizer: Box<dyn Recognizer> = match &args.asr_cmd {
@@ -641,9 +607,6 @@ fn run_blackbox(args: &Args, goal: Option<Goal>, device: &str) -> Result<()> {
         algorithm,
         original,
     };
-    let report = attack_one(recognizer.as_mut(), &bb, &CANCEL)?;
-    if report["success"] != true {
-        std::process::exit(2);
-    }
-    Ok(())
+    let report = attack_one(recognizer.as_mut(), &bb, CANCEL)?;
+    Ok(common::Outcome::of(report["success"] == true))
 }

@@ -3,6 +3,7 @@
 use advox::model::{provision, LoadedModel};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Keep freed large blocks in the heap instead of returning them to the OS after every tensor:
@@ -15,6 +16,61 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
+}
+
+/// How a command that did not fail ended: `main` turns it into the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit code 0.
+    Done,
+    /// Exit code 2: the command ran, but its goal was not met (an attack that did not succeed).
+    GoalNotMet,
+}
+
+impl Outcome {
+    /// `Done` if `met`, else `GoalNotMet`.
+    pub fn of(met: bool) -> Self {
+        if met {
+            Outcome::Done
+        } else {
+            Outcome::GoalNotMet
+        }
+    }
+}
+
+/// Set by Ctrl-C (SIGINT) once [`install_interrupt`] has run: a long command stops at its next
+/// step and keeps what it has.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Catch Ctrl-C instead of dying: it sets [`INTERRUPTED`].
+pub fn install_interrupt() {
+    // SAFETY: the handler is async-signal-safe (one atomic store).
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
+}
+
+/// A band `LOW-HIGH` in Hz (`--band`), e.g. `300-8000`.
+pub fn parse_band(s: &str) -> std::result::Result<(f32, f32), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or("expected LOW-HIGH in Hz, e.g. 300-8000")?;
+    let lo: f32 = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad low frequency {lo:?}"))?;
+    let hi: f32 = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad high frequency {hi:?}"))?;
+    if !(lo >= 0.0 && hi > lo) {
+        return Err(format!("empty band {lo}-{hi}"));
+    }
+    Ok((lo, hi))
 }
 
 /// The device named on the command line.

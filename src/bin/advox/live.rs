@@ -1,5 +1,5 @@
-//! `advox live`: Cloak or Sentinel on a live stream — a microphone (cpal) to speakers or to a
-//! file, or a WAV file through the same processing — with the plugins' exact code
+//! `advox live`: Cloak or Sentinel on a live stream — a microphone to speakers or to a file
+//! (`live_devices`, with the `audio-devices` feature), or a WAV file through the same processing — with the plugins' exact code
 //! (`advox::stream::processors`), so the samples equal the plugin's.
 
 use advox::attack::universal_file::UniversalFile;
@@ -9,19 +9,16 @@ use advox::stream::processors::{CloakProcessor, Detection, SentinelProcessor};
 use advox::stream::sentinel::SentinelSettings;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 /// Samples per processing block.
-const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 
 #[derive(Parser, Debug)]
 pub struct Args {
     /// List audio hosts and devices and exit.
     #[arg(long)]
-    list: bool,
+    pub(crate) list: bool,
     /// Run Cloak (adds an inaudible perturbation).
     #[arg(long, conflicts_with = "sentinel")]
     cloak: bool,
@@ -33,16 +30,16 @@ pub struct Args {
     input_file: Option<PathBuf>,
     /// Input device (its id as `--list` prints it; default: the default input).
     #[arg(long)]
-    input_device: Option<String>,
+    pub(crate) input_device: Option<String>,
     /// Output device (default: the default output) — unless -o is given.
     #[arg(long, conflicts_with = "output")]
-    output_device: Option<String>,
+    pub(crate) output_device: Option<String>,
     /// Write the processed audio to this WAV (32-bit float) instead of a device.
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Stop after this many seconds (devices; default: until Ctrl-C).
     #[arg(long)]
-    seconds: Option<f64>,
+    pub(crate) seconds: Option<f64>,
     /// Cloak: `noise` (masked noise) or `universal` (needs --universal).
     #[arg(long, default_value = "noise")]
     mode: String,
@@ -56,8 +53,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1.0)]
     depth: f32,
     /// Cloak: perturbed band in Hz, LOW-HIGH.
-    #[arg(long, default_value = "100-8000")]
-    band: String,
+    #[arg(long, default_value = "100-8000", value_parser = crate::common::parse_band)]
+    band: (f32, f32),
     /// Sentinel: score threshold.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -74,7 +71,7 @@ pub struct Args {
 }
 
 /// Either plugin's processing.
-enum Processor {
+pub(crate) enum Processor {
     Cloak {
         processor: CloakProcessor,
         settings: CloakSettings,
@@ -90,7 +87,7 @@ enum Processor {
 }
 
 impl Processor {
-    fn process(&mut self, planar: &mut [&mut [f32]]) {
+    pub(crate) fn process(&mut self, planar: &mut [&mut [f32]]) {
         match self {
             Processor::Cloak {
                 processor,
@@ -121,20 +118,9 @@ impl Processor {
     }
 }
 
-fn parse_band(s: &str) -> Result<(f32, f32)> {
-    let (lo, hi) = s
-        .split_once('-')
-        .context("--band must be LOW-HIGH in Hz, e.g. 100-8000")?;
-    let (lo, hi): (f32, f32) = (lo.trim().parse()?, hi.trim().parse()?);
-    if !(lo >= 0.0 && hi > lo) {
-        bail!("--band {s}: need 0 <= LOW < HIGH");
-    }
-    Ok((lo, hi))
-}
-
-fn processor(args: &Args, rate: f32, channels: usize) -> Result<Processor> {
+pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Processor> {
     if args.cloak {
-        let (band_low_hz, band_high_hz) = parse_band(&args.band)?;
+        let (band_low_hz, band_high_hz) = args.band;
         let mode = match args.mode.as_str() {
             "noise" | "masked-noise" => CloakMode::MaskedNoise,
             "universal" => CloakMode::Universal,
@@ -196,7 +182,12 @@ fn processor(args: &Args, rate: f32, channels: usize) -> Result<Processor> {
 }
 
 /// Write planar f32 channels as a 32-bit float WAV, through a temporary file and a rename.
-fn write_planar(path: &Path, channels: &[Vec<f32>], rate: u32, inputs: &[&Path]) -> Result<()> {
+pub(crate) fn write_planar(
+    path: &Path,
+    channels: &[Vec<f32>],
+    rate: u32,
+    inputs: &[&Path],
+) -> Result<()> {
     advox::audio::refuse_overwrite(path, inputs)?;
     let spec = hound::WavSpec {
         channels: channels.len() as u16,
@@ -247,158 +238,27 @@ fn run_file(args: &Args, input: &Path) -> Result<()> {
     Ok(())
 }
 
-fn list() -> Result<()> {
-    let mut any = false;
-    for id in cpal::available_hosts() {
-        let host = cpal::host_from_id(id)?;
-        println!("host {}", id.name());
-        if let Ok(devices) = host.devices() {
-            for d in devices {
-                any = true;
-                let name = d.id().map(|i| i.to_string()).unwrap_or_else(|_| "?".into());
-                let dirs = [
-                    d.default_input_config().is_ok().then_some("input"),
-                    d.default_output_config().is_ok().then_some("output"),
-                ];
-                let dirs: Vec<&str> = dirs.into_iter().flatten().collect();
-                println!("  {name} ({})", dirs.join(", "));
-            }
-        }
+#[cfg(feature = "audio-devices")]
+fn devices(args: &Args) -> Result<()> {
+    if args.list {
+        crate::live_devices::list()
+    } else {
+        crate::live_devices::run(args)
     }
-    if !any {
-        bail!("no audio devices found: this machine has no sound card (or no access to it); use --input-file and -o instead");
-    }
-    Ok(())
 }
 
-fn find_device(host: &cpal::Host, id: Option<&str>, input: bool) -> Result<cpal::Device> {
-    let kind = if input { "input" } else { "output" };
-    let device = match id {
-        Some(id) => {
-            let parsed = id.parse().map_err(|e| {
-                anyhow::anyhow!("device id {id:?}: {e:?} (see `advox live --list`)")
-            })?;
-            host.device_by_id(&parsed)
-        }
-        None if input => host.default_input_device(),
-        None => host.default_output_device(),
-    };
-    device.with_context(|| {
-        format!("no {kind} device: this machine has no sound card, or the device is unknown (see `advox live --list`; use --input-file / -o without one)")
-    })
-}
-
-fn run_devices(args: &Args) -> Result<()> {
-    let host = cpal::default_host();
-    let input = find_device(&host, args.input_device.as_deref(), true)?;
-    let config: cpal::StreamConfig = input
-        .default_input_config()
-        .context(
-            "the input device cannot be opened: no sound card (or no access to it)? \
-             `advox live --list` shows the devices; --input-file and -o work without one",
-        )?
-        .into();
-    let channels = config.channels as usize;
-    let rate = config.sample_rate as f32;
-    let mut p = processor(args, rate, channels)?;
-    let capacity = (rate as usize * channels).max(BLOCK * channels * 4);
-    let (mut to_proc, mut from_input) = rtrb::RingBuffer::<f32>::new(capacity);
-    let input_stream = input.build_input_stream(
-        config,
-        move |data: &[f32], _: &cpal::InputCallbackInfo| {
-            for &x in data {
-                let _ = to_proc.push(x);
-            }
-        },
-        |e| eprintln!("advox live: input stream error: {e}"),
-        None,
-    )?;
-    let (mut to_out, mut from_proc) = rtrb::RingBuffer::<f32>::new(capacity);
-    let output_stream = match &args.output {
-        Some(_) => None,
-        None => {
-            let out = find_device(&host, args.output_device.as_deref(), false)?;
-            let stream = out.build_output_stream(
-                config,
-                move |data: &mut [f32], _: &cpal::OutputCallbackInfo| {
-                    for v in data.iter_mut() {
-                        *v = from_proc.pop().unwrap_or(0.0);
-                    }
-                },
-                |e| eprintln!("advox live: output stream error: {e}"),
-                None,
-            )?;
-            Some(stream)
-        }
-    };
-    input_stream.play()?;
-    if let Some(s) = &output_stream {
-        s.play()?;
-    }
-    let deadline = args
-        .seconds
-        .map(|s| Instant::now() + Duration::from_secs_f64(s));
-    let mut recorded: Vec<Vec<f32>> = vec![Vec::new(); channels];
-    let mut planar: Vec<Vec<f32>> = vec![vec![0.0; BLOCK]; channels];
-    eprintln!(
-        "advox live: {} Hz, {channels} channels; Ctrl-C or --seconds to stop",
-        rate
-    );
-    install_sigint();
-    while !INTERRUPTED.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        if from_input.slots() < BLOCK * channels {
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        for i in 0..BLOCK {
-            for c in planar.iter_mut() {
-                c[i] = from_input.pop().unwrap_or(0.0);
-            }
-        }
-        let mut views: Vec<&mut [f32]> = planar.iter_mut().map(|c| c.as_mut_slice()).collect();
-        p.process(&mut views);
-        if args.output.is_some() {
-            for (r, c) in recorded.iter_mut().zip(&planar) {
-                r.extend_from_slice(c);
-            }
-        } else {
-            for i in 0..BLOCK {
-                for c in &planar {
-                    let _ = to_out.push(c[i]);
-                }
-            }
-        }
-    }
-    drop(input_stream);
-    drop(output_stream);
-    if let Some(path) = &args.output {
-        write_planar(path, &recorded, rate as u32, &[])?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(())
-}
-
-/// Set by SIGINT: the capture loop stops and writes what it has.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Stop on SIGINT instead of dying (the handler only stores to an atomic).
-fn install_sigint() {
-    // SAFETY: the handler is async-signal-safe (one atomic store).
-    unsafe {
-        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
-    }
+#[cfg(not(feature = "audio-devices"))]
+fn devices(_: &Args) -> Result<()> {
+    bail!(
+        "this advox was built without sound devices (--list, microphones, speakers): rebuild it \
+         with `--features audio-devices` (on Linux that needs pkg-config and libasound2-dev), or \
+         run on a file with --input-file and -o"
+    )
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.list {
-        return list();
-    }
     match &args.input_file {
-        Some(input) => run_file(&args, input),
-        None => run_devices(&args),
+        Some(input) if !args.list => run_file(&args, input),
+        _ => devices(&args),
     }
 }

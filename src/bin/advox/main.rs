@@ -12,6 +12,8 @@ mod defend;
 mod detect;
 mod eval;
 mod live;
+#[cfg(feature = "audio-devices")]
+mod live_devices;
 mod model_cmd;
 mod plot;
 mod transcribe;
@@ -61,21 +63,27 @@ enum Command {
 fn main() {
     common::tune_allocator();
     let cli = Cli::parse();
+    let done = |r: anyhow::Result<()>| r.map(|()| common::Outcome::Done);
     let result = match cli.command {
         Command::Attack(args) => attack::run(args, &cli.device),
-        Command::Transcribe(args) => transcribe::run(args, &cli.device),
-        Command::Model(cmd) => model_cmd::run(cmd),
-        Command::Bench(args) => bench::run(args, &cli.device),
-        Command::Live(args) => live::run(args),
-        Command::Plot(args) => plot::run(args),
-        Command::Detect(args) => detect::run(args, &cli.device),
-        Command::Defend(args) => defend::run(args, &cli.device),
-        Command::Eval(args) => eval::run(args, &cli.device),
-        Command::Transfer(args) => transfer::run(args, &cli.device),
-        Command::Universal(args) => universal::run(args, &cli.device),
+        Command::Transcribe(args) => done(transcribe::run(args, &cli.device)),
+        Command::Model(cmd) => done(model_cmd::run(cmd)),
+        Command::Bench(args) => done(bench::run(args, &cli.device)),
+        Command::Live(args) => done(live::run(args)),
+        Command::Plot(args) => done(plot::run(args)),
+        Command::Detect(args) => done(detect::run(args, &cli.device)),
+        Command::Defend(args) => done(defend::run(args, &cli.device)),
+        Command::Eval(args) => done(eval::run(args, &cli.device)),
+        Command::Transfer(args) => done(transfer::run(args, &cli.device)),
+        Command::Universal(args) => done(universal::run(args, &cli.device)),
     };
-    if let Err(err) = result {
-        eprintln!("error: {}", common::error_text(&err));
-        std::process::exit(1);
+    // The exit codes: 0 done, 1 an error, 2 ran but its goal was not met.
+    match result {
+        Ok(common::Outcome::Done) => {}
+        Ok(common::Outcome::GoalNotMet) => std::process::exit(2),
+        Err(err) => {
+            eprintln!("error: {}", common::error_text(&err));
+            std::process::exit(1);
+        }
     }
 }
