@@ -59,9 +59,20 @@ fn profile_dir() -> PathBuf {
 fn cargo_build(features: &str, release: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "advox-plugin", "--lib"]);
+    // With the core selected too, it gets the features `cargo test` of the workspace gives it
+    // (the CLI's defaults): the library `cargo test` built is reused instead of compiling the
+    // core again without them, as `-p advox-plugin` alone would.
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "advox-plugin",
+        "-p",
+        "advox",
+        "--lib",
+    ]);
     if !features.is_empty() {
-        cmd.args(["--features", features]);
+        cmd.args(["--features", &format!("advox-plugin/{features}")]);
     }
     if release {
         cmd.arg("--release");
