@@ -102,4 +102,9 @@ fn live_on_a_file_is_the_plugins_processing() {
         "/tmp/y.wav"
     ])
     .contains("nonexistent.wav"));
+    // Sound devices need the `audio-devices` feature: without it, a clear error says so.
+    if !cfg!(feature = "audio-devices") {
+        assert!(refuse(&["live", "--list"]).contains("--features audio-devices"));
+        assert!(refuse(&["live", "--cloak", "--seconds", "1"]).contains("--input-file"));
+    }
 }
