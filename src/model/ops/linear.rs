@@ -46,8 +46,6 @@ pub fn linear(
         });
     }
     let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu)?;
-    let mut y: Vec<f32> = Vec::with_capacity(rows * out);
-    let block = row_block(rows);
     let inputs = [x, w, bias.unwrap_or(&empty), residual.unwrap_or(&empty)];
     if rows <= FEW_ROWS {
         let y = with_cpu_f32s(inputs, |[xs, ws, bs, rs]| {
@@ -55,6 +53,8 @@ pub fn linear(
         })?;
         return Ok(Tensor::from_vec(y, (rows, out), x.device())?);
     }
+    let mut y: Vec<f32> = Vec::with_capacity(rows * out);
+    let block = row_block(rows);
     with_cpu_f32s(inputs, |[xs, ws, bs, rs]| {
         y.spare_capacity_mut()[..rows * out]
             .par_chunks_mut(block * out)
