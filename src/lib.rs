@@ -14,6 +14,7 @@ pub mod detect;
 pub mod dsp;
 pub mod error;
 pub mod eval;
+pub mod formats;
 pub mod gradient;
 pub mod manifest;
 pub mod masking;

@@ -4,6 +4,7 @@
 //! "target": "...", "goal": "...", "transcript": "..."}`). Relative paths are resolved against
 //! the manifest's directory.
 
+use crate::objective::Goal;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,28 @@ pub struct ManifestEntry {
     /// The reference (true) transcript, if the line gives one (`transcript`), for clean
     /// WER/CER.
     pub transcript: Option<String>,
+}
+
+impl ManifestEntry {
+    /// The goal of this line: `mute` or `untargeted` (WER ≥ `min_wer`) as its `goal` says,
+    /// targeted where it has a `target`, else the command's goal `default`.
+    pub fn goal(&self, default: Option<&Goal>, min_wer: f64) -> Result<Goal> {
+        match (self.goal.as_deref(), &self.target) {
+            (Some("mute"), _) => Ok(Goal::Mute),
+            (Some("untargeted"), _) => Ok(Goal::Untargeted { min_wer }),
+            (_, Some(t)) => Ok(Goal::Targeted(t.clone())),
+            (Some(_), None) => Err(Error::InvalidArgument(format!(
+                "{}: goal `targeted` needs a target",
+                self.input.display()
+            ))),
+            (None, None) => default.cloned().ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: no target in the manifest and no goal flag",
+                    self.input.display()
+                ))
+            }),
+        }
+    }
 }
 
 fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> Error {

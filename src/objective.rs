@@ -30,7 +30,8 @@ pub struct Evaluated {
 }
 
 /// The goal of an attack.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Goal {
     /// The recogniser must output this text (compared after normalisation).
     Targeted(String),
@@ -273,7 +274,27 @@ impl Objective {
     }
 }
 
+/// In files a goal is its [`Goal::describe`] string.
+impl From<Goal> for String {
+    fn from(goal: Goal) -> String {
+        goal.describe()
+    }
+}
+
+impl TryFrom<String> for Goal {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Goal, String> {
+        Goal::parse_description(&s).ok_or_else(|| {
+            format!("{s:?} is not a goal (`targeted: \"TEXT\"`, `untargeted: WER >= X`, `mute`)")
+        })
+    }
+}
+
 impl Goal {
+    /// The untargeted goal's WER threshold where none is given.
+    pub const DEFAULT_MIN_WER: f64 = 0.5;
+
     /// Whether `transcript` meets the goal for an input whose clean transcript is `original`.
     pub fn is_met(&self, original: &str, transcript: &str) -> bool {
         match self {

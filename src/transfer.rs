@@ -2,6 +2,7 @@
 //! recogniser (another model, or any external one).
 
 use crate::audio::read_audio_16k_mono;
+use crate::formats::AttackReport;
 use crate::metrics::wer;
 use crate::objective::Goal;
 use crate::recognizer::Recognizer;
@@ -44,67 +45,41 @@ pub struct TransferResult {
     pub error: Option<String>,
 }
 
-fn bad_report(path: &Path, what: &str) -> Error {
-    Error::InvalidArgument(format!(
-        "{}: not an advox attack report: {what}",
-        path.display()
-    ))
+impl AdversarialExample {
+    /// The example a report describes. The output path is as the attack was given it; where
+    /// no file is there, the report's folder is tried.
+    pub fn of_report(path: &Path, report: AttackReport) -> Self {
+        let mut wav = PathBuf::from(&report.output);
+        if !wav.is_file() {
+            if let (Some(dir), Some(name)) = (path.parent(), wav.file_name()) {
+                wav = dir.join(name);
+            }
+        }
+        AdversarialExample {
+            report: path.to_path_buf(),
+            wav,
+            goal: report.goal,
+            original: report.original_transcript,
+            source_model: report.model.unwrap_or_default(),
+            source_success: report.success,
+        }
+    }
 }
 
 /// Read one attack report.
 pub fn read_report(path: &Path) -> Result<AdversarialExample> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad_report(path, &e.to_string()))?;
-    report_from_json(path, &v)
+    Ok(AdversarialExample::of_report(
+        path,
+        AttackReport::read(path)?,
+    ))
 }
 
-fn report_from_json(path: &Path, v: &serde_json::Value) -> Result<AdversarialExample> {
-    let field = |k: &str| v.get(k).and_then(|x| x.as_str());
-    let output = field("output").ok_or_else(|| bad_report(path, "no `output`"))?;
-    let goal = match (
-        field("goal").and_then(Goal::parse_description),
-        field("target"),
-    ) {
-        (Some(Goal::Targeted(_)), Some(t)) => Goal::Targeted(t.to_string()),
-        (Some(g), _) => g,
-        (None, _) => return Err(bad_report(path, "no readable `goal`")),
-    };
-    // The output path is as the attack was given it; fall back to the report's folder.
-    let mut wav = PathBuf::from(output);
-    if !wav.is_file() {
-        if let (Some(dir), Some(name)) = (path.parent(), wav.file_name()) {
-            wav = dir.join(name);
-        }
-    }
-    Ok(AdversarialExample {
-        report: path.to_path_buf(),
-        wav,
-        goal,
-        original: field("original_transcript").unwrap_or_default().to_string(),
-        source_model: field("model").unwrap_or_default().to_string(),
-        source_success: v.get("success").and_then(|s| s.as_bool()).unwrap_or(false),
-    })
-}
-
-/// Every attack report in `dir` (JSON files with an `output` and a `goal`; other JSON files,
-/// such as a manifest's `summary.json`, are skipped), sorted by name.
+/// Every attack report in `dir` (see [`AttackReport::read_dir`]), sorted by name.
 pub fn read_reports(dir: &Path) -> Result<Vec<AdversarialExample>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+    let out: Vec<AdversarialExample> = AttackReport::read_dir(dir)?
+        .into_iter()
+        .map(|(p, r)| AdversarialExample::of_report(&p, r))
         .collect();
-    paths.sort();
-    let mut out = Vec::new();
-    for p in paths {
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            if v.get("output").is_some() && v.get("goal").is_some() {
-                out.push(report_from_json(&p, &v)?);
-            }
-        }
-    }
     if out.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "{}: no advox attack reports (OUT.json beside OUT.wav) found",

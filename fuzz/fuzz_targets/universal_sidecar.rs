@@ -11,9 +11,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(&data[4..]) else {
         return;
     };
-    if let Ok((mode, linf)) = advox::attack::universal_file::parse_sidecar(text, samples) {
-        assert!(mode == "additive" || mode == "prefix-mute");
-        if let Some(l) = linf {
+    if let Ok(sidecar) = advox::formats::UniversalSidecar::parse(text, samples) {
+        assert_eq!(sidecar.length, samples);
+        if let Some(l) = sidecar.linf {
             assert!(l.is_finite() && l >= 0.0, "linf {l}");
         }
     }

@@ -7,7 +7,7 @@
 //! Cloak without a source (universal mode then passes audio through) and says why: in the log,
 //! in the persisted status string, and in the status atomic.
 
-use advox::attack::universal_file::UniversalFile;
+use advox::formats::universal_sidecar::UniversalFile;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};

@@ -4,16 +4,15 @@
 //! default (spectrally shaped steps reach far lower distortion than per-sample ones), and the
 //! signal is clipped and quantised as a 16-bit WAV stores it.
 
+use super::pgd::{scheduled, Schedule};
 use super::step::{Rule, StepSpace, Stepper};
-use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
-use crate::mel::MelFrontEnd;
+use super::track::{Keep, Tracker};
+use super::{quantized_sum, AttackOutcome, StepInfo};
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
 use crate::perturb::{Domain, MaskingBound};
-use crate::transcribe::transcribe;
 use crate::{Error, Result};
-use candle_core::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Settings of the Carlini–Wagner attack.
 #[derive(Debug, Clone)]
@@ -64,22 +63,15 @@ pub fn run_cw(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<AttackOutcome> {
-    check_input(x)?;
+    let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::Latest)?;
     if !(cfg.initial_c > 0.0 && cfg.learning_rate > 0.0 && cfg.kappa >= 0.0) {
         return Err(Error::InvalidArgument(
             "CW needs c > 0, a positive learning rate and κ >= 0".into(),
         ));
     }
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let device = model.whisper.device().clone();
     let (mut lo, mut hi, mut c) = (0.0f32, f32::INFINITY, cfg.initial_c);
-    let mut best: Option<(f64, Vec<f32>, String, f32)> = None;
-    let mut fallback: Option<(Vec<f32>, String, f32)> = None;
-    let mut total = 0;
-    let mut cancelled = false;
     let steps = cfg.steps.max(1);
-    let gated = objective.lead_is_required(&cfg.decode);
-    let mut last_scored: Option<(Vec<f32>, f32)> = None;
+    let gated = track.lead_required();
     // Each value of c starts from where the previous one ended (a warm start): after a failure
     // the larger c pushes on from there, after a success the smaller c shrinks that δ.
     let mut delta = vec![0.0f32; x.len()];
@@ -87,18 +79,21 @@ pub fn run_cw(
         let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(cfg.domain, x.len())?);
         let mut round_success = false;
         for step in 1..=steps {
-            if cancel.load(Ordering::Relaxed) {
-                cancelled = true;
+            if track.stop_requested(cancel) {
                 break 'search;
             }
             let quantized = quantized_sum(x, &delta);
-            let wave = Tensor::from_vec(quantized.clone(), x.len(), &device)?;
-            let scored = objective.evaluate_margin(model, &front, &wave, cfg.kappa)?;
+            let scored = objective.evaluate_margin(
+                model,
+                track.front(),
+                &track.wave(&quantized)?,
+                cfg.kappa,
+            )?;
             let (margin, g) = (scored.loss, scored.grad);
-            total += 1;
+            track.count_step();
             let l2sq: f32 = delta.iter().map(|d| d * d).sum();
             let loss = l2sq + c * margin;
-            last_scored = Some((quantized.clone(), loss));
+            track.stand_by(&quantized, loss, scored.lead);
             let mut info = StepInfo {
                 run: round,
                 step,
@@ -112,17 +107,14 @@ pub fn run_cw(
             let leads = scored.lead > 0.0;
             let due = step % cfg.check_every.max(1) == 0 || step == steps;
             if due && (leads || !gated || step == steps) {
-                let transcript = transcribe(model, &quantized, &cfg.decode)?.text;
-                if objective.is_met(&transcript) && (leads || !gated) {
-                    round_success = true;
-                    let effective: Vec<f32> = quantized.iter().zip(x).map(|(a, b)| a - b).collect();
-                    let norm = crate::metrics::l2(&effective);
-                    if best.as_ref().is_none_or(|b| norm < b.0) {
-                        best = Some((norm, quantized.clone(), transcript.clone(), loss));
-                    }
-                }
-                fallback = Some((quantized, transcript.clone(), loss));
-                info.transcript = Some(transcript);
+                let transcript = track.transcribe(&quantized)?;
+                let success = objective.is_met(&transcript) && (leads || !gated);
+                round_success |= success;
+                // Among successes the least L2 norm is kept.
+                let effective: Vec<f32> = quantized.iter().zip(x).map(|(a, b)| a - b).collect();
+                let norm = crate::metrics::l2(&effective) as f32;
+                info.transcript = Some(transcript.clone());
+                track.offer(quantized, success, transcript, loss, norm);
             }
             let grad: Vec<f32> = delta
                 .iter()
@@ -131,7 +123,7 @@ pub fn run_cw(
                 .collect();
             let dir = stepper.direction(&grad)?;
             // Cosine decay: coarse steps to find success, fine ones to shrink δ afterwards.
-            let lr = super::scheduled(cfg.learning_rate, super::Schedule::Cosine, step, steps);
+            let lr = scheduled(cfg.learning_rate, Schedule::Cosine, step, steps);
             for (d, s) in delta.iter_mut().zip(&dir) {
                 *d -= lr * s;
             }
@@ -152,26 +144,5 @@ pub fn run_cw(
             };
         }
     }
-    let (adversarial, transcript, loss, success) = match (best, fallback) {
-        (Some((_, a, t, l)), _) => (a, t, l, true),
-        (None, Some((a, t, l))) => (a, t, l, false),
-        (None, None) => {
-            // Cancelled before any decode: the last point scored (or the clean input).
-            let (a, l) =
-                last_scored.unwrap_or_else(|| (quantized_sum(x, &vec![0.0; x.len()]), f32::NAN));
-            let t = transcribe(model, &a, &cfg.decode)?.text;
-            let ok = objective.succeeds(model, &cfg.decode, &a, &t)?;
-            (a, t, l, ok)
-        }
-    };
-    let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
-    Ok(AttackOutcome {
-        adversarial,
-        perturbation,
-        success,
-        transcript,
-        steps: total,
-        loss,
-        cancelled,
-    })
+    track.finish()
 }

@@ -3,15 +3,15 @@
 //! take the smallest L2 step that crosses it (times `1 + overshoot`), until the transcript has
 //! moved far enough from the original (untargeted goals only).
 
-use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
+use super::track::{Keep, Tracker};
+use super::{quantized_sum, AttackOutcome, StepInfo};
 use crate::gradient::loss_and_waveform_grad;
-use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::{Goal, Objective};
 use crate::transcribe::transcribe;
 use crate::{Error, Result};
 use candle_core::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Settings of DeepFool.
 #[derive(Debug, Clone)]
@@ -78,39 +78,37 @@ pub fn run_deepfool(
             "DeepFool is an untargeted attack: use --untargeted".into(),
         ));
     }
-    check_input(x)?;
+    let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::Latest)?;
     let seq = objective.sequence();
     let original: Vec<u32> = seq.targets[..seq.targets.len() - 1].to_vec();
     let prompt_len = seq.input.len() - original.len();
     let prompt = seq.input[..prompt_len].to_vec();
     let eot = model.tokenizer.special.eot;
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let device = model.whisper.device().clone();
     let greedy = DecodeOptions {
         beam_size: 1,
         ..cfg.decode.clone()
     };
     let mut delta = vec![0.0f32; x.len()];
-    let mut steps = 0;
-    let mut cancelled = false;
     let iterations = cfg.max_iterations.max(1);
-    let (mut adversarial, mut transcript, mut success, mut last_margin) =
-        (Vec::new(), String::new(), false, f32::NAN);
+    let mut last_margin = f32::NAN;
     for it in 0..=iterations {
-        adversarial = quantized_sum(x, &delta);
+        let adversarial = quantized_sum(x, &delta);
         // The margins are those of greedy decoding; success is judged with `cfg.decode`.
         let current = transcribe(model, &adversarial, &greedy)?;
-        transcript = if cfg.decode.beam_size <= 1 {
+        let transcript = if cfg.decode.beam_size <= 1 {
             current.text.clone()
         } else {
-            transcribe(model, &adversarial, &cfg.decode)?.text
+            track.transcribe(&adversarial)?
         };
-        success = objective.is_met(&transcript);
-        if success || it == iterations {
-            break;
-        }
-        if cancel.load(Ordering::Relaxed) {
-            cancelled = true;
+        let success = objective.is_met(&transcript);
+        track.offer(
+            adversarial.clone(),
+            success,
+            transcript.clone(),
+            last_margin,
+            0.0,
+        );
+        if success || it == iterations || track.stop_requested(cancel) {
             break;
         }
         // The first position still decoded as in the original transcript.
@@ -124,13 +122,13 @@ pub fn run_deepfool(
         input.extend_from_slice(&tokens[..position.min(tokens.len())]);
         let token = tokens.get(position).copied().unwrap_or(eot);
         let row = input.len() - 1;
-        let wave = Tensor::from_vec(adversarial.clone(), x.len(), &device)?;
+        let wave = track.wave(&adversarial)?;
         let (margin, grad) =
-            loss_and_waveform_grad(&model.whisper, &front, &wave, &input, |logits| {
+            loss_and_waveform_grad(&model.whisper, track.front(), &wave, &input, |logits| {
                 token_margin(logits, row, token, eot)
             })?;
         let grad = grad.to_vec1::<f32>()?;
-        steps += 1;
+        track.count_step();
         last_margin = margin;
         let norm_sq: f32 = grad.iter().map(|g| g * g).sum();
         if norm_sq <= 0.0 || !norm_sq.is_finite() {
@@ -152,14 +150,5 @@ pub fn run_deepfool(
             transcript: Some(transcript.clone()),
         });
     }
-    let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
-    Ok(AttackOutcome {
-        adversarial,
-        perturbation,
-        success,
-        transcript,
-        steps,
-        loss: last_margin,
-        cancelled,
-    })
+    track.finish()
 }

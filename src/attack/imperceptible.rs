@@ -5,16 +5,14 @@
 //! and keeping the successful example with the smallest `ℓ_θ`.
 
 use super::step::{StepSpace, Stepper};
+use super::track::{Keep, Tracker};
 use super::{quantized_sum, run_attack, AttackConfig, AttackOutcome, StepInfo};
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
-use crate::mel::MelFrontEnd;
 use crate::model::LoadedModel;
 use crate::objective::Objective;
 use crate::perturb::BandLimiter;
-use crate::transcribe::transcribe;
 use crate::{Error, Result};
-use candle_core::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Settings of the imperceptible attack.
 #[derive(Debug, Clone)]
@@ -105,31 +103,26 @@ pub fn run_imperceptible(
         Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
         None => None,
     };
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let device = model.whisper.device().clone();
+    let mut track = Tracker::new(model, x, objective, &cfg.stage1.decode, Keep::Latest)?;
+    // Stage 1's success is kept unless a stage-2 success sits lower against the threshold.
+    track.resume(&stage1, stage1_loss);
     let mut stepper = Stepper::new(
         super::Rule::Adam,
         StepSpace::new(cfg.stage1.domain, x.len())?,
     );
     let mut delta = stage1.perturbation.clone();
-    let mut best = (stage1_loss, stage1.clone());
     let mut alpha = cfg.alpha;
     let mut succeeding = true;
-    let gated = objective.lead_is_required(&cfg.stage1.decode);
-    let mut total = stage1_steps;
-    let mut cancelled = false;
+    let gated = track.lead_required();
     for step in 1..=cfg.steps {
-        if cancel.load(Ordering::Relaxed) {
-            cancelled = true;
+        if track.stop_requested(cancel) {
             break;
         }
         let adv = quantized_sum(x, &delta);
         let effective: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
-        let wave = Tensor::from_vec(adv.clone(), x.len(), &device)?;
-        let net = objective.evaluate(model, &front, &wave)?;
+        let net = track.score(&adv)?;
         let (net_loss, net_grad) = (net.loss, net.grad);
         let (mask_loss, mask_grad) = threshold.loss_and_grad(&effective)?;
-        total += 1;
         let mut info = StepInfo {
             run: 1,
             step,
@@ -144,21 +137,10 @@ pub fn run_imperceptible(
             if gated && !leads {
                 succeeding = false;
             } else {
-                let transcript = transcribe(model, &adv, &cfg.stage1.decode)?.text;
+                let transcript = track.transcribe(&adv)?;
                 succeeding = objective.is_met(&transcript);
-                if succeeding && mask_loss < best.0 {
-                    best = (
-                        mask_loss,
-                        AttackOutcome {
-                            adversarial: adv,
-                            perturbation: effective,
-                            success: true,
-                            transcript: transcript.clone(),
-                            steps: total,
-                            loss: net_loss,
-                            cancelled: false,
-                        },
-                    );
+                if succeeding {
+                    track.offer(adv, true, transcript.clone(), net_loss, mask_loss);
                 }
                 info.transcript = Some(transcript);
             }
@@ -187,9 +169,8 @@ pub fn run_imperceptible(
             }
         }
     }
-    let (masking_loss, mut attack) = best;
-    attack.steps = total;
-    attack.cancelled = cancelled;
+    let attack = track.finish()?;
+    let (masking_loss, _) = threshold.loss_and_grad(&attack.perturbation)?;
     let masking = threshold.stats(&attack.perturbation)?;
     Ok(ImperceptibleOutcome {
         attack,

@@ -3,17 +3,15 @@
 //! first, under an L0 budget (a share of all bins) and a per-bin amplitude bound, and only the
 //! switched-on bins are ever perturbed.
 
-use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
+use super::track::{Keep, LeadGate, Tracker};
+use super::{quantized_sum, AttackOutcome, StepInfo};
 use crate::dsp::stft::Spectrogram;
 use crate::dsp::{hann_periodic, Stft};
-use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
-use crate::transcribe::transcribe;
 use crate::{Error, Result};
-use candle_core::Tensor;
 use realfft::num_complex::Complex32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// Settings of JSMA.
 #[derive(Debug, Clone)]
@@ -66,7 +64,7 @@ pub fn run_jsma(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<JsmaOutcome> {
-    check_input(x)?;
+    let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::Latest)?;
     let valid = |f: f32| f.is_finite() && f > 0.0 && f <= 1.0;
     if !valid(cfg.max_bins_fraction)
         || !valid(cfg.bins_per_iteration_fraction)
@@ -87,8 +85,6 @@ pub fn run_jsma(
     // weighted overlap-add; bound |Z| so that stays under `amplitude`.
     let max_magnitude = cfg.amplitude * N_FFT as f32 / 2.0;
     let step = max_magnitude / 3.0;
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let device = model.whisper.device().clone();
     let mut z = Spectrogram {
         frames,
         bins,
@@ -96,39 +92,29 @@ pub fn run_jsma(
     };
     let mut selected = vec![false; total_bins];
     let mut n_selected = 0;
-    let mut steps = 0;
-    let mut cancelled = false;
-    let (mut adversarial, mut transcript, mut success, mut loss) = (
-        quantized_sum(x, &vec![0.0; x.len()]),
-        String::new(),
-        false,
-        f32::NAN,
-    );
-    // As in `run_attack`: a targeted or mute goal under plain decoding needs its tokens to
-    // lead, so points are decoded only where they do.
-    let gated = objective.lead_is_required(&cfg.decode);
-    let mut gate = super::LeadGate::new(cfg.check_every);
+    let mut adversarial = quantized_sum(x, &vec![0.0; x.len()]);
+    // As in PGD: a targeted or mute goal under plain decoding needs its tokens to lead, so
+    // points are decoded only where they do.
+    let gated = track.lead_required();
+    let mut gate = LeadGate::new(cfg.check_every);
     for it in 1..=cfg.iterations.max(1) {
-        if cancel.load(Ordering::Relaxed) {
-            cancelled = true;
+        if track.stop_requested(cancel) {
             break;
         }
-        let wave = Tensor::from_vec(adversarial.clone(), x.len(), &device)?;
-        let scored = objective.evaluate(model, &front, &wave)?;
-        let grad = scored.grad;
-        loss = scored.loss;
-        steps += 1;
+        let scored = track.score(&adversarial)?;
+        let (grad, loss) = (scored.grad, scored.loss);
         if gated && gate.due(it, scored.lead) {
             // The point just scored, where the target leads: decode it as it stands.
-            transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-            success = objective.is_met(&transcript);
+            let transcript = track.transcribe(&adversarial)?;
+            let success = objective.is_met(&transcript);
+            track.offer(adversarial.clone(), success, transcript.clone(), loss, 0.0);
             if success {
                 on_step(&StepInfo {
                     run: 0,
                     step: it,
                     steps: cfg.iterations,
                     loss,
-                    transcript: Some(transcript.clone()),
+                    transcript: Some(transcript),
                 });
                 break;
             }
@@ -161,6 +147,8 @@ pub fn run_jsma(
         }
         let delta = stft.istft(&z, x.len())?;
         adversarial = quantized_sum(x, &delta);
+        // The lead of this point is not known until it is scored: a stand-in without one.
+        track.stand_by(&adversarial, loss, f32::NAN);
         let mut info = StepInfo {
             run: 0,
             step: it,
@@ -169,31 +157,20 @@ pub fn run_jsma(
             transcript: None,
         };
         let scheduled_check = !gated && it % cfg.check_every.max(1) == 0;
+        let mut success = false;
         if scheduled_check || it == cfg.iterations {
-            transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-            success = objective.succeeds(model, &cfg.decode, &adversarial, &transcript)?;
+            let transcript = track.transcribe(&adversarial)?;
+            success = track.succeeds(&adversarial, &transcript)?;
             info.transcript = Some(transcript.clone());
+            track.offer(adversarial.clone(), success, transcript, loss, 0.0);
         }
         on_step(&info);
         if success {
             break;
         }
     }
-    if transcript.is_empty() && !success {
-        transcript = transcribe(model, &adversarial, &cfg.decode)?.text;
-        success = objective.succeeds(model, &cfg.decode, &adversarial, &transcript)?;
-    }
-    let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(JsmaOutcome {
-        attack: AttackOutcome {
-            adversarial,
-            perturbation,
-            success,
-            transcript,
-            steps,
-            loss,
-            cancelled,
-        },
+        attack: track.finish()?,
         bins_fraction: n_selected as f32 / total_bins as f32,
     })
 }

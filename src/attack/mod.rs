@@ -1,107 +1,31 @@
-//! White-box attacks. Every attack is one loop ([`run_attack`]): apply δ, quantise to 16 bits,
-//! take the loss gradient, form a step ([`step::Stepper`]), project onto the constraints, and
-//! decode the quantised signal to stop on success — for a targeted or mute goal under plain
-//! decoding wherever its tokens lead under teacher forcing (which success requires), otherwise
-//! every few steps. FGSM is one sign step; PGD
-//! iterates with sign, L2 or Adam steps, random starts and restarts.
+//! Attacks. The white-box ones share one loop state ([`track`]: input checks, cancellation,
+//! step count, decoding, the lead gate and the kept point) and differ in their step rule:
+//! FGSM/PGD ([`pgd`]), Carlini–Wagner ([`cw`]), DeepFool ([`deepfool`]), JSMA ([`jsma`]) and
+//! the imperceptible attack ([`imperceptible`]); the black-box ones ([`ga`], [`nes`]) query a
+//! [`crate::recognizer::Recognizer`]. [`Attack`] names them all and runs any of them with its
+//! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
-pub mod blackbox;
 pub mod cw;
 pub mod deepfool;
 pub mod eot;
+pub mod ga;
 pub mod imperceptible;
 pub mod jsma;
+mod kind;
 pub mod nes;
+pub mod pgd;
+pub mod plan;
 pub mod step;
+mod track;
 pub mod universal;
-pub mod universal_file;
+
+pub use kind::{Attack, AttackDetails, AttackKind, AttackRun, BlackBox};
+pub use pgd::{run_attack, AttackConfig, Method, Schedule};
+pub use step::Rule;
 
 use crate::audio::quantize_i16;
-use crate::mel::{MelFrontEnd, N_SAMPLES};
-use crate::model::{DecodeOptions, LoadedModel};
-use crate::objective::Objective;
-use crate::perturb::{BandLimiter, Constraints, Domain};
-use crate::rng::Rng;
-use crate::transcribe::transcribe;
+use crate::mel::N_SAMPLES;
 use crate::{Error, Result};
-use candle_core::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
-pub use step::Rule;
-use step::{StepSpace, Stepper};
-
-/// Which attack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Fast gradient sign method: one step of the full L∞ budget.
-    Fgsm,
-    /// Projected gradient descent.
-    Pgd,
-}
-
-/// Step-size schedule over the steps of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Schedule {
-    /// The same step size throughout.
-    Constant,
-    /// Cosine decay from the step size to a tenth of it.
-    Cosine,
-}
-
-/// Settings of a gradient attack.
-#[derive(Debug, Clone)]
-pub struct AttackConfig {
-    /// The attack.
-    pub method: Method,
-    /// Where steps are formed.
-    pub domain: Domain,
-    /// The constraint set.
-    pub constraints: Constraints,
-    /// Steps per run (PGD).
-    pub steps: usize,
-    /// Step size in waveform units (L∞ of the step for sign/Adam, L2 for the L2 rule).
-    pub step_size: f32,
-    /// Step rule (PGD).
-    pub rule: Rule,
-    /// Step-size schedule (PGD).
-    pub schedule: Schedule,
-    /// Start from a random point of the L∞ ball (PGD).
-    pub random_start: bool,
-    /// Further runs from new random starts while no run has succeeded (PGD).
-    pub restarts: usize,
-    /// Decode every this many steps to test for success; for a targeted or mute goal under
-    /// plain decoding (where success also requires its tokens to lead under teacher forcing),
-    /// the fewest steps between two decodes of points where they lead.
-    pub check_every: usize,
-    /// Decoding used for the success tests (as the final check).
-    pub decode: DecodeOptions,
-    /// Seed of every random choice.
-    pub seed: u64,
-    /// Expectation over random transformations (over-the-air robustness); `None` for none.
-    pub eot: Option<eot::EotConfig>,
-}
-
-impl Default for AttackConfig {
-    fn default() -> Self {
-        AttackConfig {
-            method: Method::Pgd,
-            domain: Domain::default(),
-            constraints: Constraints {
-                linf: Some(0.01),
-                ..Default::default()
-            },
-            steps: 300,
-            step_size: 0.001,
-            rule: Rule::Adam,
-            schedule: Schedule::Constant,
-            random_start: false,
-            restarts: 0,
-            check_every: 5,
-            decode: DecodeOptions::default(),
-            seed: 0,
-            eot: None,
-        }
-    }
-}
 
 /// Progress of one step, for progress bars.
 #[derive(Debug, Clone)]
@@ -125,9 +49,10 @@ pub struct AttackOutcome {
     pub adversarial: Vec<f32>,
     /// `adversarial - x`.
     pub perturbation: Vec<f32>,
-    /// Whether the last decode of `adversarial` met the goal.
+    /// Whether `adversarial` meets the goal: the verdict of the attack, decided here once
+    /// (the CLI, `eval` and `bench` report it as it is).
     pub success: bool,
-    /// Transcript of `adversarial` at its last decode.
+    /// Transcript of `adversarial` (the attack's decoding).
     pub transcript: String,
     /// Gradient steps taken, over all runs.
     pub steps: usize,
@@ -154,286 +79,4 @@ pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
         .zip(delta)
         .map(|(a, d)| quantize_i16(a + d) as f32 / 32768.0)
         .collect()
-}
-
-/// When a lead-gated attack decodes the point it just scored: where its tokens lead, and then
-/// not again for `every` steps while the beam still disagrees.
-struct LeadGate {
-    every: usize,
-    next: usize,
-}
-
-impl LeadGate {
-    fn new(every: usize) -> Self {
-        LeadGate {
-            every: every.max(1),
-            next: 1,
-        }
-    }
-
-    /// Whether to decode at `step`, given the point's lead.
-    fn due(&mut self, step: usize, lead: f32) -> bool {
-        let due = lead > 0.0 && step >= self.next;
-        if due {
-            self.next = step + self.every;
-        }
-        due
-    }
-}
-
-/// A point scored but not decoded.
-struct Scored {
-    adversarial: Vec<f32>,
-    loss: f32,
-    lead: f32,
-}
-
-struct Candidate {
-    adversarial: Vec<f32>,
-    success: bool,
-    transcript: String,
-    loss: f32,
-}
-
-/// Run a gradient attack on 16-kHz samples `x` (at most 30 s).
-///
-/// `cancel` stops the attack at the next step, keeping the best point so far; `on_step`
-/// reports progress.
-pub fn run_attack(
-    model: &LoadedModel,
-    x: &[f32],
-    objective: &Objective,
-    cfg: &AttackConfig,
-    cancel: &AtomicBool,
-    on_step: &mut dyn FnMut(&StepInfo),
-) -> Result<AttackOutcome> {
-    check_input(x)?;
-    if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
-        return Err(Error::InvalidArgument(
-            "the step size must be positive".into(),
-        ));
-    }
-    cfg.constraints.validate(x.len())?;
-    let band = match cfg.constraints.band_hz {
-        Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
-        None => None,
-    };
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let device = model.whisper.device().clone();
-    let mut rng = Rng::new(cfg.seed);
-    let mut best: Option<Candidate> = None;
-    let mut total_steps = 0;
-    let mut cancelled = false;
-    let (runs, steps) = match cfg.method {
-        Method::Fgsm => (1, 1),
-        Method::Pgd => (1 + cfg.restarts, cfg.steps.max(1)),
-    };
-    let check_every = cfg.check_every.max(1);
-    // A targeted or mute goal under plain decoding needs its tokens to lead under teacher
-    // forcing (see `Objective::lead_is_required`): the
-    // loss evaluation gives the lead for free, so the point is decoded only where it holds
-    // (then at most every `check_every` steps while the beam still disagrees). EOT's loss is
-    // an average over transformations, whose lead says nothing about the plain signal.
-    let gated = cfg.eot.is_none() && objective.lead_is_required(&cfg.decode);
-    let mut lowest: Option<Scored> = None;
-    'runs: for run in 0..runs {
-        let mut delta = vec![0.0f32; x.len()];
-        if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
-            let a = cfg.constraints.linf.unwrap_or(cfg.step_size);
-            delta.iter_mut().for_each(|d| *d = rng.symmetric(a));
-            cfg.constraints.project(&mut delta, x, band.as_ref())?;
-        }
-        let rule = if cfg.method == Method::Fgsm {
-            Rule::Sign
-        } else {
-            cfg.rule
-        };
-        let mut stepper = Stepper::new(rule, StepSpace::new(cfg.domain, x.len())?);
-        let mut gate = LeadGate::new(check_every);
-        for step in 1..=steps {
-            if cancel.load(Ordering::Relaxed) {
-                cancelled = true;
-                break 'runs;
-            }
-            let adv = quantized_sum(x, &delta);
-            let (loss, grad, lead) = match &cfg.eot {
-                None => {
-                    let e = objective.evaluate(
-                        model,
-                        &front,
-                        &Tensor::from_vec(adv.clone(), x.len(), &device)?,
-                    )?;
-                    (e.loss, e.grad, e.lead)
-                }
-                Some(e) => {
-                    let (l, g) = eot_loss_and_grad(model, &front, objective, e, &adv, &mut rng)?;
-                    (l, g, f32::NAN)
-                }
-            };
-            total_steps += 1;
-            let mut info = StepInfo {
-                run,
-                step,
-                steps,
-                loss,
-                transcript: None,
-            };
-            // Gated runs decode rarely: the lowest-loss point scored so far stands in for a
-            // decoded one if the attack fails or is cancelled.
-            if gated && lowest.as_ref().is_none_or(|l| loss < l.loss) {
-                lowest = Some(Scored {
-                    adversarial: adv.clone(),
-                    loss,
-                    lead,
-                });
-            }
-            if gated && gate.due(step, lead) {
-                // The point just scored: decode it as it stands.
-                let transcript = transcribe(model, &adv, &cfg.decode)?.text;
-                let success = objective.is_met(&transcript);
-                info.transcript = Some(transcript.clone());
-                keep_better(&mut best, adv, success, transcript, loss);
-                if success {
-                    on_step(&info);
-                    break 'runs;
-                }
-            }
-            let size = match cfg.method {
-                Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
-                Method::Pgd => scheduled(cfg.step_size, cfg.schedule, step, steps),
-            };
-            let dir = stepper.direction(&grad)?;
-            for (d, s) in delta.iter_mut().zip(&dir) {
-                *d -= size * s;
-            }
-            cfg.constraints.project(&mut delta, x, band.as_ref())?;
-            let scheduled_check = !gated && step % check_every == 0;
-            if scheduled_check || step == steps {
-                let adv = quantized_sum(x, &delta);
-                let transcript = transcribe(model, &adv, &cfg.decode)?.text;
-                let success = objective.succeeds(model, &cfg.decode, &adv, &transcript)?
-                    && match &cfg.eot {
-                        None => true,
-                        Some(e) => {
-                            survives_transforms(model, objective, e, &adv, &cfg.decode, cfg.seed)?
-                        }
-                    };
-                info.transcript = Some(transcript.clone());
-                keep_better(&mut best, adv, success, transcript, loss);
-                on_step(&info);
-                if success {
-                    break 'runs;
-                }
-            } else {
-                on_step(&info);
-            }
-        }
-    }
-    if let Some(l) = lowest.filter(|_| !best.as_ref().is_some_and(|b| b.success)) {
-        let transcript = transcribe(model, &l.adversarial, &cfg.decode)?.text;
-        let success = objective.is_met(&transcript) && l.lead > 0.0;
-        keep_better(&mut best, l.adversarial, success, transcript, l.loss);
-    }
-    let best = match best {
-        Some(b) => b,
-        None => {
-            // Cancelled before any decode: report the clean input's state.
-            let adv = quantized_sum(x, &vec![0.0; x.len()]);
-            let transcript = transcribe(model, &adv, &cfg.decode)?.text;
-            Candidate {
-                success: objective.is_met(&transcript),
-                adversarial: adv,
-                transcript,
-                loss: f32::NAN,
-            }
-        }
-    };
-    let perturbation = best.adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
-    Ok(AttackOutcome {
-        adversarial: best.adversarial,
-        perturbation,
-        success: best.success,
-        transcript: best.transcript,
-        steps: total_steps,
-        loss: best.loss,
-        cancelled,
-    })
-}
-
-/// Replace `best` by this decoded point if it is better: a success beats a failure, then the
-/// lower loss wins.
-fn keep_better(
-    best: &mut Option<Candidate>,
-    adversarial: Vec<f32>,
-    success: bool,
-    transcript: String,
-    loss: f32,
-) {
-    let better = match best {
-        None => true,
-        Some(b) => (success && !b.success) || (success == b.success && loss < b.loss),
-    };
-    if better {
-        *best = Some(Candidate {
-            adversarial,
-            success,
-            transcript,
-            loss,
-        });
-    }
-}
-
-/// Loss and waveform gradient averaged over random transformations of `adv`.
-fn eot_loss_and_grad(
-    model: &LoadedModel,
-    front: &MelFrontEnd,
-    objective: &Objective,
-    cfg: &eot::EotConfig,
-    adv: &[f32],
-    rng: &mut Rng,
-) -> Result<(f32, Vec<f32>)> {
-    let n = cfg.samples.max(1);
-    let mut loss = 0.0;
-    let mut grad = vec![0.0f32; adv.len()];
-    for _ in 0..n {
-        let t = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, rng);
-        let y = t.apply(adv);
-        let wave = Tensor::from_vec(y, adv.len(), model.whisper.device())?;
-        let (l, g) = objective.loss_and_grad(model, front, &wave)?;
-        loss += l / n as f32;
-        for (acc, v) in grad.iter_mut().zip(t.adjoint(&g)) {
-            *acc += v / n as f32;
-        }
-    }
-    Ok((loss, grad))
-}
-
-/// Whether `cfg.check_transforms` fixed random transformations of `adv` all meet the goal.
-fn survives_transforms(
-    model: &LoadedModel,
-    objective: &Objective,
-    cfg: &eot::EotConfig,
-    adv: &[f32],
-    decode: &DecodeOptions,
-    seed: u64,
-) -> Result<bool> {
-    let mut rng = Rng::new(seed ^ 0xE07);
-    for _ in 0..cfg.check_transforms {
-        let y = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, &mut rng).apply(adv);
-        if !objective.is_met(&transcribe(model, &y, decode)?.text) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-fn scheduled(size: f32, schedule: Schedule, step: usize, steps: usize) -> f32 {
-    match schedule {
-        Schedule::Constant => size,
-        Schedule::Cosine => {
-            let progress = (step - 1) as f32 / steps.max(2).saturating_sub(1) as f32;
-            let min = 0.1 * size;
-            min + 0.5 * (size - min) * (1.0 + (std::f32::consts::PI * progress).cos())
-        }
-    }
 }

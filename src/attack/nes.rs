@@ -9,7 +9,7 @@
 //! score and transcription is one counted query; with transcripts, every candidate queried is
 //! also checked against the goal, so success is never missed.
 
-use super::blackbox::{fitness, BlackBoxOutcome};
+use super::ga::{fitness, BlackBoxOutcome};
 use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
 use crate::objective::Goal;
 use crate::recognizer::Recognizer;

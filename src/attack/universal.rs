@@ -335,7 +335,7 @@ fn prefix_len(cfg: &UniversalConfig) -> usize {
 }
 
 /// The outcome of a universal perturbation on one utterance.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UtteranceResult {
     /// The utterance's name.
     pub name: String,
@@ -350,7 +350,7 @@ pub struct UtteranceResult {
 }
 
 /// A universal perturbation evaluated on a set.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Per utterance.
     pub results: Vec<UtteranceResult>,

@@ -8,8 +8,8 @@ pub mod html;
 pub mod report;
 pub mod shard;
 
-use crate::attack::cw::{run_cw, CwConfig};
-use crate::attack::{run_attack, AttackConfig, AttackOutcome, Method};
+use crate::attack::cw::CwConfig;
+use crate::attack::{Attack, AttackConfig, AttackKind, Method};
 use crate::defend::Defense;
 use crate::detect::{Context, Detector, Input};
 use crate::manifest::ManifestEntry;
@@ -24,46 +24,25 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// An attack of the evaluation matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EvalAttack {
-    /// One signed step of the whole bound.
-    Fgsm,
-    /// Projected gradient descent (Adam steps in the STFT domain).
-    Pgd,
-    /// Carlini–Wagner L2 under the bound.
-    Cw,
-}
+/// The attacks the evaluation matrix runs.
+pub const EVAL_ATTACKS: [AttackKind; 3] = [AttackKind::Fgsm, AttackKind::Pgd, AttackKind::Cw];
 
-impl EvalAttack {
-    /// Parse `fgsm`, `pgd` or `cw`.
-    pub fn parse(s: &str) -> Result<EvalAttack> {
-        match s.trim() {
-            "fgsm" => Ok(EvalAttack::Fgsm),
-            "pgd" => Ok(EvalAttack::Pgd),
-            "cw" => Ok(EvalAttack::Cw),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown attack {other:?} for eval (fgsm, pgd, cw)"
-            ))),
-        }
+/// Parse an attack of the evaluation matrix (`fgsm`, `pgd` or `cw`).
+pub fn parse_eval_attack(s: &str) -> Result<AttackKind> {
+    let kind: AttackKind = s.parse()?;
+    if !EVAL_ATTACKS.contains(&kind) {
+        return Err(Error::InvalidArgument(format!(
+            "attack {kind} is not in eval's matrix (fgsm, pgd, cw)"
+        )));
     }
-
-    /// Its name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            EvalAttack::Fgsm => "fgsm",
-            EvalAttack::Pgd => "pgd",
-            EvalAttack::Cw => "cw",
-        }
-    }
+    Ok(kind)
 }
 
 /// The evaluation matrix and its settings.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
     /// Attacks.
-    pub attacks: Vec<EvalAttack>,
+    pub attacks: Vec<AttackKind>,
     /// L∞ bounds FGSM and PGD run at (success against ε); CW runs once, unbounded.
     pub epsilons: Vec<f32>,
     /// Steps of PGD, and of CW per value of c.
@@ -148,67 +127,39 @@ pub struct ExampleRecord {
 }
 
 /// Receives each adversarial example with its attack and bound (e.g. to save it).
-pub type AdversarialSink<'a> = dyn FnMut(EvalAttack, Option<f32>, &[f32]) -> Result<()> + 'a;
+pub type AdversarialSink<'a> = dyn FnMut(AttackKind, Option<f32>, &[f32]) -> Result<()> + 'a;
 
-fn goal_of(entry: &ManifestEntry, default: &Goal) -> Result<Goal> {
-    Ok(match (entry.goal.as_deref(), &entry.target) {
-        (Some("mute"), _) => Goal::Mute,
-        (Some("untargeted"), _) => match default {
-            Goal::Untargeted { .. } => default.clone(),
-            _ => Goal::Untargeted { min_wer: 0.5 },
-        },
-        (_, Some(t)) => Goal::Targeted(t.clone()),
-        (Some("targeted"), None) => {
-            return Err(Error::InvalidArgument(format!(
-                "{}: goal `targeted` without a target",
-                entry.input.display()
-            )))
-        }
-        _ => default.clone(),
-    })
-}
-
-fn run_one_attack(
-    model: &LoadedModel,
-    x: &[f32],
-    objective: &Objective,
-    attack: EvalAttack,
-    eps: Option<f32>,
-    cfg: &EvalConfig,
-    cancel: &AtomicBool,
-) -> Result<AttackOutcome> {
-    match (attack, eps) {
-        (EvalAttack::Fgsm | EvalAttack::Pgd, Some(eps)) => {
-            let constraints = Constraints {
+/// The attack `kind` at bound `eps` as the matrix runs it: FGSM and PGD under L∞ ε with
+/// steps of ε/10, CW unbounded.
+fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result<Attack> {
+    match (kind, eps) {
+        (AttackKind::Fgsm | AttackKind::Pgd, Some(eps)) => Ok(Attack::Pgd(AttackConfig {
+            method: if kind == AttackKind::Fgsm {
+                Method::Fgsm
+            } else {
+                Method::Pgd
+            },
+            constraints: Constraints {
                 linf: Some(eps),
                 ..Default::default()
-            };
-            let c = AttackConfig {
-                method: if attack == EvalAttack::Fgsm {
-                    Method::Fgsm
-                } else {
-                    Method::Pgd
-                },
-                constraints,
-                steps: cfg.steps,
-                step_size: eps / 10.0,
-                decode: cfg.decode.clone(),
-                seed: cfg.seed,
-                ..Default::default()
-            };
-            run_attack(model, x, objective, &c, cancel, &mut |_| {})
-        }
-        (EvalAttack::Fgsm | EvalAttack::Pgd, None) => Err(Error::InvalidArgument(
+            },
+            steps: cfg.steps,
+            step_size: eps / 10.0,
+            decode: cfg.decode.clone(),
+            seed: cfg.seed,
+            ..Default::default()
+        })),
+        (AttackKind::Fgsm | AttackKind::Pgd, None) => Err(Error::InvalidArgument(
             "FGSM and PGD need an L∞ bound".into(),
         )),
-        (EvalAttack::Cw, _) => {
-            let c = CwConfig {
-                steps: cfg.steps,
-                decode: cfg.decode.clone(),
-                ..Default::default()
-            };
-            run_cw(model, x, objective, &c, cancel, &mut |_| {})
-        }
+        (AttackKind::Cw, _) => Ok(Attack::Cw(CwConfig {
+            steps: cfg.steps,
+            decode: cfg.decode.clone(),
+            ..Default::default()
+        })),
+        (k, _) => Err(Error::InvalidArgument(format!(
+            "attack {k} is not in eval's matrix (fgsm, pgd, cw)"
+        ))),
     }
 }
 
@@ -245,7 +196,11 @@ pub fn evaluate_example(
     let model = *models
         .first()
         .ok_or_else(|| Error::InvalidArgument("evaluation needs a model".into()))?;
-    let goal = goal_of(entry, &cfg.default_goal)?;
+    let min_wer = match cfg.default_goal {
+        Goal::Untargeted { min_wer } => min_wer,
+        _ => Goal::DEFAULT_MIN_WER,
+    };
+    let goal = entry.goal(Some(&cfg.default_goal), min_wer)?;
     let clean = transcribe(model, x, &cfg.decode)?;
     let objective = Objective::new(model, goal.clone(), &clean.text, &clean.tokens)
         .map_err(|e| Error::InvalidArgument(format!("{}: {e}", entry.input.display())))?;
@@ -269,21 +224,22 @@ pub fn evaluate_example(
     let mut attacks = Vec::new();
     for &attack in &cfg.attacks {
         let bounds: Vec<Option<f32>> = match attack {
-            EvalAttack::Cw => vec![None],
+            AttackKind::Cw => vec![None],
             _ => cfg.epsilons.iter().map(|e| Some(*e)).collect(),
         };
         for eps in bounds {
             let start = Instant::now();
-            let out = run_one_attack(model, x, &objective, attack, eps, cfg, cancel)?;
+            let out = matrix_attack(attack, eps, cfg)?
+                .run(model, x, &objective, cancel, &mut |_| {})?
+                .outcome;
             let seconds = start.elapsed().as_secs_f64();
             on_adversarial(attack, eps, &out.adversarial)?;
-            // Judged afresh on the (16-bit quantised) example, as a user would.
-            let transcript = transcribe(model, &out.adversarial, &cfg.decode)?.text;
-            let delta: Vec<f32> = out.adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
+            let transcript = out.transcript;
+            let delta = out.perturbation;
             attacks.push(AttackRecord {
                 attack: attack.name().into(),
                 eps,
-                success: goal.is_met(&clean.text, &transcript),
+                success: out.success,
                 wer: wer(&clean.text, &transcript),
                 cer: cer(&clean.text, &transcript),
                 transcript,

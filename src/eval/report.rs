@@ -1,7 +1,8 @@
 //! The evaluation report: aggregates of [`ExampleRecord`]s per attack and bound, the settings,
 //! and the records themselves (so reports of shards merge).
 
-use super::{EvalAttack, ExampleRecord};
+use super::ExampleRecord;
+use crate::attack::AttackKind;
 use crate::detect::calibration::{roc_auc, tpr_at_fpr};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ pub struct Settings {
     /// Its number of entries (all shards together).
     pub manifest_entries: usize,
     /// Attack names.
-    pub attacks: Vec<EvalAttack>,
+    pub attacks: Vec<AttackKind>,
     /// L∞ bounds of FGSM and PGD.
     pub epsilons: Vec<f32>,
     /// Attack steps.

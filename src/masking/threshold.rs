@@ -32,7 +32,7 @@ impl Default for MaskingConfig {
 }
 
 /// How a perturbation sits against a threshold.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MaskingStats {
     /// Share of the perturbation's energy (normalised PSD, summed over T-F bins) that lies in
     /// bins where it stays under the threshold.

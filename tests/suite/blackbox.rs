@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use advox::attack::blackbox::{fitness, run_ga, GaConfig};
+use advox::attack::ga::{fitness, run_ga, GaConfig};
 use advox::attack::nes::{run_nes, Estimator, NesConfig};
 use advox::audio::read_audio_16k_mono;
 use advox::model::DecodeOptions;

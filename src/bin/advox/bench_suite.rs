@@ -1,8 +1,8 @@
 //! `advox bench --suite`: time to the first success of targeted PGD and Carlini–Wagner over the
 //! bundled sample commands, each attacked towards the next sample's transcript.
 
-use advox::attack::cw::{run_cw, CwConfig};
-use advox::attack::{run_attack, AttackConfig, StepInfo};
+use advox::attack::cw::CwConfig;
+use advox::attack::{Attack, AttackConfig, StepInfo};
 use advox::audio::read_audio_16k_mono;
 use advox::metrics::{dbx, snr_db};
 use advox::model::{DecodeOptions, LoadedModel};
@@ -83,7 +83,7 @@ pub fn run(model: &LoadedModel, dir: &Path, json: bool) -> Result<()> {
             &original.text,
             &original.tokens,
         )?;
-        for attack in ["pgd", "cw"] {
+        for attack in [Attack::Pgd(pgd_config()), Attack::Cw(CwConfig::default())] {
             let stop = AtomicBool::new(false);
             let mut first_success = None;
             let start = Instant::now();
@@ -95,21 +95,13 @@ pub fn run(model: &LoadedModel, dir: &Path, json: bool) -> Result<()> {
                     }
                 }
             };
-            let out = match attack {
-                "pgd" => run_attack(model, &x, &objective, &pgd_config(), &stop, &mut on_step)?,
-                _ => run_cw(
-                    model,
-                    &x,
-                    &objective,
-                    &CwConfig::default(),
-                    &stop,
-                    &mut on_step,
-                )?,
-            };
+            let out = attack
+                .run(model, &x, &objective, &stop, &mut on_step)?
+                .outcome;
             let run = SuiteRun {
                 sample: file.clone(),
                 target: target.clone(),
-                attack,
+                attack: attack.kind().name(),
                 success: out.success,
                 seconds_to_success: first_success.filter(|_| out.success),
                 steps: out.steps,
@@ -118,9 +110,10 @@ pub fn run(model: &LoadedModel, dir: &Path, json: bool) -> Result<()> {
             };
             if !json {
                 eprintln!(
-                    "{} -> {:?} ({attack}): {} in {} steps",
+                    "{} -> {:?} ({}): {} in {} steps",
                     run.sample,
                     run.target,
+                    run.attack,
                     if run.success { "success" } else { "failure" },
                     run.steps
                 );

@@ -125,7 +125,7 @@ pub fn step_bar(len: u64) -> indicatif::ProgressBar {
 }
 
 /// Write `value` as pretty JSON to `path` through a temporary file beside it and a rename.
-pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+pub fn write_json<T: serde::Serialize + ?Sized>(path: &std::path::Path, value: &T) -> Result<()> {
     advox::atomic_file::write_bytes_atomic(path, serde_json::to_string_pretty(value)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -2,13 +2,14 @@
 //! and report.html; `advox eval merge` joins shard outputs.
 
 use crate::common;
+use advox::attack::AttackKind;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::defend::Defense;
 use advox::detect::Detector;
 use advox::eval::html::{cell_stem, example_picture, write_html};
 use advox::eval::report::{Report, Settings};
 use advox::eval::shard::{merge, Shard};
-use advox::eval::{evaluate_example, EvalAttack, EvalConfig};
+use advox::eval::{evaluate_example, parse_eval_attack, EvalConfig};
 use advox::manifest::read_manifest;
 use advox::masking::{MaskingConfig, MaskingThreshold};
 use advox::model::{DecodeOptions, LoadedModel};
@@ -94,7 +95,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let attacks = args
         .attacks
         .iter()
-        .map(|a| EvalAttack::parse(a))
+        .map(|a| parse_eval_attack(a))
         .collect::<advox::Result<Vec<_>>>()?;
     if let Some(e) = args.eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
         bail!("--eps values must be positive, got {e}");
@@ -167,7 +168,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         .attacks
         .iter()
         .map(|a| match a {
-            EvalAttack::Cw => 1,
+            AttackKind::Cw => 1,
             _ => cfg.epsilons.len(),
         })
         .sum();
@@ -178,7 +179,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         bar.set_message(entry.input.display().to_string());
         let x = read_audio_16k_mono(&entry.input)?;
         let threshold = MaskingThreshold::compute(&x, MaskingConfig::default())?;
-        let mut save = |attack: EvalAttack, eps: Option<f32>, adv: &[f32]| -> advox::Result<()> {
+        let mut save = |attack: AttackKind, eps: Option<f32>, adv: &[f32]| -> advox::Result<()> {
             let stem = cell_stem(attack.name(), eps);
             let wav = dir.join(format!("examples/{index:04}_{stem}.wav"));
             write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;

@@ -2,8 +2,8 @@
 //! (`live_devices`, with the `audio-devices` feature), or a WAV file through the same processing — with the plugins' exact code
 //! (`advox::stream::processors`), so the samples equal the plugin's.
 
-use advox::attack::universal_file::UniversalFile;
 use advox::audio::read_audio;
+use advox::formats::universal_sidecar::UniversalFile;
 use advox::stream::cloak::{CloakMode, CloakSettings};
 use advox::stream::processors::{CloakProcessor, Detection, SentinelProcessor};
 use advox::stream::sentinel::SentinelSettings;

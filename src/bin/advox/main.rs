@@ -3,6 +3,7 @@
 
 mod adv_train;
 mod attack;
+mod attack_args;
 mod attack_blackbox;
 mod bench;
 mod bench_realtime;
@@ -62,7 +63,11 @@ enum Command {
 
 fn main() {
     common::tune_allocator();
-    let cli = Cli::parse();
+    // A usage error is an error (exit 1), as every other: 2 is kept for a goal not met.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 1 } else { 0 })
+    });
     let done = |r: anyhow::Result<()>| r.map(|()| common::Outcome::Done);
     let result = match cli.command {
         Command::Attack(args) => attack::run(args, &cli.device),
@@ -77,7 +82,7 @@ fn main() {
         Command::Transfer(args) => done(transfer::run(args, &cli.device)),
         Command::Universal(args) => done(universal::run(args, &cli.device)),
     };
-    // The exit codes: 0 done, 1 an error, 2 ran but its goal was not met.
+    // The exit codes: 0 done, 1 an error (usage errors too), 2 ran but its goal was not met.
     match result {
         Ok(common::Outcome::Done) => {}
         Ok(common::Outcome::GoalNotMet) => std::process::exit(2),

@@ -1,0 +1,269 @@
+//! FGSM and PGD: one signed step of the whole L∞ budget, or iterated sign, L2 or Adam steps
+//! (in the waveform or the STFT domain) projected onto the constraint set, with random starts,
+//! restarts, a step-size schedule and expectation over transformations (EOT).
+
+use super::eot;
+use super::step::{Rule, StepSpace, Stepper};
+use super::track::{Keep, LeadGate, Tracker};
+use super::{quantized_sum, AttackOutcome, StepInfo};
+use crate::mel::MelFrontEnd;
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::Objective;
+use crate::perturb::{BandLimiter, Constraints, Domain};
+use crate::rng::Rng;
+use crate::transcribe::transcribe;
+use crate::{Error, Result};
+use candle_core::Tensor;
+use std::sync::atomic::AtomicBool;
+
+/// Which attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Fast gradient sign method: one step of the full L∞ budget.
+    Fgsm,
+    /// Projected gradient descent.
+    Pgd,
+}
+
+/// Step-size schedule over the steps of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// The same step size throughout.
+    Constant,
+    /// Cosine decay from the step size to a tenth of it.
+    Cosine,
+}
+
+/// Settings of a gradient attack.
+#[derive(Debug, Clone)]
+pub struct AttackConfig {
+    /// The attack.
+    pub method: Method,
+    /// Where steps are formed.
+    pub domain: Domain,
+    /// The constraint set.
+    pub constraints: Constraints,
+    /// Steps per run (PGD).
+    pub steps: usize,
+    /// Step size in waveform units (L∞ of the step for sign/Adam, L2 for the L2 rule).
+    pub step_size: f32,
+    /// Step rule (PGD).
+    pub rule: Rule,
+    /// Step-size schedule (PGD).
+    pub schedule: Schedule,
+    /// Start from a random point of the L∞ ball (PGD).
+    pub random_start: bool,
+    /// Further runs from new random starts while no run has succeeded (PGD).
+    pub restarts: usize,
+    /// Decode every this many steps to test for success; for a targeted or mute goal under
+    /// plain decoding (where success also requires its tokens to lead under teacher forcing),
+    /// the fewest steps between two decodes of points where they lead.
+    pub check_every: usize,
+    /// Decoding used for the success tests (as the final check).
+    pub decode: DecodeOptions,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Expectation over random transformations (over-the-air robustness); `None` for none.
+    pub eot: Option<eot::EotConfig>,
+}
+
+impl Default for AttackConfig {
+    fn default() -> Self {
+        AttackConfig {
+            method: Method::Pgd,
+            domain: Domain::default(),
+            constraints: Constraints {
+                linf: Some(0.01),
+                ..Default::default()
+            },
+            steps: 300,
+            step_size: 0.001,
+            rule: Rule::Adam,
+            schedule: Schedule::Constant,
+            random_start: false,
+            restarts: 0,
+            check_every: 5,
+            decode: DecodeOptions::default(),
+            seed: 0,
+            eot: None,
+        }
+    }
+}
+
+/// Run a gradient attack on 16-kHz samples `x` (at most 30 s).
+///
+/// `cancel` stops the attack at the next step, keeping the best point so far; `on_step`
+/// reports progress.
+pub fn run_attack(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &AttackConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<AttackOutcome> {
+    let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::LowestLoss)?;
+    if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
+        return Err(Error::InvalidArgument(
+            "the step size must be positive".into(),
+        ));
+    }
+    cfg.constraints.validate(x.len())?;
+    let band = match cfg.constraints.band_hz {
+        Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
+        None => None,
+    };
+    let mut rng = Rng::new(cfg.seed);
+    let (runs, steps) = match cfg.method {
+        Method::Fgsm => (1, 1),
+        Method::Pgd => (1 + cfg.restarts, cfg.steps.max(1)),
+    };
+    let check_every = cfg.check_every.max(1);
+    // A targeted or mute goal under plain decoding needs its tokens to lead under teacher
+    // forcing (see `Objective::lead_is_required`): the loss evaluation gives the lead for
+    // free, so the point is decoded only where it holds (then at most every `check_every`
+    // steps while the beam still disagrees). EOT's loss is an average over transformations,
+    // whose lead says nothing about the plain signal.
+    let gated = cfg.eot.is_none() && track.lead_required();
+    'runs: for run in 0..runs {
+        let mut delta = vec![0.0f32; x.len()];
+        if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
+            let a = cfg.constraints.linf.unwrap_or(cfg.step_size);
+            delta.iter_mut().for_each(|d| *d = rng.symmetric(a));
+            cfg.constraints.project(&mut delta, x, band.as_ref())?;
+        }
+        let rule = if cfg.method == Method::Fgsm {
+            Rule::Sign
+        } else {
+            cfg.rule
+        };
+        let mut stepper = Stepper::new(rule, StepSpace::new(cfg.domain, x.len())?);
+        let mut gate = LeadGate::new(check_every);
+        for step in 1..=steps {
+            if track.stop_requested(cancel) {
+                break 'runs;
+            }
+            let adv = quantized_sum(x, &delta);
+            let (loss, grad, lead) = match &cfg.eot {
+                None => {
+                    let e = track.score(&adv)?;
+                    (e.loss, e.grad, e.lead)
+                }
+                Some(e) => {
+                    let (l, g) =
+                        eot_loss_and_grad(model, track.front(), objective, e, &adv, &mut rng)?;
+                    track.count_step();
+                    (l, g, f32::NAN)
+                }
+            };
+            let mut info = StepInfo {
+                run,
+                step,
+                steps,
+                loss,
+                transcript: None,
+            };
+            // Gated runs decode rarely: the lowest-loss point scored so far stands in for a
+            // decoded one if the attack fails or is cancelled.
+            if gated {
+                track.stand_by(&adv, loss, lead);
+            }
+            if gated && gate.due(step, lead) {
+                // The point just scored: decode it as it stands.
+                let transcript = track.transcribe(&adv)?;
+                let success = objective.is_met(&transcript);
+                info.transcript = Some(transcript.clone());
+                track.offer(adv, success, transcript, loss, loss);
+                if success {
+                    on_step(&info);
+                    break 'runs;
+                }
+            }
+            let size = match cfg.method {
+                Method::Fgsm => cfg.constraints.linf.unwrap_or(cfg.step_size),
+                Method::Pgd => scheduled(cfg.step_size, cfg.schedule, step, steps),
+            };
+            let dir = stepper.direction(&grad)?;
+            for (d, s) in delta.iter_mut().zip(&dir) {
+                *d -= size * s;
+            }
+            cfg.constraints.project(&mut delta, x, band.as_ref())?;
+            let scheduled_check = !gated && step % check_every == 0;
+            if scheduled_check || step == steps {
+                let adv = quantized_sum(x, &delta);
+                let transcript = track.transcribe(&adv)?;
+                let success = track.succeeds(&adv, &transcript)?
+                    && match &cfg.eot {
+                        None => true,
+                        Some(e) => {
+                            survives_transforms(model, objective, e, &adv, &cfg.decode, cfg.seed)?
+                        }
+                    };
+                info.transcript = Some(transcript.clone());
+                track.offer(adv, success, transcript, loss, loss);
+                on_step(&info);
+                if success {
+                    break 'runs;
+                }
+            } else {
+                on_step(&info);
+            }
+        }
+    }
+    track.finish()
+}
+
+/// Loss and waveform gradient averaged over random transformations of `adv`.
+fn eot_loss_and_grad(
+    model: &LoadedModel,
+    front: &MelFrontEnd,
+    objective: &Objective,
+    cfg: &eot::EotConfig,
+    adv: &[f32],
+    rng: &mut Rng,
+) -> Result<(f32, Vec<f32>)> {
+    let n = cfg.samples.max(1);
+    let mut loss = 0.0;
+    let mut grad = vec![0.0f32; adv.len()];
+    for _ in 0..n {
+        let t = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, rng);
+        let y = t.apply(adv);
+        let wave = Tensor::from_vec(y, adv.len(), model.whisper.device())?;
+        let (l, g) = objective.loss_and_grad(model, front, &wave)?;
+        loss += l / n as f32;
+        for (acc, v) in grad.iter_mut().zip(t.adjoint(&g)) {
+            *acc += v / n as f32;
+        }
+    }
+    Ok((loss, grad))
+}
+
+/// Whether `cfg.check_transforms` fixed random transformations of `adv` all meet the goal.
+fn survives_transforms(
+    model: &LoadedModel,
+    objective: &Objective,
+    cfg: &eot::EotConfig,
+    adv: &[f32],
+    decode: &DecodeOptions,
+    seed: u64,
+) -> Result<bool> {
+    let mut rng = Rng::new(seed ^ 0xE07);
+    for _ in 0..cfg.check_transforms {
+        let y = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, &mut rng).apply(adv);
+        if !objective.is_met(&transcribe(model, &y, decode)?.text) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) fn scheduled(size: f32, schedule: Schedule, step: usize, steps: usize) -> f32 {
+    match schedule {
+        Schedule::Constant => size,
+        Schedule::Cosine => {
+            let progress = (step - 1) as f32 / steps.max(2).saturating_sub(1) as f32;
+            let min = 0.1 * size;
+            min + 0.5 * (size - min) * (1.0 + (std::f32::consts::PI * progress).cos())
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! From a user's options to an attack: [`AttackOptions`] holds what was set (every field that
+//! is `None` or `false` was not), [`AttackOptions::check`] refuses an option that does not
+//! apply to the chosen attack, and [`AttackOptions::white_box`] / [`AttackOptions::black_box`]
+//! fill in the library's defaults. [`attack_signal`] is the whole of `advox attack` on one
+//! signal, short of reading and writing files.
+
+use super::cw::CwConfig;
+use super::deepfool::DeepFoolConfig;
+use super::eot::EotConfig;
+use super::ga::GaConfig;
+use super::imperceptible::ImperceptibleConfig;
+use super::jsma::JsmaConfig;
+use super::nes::{Estimator, NesConfig};
+use super::StepInfo;
+use super::{Attack, AttackConfig, AttackKind, AttackRun, BlackBox, Method, Rule, Schedule};
+use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::{Goal, Objective};
+use crate::perturb::{speech_mask, Constraints, Domain, MaskingBound};
+use crate::transcribe::{transcribe, Transcript};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Default steps: PGD's per run.
+pub const PGD_STEPS: usize = 300;
+/// Default steps: CW's per value of c.
+pub const CW_STEPS: usize = 40;
+/// Default steps: DeepFool's most linearisations.
+pub const DEEPFOOL_STEPS: usize = 50;
+/// Default steps: JSMA's most iterations.
+pub const JSMA_STEPS: usize = 100;
+/// Stage 1 of the imperceptible attack needs an L∞ ball; without any bound it gets this one
+/// (Qin et al.'s is much louder).
+pub const IMPERCEPTIBLE_LINF: f32 = 0.02;
+/// The L∞ bound of a black-box attack without `--eps`.
+pub const BLACK_BOX_LINF: f32 = 0.02;
+/// Default beam size of every decode.
+pub const BEAM: usize = 5;
+/// Default number of steps between decodes (PGD, CW; JSMA decodes every 2 iterations, the
+/// imperceptible attack's stage 2 every 10 steps).
+pub const CHECK_EVERY: usize = 5;
+
+/// A user's attack options, named as `advox attack` takes them. `None` (or `false`) means not
+/// set: the attack's default applies, and an option that is set must apply to the attack.
+#[derive(Debug, Clone, Default)]
+pub struct AttackOptions {
+    /// The attack (default PGD).
+    pub kind: Option<AttackKind>,
+    /// `--eps`: L∞ bound (black-box: the bound, default 0.02).
+    pub eps: Option<f32>,
+    /// `--l2`: L2 bound.
+    pub l2: Option<f32>,
+    /// `--snr-db`: least signal-to-perturbation ratio.
+    pub snr_db: Option<f32>,
+    /// `--band`: only perturb this band (Hz).
+    pub band: Option<(f32, f32)>,
+    /// `--speech-only`: only perturb where there is sound.
+    pub speech_only: bool,
+    /// `--masking-margin-db`: every T-F bin this far under the masking threshold.
+    pub masking_margin_db: Option<f32>,
+    /// `--domain`: where steps are formed (default the STFT domain).
+    pub domain: Option<Domain>,
+    /// `--steps`: PGD's per run, CW's per value of c, DeepFool's and JSMA's most iterations.
+    pub steps: Option<usize>,
+    /// `--step-size`: default ε/10 (black-box nes/spsa: ε/5), else 0.001.
+    pub step_size: Option<f32>,
+    /// `--rule` (PGD).
+    pub rule: Option<Rule>,
+    /// `--schedule` (PGD).
+    pub schedule: Option<Schedule>,
+    /// `--random-start` (PGD).
+    pub random_start: bool,
+    /// `--restarts` (PGD).
+    pub restarts: Option<usize>,
+    /// `--eot`: expectation over transformation (FGSM, PGD).
+    pub eot: bool,
+    /// `--eot-samples`: transformations per step (default 4).
+    pub eot_samples: Option<usize>,
+    /// `--c` (CW): first trade-off constant.
+    pub c: Option<f32>,
+    /// `--kappa` (CW): confidence margin.
+    pub kappa: Option<f32>,
+    /// `--search-steps` (CW).
+    pub search_steps: Option<usize>,
+    /// `--lr` (CW): largest sample change of one Adam step.
+    pub lr: Option<f32>,
+    /// `--max-bins` (JSMA).
+    pub max_bins: Option<f32>,
+    /// `--bins-per-iteration` (JSMA).
+    pub bins_per_iteration: Option<f32>,
+    /// `--bin-amplitude` (JSMA).
+    pub bin_amplitude: Option<f32>,
+    /// `--overshoot` (DeepFool).
+    pub overshoot: Option<f32>,
+    /// `--stage2-steps` (imperceptible).
+    pub stage2_steps: Option<usize>,
+    /// `--stage2-lr` (imperceptible).
+    pub stage2_lr: Option<f32>,
+    /// `--alpha` (imperceptible).
+    pub alpha: Option<f32>,
+    /// `--queries` (black-box).
+    pub queries: Option<usize>,
+    /// `--population` (black-box).
+    pub population: Option<usize>,
+    /// `--sigma` (nes/spsa).
+    pub sigma: Option<f32>,
+    /// `--tile` (nes/spsa).
+    pub tile: Option<usize>,
+    /// `--check-every`: steps between decodes.
+    pub check_every: Option<usize>,
+    /// `--beam`: beam size of every decode (default 5).
+    pub beam: Option<usize>,
+    /// `--seed` of every random choice (recorded in the report by every attack).
+    pub seed: u64,
+}
+
+/// The constraints an attack applied, as reports record them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppliedConstraints {
+    /// L∞ bound.
+    pub eps: Option<f32>,
+    /// L2 bound.
+    pub l2: Option<f32>,
+    /// Least SNR (dB).
+    pub snr_db: Option<f32>,
+    /// The band (Hz).
+    pub band_hz: Option<(f32, f32)>,
+    /// Only where there is sound.
+    pub speech_only: bool,
+    /// Expectation over transformation.
+    pub eot: bool,
+    /// Margin under the masking threshold (dB).
+    pub masking_margin_db: Option<f32>,
+}
+
+impl AttackOptions {
+    /// The attack chosen (PGD by default).
+    pub fn kind(&self) -> AttackKind {
+        self.kind.unwrap_or(AttackKind::Pgd)
+    }
+
+    /// Refuse an option that does not apply to the attack, a missing bound and a goal the
+    /// attack cannot pursue (`goal`, when known).
+    pub fn check(&self, goal: Option<&Goal>) -> Result<()> {
+        use AttackKind::*;
+        let kind = self.kind();
+        const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Imperceptible];
+        const PGD_LIKE: &[AttackKind] = &[Pgd, Imperceptible];
+        const STEPPED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible];
+        const BLACK: &[AttackKind] = &[Ga, Nes, Spsa];
+        const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
+        let options: [(&str, bool, &[AttackKind]); 30] = [
+            (
+                "--eps",
+                self.eps.is_some(),
+                &[Fgsm, Pgd, Imperceptible, Ga, Nes, Spsa],
+            ),
+            ("--l2", self.l2.is_some(), BOUNDED),
+            ("--snr-db", self.snr_db.is_some(), BOUNDED),
+            ("--band", self.band.is_some(), BOUNDED),
+            ("--speech-only", self.speech_only, BOUNDED),
+            (
+                "--masking-margin-db",
+                self.masking_margin_db.is_some(),
+                STEPPED,
+            ),
+            ("--domain", self.domain.is_some(), STEPPED),
+            (
+                "--steps",
+                self.steps.is_some(),
+                &[Pgd, Cw, Deepfool, Jsma, Imperceptible],
+            ),
+            (
+                "--step-size",
+                self.step_size.is_some(),
+                &[Fgsm, Pgd, Imperceptible, Nes, Spsa],
+            ),
+            ("--rule", self.rule.is_some(), PGD_LIKE),
+            ("--schedule", self.schedule.is_some(), PGD_LIKE),
+            ("--random-start", self.random_start, PGD_LIKE),
+            ("--restarts", self.restarts.is_some(), PGD_LIKE),
+            ("--eot", self.eot, &[Fgsm, Pgd]),
+            ("--eot-samples", self.eot_samples.is_some(), &[Fgsm, Pgd]),
+            ("--c", self.c.is_some(), &[Cw]),
+            ("--kappa", self.kappa.is_some(), &[Cw]),
+            ("--search-steps", self.search_steps.is_some(), &[Cw]),
+            ("--lr", self.lr.is_some(), &[Cw]),
+            ("--max-bins", self.max_bins.is_some(), &[Jsma]),
+            (
+                "--bins-per-iteration",
+                self.bins_per_iteration.is_some(),
+                &[Jsma],
+            ),
+            ("--bin-amplitude", self.bin_amplitude.is_some(), &[Jsma]),
+            ("--overshoot", self.overshoot.is_some(), &[Deepfool]),
+            (
+                "--stage2-steps",
+                self.stage2_steps.is_some(),
+                &[Imperceptible],
+            ),
+            ("--stage2-lr", self.stage2_lr.is_some(), &[Imperceptible]),
+            ("--alpha", self.alpha.is_some(), &[Imperceptible]),
+            ("--queries", self.queries.is_some(), BLACK),
+            ("--population", self.population.is_some(), BLACK),
+            ("--sigma", self.sigma.is_some(), ESTIMATED),
+            ("--tile", self.tile.is_some(), ESTIMATED),
+        ];
+        for (name, set, applies) in options {
+            if set && !applies.contains(&kind) {
+                let to: Vec<&str> = applies.iter().map(|k| k.name()).collect();
+                return Err(Error::InvalidArgument(format!(
+                    "{name} does not apply to {kind} (only to {})",
+                    to.join(", ")
+                )));
+            }
+        }
+        if self.check_every.is_some() && matches!(kind, Fgsm | Deepfool | Ga) {
+            return Err(Error::InvalidArgument(format!(
+                "--check-every does not apply to {kind} ({})",
+                match kind {
+                    Fgsm => "one step, decoded once",
+                    Deepfool => "it decodes every iteration",
+                    _ => "it transcribes every generation's best candidate",
+                }
+            )));
+        }
+        if self.eot_samples.is_some() && !self.eot {
+            return Err(Error::InvalidArgument("--eot-samples needs --eot".into()));
+        }
+        if matches!(kind, Fgsm | Pgd)
+            && self.eps.is_none()
+            && self.l2.is_none()
+            && self.snr_db.is_none()
+            && self.masking_margin_db.is_none()
+        {
+            return Err(Error::InvalidArgument(
+                "set a bound on the perturbation: --eps, --l2, --snr-db or --masking-margin-db"
+                    .into(),
+            ));
+        }
+        match (kind, goal) {
+            (Imperceptible, Some(g)) if !matches!(g, Goal::Targeted(_)) => {
+                Err(Error::InvalidArgument(
+                    "the imperceptible attack is targeted: give a target transcript".into(),
+                ))
+            }
+            (Deepfool, Some(g)) if !matches!(g, Goal::Untargeted { .. }) => Err(
+                Error::InvalidArgument("DeepFool is an untargeted attack: use --untargeted".into()),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The decoding of every transcription and verdict.
+    pub fn decode(&self) -> DecodeOptions {
+        DecodeOptions {
+            beam_size: self.beam.unwrap_or(BEAM).max(1),
+            ..Default::default()
+        }
+    }
+
+    /// The constraints the attack applies, as reports record them.
+    pub fn applied_constraints(&self) -> AppliedConstraints {
+        let imperceptible_ball = self.kind() == AttackKind::Imperceptible
+            && self.eps.is_none()
+            && self.l2.is_none()
+            && self.snr_db.is_none();
+        AppliedConstraints {
+            eps: match self.kind() {
+                k if k.is_black_box() => Some(self.eps.unwrap_or(BLACK_BOX_LINF)),
+                _ if imperceptible_ball => Some(IMPERCEPTIBLE_LINF),
+                _ => self.eps,
+            },
+            l2: self.l2,
+            snr_db: self.snr_db,
+            band_hz: self.band,
+            speech_only: self.speech_only,
+            eot: self.eot,
+            masking_margin_db: self.masking_margin_db,
+        }
+    }
+
+    /// The white-box attack on `x`, whose masking threshold is `threshold` (the masking bound
+    /// and `--speech-only` depend on the input). Checks the options first.
+    pub fn white_box(
+        &self,
+        goal: &Goal,
+        x: &[f32],
+        threshold: &Arc<MaskingThreshold>,
+    ) -> Result<Attack> {
+        self.check(Some(goal))?;
+        let kind = self.kind();
+        let decode = self.decode();
+        let applied = self.applied_constraints();
+        let masking = self.masking_margin_db.map(|margin_db| MaskingBound {
+            threshold: threshold.clone(),
+            margin_db,
+        });
+        let domain = self.domain.unwrap_or_default();
+        let check_every = self.check_every.unwrap_or(CHECK_EVERY);
+        let pgd = AttackConfig {
+            method: if kind == AttackKind::Fgsm {
+                Method::Fgsm
+            } else {
+                Method::Pgd
+            },
+            domain,
+            constraints: Constraints {
+                linf: applied.eps,
+                l2: self.l2,
+                snr_db: self.snr_db,
+                band_hz: self.band,
+                time_mask: self
+                    .speech_only
+                    .then(|| speech_mask(x, crate::audio::SAMPLE_RATE)),
+                masking: masking.clone(),
+            },
+            steps: self.steps.unwrap_or(PGD_STEPS),
+            step_size: self
+                .step_size
+                .unwrap_or(self.eps.map_or(0.001, |e| e / 10.0)),
+            rule: self.rule.unwrap_or(Rule::Adam),
+            schedule: self.schedule.unwrap_or(Schedule::Constant),
+            random_start: self.random_start,
+            restarts: self.restarts.unwrap_or(0),
+            check_every,
+            decode: decode.clone(),
+            seed: self.seed,
+            eot: self.eot.then(|| EotConfig {
+                samples: self.eot_samples.unwrap_or(EotConfig::default().samples),
+                ..Default::default()
+            }),
+        };
+        Ok(match kind {
+            AttackKind::Fgsm | AttackKind::Pgd => Attack::Pgd(pgd),
+            AttackKind::Cw => {
+                let d = CwConfig::default();
+                Attack::Cw(CwConfig {
+                    steps: self.steps.unwrap_or(CW_STEPS),
+                    search_steps: self.search_steps.unwrap_or(d.search_steps),
+                    initial_c: self.c.unwrap_or(d.initial_c),
+                    kappa: self.kappa.unwrap_or(d.kappa),
+                    learning_rate: self.lr.unwrap_or(d.learning_rate),
+                    domain,
+                    check_every,
+                    decode,
+                    masking,
+                })
+            }
+            AttackKind::Deepfool => Attack::DeepFool(DeepFoolConfig {
+                max_iterations: self.steps.unwrap_or(DEEPFOOL_STEPS),
+                overshoot: self
+                    .overshoot
+                    .unwrap_or(DeepFoolConfig::default().overshoot),
+                decode,
+            }),
+            AttackKind::Jsma => {
+                let d = JsmaConfig::default();
+                Attack::Jsma(JsmaConfig {
+                    max_bins_fraction: self.max_bins.unwrap_or(d.max_bins_fraction),
+                    bins_per_iteration_fraction: self
+                        .bins_per_iteration
+                        .unwrap_or(d.bins_per_iteration_fraction),
+                    amplitude: self.bin_amplitude.unwrap_or(d.amplitude),
+                    iterations: self.steps.unwrap_or(JSMA_STEPS),
+                    check_every: self.check_every.unwrap_or(d.check_every),
+                    decode,
+                })
+            }
+            AttackKind::Imperceptible => {
+                let d = ImperceptibleConfig::default();
+                Attack::Imperceptible(ImperceptibleConfig {
+                    steps: self.stage2_steps.unwrap_or(d.steps),
+                    learning_rate: self.stage2_lr.unwrap_or(d.learning_rate),
+                    alpha: self.alpha,
+                    check_every: check_every.max(1) * 2,
+                    stage1: pgd,
+                    ..d
+                })
+            }
+            k => {
+                return Err(Error::InvalidArgument(format!(
+                    "{k} is a black-box attack (--blackbox {k})"
+                )))
+            }
+        })
+    }
+
+    /// The black-box attack. Checks the options first.
+    pub fn black_box(&self, goal: &Goal) -> Result<BlackBox> {
+        self.check(Some(goal))?;
+        let linf = self.eps.unwrap_or(BLACK_BOX_LINF);
+        let queries = self.queries.unwrap_or(GaConfig::default().query_budget);
+        let population = self.population.unwrap_or(GaConfig::default().population);
+        Ok(match self.kind() {
+            AttackKind::Ga => BlackBox::Ga(GaConfig {
+                population,
+                linf,
+                query_budget: queries,
+                seed: self.seed,
+                ..Default::default()
+            }),
+            k @ (AttackKind::Nes | AttackKind::Spsa) => BlackBox::Nes(NesConfig {
+                estimator: if k == AttackKind::Spsa {
+                    Estimator::Spsa
+                } else {
+                    Estimator::Nes
+                },
+                linf,
+                directions: population,
+                sigma: self.sigma.unwrap_or(linf / 4.0),
+                step_size: self.step_size.unwrap_or(linf / 5.0),
+                tile: self.tile.unwrap_or(NesConfig::default().tile),
+                check_every: self.check_every.unwrap_or(CHECK_EVERY),
+                query_budget: queries,
+                seed: self.seed,
+            }),
+            k => {
+                return Err(Error::InvalidArgument(format!(
+                    "{k} is a white-box attack (--attack {k})"
+                )))
+            }
+        })
+    }
+}
+
+/// `advox attack` on one signal: what it found and measured.
+#[derive(Debug, Clone)]
+pub struct SignalAttack {
+    /// The attack.
+    pub kind: AttackKind,
+    /// The clean signal's transcript.
+    pub original: Transcript,
+    /// The goal, as set against that transcript.
+    pub goal: Goal,
+    /// The attack's result (its verdict is `run.outcome.success`).
+    pub run: AttackRun,
+    /// How the kept perturbation sits against the input's masking threshold.
+    pub masking: MaskingStats,
+    /// Wall time of the attack itself (seconds).
+    pub seconds: f64,
+}
+
+/// Transcribe 16-kHz samples `x`, set `goal` against that transcript, build the attack from
+/// `options` and run it. `on_original` sees the clean transcript before the attack starts.
+pub fn attack_signal(
+    model: &LoadedModel,
+    x: &[f32],
+    goal: Goal,
+    options: &AttackOptions,
+    cancel: &AtomicBool,
+    on_original: &mut dyn FnMut(&str, &Attack),
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<SignalAttack> {
+    options.check(Some(&goal))?;
+    super::check_input(x)?;
+    let original = transcribe(model, x, &options.decode())?;
+    let objective = Objective::new(model, goal.clone(), &original.text, &original.tokens)?;
+    let threshold = Arc::new(MaskingThreshold::compute(x, MaskingConfig::default())?);
+    let attack = options.white_box(&goal, x, &threshold)?;
+    on_original(&original.text, &attack);
+    let start = std::time::Instant::now();
+    let run = attack.run(model, x, &objective, cancel, on_step)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let masking = threshold.stats(&run.outcome.perturbation)?;
+    Ok(SignalAttack {
+        kind: attack.kind(),
+        original,
+        goal,
+        run,
+        masking,
+        seconds,
+    })
+}

@@ -1,0 +1,235 @@
+//! The arguments of `advox attack` as the command line gives them, and their translation
+//! into the library's [`AttackOptions`] (what was set, nothing else: the library fills in its
+//! defaults and refuses an option that does not apply).
+
+use crate::common;
+use advox::attack::plan::AttackOptions;
+use advox::attack::{AttackKind, Rule, Schedule};
+use advox::perturb::Domain;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::ValueEnum;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuleArg {
+    Adam,
+    Sign,
+    L2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DomainArg {
+    Stft,
+    Waveform,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScheduleArg {
+    Constant,
+    Cosine,
+}
+
+/// `--attack` / `--blackbox`: the library's attack names of that kind.
+fn kind_parser(black_box: bool) -> impl TypedValueParser<Value = AttackKind> {
+    PossibleValuesParser::new(AttackKind::names(black_box))
+        .try_map(|name| name.parse::<AttackKind>())
+}
+
+/// Make an adversarial example against Whisper (white-box, gradient-based), or against any
+/// recogniser with --blackbox.
+///
+/// Writes OUT.wav (16-bit), the perturbation as OUT.perturbation.wav (32-bit float) and a JSON
+/// report OUT.json. Success is judged on the 16-bit example as written. Ctrl-C stops the attack
+/// and keeps the best result so far. An option that does not apply to the chosen attack is an
+/// error; exit code 2 means the attack ran but did not succeed.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input audio (any format advox reads; at most 30 s).
+    #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
+    pub(crate) input: Option<PathBuf>,
+    /// Attack every input of a manifest (CSV with an `input` column and optional `target` and
+    /// `goal` columns, or JSON lines with the same keys); -o is then an output directory.
+    #[arg(long, conflicts_with = "blackbox")]
+    pub(crate) manifest: Option<PathBuf>,
+    /// Output WAV (with --manifest: output directory).
+    #[arg(short, long)]
+    pub(crate) output: PathBuf,
+    /// White-box attack algorithm.
+    #[arg(long, value_parser = kind_parser(false), default_value = "pgd", conflicts_with = "blackbox")]
+    attack: AttackKind,
+    #[command(flatten)]
+    pub(crate) goals: common::GoalArgs,
+    /// L-infinity bound on the perturbation (full scale = 1; black-box default 0.02).
+    #[arg(long)]
+    eps: Option<f32>,
+    /// L2 bound on the perturbation.
+    #[arg(long)]
+    l2: Option<f32>,
+    /// Minimum signal-to-perturbation ratio in dB.
+    #[arg(long)]
+    snr_db: Option<f32>,
+    /// Only perturb this band, in Hz, e.g. 300-8000.
+    #[arg(long, value_parser = common::parse_band)]
+    band: Option<(f32, f32)>,
+    /// Only perturb where there is sound (frames within 40 dB of the loudest).
+    #[arg(long)]
+    speech_only: bool,
+    /// Black-box attack (no gradients; scores from the built-in model, transcripts from
+    /// --asr-cmd): `ga`, a genetic algorithm with momentum mutation; `nes` / `spsa`, gradient
+    /// estimation from Gaussian / ±1 directions with signed steps.
+    #[arg(long, value_parser = kind_parser(true))]
+    pub(crate) blackbox: Option<AttackKind>,
+    /// Black-box: attack an external recogniser, a shell command with `{wav}` where the audio
+    /// path goes, printing the transcript (default: the built-in model as an opaque box).
+    #[arg(long, requires = "blackbox", conflicts_with_all = ["beam", "model"])]
+    pub(crate) asr_cmd: Option<String>,
+    /// Black-box: seconds before the external recogniser is killed (default 60).
+    #[arg(long, requires = "asr_cmd")]
+    pub(crate) timeout_s: Option<f64>,
+    /// Black-box: query budget (default 300).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Black-box: candidates per generation (ga), directions per gradient estimate (nes/spsa,
+    /// two queries each); default 10.
+    #[arg(long)]
+    population: Option<usize>,
+    /// Black-box nes/spsa: finite-difference radius (default eps/4).
+    #[arg(long)]
+    sigma: Option<f32>,
+    /// Black-box nes/spsa: samples per estimated coordinate, linear in between (default 8).
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Keep every T-F bin of the perturbation this many dB under the input's psychoacoustic
+    /// masking threshold (FGSM, PGD, CW, imperceptible).
+    #[arg(long)]
+    masking_margin_db: Option<f32>,
+    /// Imperceptible: stage-2 steps, masking loss + network loss (default 200).
+    #[arg(long)]
+    stage2_steps: Option<usize>,
+    /// Imperceptible: largest sample change of one stage-2 Adam step (default 2e-4).
+    #[arg(long)]
+    stage2_lr: Option<f32>,
+    /// Imperceptible: initial weight α of the masking loss (default: balance the gradients).
+    #[arg(long)]
+    alpha: Option<f32>,
+    /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible).
+    #[arg(long, value_enum)]
+    domain: Option<DomainArg>,
+    /// Steps: PGD's per run (default 300), CW's per value of c (default 40), DeepFool's most
+    /// linearisations (default 50), JSMA's most iterations (default 100).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// CW: first value of the trade-off constant c (default 0.1).
+    #[arg(long)]
+    c: Option<f32>,
+    /// CW: confidence margin κ of the tokens, in logits (default 1).
+    #[arg(long)]
+    kappa: Option<f32>,
+    /// CW: values of c tried by the binary search (default 3).
+    #[arg(long)]
+    search_steps: Option<usize>,
+    /// JSMA: largest share of the STFT bins that may be perturbed, the L0 budget (default 0.1).
+    #[arg(long)]
+    max_bins: Option<f32>,
+    /// JSMA: share of the bins switched on per iteration (default 0.005).
+    #[arg(long)]
+    bins_per_iteration: Option<f32>,
+    /// JSMA: largest waveform amplitude one bin may contribute (default 0.002).
+    #[arg(long)]
+    bin_amplitude: Option<f32>,
+    /// DeepFool: relative overshoot past each linearised boundary (default 0.5).
+    #[arg(long)]
+    overshoot: Option<f32>,
+    /// CW: largest sample change of one Adam step (default 0.002).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Step size (L-infinity of a step for sign/adam, L2 for l2); default eps/10, else 0.001
+    /// (black-box nes/spsa: eps/5).
+    #[arg(long)]
+    step_size: Option<f32>,
+    /// Step rule (PGD, imperceptible; default adam).
+    #[arg(long, value_enum)]
+    rule: Option<RuleArg>,
+    /// Step-size schedule (PGD, imperceptible; default constant).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
+    /// Start from a random point of the L-infinity ball (PGD, imperceptible).
+    #[arg(long)]
+    random_start: bool,
+    /// Extra runs from random starts while unsuccessful (PGD, imperceptible; default 0).
+    #[arg(long)]
+    restarts: Option<usize>,
+    /// Expectation over transformation: average the loss over random gain, delay, noise,
+    /// band-pass filtering and synthetic rooms so the example survives playback (FGSM, PGD).
+    #[arg(long)]
+    eot: bool,
+    /// EOT: transformations averaged per step (default 4).
+    #[arg(long)]
+    eot_samples: Option<usize>,
+    /// Decode every N steps to test for success (default 5; JSMA 2, the imperceptible
+    /// attack's stage 2 twice N). Targeted and mute: at most every N steps, and only where the
+    /// goal's tokens lead under teacher forcing, which success requires.
+    #[arg(long)]
+    check_every: Option<usize>,
+    /// Beam size of every decode (1 = greedy; default 5).
+    #[arg(long)]
+    beam: Option<usize>,
+    /// Seed of every random choice (recorded in the report).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Model directory or known name.
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+}
+
+impl Args {
+    /// The library's view of the options: what was set, and nothing else.
+    pub(crate) fn options(&self) -> AttackOptions {
+        AttackOptions {
+            kind: Some(self.blackbox.unwrap_or(self.attack)),
+            eps: self.eps,
+            l2: self.l2,
+            snr_db: self.snr_db,
+            band: self.band,
+            speech_only: self.speech_only,
+            masking_margin_db: self.masking_margin_db,
+            domain: self.domain.map(|d| match d {
+                DomainArg::Stft => Domain::default(),
+                DomainArg::Waveform => Domain::Waveform,
+            }),
+            steps: self.steps,
+            step_size: self.step_size,
+            rule: self.rule.map(|r| match r {
+                RuleArg::Adam => Rule::Adam,
+                RuleArg::Sign => Rule::Sign,
+                RuleArg::L2 => Rule::L2,
+            }),
+            schedule: self.schedule.map(|s| match s {
+                ScheduleArg::Constant => Schedule::Constant,
+                ScheduleArg::Cosine => Schedule::Cosine,
+            }),
+            random_start: self.random_start,
+            restarts: self.restarts,
+            eot: self.eot,
+            eot_samples: self.eot_samples,
+            c: self.c,
+            kappa: self.kappa,
+            search_steps: self.search_steps,
+            lr: self.lr,
+            max_bins: self.max_bins,
+            bins_per_iteration: self.bins_per_iteration,
+            bin_amplitude: self.bin_amplitude,
+            overshoot: self.overshoot,
+            stage2_steps: self.stage2_steps,
+            stage2_lr: self.stage2_lr,
+            alpha: self.alpha,
+            queries: self.queries,
+            population: self.population,
+            sigma: self.sigma,
+            tile: self.tile,
+            check_every: self.check_every,
+            beam: self.beam,
+            seed: self.seed,
+        }
+    }
+}
