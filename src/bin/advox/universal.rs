@@ -7,6 +7,7 @@ use advox::attack::universal::{
 };
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
+use advox::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
 use advox::manifest::read_manifest;
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::Goal;
@@ -186,7 +187,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     // Control: uniform noise of the same bound and length.
     let mut rng = Rng::new(args.seed ^ 0xC0);
     let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
-    let judge = |set: &[Utterance]| -> Result<serde_json::Value> {
+    let judge = |set: &[Utterance]| -> Result<UniversalJudgement> {
         let with =
             evaluate_universal_shaped(&model, set, mode, &delta, &cfg.shaping, &decode, args.seed)?;
         let control =
@@ -199,12 +200,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             with.mean_wer,
             control.mean_wer
         );
-        Ok(serde_json::json!({"perturbation": with, "random_noise": control}))
+        Ok(UniversalJudgement {
+            perturbation: with,
+            random_noise: control,
+        })
     };
-    let train_json = judge(&train)?;
-    let eval_json = match &eval {
-        Some(set) => judge(set)?,
-        None => serde_json::Value::Null,
+    let train_judged = judge(&train)?;
+    let eval_judged = match &eval {
+        Some(set) => Some(judge(set)?),
+        None => None,
     };
     write_wav(
         &args.output,
@@ -213,32 +217,30 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         WavFormat::Float32,
         &inputs,
     )?;
-    let report = serde_json::json!({
-        "format": "advox-universal",
-        "version": 1,
-        "sample_rate": SAMPLE_RATE,
-        "length": delta.len(),
-        "mode": mode,
-        "linf": cfg.linf,
-        "snr_db": cfg.shaping.snr_db,
-        "masking_margin_db": cfg.shaping.masking_margin_db,
-        "goal": match &goal {
-            Goal::Targeted(t) => format!("targeted: {t}"),
-            Goal::Untargeted { min_wer } => format!("untargeted (WER >= {min_wer})"),
-            Goal::Mute => "mute".to_string(),
-        },
-        "model": model.id(),
-        "steps": cfg.steps,
-        "batch": cfg.batch,
-        "step_size": cfg.step_size,
-        "decoding": if decode.timestamps { "timestamps" } else { "plain" },
-        "seed": cfg.seed,
-        "train_seconds": train_seconds,
-        "train_manifest": args.train.display().to_string(),
-        "eval_manifest": args.eval.as_ref().map(|p| p.display().to_string()),
-        "train": train_json,
-        "eval": eval_json,
-    });
+    let report = UniversalSidecar {
+        snr_db: cfg.shaping.snr_db,
+        masking_margin_db: cfg.shaping.masking_margin_db,
+        goal: Some(goal.clone()),
+        model: Some(model.id()),
+        steps: Some(cfg.steps),
+        batch: Some(cfg.batch),
+        step_size: Some(cfg.step_size),
+        decoding: Some(
+            if decode.timestamps {
+                "timestamps"
+            } else {
+                "plain"
+            }
+            .into(),
+        ),
+        seed: Some(cfg.seed),
+        train_seconds: Some(train_seconds),
+        train_manifest: Some(args.train.display().to_string()),
+        eval_manifest: args.eval.as_ref().map(|p| p.display().to_string()),
+        train: Some(train_judged),
+        eval: eval_judged,
+        ..UniversalSidecar::new(SAMPLE_RATE, delta.len(), mode, Some(cfg.linf))
+    };
     common::write_json(&sidecar, &report)?;
     println!("wrote {} and {}", args.output.display(), sidecar.display());
     Ok(())
