@@ -133,7 +133,7 @@ pub fn conv1d_columns(
         ))
     })?;
     if weight.dim(1)? != shape.kernel * inputs {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "convolution weight {:?} does not take {inputs} channels × {} taps",
             weight.dims(),
             shape.kernel

@@ -28,9 +28,19 @@ pub enum Error {
     /// A tokenizer problem (loading, encoding, decoding).
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    /// An argument is out of its valid range.
+    /// Something the user supplied (an option, a goal, a setting) is out of its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A file advox reads (a manifest, a report, a calibration, detector weights) is not what
+    /// it should be.
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+    /// Buffers or tensors of mismatched shapes or lengths passed between library routines.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// An invariant of the library does not hold: a bug in advox, not in the input.
+    #[error("internal error (a bug in advox, please report it): {0}")]
+    Internal(String),
     /// An error inside candle (tensor shapes, devices...).
     #[error("tensor: {0}")]
     Candle(#[from] candle_core::Error),
@@ -50,6 +60,13 @@ impl Error {
     /// Shorthand for [`Error::BadAudio`].
     pub fn bad_audio(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::BadAudio {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+    /// Shorthand for [`Error::BadFile`].
+    pub fn bad_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadFile {
             path: path.into(),
             reason: reason.into(),
         }

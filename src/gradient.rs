@@ -56,7 +56,7 @@ impl TargetSequence {
 pub fn cross_entropy(logits: &Tensor, targets: &[u32]) -> Result<(f32, Tensor)> {
     let (b, l, v) = logits.dims3()?;
     if b != 1 || targets.is_empty() || targets.len() > l {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "cross-entropy needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
             targets.len()
         )));
@@ -114,7 +114,7 @@ fn best_rival(row: &[f32], t: usize) -> (usize, f32) {
 pub fn teacher_forced_lead(logits: &Tensor, targets: &[u32]) -> Result<f32> {
     let (b, l, v) = logits.dims3()?;
     if b != 1 || targets.is_empty() || targets.len() > l {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "the lead needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
             targets.len()
         )));
@@ -147,7 +147,7 @@ pub fn margin_loss(
 ) -> Result<(f32, Tensor)> {
     let (b, l, v) = logits.dims3()?;
     if b != 1 || targets.is_empty() || targets.len() > l {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "margin loss needs batch 1 and 1..={l} targets, got batch {b} and {} targets",
             targets.len()
         )));
@@ -211,7 +211,7 @@ pub fn loss_and_waveform_grad(
     let grad = grads
         .get(wave_var.as_tensor())
         .cloned()
-        .ok_or_else(|| Error::InvalidArgument("no gradient reached the waveform".into()))?;
+        .ok_or_else(|| Error::Internal("no gradient reached the waveform".into()))?;
     Ok((value, grad))
 }
 

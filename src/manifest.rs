@@ -30,22 +30,20 @@ impl ManifestEntry {
             (Some("mute"), _) => Ok(Goal::Mute),
             (Some("untargeted"), _) => Ok(Goal::Untargeted { min_wer }),
             (_, Some(t)) => Ok(Goal::Targeted(t.clone())),
-            (Some(_), None) => Err(Error::InvalidArgument(format!(
-                "{}: goal `targeted` needs a target",
-                self.input.display()
-            ))),
+            (Some(_), None) => Err(Error::bad_file(
+                &self.input,
+                "goal `targeted` needs a target",
+            )),
             (None, None) => default.cloned().ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "{}: no target in the manifest and no goal flag",
-                    self.input.display()
-                ))
+                Error::bad_file(&self.input, "no target in the manifest and no goal flag")
             }),
         }
     }
 }
 
 fn bad(path: &Path, line: usize, reason: impl std::fmt::Display) -> Error {
-    Error::InvalidArgument(format!("{}:{line}: {reason}", path.display()))
+    // `FILE:LINE`, as compilers name a place in a file.
+    Error::bad_file(format!("{}:{line}", path.display()), reason.to_string())
 }
 
 /// Read a manifest (`.jsonl`/`.json` as JSON lines, anything else as CSV).
@@ -62,10 +60,7 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestEntry>> {
         parse_csv(&text, path)?
     };
     if entries.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: the manifest lists no inputs",
-            path.display()
-        )));
+        return Err(Error::bad_file(path, "the manifest lists no inputs"));
     }
     Ok(entries
         .into_iter()

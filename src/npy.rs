@@ -15,7 +15,7 @@ pub struct NpyArray {
 /// Read a `.npy` file of dtype `<f4`, C order.
 pub fn read_npy_f32(path: &Path) -> Result<NpyArray> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |r: &str| Error::InvalidArgument(format!("{}: {r}", path.display()));
+    let bad = |r: &str| Error::bad_file(path, r);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file"));
     }

@@ -127,7 +127,7 @@ impl Constraints {
         }
         if let Some(bound) = &self.masking {
             if bound.threshold.len() != len || !bound.margin_db.is_finite() {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Shape(format!(
                     "masking bound: threshold of {} samples with margin {} dB for a signal of {len}",
                     bound.threshold.len(),
                     bound.margin_db
@@ -136,7 +136,7 @@ impl Constraints {
         }
         if let Some(mask) = &self.time_mask {
             if mask.len() != len {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Shape(format!(
                     "time mask has {} samples, the signal {len}",
                     mask.len()
                 )));

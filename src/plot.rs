@@ -78,7 +78,7 @@ pub fn masking_plot(
 ) -> Result<()> {
     refuse_overwrite(path, inputs)?;
     if x.len() != threshold.len() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "the threshold is for {} samples, the signal has {}",
             threshold.len(),
             x.len()

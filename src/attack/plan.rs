@@ -474,3 +474,133 @@ pub fn attack_signal(
         seconds,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targeted() -> Goal {
+        Goal::Targeted("turn off the lights".into())
+    }
+
+    #[test]
+    fn an_option_that_does_not_apply_is_an_error_naming_it() {
+        let cw = AttackOptions {
+            kind: Some(AttackKind::Cw),
+            snr_db: Some(35.0),
+            ..Default::default()
+        };
+        let e = cw.check(Some(&targeted())).unwrap_err().to_string();
+        assert!(e.contains("--snr-db") && e.contains("cw"), "{e}");
+        let ga = AttackOptions {
+            kind: Some(AttackKind::Ga),
+            tile: Some(4),
+            ..Default::default()
+        };
+        assert!(ga.check(None).unwrap_err().to_string().contains("--tile"));
+        let fgsm = AttackOptions {
+            kind: Some(AttackKind::Fgsm),
+            eps: Some(0.01),
+            check_every: Some(2),
+            ..Default::default()
+        };
+        assert!(fgsm
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--check-every"));
+        let samples = AttackOptions {
+            eps: Some(0.01),
+            eot_samples: Some(2),
+            ..Default::default()
+        };
+        assert!(samples
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--eot"));
+        // What applies passes.
+        let pgd = AttackOptions {
+            eps: Some(0.02),
+            snr_db: Some(30.0),
+            restarts: Some(1),
+            eot: true,
+            ..Default::default()
+        };
+        pgd.check(Some(&targeted())).unwrap();
+    }
+
+    #[test]
+    fn bounds_and_goals_are_checked() {
+        let unbounded = AttackOptions::default();
+        assert!(unbounded
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--eps"));
+        let imperceptible = AttackOptions {
+            kind: Some(AttackKind::Imperceptible),
+            ..Default::default()
+        };
+        imperceptible.check(Some(&targeted())).unwrap();
+        assert!(imperceptible.check(Some(&Goal::Mute)).is_err());
+        let deepfool = AttackOptions {
+            kind: Some(AttackKind::Deepfool),
+            ..Default::default()
+        };
+        assert!(deepfool.check(Some(&targeted())).is_err());
+        deepfool
+            .check(Some(&Goal::Untargeted { min_wer: 0.5 }))
+            .unwrap();
+    }
+
+    #[test]
+    fn defaults_are_filled_in_and_recorded() {
+        let x = vec![0.1f32; 16_000];
+        let threshold = Arc::new(MaskingThreshold::compute(&x, MaskingConfig::default()).unwrap());
+        let pgd = AttackOptions {
+            eps: Some(0.02),
+            ..Default::default()
+        };
+        match pgd.white_box(&targeted(), &x, &threshold).unwrap() {
+            Attack::Pgd(c) => {
+                assert_eq!(c.step_size, 0.02 / 10.0);
+                assert_eq!(c.steps, PGD_STEPS);
+                assert_eq!(c.decode.beam_size, BEAM);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The imperceptible attack without a bound gets its L∞ ball, and the report says so.
+        let imperceptible = AttackOptions {
+            kind: Some(AttackKind::Imperceptible),
+            ..Default::default()
+        };
+        assert_eq!(
+            imperceptible.applied_constraints().eps,
+            Some(IMPERCEPTIBLE_LINF)
+        );
+        match imperceptible
+            .white_box(&targeted(), &x, &threshold)
+            .unwrap()
+        {
+            Attack::Imperceptible(c) => {
+                assert_eq!(c.stage1.constraints.linf, Some(IMPERCEPTIBLE_LINF));
+                assert_eq!(c.check_every, 2 * CHECK_EVERY);
+            }
+            other => panic!("{other:?}"),
+        }
+        let nes = AttackOptions {
+            kind: Some(AttackKind::Nes),
+            eps: Some(0.01),
+            ..Default::default()
+        };
+        match nes.black_box(&targeted()).unwrap() {
+            BlackBox::Nes(c) => {
+                assert_eq!((c.sigma, c.step_size), (0.01 / 4.0, 0.01 / 5.0));
+                assert_eq!(c.estimator, Estimator::Nes);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(nes.white_box(&targeted(), &x, &threshold).is_err());
+    }
+}

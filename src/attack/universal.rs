@@ -89,7 +89,7 @@ impl Shaping {
     ) -> Result<()> {
         if let Some(margin) = self.masking_margin_db {
             let t = threshold.ok_or_else(|| {
-                Error::InvalidArgument("masking shaping needs the input's threshold".into())
+                Error::Internal("masking shaping needs the input's threshold".into())
             })?;
             t.project(perturbation, margin, 30, None)?;
         }

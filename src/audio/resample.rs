@@ -43,13 +43,13 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>> {
     };
     let chunk = 4096.min(samples.len().max(1));
     let mut resampler = Async::<f32>::new_sinc(ratio, 1.0, &params, chunk, 1, FixedAsync::Input)
-        .map_err(|e| Error::InvalidArgument(format!("resampler: {e}")))?;
+        .map_err(|e| Error::Internal(format!("resampler: {e}")))?;
     let data = vec![samples.to_vec()];
     let input = SequentialSliceOfVecs::new(&data, 1, samples.len())
-        .map_err(|e| Error::InvalidArgument(format!("resampler input: {e}")))?;
+        .map_err(|e| Error::Internal(format!("resampler input: {e}")))?;
     let out = resampler
         .process_all(&input, samples.len(), None)
-        .map_err(|e| Error::InvalidArgument(format!("resampling failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("resampling failed: {e}")))?;
     let mut out = out.take_data();
     let expected = ((samples.len() as f64 * ratio).round() as usize).max(1);
     out.resize(expected, 0.0);

@@ -391,7 +391,7 @@ impl TrainableWhisper {
 
     fn var(&self, name: &str) -> Result<&Var> {
         self.vars.get(name).ok_or_else(|| {
-            Error::InvalidArgument(format!(
+            Error::Internal(format!(
                 "{name} is not trained under scope `{}`",
                 self.scope.name()
             ))
@@ -407,7 +407,7 @@ impl TrainableWhisper {
             .map(|name| {
                 let g = grads
                     .get(self.var(name)?.as_tensor())
-                    .ok_or_else(|| Error::InvalidArgument(format!("no gradient reaches {name}")))?;
+                    .ok_or_else(|| Error::Internal(format!("no gradient reaches {name}")))?;
                 Ok(g.flatten_all()?.to_vec1::<f32>()?)
             })
             .collect()
@@ -420,7 +420,7 @@ impl TrainableWhisper {
         let mut values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let v = values
             .get_mut(index)
-            .ok_or_else(|| Error::InvalidArgument(format!("{name} has no element {index}")))?;
+            .ok_or_else(|| Error::Internal(format!("{name} has no element {index}")))?;
         *v += delta;
         var.set(&Tensor::from_vec(values, dims, var.device())?)?;
         Ok(())

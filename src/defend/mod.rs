@@ -101,7 +101,7 @@ impl Defense {
     ) -> Result<Defended> {
         let first = *models
             .first()
-            .ok_or_else(|| Error::InvalidArgument("a defence needs a model".into()))?;
+            .ok_or_else(|| Error::Internal("a defence needs a model".into()))?;
         let plain = |text: String| Defended {
             text,
             abstained: false,

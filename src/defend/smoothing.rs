@@ -67,7 +67,7 @@ pub fn clopper_pearson_lower(successes: usize, trials: usize, alpha: f64) -> Res
         return Ok(0.0);
     }
     let beta = Beta::new(successes as f64, (trials - successes + 1) as f64)
-        .map_err(|e| Error::InvalidArgument(format!("beta distribution: {e}")))?;
+        .map_err(|e| Error::Internal(format!("beta distribution: {e}")))?;
     Ok(beta.inverse_cdf(alpha))
 }
 
@@ -114,7 +114,7 @@ pub fn smoothed_transcribe(
     let (key, text, _) = counts
         .into_iter()
         .find(|c| c.2 == best)
-        .ok_or_else(|| Error::InvalidArgument("no selection sample".into()))?;
+        .ok_or_else(|| Error::Internal("no selection sample".into()))?;
     // Estimation on fresh noise.
     let mut estimate: HashMap<String, usize> = HashMap::new();
     for _ in 0..cfg.estimation_samples {

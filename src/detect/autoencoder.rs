@@ -130,7 +130,7 @@ fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap
         .data()
         .lock()
-        .map_err(|_| Error::InvalidArgument("autoencoder weights are poisoned".into()))?;
+        .map_err(|_| Error::Internal("autoencoder weights are poisoned".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     let mut rng = Rng::new(seed ^ 0xAE);
@@ -243,12 +243,9 @@ impl MelAutoencoder {
     /// Load weights saved by [`MelAutoencoder::save`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let mut ae = Self::new(device)?;
-        ae.varmap.load(path).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "{}: not advox autoencoder weights: {e}",
-                path.display()
-            ))
-        })?;
+        ae.varmap
+            .load(path)
+            .map_err(|e| Error::bad_file(path, format!("not advox autoencoder weights: {e}")))?;
         ae.path = Some(path.to_path_buf());
         Ok(ae)
     }

@@ -54,7 +54,7 @@ impl Ensemble {
             ));
         }
         if let Some(r) = clean.iter().chain(adversarial).find(|r| r.len() != k) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Shape(format!(
                 "a score row has {} values for {k} detectors",
                 r.len()
             )));
@@ -129,7 +129,7 @@ impl Ensemble {
     /// Probability of "adversarial" from the members' scores (in member order).
     pub fn combine(&self, scores: &[f64]) -> Result<f64> {
         if scores.len() != self.weights.len() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Shape(format!(
                 "the ensemble combines {} scores, got {}",
                 self.weights.len(),
                 scores.len()
@@ -146,7 +146,7 @@ impl Ensemble {
     /// Save as JSON (through a temporary file).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::InvalidArgument(format!("ensemble: {e}")))?;
+            .map_err(|e| Error::Internal(format!("ensemble: {e}")))?;
         crate::atomic_file::write_bytes_atomic(path, text.as_bytes())
     }
 
@@ -154,9 +154,8 @@ impl Ensemble {
     /// weights they name).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut e: Ensemble = serde_json::from_str(&text).map_err(|err| {
-            Error::InvalidArgument(format!("{}: not an advox ensemble: {err}", path.display()))
-        })?;
+        let mut e: Ensemble = serde_json::from_str(&text)
+            .map_err(|err| Error::bad_file(path, format!("not an advox ensemble: {err}")))?;
         let k = e.detectors.len();
         if e.format != FORMAT
             || e.version != 1
@@ -166,18 +165,15 @@ impl Ensemble {
             || e.weights.len() != k
             || e.scale.iter().any(|s| !(s.is_finite() && *s > 0.0))
         {
-            return Err(Error::InvalidArgument(format!(
-                "{}: not a valid {FORMAT} version 1 file",
-                path.display()
-            )));
+            return Err(Error::bad_file(
+                path,
+                format!("not a valid {FORMAT} version 1 file"),
+            ));
         }
         e.members = e
             .detectors
             .iter()
-            .map(|d| {
-                Detector::parse(d)
-                    .map_err(|err| Error::InvalidArgument(format!("{}: {err}", path.display())))
-            })
+            .map(|d| Detector::parse(d).map_err(|err| Error::bad_file(path, err.to_string())))
             .collect::<Result<_>>()?;
         e.path = Some(path.to_path_buf());
         Ok(e)

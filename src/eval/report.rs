@@ -302,16 +302,16 @@ impl Report {
     /// Read a `report.json`.
     pub fn read(path: &std::path::Path) -> Result<Report> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let report: Report = serde_json::from_str(&text).map_err(|e| {
-            Error::InvalidArgument(format!("{}: not an advox eval report: {e}", path.display()))
-        })?;
+        let report: Report = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not an advox eval report: {e}")))?;
         if report.format != FORMAT || report.version != 1 {
-            return Err(Error::InvalidArgument(format!(
-                "{}: format {:?} version {} is not {FORMAT} version 1",
-                path.display(),
-                report.format,
-                report.version
-            )));
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "format {:?} version {} is not {FORMAT} version 1",
+                    report.format, report.version
+                ),
+            ));
         }
         Ok(report)
     }

@@ -256,10 +256,7 @@ impl AttackReport {
 }
 
 fn not_a_report(path: &Path, e: serde_json::Error) -> Error {
-    Error::InvalidArgument(format!(
-        "{}: not an advox attack report: {e}",
-        path.display()
-    ))
+    Error::bad_file(path, format!("not an advox attack report: {e}"))
 }
 
 /// One line of a manifest run: its report, or why it has none.
@@ -308,5 +305,76 @@ impl AttackSummary {
             successes: results.iter().filter(|r| r.success()).count(),
             results,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attack::AttackOutcome;
+
+    #[test]
+    fn a_report_reads_back_with_its_non_finite_numbers_as_nan() {
+        let files = ReportFiles::new(Path::new("in.wav"), Path::new("/tmp/out/adv.wav"));
+        assert_eq!(files.report, Path::new("/tmp/out/adv.json"));
+        assert_eq!(
+            files.perturbation,
+            Path::new("/tmp/out/adv.perturbation.wav")
+        );
+        let x = vec![0.25f32; 8];
+        // No perturbation: infinite SNR; never scored: NaN loss.
+        let outcome = AttackOutcome {
+            adversarial: x.clone(),
+            perturbation: vec![0.0; 8],
+            success: false,
+            transcript: "open the door".into(),
+            steps: 0,
+            loss: f32::NAN,
+            cancelled: true,
+        };
+        let stats = BlackBoxStats {
+            recognizer: "built-in tiny.en".into(),
+            score_based: true,
+            queries: 3,
+            query_budget: 10,
+        };
+        let goal = Goal::Targeted("turn off the lights".into());
+        let report = AttackReport::black_box(
+            &files,
+            &x,
+            AttackKind::Nes,
+            &goal,
+            "open the door",
+            &outcome,
+            stats,
+            1.5,
+            7,
+            AppliedConstraints::default(),
+        );
+        let text = serde_json::to_string(&report).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["snr_db"].is_null() && v["final_loss"].is_null());
+        assert_eq!(v["attack"], "nes");
+        assert_eq!(v["goal"], "targeted: \"turn off the lights\"");
+        let back: AttackReport = serde_json::from_str(&text).unwrap();
+        assert!(back.snr_db.is_nan() && back.final_loss.is_nan());
+        assert_eq!(back.goal, goal);
+        assert_eq!(back.black_box, report.black_box);
+        assert_eq!(back.target.as_deref(), Some("turn off the lights"));
+    }
+
+    #[test]
+    fn a_json_file_that_is_not_a_report_is_skipped_and_a_broken_report_named() {
+        let dir = std::env::temp_dir().join(format!("advox-reports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("summary.json"), r#"{"inputs": 1}"#).unwrap();
+        assert!(AttackReport::read_dir(&dir).unwrap().is_empty());
+        std::fs::write(dir.join("a.json"), r#"{"output": "a.wav", "goal": "mute"}"#).unwrap();
+        let e = AttackReport::read_dir(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("a.json") && e.contains("not an advox attack report"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,12 +1,15 @@
 //! The files advox writes and reads back, as typed serde structs in one place: the attack
 //! report ([`attack_report`], shared by `attack`, its manifest summary and `transfer`), the
-//! universal perturbation's sidecar ([`universal_sidecar`]), the detector calibration
-//! ([`crate::detect::calibration`]) and the evaluation report ([`crate::eval::report`]).
+//! universal perturbation's sidecar ([`universal_sidecar`]) and the detector calibration
+//! ([`calibration`]). The evaluation report is [`crate::eval::report::Report`], beside the
+//! evaluation that fills it.
 
 pub mod attack_report;
+pub mod calibration;
 pub mod universal_sidecar;
 
 pub use attack_report::{AttackReport, AttackSummary, BlackBoxStats, SummaryEntry};
+pub use calibration::{Calibration, DetectorThreshold};
 pub use universal_sidecar::{UniversalMode, UniversalSidecar};
 
 /// Serde for numbers that may not be finite (an SNR of no perturbation is infinite, a loss

@@ -130,7 +130,7 @@ impl MaskingAnalyzer {
     /// Window `frame` (`n_fft` raw samples) and compute its `z²` per bin; returns the largest.
     pub fn analyze_power(&mut self, frame: &[f32]) -> Result<f32> {
         if frame.len() != self.n_fft {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Shape(format!(
                 "masking model: frame has {} samples, expected {}",
                 frame.len(),
                 self.n_fft
@@ -141,7 +141,7 @@ impl MaskingAnalyzer {
         }
         self.fft
             .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
-            .map_err(|e| Error::InvalidArgument(format!("masking model FFT: {e}")))?;
+            .map_err(|e| Error::Internal(format!("masking model FFT: {e}")))?;
         let scale = 8.0 / 3.0 / (self.n_fft as f32 * self.n_fft as f32);
         let mut max = 0.0f32;
         for (p, c) in self.power.iter_mut().zip(&self.spectrum) {

@@ -171,7 +171,7 @@ impl MaskingThreshold {
 
     fn check_len(&self, delta: &[f32]) -> Result<()> {
         if delta.len() != self.len {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Shape(format!(
                 "perturbation has {} samples, the masking threshold was computed for {}",
                 delta.len(),
                 self.len
@@ -229,7 +229,7 @@ impl MaskingThreshold {
         self.check_len(delta)?;
         if let Some(k) = keep {
             if k.len() != delta.len() {
-                return Err(Error::InvalidArgument(format!(
+                return Err(Error::Shape(format!(
                     "time mask has {} samples, the perturbation {}",
                     k.len(),
                     delta.len()

@@ -378,6 +378,6 @@ fn beam_search(
     let best = finished
         .into_iter()
         .max_by(|a, b| score(a).total_cmp(&score(b)))
-        .ok_or_else(|| Error::InvalidArgument("decoding produced no hypothesis".into()))?;
+        .ok_or_else(|| Error::Internal("decoding produced no hypothesis".into()))?;
     Ok((best.tokens, best.logprob))
 }

@@ -1,6 +1,7 @@
 //! Whisper: configuration, weight readers (CTranslate2 and Hugging Face layouts), the
 //! differentiable model, tokenizer, decoding and model provisioning.
 
+mod blocks;
 pub mod config;
 pub mod ct2;
 pub mod decode;

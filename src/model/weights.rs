@@ -362,7 +362,7 @@ pub fn save_hf(
 ) -> Result<()> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let mut hf_config =
-        serde_json::to_value(config).map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
+        serde_json::to_value(config).map_err(|e| Error::Internal(format!("config: {e}")))?;
     if let Some(obj) = hf_config.as_object_mut() {
         obj.insert("model_type".into(), "whisper".into());
         obj.insert(
@@ -396,7 +396,7 @@ pub fn save_hf(
             .map_err(|e| Error::io(&st_path, std::io::Error::other(e.to_string())))
     })?;
     let cfg_text = serde_json::to_string_pretty(&hf_config)
-        .map_err(|e| Error::InvalidArgument(format!("config: {e}")))?;
+        .map_err(|e| Error::Internal(format!("config: {e}")))?;
     let cfg_path = out_dir.join("config.json");
     crate::atomic_file::write_bytes_atomic(&cfg_path, cfg_text.as_bytes())?;
     let tok_dst = out_dir.join("tokenizer.json");

@@ -151,7 +151,7 @@ pub fn spawn_monitor(
     let handle = std::thread::Builder::new()
         .name("advox-monitor".into())
         .spawn(move || run(config, window, consumer, shared, load))
-        .map_err(|e| Error::InvalidArgument(format!("monitor thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("monitor thread: {e}")))?;
     Ok((MonitorFeed { producer }, state, handle))
 }
 

@@ -424,6 +424,39 @@ fn a_failed_attack_exits_with_2_and_writes_its_report() {
     assert!(out.is_file() && dir.join("weak.perturbation.wav").is_file());
 }
 
+/// An option the chosen attack does not take is refused (exit 1, naming it) before any work,
+/// as is an unknown attack.
+#[test]
+fn an_option_that_does_not_apply_to_the_attack_is_an_error() {
+    let input = common::root().join("samples/open_the_front_door.wav");
+    let out = std::env::temp_dir().join(format!("advox-cli-na-{}.wav", std::process::id()));
+    for (args, named) in [
+        (&["--attack", "cw", "--snr-db", "35"][..], "--snr-db"),
+        (&["--attack", "jsma", "--restarts", "2"][..], "--restarts"),
+        (&["--blackbox", "ga", "--l2", "1"][..], "--l2"),
+        (&["--eps", "0.01", "--kappa", "2"][..], "--kappa"),
+        (
+            &["--attack", "fgsm", "--eps", "0.01", "--steps", "9"][..],
+            "--steps",
+        ),
+        (&["--attack", "foo"][..], "foo"),
+    ] {
+        let run = advox()
+            .arg("attack")
+            .arg(&input)
+            .args(["--target", "turn off the lights"])
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn attack_runs_every_line_of_a_manifest() {
     let dir = std::env::temp_dir().join(format!("advox-cli-manifest-{}", std::process::id()));

@@ -6,6 +6,7 @@ use advox::detect::autoencoder::{MelAutoencoder, TrainConfig};
 use advox::detect::calibration::{roc_auc, threshold_at_fpr};
 use advox::detect::ensemble::Ensemble;
 use advox::detect::{Context, Detector, Input};
+use advox::formats::{Calibration, DetectorThreshold};
 use advox::manifest::read_manifest;
 use advox::model::{DecodeOptions, LoadedModel};
 use anyhow::{bail, Context as _, Result};
@@ -200,28 +201,7 @@ fn detectors(names: &[String]) -> Result<Vec<Detector>> {
 }
 
 fn read_calibration(path: &Path) -> Result<BTreeMap<String, f64>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    if v["format"] != "advox-detect-calibration" {
-        bail!(
-            "{}: not an advox calibration file (format {})",
-            path.display(),
-            v["format"]
-        );
-    }
-    let mut out = BTreeMap::new();
-    for d in v["detectors"].as_array().into_iter().flatten() {
-        let (Some(name), Some(t)) = (d["name"].as_str(), d["threshold"].as_f64()) else {
-            bail!(
-                "{}: a detector entry lacks name or threshold",
-                path.display()
-            );
-        };
-        out.insert(name.to_string(), t);
-    }
-    Ok(out)
+    Ok(Calibration::read(path)?.thresholds())
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -364,30 +344,28 @@ fn calibrate(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let entries_json: Vec<serde_json::Value> = detectors
+    let thresholds = detectors
         .iter()
         .zip(&scores)
         .map(|(d, s)| {
             let t = threshold_at_fpr(s, args.fpr)?;
             eprintln!("{:<28} threshold {t:.4}", d.name());
-            Ok(serde_json::json!({
-                "name": d.name(),
-                "threshold": t,
-                "clean_min": s.iter().copied().fold(f64::INFINITY, f64::min),
-                "clean_max": s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            }))
+            Ok(DetectorThreshold {
+                name: d.name(),
+                threshold: t,
+                clean_min: s.iter().copied().fold(f64::INFINITY, f64::min),
+                clean_max: s.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            })
         })
         .collect::<Result<_>>()?;
-    let report = serde_json::json!({
-        "format": "advox-detect-calibration",
-        "version": 1,
-        "fpr": args.fpr,
-        "clean_manifest": manifest.display().to_string(),
-        "clean_utterances": entries.len(),
-        "model": model.map(|m| m.id()),
-        "beam": args.beam,
-        "detectors": entries_json,
-    });
+    let report = Calibration::new(
+        args.fpr,
+        manifest,
+        entries.len(),
+        model.map(|m| m.id()),
+        args.beam,
+        thresholds,
+    );
     common::write_json(out, &report)?;
     println!("wrote {}", out.display());
     Ok(())

@@ -144,7 +144,7 @@ pub(super) fn check_attention_shapes(
     let (b, h, tq, dh) = q.dims4()?;
     let (bk, hk, tk, dhk) = k.dims4()?;
     if (bk, hk, dhk) != (b, h, dh) || v.dims() != k.dims() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "attention shapes differ: q {:?}, k {:?}, v {:?}",
             q.dims(),
             k.dims(),
@@ -276,7 +276,7 @@ pub fn attention_backward(
         (Some(lse), _) if matches!(d_o.device(), Device::Cpu) => lse,
         (_, Some(_)) => return reference::attention_backward(saved, d_o),
         _ => {
-            return Err(Error::InvalidArgument(
+            return Err(Error::Internal(
                 "attention state lacks its statistics".into(),
             ))
         }
@@ -419,7 +419,7 @@ pub fn attention_backward_prefix(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (b, h, tq, tk, dh) = check_attention_shapes(&saved.q, &saved.k, &saved.v)?;
     if rows > tq.min(tk) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "{rows} leading rows asked of a {tq}x{tk} attention"
         )));
     }

@@ -16,7 +16,7 @@ pub(super) fn conv_dims(
     let (b, c_in, t_in) = x.dims3()?;
     let (c_out, w_in, k) = w.dims3()?;
     if w_in != c_in || k != 3 || !(1..=2).contains(&stride) || t_in == 0 {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "conv1d expects kernel 3 and stride 1 or 2: input {:?}, weight {:?}",
             x.dims(),
             w.dims()
@@ -147,7 +147,7 @@ pub fn conv1d_k3_input_grad(dy: &Tensor, w: &Tensor, stride: usize, t_in: usize)
     let (b, c_out, t_out) = dy.dims3()?;
     let (w_out, c_in, _) = w.dims3()?;
     if w_out != c_out || t_out > (t_in.max(1) - 1) / stride + 1 {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "conv gradient shapes {:?} / {:?}",
             dy.dims(),
             w.dims()

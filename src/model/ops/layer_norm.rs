@@ -22,7 +22,7 @@ pub fn layer_norm_backward(
         || x.dims().last() != Some(&d)
         || residual.is_some_and(|r| r.dims() != x.dims())
     {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "layer-norm gradient shapes: x {:?}, dy {:?}, gamma {:?}",
             x.dims(),
             dy.dims(),

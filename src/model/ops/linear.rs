@@ -27,7 +27,7 @@ pub fn linear(
         || bias.is_some_and(|b| b.dims() != [out])
         || residual.is_some_and(|r| r.dims() != [rows, out])
     {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::Shape(format!(
             "linear shapes: input {:?}, weight {:?}, bias {:?}",
             x.dims(),
             w.dims(),
@@ -166,14 +166,14 @@ fn dots(xs: &[f32], rows: usize, inner: usize, w: &[f32], y: &mut [f32]) {
 pub fn linear_input_grad(terms: &[(&Tensor, &Tensor)]) -> Result<Tensor> {
     let (first_dy, first_w) = terms
         .first()
-        .ok_or_else(|| Error::InvalidArgument("no linear layer to differentiate".into()))?;
+        .ok_or_else(|| Error::Internal("no linear layer to differentiate".into()))?;
     let rows = first_dy.dim(0)?;
     let inner = first_w.dim(1)?;
     for (dy, w) in terms {
         let (r, o) = dy.dims2()?;
         let (wo, wi) = w.dims2()?;
         if r != rows || wo != o || wi != inner {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::Shape(format!(
                 "linear gradient shapes: {:?} / {:?}",
                 dy.dims(),
                 w.dims()
@@ -196,9 +196,7 @@ pub fn linear_input_grad(terms: &[(&Tensor, &Tensor)]) -> Result<Tensor> {
     // Up to three layers share an input here (q, k, v).
     let mut refs: [&Tensor; 6] = [&tensors[0]; 6];
     if tensors.len() > refs.len() {
-        return Err(Error::InvalidArgument(
-            "more than three linear layers".into(),
-        ));
+        return Err(Error::Internal("more than three linear layers".into()));
     }
     for (r, t) in refs.iter_mut().zip(&tensors) {
         *r = t;

@@ -18,10 +18,10 @@ pub(super) fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result
             let data = cpu.as_slice::<f32>()?;
             let (start, end) = layout
                 .contiguous_offsets()
-                .ok_or_else(|| Error::InvalidArgument("tensor is not contiguous".into()))?;
+                .ok_or_else(|| Error::Internal("tensor is not contiguous".into()))?;
             Ok(f(&data[start..end]))
         }
-        _ => Err(Error::InvalidArgument("expected a CPU tensor".into())),
+        _ => Err(Error::Internal("expected a CPU tensor".into())),
     }
 }
 
@@ -42,15 +42,15 @@ pub(super) fn with_cpu_f32s<R, const N: usize>(
                 let data = cpu.as_slice::<f32>()?;
                 let (start, end) = layout
                     .contiguous_offsets()
-                    .ok_or_else(|| Error::InvalidArgument("tensor is not contiguous".into()))?;
+                    .ok_or_else(|| Error::Internal("tensor is not contiguous".into()))?;
                 slices.push(&data[start..end]);
             }
-            _ => return Err(Error::InvalidArgument("expected a CPU tensor".into())),
+            _ => return Err(Error::Internal("expected a CPU tensor".into())),
         }
     }
     let slices: [&[f32]; N] = slices
         .try_into()
-        .map_err(|_| Error::InvalidArgument("tensor count".into()))?;
+        .map_err(|_| Error::Shape("tensor count".into()))?;
     Ok(f(slices))
 }
 

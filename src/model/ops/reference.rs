@@ -86,7 +86,7 @@ pub fn attention(
 pub fn attention_backward(s: &AttentionSaved, d_o: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let p =
         s.p.as_ref()
-            .ok_or_else(|| Error::InvalidArgument("no probabilities saved".into()))?;
+            .ok_or_else(|| Error::Internal("no probabilities saved".into()))?;
     let dv = p.t()?.matmul(d_o)?;
     let dp = d_o.matmul(&s.v.t()?)?;
     let row = (d_o * &s.o)?.sum_keepdim(D::Minus1)?;
