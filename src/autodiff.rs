@@ -10,6 +10,20 @@
 use crate::{Error, Result};
 use candle_core::{Tensor, D};
 
+/// Adam with decoupled weight decay off, at learning rate `lr`: the optimiser every trainer
+/// of advox uses.
+pub fn adam(vars: Vec<candle_core::Var>, lr: f64) -> Result<candle_nn::AdamW> {
+    use candle_nn::Optimizer;
+    Ok(candle_nn::AdamW::new(
+        vars,
+        candle_nn::ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?)
+}
+
 /// Layer norm over the last dimension: `(x − mean) / sqrt(var + eps) · gamma + beta`.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let mu = x.mean_keepdim(D::Minus1)?;

@@ -67,6 +67,23 @@ pub struct AttackConfig {
     pub eot: Option<eot::EotConfig>,
 }
 
+impl AttackConfig {
+    /// Targeted PGD as the README's quick start runs it: |δ|∞ ≤ 0.02 and SNR ≥ 30 dB, Adam
+    /// steps of 0.002 in the STFT domain, `steps` of them.
+    pub fn quick_start(steps: usize) -> Self {
+        AttackConfig {
+            constraints: Constraints {
+                linf: Some(0.02),
+                snr_db: Some(30.0),
+                ..Default::default()
+            },
+            step_size: 0.002,
+            steps,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for AttackConfig {
     fn default() -> Self {
         AttackConfig {

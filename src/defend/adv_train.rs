@@ -354,14 +354,8 @@ impl TrainableWhisper {
                 "the adversarial weight must be in [0, 1] and the learning rate positive".into(),
             ));
         }
-        let mut opt = candle_nn::AdamW::new(
-            self.vars.values().cloned().collect(),
-            candle_nn::ParamsAdamW {
-                lr: cfg.learning_rate,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
+        let mut opt =
+            crate::autodiff::adam(self.vars.values().cloned().collect(), cfg.learning_rate)?;
         let mut rng = Rng::new(cfg.seed);
         for step in 1..=cfg.steps {
             let c = &clean[rng.below(clean.len())];

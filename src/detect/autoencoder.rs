@@ -193,14 +193,7 @@ impl MelAutoencoder {
             clean.iter().map(|x| mel_frames(x)).collect::<Result<_>>()?;
         let ae = Self::new(device)?;
         seeded_init(&ae.varmap, cfg.seed)?;
-        let mut opt = candle_nn::AdamW::new(
-            ae.varmap.all_vars(),
-            candle_nn::ParamsAdamW {
-                lr: cfg.learning_rate,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = crate::autodiff::adam(ae.varmap.all_vars(), cfg.learning_rate)?;
         let mut rng = Rng::new(cfg.seed);
         let w = cfg.window;
         for step in 1..=cfg.steps {

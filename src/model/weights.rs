@@ -222,72 +222,53 @@ fn load_ct2(dir: &Path, device: &Device) -> Result<(WhisperConfig, Weights)> {
         }
         Ok(())
     };
-    for l in 0..config.encoder_layers {
-        let ct = format!("encoder/layer_{l}");
-        let hf = format!("encoder.layers.{l}");
-        fused_self(
-            &format!("{ct}/self_attention"),
-            &format!("{hf}.self_attn"),
-            &mut put,
-        )?;
-        for (c, h) in attn_names(
-            &format!("{ct}/self_attention"),
-            &format!("{hf}.self_attn"),
-            true,
-        )
-        .into_iter()
-        .chain(ffn(&ct, &hf))
-        {
-            copy(&c, &h, &mut put)?;
-        }
-    }
-    for l in 0..config.decoder_layers {
-        let ct = format!("decoder/layer_{l}");
-        let hf = format!("decoder.layers.{l}");
-        fused_self(
-            &format!("{ct}/self_attention"),
-            &format!("{hf}.self_attn"),
-            &mut put,
-        )?;
-        let cross = format!("{ct}/attention");
-        let cross_hf = format!("{hf}.encoder_attn");
-        copy(
-            &format!("{cross}/linear_0/weight"),
-            &format!("{cross_hf}.q_proj.weight"),
-            &mut put,
-        )?;
-        copy(
-            &format!("{cross}/linear_0/bias"),
-            &format!("{cross_hf}.q_proj.bias"),
-            &mut put,
-        )?;
-        let kv_w = split(&format!("{cross}/linear_1/weight"), 2)?;
-        let kv_b = split(&format!("{cross}/linear_1/bias"), 2)?;
-        put(
-            format!("{cross_hf}.k_proj.weight"),
-            kv_w[0].0.clone(),
-            kv_w[0].1.clone(),
-        )?;
-        put(
-            format!("{cross_hf}.v_proj.weight"),
-            kv_w[1].0.clone(),
-            kv_w[1].1.clone(),
-        )?;
-        put(
-            format!("{cross_hf}.v_proj.bias"),
-            kv_b[1].0.clone(),
-            kv_b[1].1.clone(),
-        )?;
-        for (c, h) in attn_names(
-            &format!("{ct}/self_attention"),
-            &format!("{hf}.self_attn"),
-            true,
-        )
-        .into_iter()
-        .chain(attn_names(&cross, &cross_hf, false))
-        .chain(ffn(&ct, &hf))
-        {
-            copy(&c, &h, &mut put)?;
+    let stacks = [
+        ("encoder", config.encoder_layers),
+        ("decoder", config.decoder_layers),
+    ];
+    for (stack, layers) in stacks {
+        for l in 0..layers {
+            let ct = format!("{stack}/layer_{l}");
+            let hf = format!("{stack}.layers.{l}");
+            let (self_ct, self_hf) = (format!("{ct}/self_attention"), format!("{hf}.self_attn"));
+            fused_self(&self_ct, &self_hf, &mut put)?;
+            let mut names = attn_names(&self_ct, &self_hf, true);
+            if stack == "decoder" {
+                let cross = format!("{ct}/attention");
+                let cross_hf = format!("{hf}.encoder_attn");
+                copy(
+                    &format!("{cross}/linear_0/weight"),
+                    &format!("{cross_hf}.q_proj.weight"),
+                    &mut put,
+                )?;
+                copy(
+                    &format!("{cross}/linear_0/bias"),
+                    &format!("{cross_hf}.q_proj.bias"),
+                    &mut put,
+                )?;
+                let kv_w = split(&format!("{cross}/linear_1/weight"), 2)?;
+                let kv_b = split(&format!("{cross}/linear_1/bias"), 2)?;
+                put(
+                    format!("{cross_hf}.k_proj.weight"),
+                    kv_w[0].0.clone(),
+                    kv_w[0].1.clone(),
+                )?;
+                put(
+                    format!("{cross_hf}.v_proj.weight"),
+                    kv_w[1].0.clone(),
+                    kv_w[1].1.clone(),
+                )?;
+                put(
+                    format!("{cross_hf}.v_proj.bias"),
+                    kv_b[1].0.clone(),
+                    kv_b[1].1.clone(),
+                )?;
+                names.extend(attn_names(&cross, &cross_hf, false));
+            }
+            names.extend(ffn(&ct, &hf));
+            for (c, h) in names {
+                copy(&c, &h, &mut put)?;
+            }
         }
     }
     Ok((config, Weights { tensors }))

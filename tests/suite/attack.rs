@@ -43,16 +43,7 @@ fn targeted_pgd() -> &'static (Vec<f32>, advox::attack::AttackOutcome) {
 
 /// PGD as the README's first command runs it: |δ|∞ <= 0.02 and SNR >= 30 dB.
 fn targeted_30db() -> AttackConfig {
-    AttackConfig {
-        constraints: Constraints {
-            linf: Some(0.02),
-            snr_db: Some(30.0),
-            ..Default::default()
-        },
-        step_size: 0.002,
-        steps: 80,
-        ..Default::default()
-    }
+    AttackConfig::quick_start(80)
 }
 
 #[test]

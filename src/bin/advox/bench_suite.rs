@@ -7,7 +7,6 @@ use advox::audio::read_audio_16k_mono;
 use advox::metrics::{dbx, snr_db};
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::{Goal, Objective};
-use advox::perturb::Constraints;
 use advox::transcribe::transcribe;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -29,16 +28,7 @@ pub struct SuiteRun {
 
 /// The targeted PGD setting the README reports: Adam steps in the STFT domain, SNR >= 30 dB.
 pub fn pgd_config() -> AttackConfig {
-    AttackConfig {
-        constraints: Constraints {
-            linf: Some(0.02),
-            snr_db: Some(30.0),
-            ..Default::default()
-        },
-        step_size: 0.002,
-        steps: 300,
-        ..Default::default()
-    }
+    AttackConfig::quick_start(300)
 }
 
 /// Read `samples/transcripts.tsv` under `dir`: (file, transcript) pairs.
