@@ -4,7 +4,7 @@
 //! transcript-distance fitness, so it works on the built-in model used as an opaque box and on
 //! external recognisers alike. Every score and every transcription is one counted query.
 
-use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
+use super::{check_input, quantized_sum_within, AttackOutcome, StepInfo};
 use crate::metrics::{cer, wer};
 use crate::objective::Goal;
 use crate::recognizer::Recognizer;
@@ -97,7 +97,7 @@ pub fn run_ga(
     let scored = recognizer.has_scores();
     // Score mode: the candidate's transcript is filled in when it is the generation's best.
     let evaluate = |delta: Vec<f32>, rec: &mut dyn Recognizer| -> Result<Candidate> {
-        let signal = quantized_sum(x, &delta);
+        let signal = quantized_sum_within(x, &delta, Some(cfg.linf));
         if let Some(loss) = rec.score(&signal) {
             return Ok(Candidate {
                 fitness: -(loss? as f64),
@@ -124,7 +124,7 @@ pub fn run_ga(
     loop {
         population.sort_by(|a, b| b.fitness.total_cmp(&a.fitness));
         if population[0].transcript.is_none() {
-            let signal = quantized_sum(x, &population[0].delta);
+            let signal = quantized_sum_within(x, &population[0].delta, Some(cfg.linf));
             population[0].transcript = Some(recognizer.transcribe(&signal)?);
         }
         let best = &population[0];
@@ -197,7 +197,7 @@ pub fn run_ga(
     // The sorted population's best was transcribed in the loop's last pass.
     let best = population.swap_remove(0);
     let transcript = best.transcript.unwrap_or_default();
-    let adversarial = quantized_sum(x, &best.delta);
+    let adversarial = quantized_sum_within(x, &best.delta, Some(cfg.linf));
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(BlackBoxOutcome {
         attack: AttackOutcome {

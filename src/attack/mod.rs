@@ -75,8 +75,30 @@ pub fn check_input(x: &[f32]) -> Result<()> {
 
 /// `x + δ`, clipped to [-1, 1] and quantised as a 16-bit WAV stores it.
 pub fn quantized_sum(x: &[f32], delta: &[f32]) -> Vec<f32> {
+    quantized_sum_within(x, delta, None)
+}
+
+/// [`quantized_sum`] that keeps every sample's change within `linf`, if given: where rounding
+/// to the nearest 16-bit level would take it past the bound (|δ| at the bound and not on a
+/// level, as 0.002 = 65.5 levels is not), the level on `x`'s side is taken instead, so the
+/// written example honours the bound the attack was given.
+pub fn quantized_sum_within(x: &[f32], delta: &[f32], linf: Option<f32>) -> Vec<f32> {
     x.iter()
         .zip(delta)
-        .map(|(a, d)| quantize_i16(a + d) as f32 / 32768.0)
+        .map(|(a, d)| {
+            let q = quantize_i16(a + d);
+            let v = q as f32 / 32768.0;
+            match linf {
+                Some(bound) if (v - a).abs() > bound => {
+                    let toward = if v > *a {
+                        q.saturating_sub(1)
+                    } else {
+                        q.saturating_add(1)
+                    };
+                    toward as f32 / 32768.0
+                }
+                _ => v,
+            }
+        })
         .collect()
 }

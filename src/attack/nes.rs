@@ -10,7 +10,7 @@
 //! also checked against the goal, so success is never missed.
 
 use super::ga::{fitness, BlackBoxOutcome};
-use super::{check_input, quantized_sum, AttackOutcome, StepInfo};
+use super::{check_input, quantized_sum_within, AttackOutcome, StepInfo};
 use crate::objective::Goal;
 use crate::recognizer::Recognizer;
 use crate::rng::Rng;
@@ -121,7 +121,7 @@ pub fn run_nes(
                  best: &mut Option<(f64, Vec<f32>, Option<String>)>,
                  success: &mut Option<(Vec<f32>, String)>|
      -> Result<f64> {
-        let signal = quantized_sum(x, &expand_tiled(c, cfg.tile, x.len()));
+        let signal = quantized_sum_within(x, &expand_tiled(c, cfg.tile, x.len()), Some(cfg.linf));
         let (loss, transcript) = match rec.score(&signal) {
             Some(l) => (l? as f64, None),
             None => {
@@ -156,7 +156,8 @@ pub fn run_nes(
             if used(recognizer) + 1 > cfg.query_budget {
                 break;
             }
-            let signal = quantized_sum(x, &expand_tiled(&z, cfg.tile, x.len()));
+            let signal =
+                quantized_sum_within(x, &expand_tiled(&z, cfg.tile, x.len()), Some(cfg.linf));
             let t = recognizer.transcribe(&signal)?;
             if goal.is_met(original, &t) {
                 success = Some((z.clone(), t));
@@ -224,7 +225,8 @@ pub fn run_nes(
     let (coords, transcript) = match success {
         Some(s) => s,
         None if scored => {
-            let signal = quantized_sum(x, &expand_tiled(&z, cfg.tile, x.len()));
+            let signal =
+                quantized_sum_within(x, &expand_tiled(&z, cfg.tile, x.len()), Some(cfg.linf));
             let t = match last_transcript {
                 Some(t) if step % cfg.check_every.max(1) == 0 => t,
                 _ => recognizer.transcribe(&signal)?,
@@ -234,13 +236,15 @@ pub fn run_nes(
         None => match best {
             Some((_, c, Some(t))) => (c, t),
             _ => {
-                let signal = quantized_sum(x, &expand_tiled(&z, cfg.tile, x.len()));
+                let signal =
+                    quantized_sum_within(x, &expand_tiled(&z, cfg.tile, x.len()), Some(cfg.linf));
                 let t = recognizer.transcribe(&signal)?;
                 (z, t)
             }
         },
     };
-    let adversarial = quantized_sum(x, &expand_tiled(&coords, cfg.tile, x.len()));
+    let adversarial =
+        quantized_sum_within(x, &expand_tiled(&coords, cfg.tile, x.len()), Some(cfg.linf));
     let perturbation = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
     Ok(BlackBoxOutcome {
         attack: AttackOutcome {
