@@ -35,6 +35,30 @@ impl TargetSequence {
         TargetSequence { input, targets }
     }
 
+    /// Target `text_tokens` as timestamp decoding emits one segment covering `end_seconds`:
+    /// `<|0.00|> text <|end|>` and end-of-text. Returns the sequence and the index, in
+    /// `targets`, of the end timestamp (any timestamp there would do; the lead skips it).
+    pub fn timestamped(
+        tok: &WhisperTokenizer,
+        text_tokens: &[u32],
+        language: Option<u32>,
+        end_seconds: f32,
+    ) -> (Self, usize) {
+        let mut input = tok.prompt(language);
+        let first_timestamp = tok.special.no_timestamps + 1;
+        input.pop();
+        input.push(first_timestamp);
+        input.extend_from_slice(text_tokens);
+        // Timestamps step by 20 ms up to 30 s.
+        let end = first_timestamp + (end_seconds.clamp(0.02, 30.0) / 0.02).round() as u32;
+        input.push(end);
+        let mut targets = text_tokens.to_vec();
+        targets.push(end);
+        targets.push(tok.special.eot);
+        let at = targets.len() - 2;
+        (TargetSequence { input, targets }, at)
+    }
+
     /// Mute under timestamp decoding: end-of-text right after the first timestamp `<|0.00|>`
     /// (the timestamp rules force a timestamp first, so only what follows it is scored), as
     /// Whisper's default `transcribe` decodes an empty window.
@@ -136,6 +160,27 @@ pub fn teacher_forced_lead(logits: &Tensor, targets: &[u32]) -> Result<f32> {
     Ok(lead)
 }
 
+/// [`teacher_forced_lead`] over every target but the one at index `skip`.
+pub fn teacher_forced_lead_skipping(
+    logits: &Tensor,
+    targets: &[u32],
+    skip: Option<usize>,
+) -> Result<f32> {
+    let Some(i) = skip.filter(|&i| i < targets.len()) else {
+        return teacher_forced_lead(logits, targets);
+    };
+    let l = logits.dim(1)?;
+    let mut lead = f32::INFINITY;
+    if i > 0 {
+        let before = logits.narrow(1, 0, l - (targets.len() - i))?;
+        lead = lead.min(teacher_forced_lead(&before, &targets[..i])?);
+    }
+    if i + 1 < targets.len() {
+        lead = lead.min(teacher_forced_lead(logits, &targets[i + 1..])?);
+    }
+    Ok(lead)
+}
+
 /// Carlini–Wagner margin loss over the last `targets.len()` positions of `logits` `(1, L, V)`:
 /// for each position `max(max_{j≠t} Z_j − Z_t, −κ)` (the target must win by κ), or with
 /// `away` `max(Z_t − max_{j≠t} Z_j, −κ)` (the token must lose by κ); summed, with its gradient.
@@ -202,7 +247,8 @@ pub fn loss_and_waveform_grad(
     // (global maximum − 8), and that share of the gradient is dropped so the backward can skip
     // them (1e-4 relative L2 on the PyTorch reference step; the floor's gradient through the
     // signal's own frames is kept — attacks such as muting rely on it).
-    let varying = crate::mel::live_frames(wave.dim(0)?);
+    let n = wave.dim(0)?;
+    let varying = crate::mel::live_frames(n).min(front.kind().signal_frames(n));
     let d_mel = model
         .backward_prefix(&tape, &d_logits, varying)?
         .squeeze(0)?;
@@ -250,5 +296,10 @@ mod tests {
         assert!((teacher_forced_lead(&logits, &[3, 2]).unwrap() + 0.5).abs() < 1e-6);
         assert!(teacher_forced_lead(&logits, &[1, 9]).is_err());
         assert!(teacher_forced_lead(&logits, &[0, 1, 2, 3]).is_err());
+        // Skipping the losing position leaves the other's lead; skipping none is the lead.
+        let skip = |t: &[u32], i| teacher_forced_lead_skipping(&logits, t, i).unwrap();
+        assert!((skip(&[3, 2], Some(0)) - 2.0).abs() < 1e-6);
+        assert!((skip(&[1, 3], Some(1)) - 0.5).abs() < 1e-6);
+        assert!((skip(&[3, 2], None) + 0.5).abs() < 1e-6);
     }
 }

@@ -32,5 +32,6 @@ pub mod stream;
 pub mod text;
 pub mod transcribe;
 pub mod transfer;
+pub mod verify;
 
 pub use error::{Error, Result};

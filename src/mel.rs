@@ -103,6 +103,61 @@ pub fn mel_filterbank(sample_rate: usize, n_fft: usize, n_mels: usize) -> Vec<f3
     weights
 }
 
+/// How a recogniser fills the 30-s window past the end of a shorter signal. Deployed Whisper
+/// implementations differ here, and an adversarial example tuned to one front end can fail on
+/// the other (`../shared/notes/faster-whisper-front-end.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontEnd {
+    /// OpenAI's `whisper`, Hugging Face transformers, whisper.cpp: the *audio* is zero-padded
+    /// to 30 s, so the frames past the signal hold the log-mel floor of silence.
+    #[default]
+    Openai,
+    /// faster-whisper (CTranslate2): the log-mel of the signal (padded by one hop) is padded
+    /// with zero *features* to 3000 frames — a quiet hiss in log-mel terms, not silence. The
+    /// frames that overlap the signal are OpenAI's (up to the reflection padding of the last
+    /// one or two, which this does not model).
+    FasterWhisper,
+}
+
+impl FrontEnd {
+    /// Both front ends.
+    pub const ALL: [FrontEnd; 2] = [FrontEnd::Openai, FrontEnd::FasterWhisper];
+
+    /// Its name (`openai`, `faster-whisper`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontEnd::Openai => "openai",
+            FrontEnd::FasterWhisper => "faster-whisper",
+        }
+    }
+
+    /// The frames of a window of `n` samples that hold features of the signal; the rest are
+    /// padding (the whole window under [`FrontEnd::Openai`]).
+    pub fn signal_frames(self, n: usize) -> usize {
+        match self {
+            FrontEnd::Openai => N_FRAMES,
+            // faster-whisper pads the audio by one hop and frames it (centred, dropping the
+            // last frame: n/160 + 1 frames), then takes `content_frames = frames − 1` of them
+            // (`transcribe.py`: `features[:, seek:seek + segment_size]` with `segment_size ≤
+            // content_frames`) and pads those with zeros (`pad_or_trim`).
+            FrontEnd::FasterWhisper => (n.min(N_SAMPLES) / HOP_LENGTH).min(N_FRAMES),
+        }
+    }
+}
+
+/// [`log_mel`] as `front_end` computes it for a window of `samples`.
+pub fn log_mel_with(samples: &[f32], n_mels: usize, front_end: FrontEnd) -> Vec<f32> {
+    let mut mel = log_mel(samples, n_mels);
+    let keep = front_end.signal_frames(samples.len());
+    if keep < N_FRAMES {
+        for row in mel.chunks_exact_mut(N_FRAMES) {
+            row[keep..].iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+    mel
+}
+
 /// Plain log-mel of one 30-s window: `n_mels x N_FRAMES`, row-major. Samples past 30 s are
 /// ignored; shorter input is zero-padded.
 pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
@@ -142,6 +197,7 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
 /// frame gather indices) built once per device.
 pub struct MelFrontEnd {
     n_mels: usize,
+    kind: FrontEnd,
     frame_index: Tensor,
     dft_cos: Tensor,
     dft_sin: Tensor,
@@ -167,6 +223,7 @@ impl MelFrontEnd {
         let filters = mel_filterbank(SAMPLE_RATE, N_FFT, n_mels);
         Ok(MelFrontEnd {
             n_mels,
+            kind: FrontEnd::Openai,
             frame_index: Tensor::from_vec(index, N_FRAMES * N_FFT, device)?,
             dft_cos: Tensor::from_vec(cos, (N_FFT, N_BINS), device)?,
             dft_sin: Tensor::from_vec(sin, (N_FFT, N_BINS), device)?,
@@ -181,9 +238,33 @@ impl MelFrontEnd {
         self.n_mels
     }
 
-    /// Log-mel of a waveform tensor of shape `(n,)`, `n <= 480000`: `(n_mels, 3000)`.
-    /// Built from differentiable candle ops, so gradients flow back to the waveform.
+    /// The same front end computing the log-mel as `kind` does (see [`FrontEnd`]).
+    pub fn as_kind(mut self, kind: FrontEnd) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Which implementation's log-mel it computes.
+    pub fn kind(&self) -> FrontEnd {
+        self.kind
+    }
+
+    /// Log-mel of a waveform tensor of shape `(n,)`, `n <= 480000`: `(n_mels, 3000)`, as
+    /// [`MelFrontEnd::kind`] computes it. Built from differentiable candle ops, so gradients
+    /// flow back to the waveform.
     pub fn log_mel(&self, wave: &Tensor) -> Result<Tensor> {
+        let mel = self.padded_audio_log_mel(wave)?;
+        let keep = self.kind.signal_frames(wave.dim(0)?);
+        if keep >= N_FRAMES {
+            return Ok(mel);
+        }
+        Ok(mel
+            .narrow(1, 0, keep)?
+            .pad_with_zeros(1, 0, N_FRAMES - keep)?)
+    }
+
+    /// OpenAI's log-mel (the audio zero-padded to 30 s).
+    fn padded_audio_log_mel(&self, wave: &Tensor) -> Result<Tensor> {
         let n = wave.dim(0)?;
         if n > N_SAMPLES {
             return Err(crate::Error::InvalidArgument(format!(
@@ -224,7 +305,6 @@ mod tests {
 
     #[test]
     fn differentiable_and_plain_forms_agree_at_every_length() {
-        let front = MelFrontEnd::new(80, &Device::Cpu).unwrap();
         let mut seed = 1u32;
         for n in [1usize, 161, 16_000, 479_500, 479_700, N_SAMPLES] {
             let wave: Vec<f32> = (0..n)
@@ -233,21 +313,38 @@ mod tests {
                     (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
                 })
                 .collect();
-            let plain = log_mel(&wave, 80);
-            let t = Tensor::from_vec(wave, n, &Device::Cpu).unwrap();
-            let diff = front
-                .log_mel(&t)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let err = plain
-                .iter()
-                .zip(&diff)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            assert!(err < 1e-4, "length {n}: max error {err}");
+            let openai = log_mel(&wave, 80);
+            for kind in FrontEnd::ALL {
+                let front = MelFrontEnd::new(80, &Device::Cpu).unwrap().as_kind(kind);
+                let plain = log_mel_with(&wave, 80, kind);
+                let t = Tensor::from_vec(wave.clone(), n, &Device::Cpu).unwrap();
+                let diff = front
+                    .log_mel(&t)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let err = plain
+                    .iter()
+                    .zip(&diff)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(err < 1e-4, "{kind:?}, length {n}: max error {err}");
+                // faster-whisper keeps n/160 frames of the signal (OpenAI's values) and pads
+                // the rest of the window with zero features.
+                let keep = kind.signal_frames(n);
+                if kind == FrontEnd::FasterWhisper {
+                    assert_eq!(keep, (n / HOP_LENGTH).min(N_FRAMES));
+                }
+                for (row, reference) in plain.chunks(N_FRAMES).zip(openai.chunks(N_FRAMES)) {
+                    assert_eq!(row[..keep], reference[..keep], "{kind:?}, length {n}");
+                    assert!(
+                        row[keep..].iter().all(|&v| v == 0.0),
+                        "{kind:?}, length {n}"
+                    );
+                }
+            }
         }
     }
 

@@ -3,9 +3,10 @@
 //! on a decoded transcript.
 
 use crate::gradient::{
-    cross_entropy, loss_and_waveform_grad, margin_loss, teacher_forced_lead, TargetSequence,
+    cross_entropy, loss_and_waveform_grad, margin_loss, teacher_forced_lead_skipping,
+    TargetSequence,
 };
-use crate::mel::MelFrontEnd;
+use crate::mel::{FrontEnd, MelFrontEnd};
 use crate::metrics::wer;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::text::normalize_transcript;
@@ -45,6 +46,96 @@ pub enum Goal {
     Mute,
 }
 
+/// What a success must survive beyond the attack's own decode: the goal must hold under every
+/// listed front end (deployed Whisper implementations fill the window past a short signal
+/// differently, see [`FrontEnd`]), and where success needs the goal's tokens to lead under
+/// teacher forcing ([`Objective::lead_is_required`]) they must lead their best rivals by
+/// `margin` logits under each of them, so that the small numeric differences between
+/// implementations do not undo it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Robustness {
+    /// The front ends whose decodes must all meet the goal (the first is the attack's own).
+    pub front_ends: Vec<FrontEnd>,
+    /// The logit margin κ ≥ 0 the tokens must lead by.
+    pub margin: f32,
+    /// A targeted goal must also hold under timestamp decoding (the default of OpenAI's
+    /// `transcribe` and faster-whisper's), scored as one segment `<|0.00|> text <|end|>`.
+    #[serde(default)]
+    pub timestamps: bool,
+}
+
+/// The decoder prompt a teacher-forced view of the goal scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt {
+    /// `<|notimestamps|>`: the text and end-of-text.
+    Plain,
+    /// Timestamp decoding: `<|0.00|>`, the text, an end timestamp and end-of-text.
+    Timestamps,
+}
+
+/// One teacher-forced view: a front end and a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// How the window is filled.
+    pub front_end: FrontEnd,
+    /// The prompt.
+    pub prompt: Prompt,
+}
+
+impl Default for Robustness {
+    /// The attack's own front end only, with no margin: success at the first decode that
+    /// meets the goal.
+    fn default() -> Self {
+        Robustness {
+            front_ends: vec![FrontEnd::Openai],
+            margin: 0.0,
+            timestamps: false,
+        }
+    }
+}
+
+impl Robustness {
+    /// The margin `advox attack` uses by default (logits), measured against faster-whisper on
+    /// corpus speech (README, "Transfer to other Whisper implementations").
+    pub const DEFAULT_MARGIN: f32 = 1.0;
+
+    /// The least mean log-probability of a strict goal's scored tokens in every view: the
+    /// `logprob_threshold` (−1) under which OpenAI's `transcribe` and faster-whisper fall back
+    /// to sampling at a higher temperature (and may drop the window as silence), with 0.2 of
+    /// headroom for the implementations' differences (a CW example at −1.01 in faster-whisper
+    /// was resampled into the original sentence).
+    pub const MIN_LOGPROB: f32 = -0.8;
+
+    /// Both front ends and both prompts with `margin`.
+    pub fn across_implementations(margin: f32) -> Self {
+        Robustness {
+            front_ends: FrontEnd::ALL.to_vec(),
+            margin,
+            timestamps: true,
+        }
+    }
+
+    /// Whether it asks for more than the default (another front end, a prompt or a margin).
+    pub fn is_strict(&self) -> bool {
+        self.front_ends.len() > 1 || self.margin > 0.0 || self.timestamps
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "the logit margin must be a finite number >= 0, got {}",
+                self.margin
+            )));
+        }
+        if self.front_ends.is_empty() {
+            return Err(Error::InvalidArgument(
+                "success needs at least one front end".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A goal bound to a model and an input: the teacher-forced sequences it scores.
 pub struct Objective {
     /// The goal.
@@ -54,6 +145,10 @@ pub struct Objective {
     sequence: TargetSequence,
     /// +1 to minimise the cross-entropy of `sequence`, −1 to maximise it.
     sign: f32,
+    robustness: Robustness,
+    /// The timestamp view of a targeted goal and the index of its end timestamp in
+    /// `targets` (present when [`Robustness::timestamps`] applies).
+    timestamped: Option<(TargetSequence, usize)>,
 }
 
 impl Objective {
@@ -129,7 +224,83 @@ impl Objective {
             original: original.to_string(),
             sequence,
             sign,
+            robustness: Robustness::default(),
+            timestamped: None,
         })
+    }
+
+    /// The same objective, succeeding only as `robustness` asks, for an input of `samples`
+    /// samples (the timestamp view's segment ends with it). Timestamps apply to a targeted
+    /// goal only.
+    pub fn with_robustness(
+        mut self,
+        model: &LoadedModel,
+        robustness: Robustness,
+        samples: usize,
+    ) -> Result<Self> {
+        robustness.check()?;
+        let mut front_ends: Vec<FrontEnd> = Vec::new();
+        for f in robustness.front_ends {
+            if !front_ends.contains(&f) {
+                front_ends.push(f);
+            }
+        }
+        let timestamps = robustness.timestamps && matches!(self.goal, Goal::Targeted(_));
+        self.timestamped = None;
+        if timestamps {
+            let tok = &model.tokenizer;
+            let language = if tok.is_multilingual() {
+                Some(tok.language_token("en")?)
+            } else {
+                None
+            };
+            let text = &self.sequence.targets[..self.sequence.targets.len() - 1];
+            let seconds = samples as f32 / crate::audio::SAMPLE_RATE as f32;
+            self.timestamped = Some(TargetSequence::timestamped(tok, text, language, seconds));
+        }
+        self.robustness = Robustness {
+            front_ends,
+            margin: robustness.margin,
+            timestamps,
+        };
+        Ok(self)
+    }
+
+    /// The teacher-forced views success must survive: every front end under the plain
+    /// prompt, then (targeted, with [`Robustness::timestamps`]) under the timestamp prompt.
+    pub fn views(&self) -> Vec<View> {
+        let mut prompts = vec![Prompt::Plain];
+        if self.timestamped.is_some() {
+            prompts.push(Prompt::Timestamps);
+        }
+        prompts
+            .into_iter()
+            .flat_map(|prompt| {
+                self.robustness
+                    .front_ends
+                    .iter()
+                    .map(move |&front_end| View { front_end, prompt })
+            })
+            .collect()
+    }
+
+    /// The sequence a prompt scores and the target index its lead skips.
+    fn scored(&self, prompt: Prompt) -> (&TargetSequence, Option<usize>) {
+        match (prompt, &self.timestamped) {
+            (Prompt::Timestamps, Some((s, skip))) => (s, Some(*skip)),
+            _ => (&self.sequence, None),
+        }
+    }
+
+    /// What success must survive.
+    pub fn robustness(&self) -> &Robustness {
+        &self.robustness
+    }
+
+    /// Whether a point whose (smallest, over front ends) teacher-forced lead is `lead` leads
+    /// as success needs: by more than the margin.
+    pub fn leads(&self, lead: f32) -> bool {
+        lead > self.robustness.margin
     }
 
     /// The decoder input and targets the loss scores.
@@ -156,9 +327,22 @@ impl Objective {
         front: &MelFrontEnd,
         wave: &Tensor,
     ) -> Result<Evaluated> {
+        self.evaluate_as(model, front, wave, Prompt::Plain)
+    }
+
+    /// As [`Objective::evaluate`], scoring the sequence of `prompt` (the plain one where the
+    /// objective has no timestamp view).
+    pub fn evaluate_as(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+        prompt: Prompt,
+    ) -> Result<Evaluated> {
         let sign = self.sign;
-        self.evaluate_with(model, front, wave, |logits| {
-            let (l, g) = cross_entropy(logits, &self.sequence.targets)?;
+        let (sequence, _) = self.scored(prompt);
+        self.evaluate_with(model, front, wave, prompt, |logits| {
+            let (l, g) = cross_entropy(logits, &sequence.targets)?;
             Ok((sign * l, (g * sign as f64)?))
         })
     }
@@ -184,9 +368,22 @@ impl Objective {
         wave: &Tensor,
         kappa: f32,
     ) -> Result<Evaluated> {
+        self.evaluate_margin_as(model, front, wave, kappa, Prompt::Plain)
+    }
+
+    /// As [`Objective::evaluate_margin`], scoring the sequence of `prompt`.
+    pub fn evaluate_margin_as(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+        kappa: f32,
+        prompt: Prompt,
+    ) -> Result<Evaluated> {
         let away = self.sign < 0.0;
-        self.evaluate_with(model, front, wave, |logits| {
-            margin_loss(logits, &self.sequence.targets, kappa, away)
+        let (sequence, _) = self.scored(prompt);
+        self.evaluate_with(model, front, wave, prompt, |logits| {
+            margin_loss(logits, &sequence.targets, kappa, away)
         })
     }
 
@@ -195,19 +392,20 @@ impl Objective {
         model: &LoadedModel,
         front: &MelFrontEnd,
         wave: &Tensor,
+        prompt: Prompt,
         loss: impl Fn(&Tensor) -> Result<(f32, Tensor)>,
     ) -> Result<Evaluated> {
+        let (sequence, skip) = self.scored(prompt);
         let lead = Cell::new(f32::NAN);
-        let (value, grad) = loss_and_waveform_grad(
-            &model.whisper,
-            front,
-            wave,
-            &self.sequence.input,
-            |logits| {
-                lead.set(teacher_forced_lead(logits, &self.sequence.targets)?);
+        let (value, grad) =
+            loss_and_waveform_grad(&model.whisper, front, wave, &sequence.input, |logits| {
+                lead.set(teacher_forced_lead_skipping(
+                    logits,
+                    &sequence.targets,
+                    skip,
+                )?);
                 loss(logits)
-            },
-        )?;
+            })?;
         Ok(Evaluated {
             loss: value,
             grad: grad.to_vec1::<f32>()?,
@@ -232,26 +430,54 @@ impl Objective {
         Ok(self.sign * value)
     }
 
-    /// The teacher-forced lead ([`Evaluated::lead`]) at `wave`, by a forward pass only.
+    /// The teacher-forced lead ([`Evaluated::lead`]) at `wave`, by forward passes only: the
+    /// smallest over the views success must survive.
     pub fn lead(&self, model: &LoadedModel, wave: &[f32]) -> Result<f32> {
-        let logits = self.forward_logits(model, wave)?;
-        teacher_forced_lead(&logits, &self.sequence.targets)
+        Ok(self.confidence(model, wave)?.0)
+    }
+
+    /// The smallest teacher-forced lead and the smallest mean log-probability of the scored
+    /// tokens over the views, by forward passes only.
+    pub fn confidence(&self, model: &LoadedModel, wave: &[f32]) -> Result<(f32, f32)> {
+        let (mut lead, mut logprob) = (f32::INFINITY, f32::INFINITY);
+        for view in self.views() {
+            let (sequence, skip) = self.scored(view.prompt);
+            let logits = self.forward_logits_with(model, wave, view.front_end, sequence)?;
+            lead = lead.min(teacher_forced_lead_skipping(
+                &logits,
+                &sequence.targets,
+                skip,
+            )?);
+            logprob = logprob.min(-cross_entropy(&logits, &sequence.targets)?.0);
+        }
+        Ok((lead, logprob))
     }
 
     fn forward_logits(&self, model: &LoadedModel, wave: &[f32]) -> Result<Tensor> {
+        self.forward_logits_with(model, wave, FrontEnd::Openai, &self.sequence)
+    }
+
+    fn forward_logits_with(
+        &self,
+        model: &LoadedModel,
+        wave: &[f32],
+        front_end: FrontEnd,
+        sequence: &TargetSequence,
+    ) -> Result<Tensor> {
         let n_mels = model.whisper.config().num_mel_bins;
         let device = model.whisper.device();
-        let mel = crate::mel::log_mel(wave, n_mels);
+        let mel = crate::mel::log_mel_with(wave, n_mels, front_end);
         let mel = Tensor::from_vec(mel, (1, n_mels, crate::mel::N_FRAMES), device)?;
         let xa = model.whisper.encode(&mel)?;
-        let input = &self.sequence.input;
+        let input = &sequence.input;
         let tokens = Tensor::from_vec(input.clone(), (1, input.len()), device)?;
         model.whisper.decoder_logits(&xa, &tokens)
     }
 
     /// Whether the point `wave`, decoded by `decode` as `transcript`, meets the goal: the
-    /// transcript does, and where [`Objective::lead_is_required`] its tokens lead (a forward
-    /// pass).
+    /// transcript does, where [`Objective::lead_is_required`] its tokens lead by the margin
+    /// (forward passes), and the decodes under the other front ends of its [`Robustness`]
+    /// meet it too.
     pub fn succeeds(
         &self,
         model: &LoadedModel,
@@ -259,8 +485,33 @@ impl Objective {
         wave: &[f32],
         transcript: &str,
     ) -> Result<bool> {
-        Ok(self.is_met(transcript)
-            && (!self.lead_is_required(decode) || self.lead(model, wave)? > 0.0))
+        if !self.is_met(transcript) {
+            return Ok(false);
+        }
+        if self.lead_is_required(decode) {
+            let (lead, logprob) = self.confidence(model, wave)?;
+            // A strict goal must also be decoded without the temperature fallback of OpenAI's
+            // `transcribe` and faster-whisper, which resample a window whose mean token
+            // log-probability is under −1.
+            let confident = !self.robustness.is_strict() || logprob >= Robustness::MIN_LOGPROB;
+            if !self.leads(lead) || !confident {
+                return Ok(false);
+            }
+        }
+        for view in self.views() {
+            let other = DecodeOptions {
+                front_end: view.front_end,
+                timestamps: decode.timestamps || view.prompt == Prompt::Timestamps,
+                ..decode.clone()
+            };
+            if other.front_end == decode.front_end && other.timestamps == decode.timestamps {
+                continue;
+            }
+            if !self.is_met(&crate::transcribe::transcribe(model, wave, &other)?.text) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether a transcript meets the goal.

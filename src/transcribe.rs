@@ -1,6 +1,6 @@
 //! Transcription of whole recordings, window by window (30 s each).
 
-use crate::mel::{log_mel, N_FRAMES, N_SAMPLES};
+use crate::mel::{log_mel_with, N_FRAMES, N_SAMPLES};
 use crate::model::{decode::decode, DecodeOptions, LoadedModel};
 use crate::Result;
 use candle_core::Tensor;
@@ -56,7 +56,7 @@ pub fn transcribe(
         if start > 0 && window.len() < MIN_WINDOW_SAMPLES {
             break;
         }
-        let mel = log_mel(window, n_mels);
+        let mel = log_mel_with(window, n_mels, opts.front_end);
         let mel = Tensor::from_vec(mel, (1, n_mels, N_FRAMES), model.whisper.device())?;
         let features = model.whisper.encode(&mel)?;
         let decoded = decode(&model.whisper, &model.tokenizer, &features, opts)?;

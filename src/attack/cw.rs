@@ -2,15 +2,19 @@
 //! loss of the goal's tokens with confidence κ; a binary search on `c` finds the smallest
 //! perturbation that still succeeds. As in PGD, the Adam steps are formed in the STFT domain by
 //! default (spectrally shaped steps reach far lower distortion than per-sample ones), and the
-//! signal is clipped and quantised as a 16-bit WAV stores it.
+//! signal is clipped and quantised as a 16-bit WAV stores it. Bounds the user sets (L∞, L2,
+//! SNR, band, time mask, masking threshold) are projections after every step, as in PGD, so
+//! the kept point is always inside them; with any bound set the attack stops at its first
+//! success (the bound already says how small δ must be), without one it runs the whole search
+//! for the least L2 norm.
 
 use super::pgd::{scheduled, Schedule};
 use super::step::{Rule, StepSpace, Stepper};
 use super::track::{Keep, Tracker};
-use super::{quantized_sum, AttackOutcome, StepInfo};
+use super::{quantized_sum_within, AttackOutcome, StepInfo};
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
-use crate::perturb::{Domain, MaskingBound};
+use crate::perturb::{BandLimiter, Constraints, Domain};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
 
@@ -33,8 +37,8 @@ pub struct CwConfig {
     pub check_every: usize,
     /// Decoding of the success tests.
     pub decode: DecodeOptions,
-    /// Psychoacoustic bound applied after every step, if any.
-    pub masking: Option<MaskingBound>,
+    /// Bounds projected onto after every step (none by default: CW's own L2 term).
+    pub constraints: Constraints,
 }
 
 impl Default for CwConfig {
@@ -48,7 +52,7 @@ impl Default for CwConfig {
             domain: Domain::default(),
             check_every: 5,
             decode: DecodeOptions::default(),
-            masking: None,
+            constraints: Constraints::default(),
         }
     }
 }
@@ -69,6 +73,14 @@ pub fn run_cw(
             "CW needs c > 0, a positive learning rate and κ >= 0".into(),
         ));
     }
+    cfg.constraints.validate(x.len())?;
+    let band = match cfg.constraints.band_hz {
+        Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
+        None => None,
+    };
+    let c_ = &cfg.constraints;
+    let bounded =
+        c_.linf.is_some() || c_.l2.is_some() || c_.snr_db.is_some() || c_.masking.is_some();
     let (mut lo, mut hi, mut c) = (0.0f32, f32::INFINITY, cfg.initial_c);
     let steps = cfg.steps.max(1);
     let gated = track.lead_required();
@@ -82,15 +94,11 @@ pub fn run_cw(
             if track.stop_requested(cancel) {
                 break 'search;
             }
-            let quantized = quantized_sum(x, &delta);
-            let scored = objective.evaluate_margin(
-                model,
-                track.front(),
-                &track.wave(&quantized)?,
-                cfg.kappa,
-            )?;
+            let quantized = quantized_sum_within(x, &delta, cfg.constraints.linf);
+            let scored = track.score_by(&quantized, |front, prompt, wave| {
+                objective.evaluate_margin_as(model, front, wave, cfg.kappa, prompt)
+            })?;
             let (margin, g) = (scored.loss, scored.grad);
-            track.count_step();
             let l2sq: f32 = delta.iter().map(|d| d * d).sum();
             let loss = l2sq + c * margin;
             track.stand_by(&quantized, loss, scored.lead);
@@ -104,17 +112,22 @@ pub fn run_cw(
             // The point just scored is judged as it stands; where success needs the target to
             // lead under teacher forcing and it does not, it fails without a decode (the last
             // step of a round always decodes, for the fallback).
-            let leads = scored.lead > 0.0;
+            let leads = track.leads(scored.lead);
             let due = step % cfg.check_every.max(1) == 0 || step == steps;
             if due && (leads || !gated || step == steps) {
                 let transcript = track.transcribe(&quantized)?;
-                let success = objective.is_met(&transcript) && (leads || !gated);
+                let success =
+                    (leads || !gated) && track.judge(&quantized, &transcript, scored.lead)?;
                 round_success |= success;
                 // Among successes the least L2 norm is kept.
                 let effective: Vec<f32> = quantized.iter().zip(x).map(|(a, b)| a - b).collect();
                 let norm = crate::metrics::l2(&effective) as f32;
                 info.transcript = Some(transcript.clone());
                 track.offer(quantized, success, transcript, loss, norm);
+                if success && bounded {
+                    on_step(&info);
+                    break 'search;
+                }
             }
             let grad: Vec<f32> = delta
                 .iter()
@@ -127,9 +140,7 @@ pub fn run_cw(
             for (d, s) in delta.iter_mut().zip(&dir) {
                 *d -= lr * s;
             }
-            if let Some(bound) = &cfg.masking {
-                bound.apply(&mut delta, None)?;
-            }
+            cfg.constraints.project(&mut delta, x, band.as_ref())?;
             on_step(&info);
         }
         if round_success {

@@ -100,7 +100,13 @@ pub fn run_deepfool(
         } else {
             track.transcribe(&adversarial)?
         };
-        let success = objective.is_met(&transcript);
+        // Robust goals (other front ends, a margin) are judged in full; DeepFool's own test is
+        // the transcript.
+        let success = if objective.robustness().is_strict() {
+            track.succeeds(&adversarial, &transcript)?
+        } else {
+            objective.is_met(&transcript)
+        };
         track.offer(
             adversarial.clone(),
             success,

@@ -6,7 +6,7 @@
 
 use super::step::{StepSpace, Stepper};
 use super::track::{Keep, Tracker};
-use super::{quantized_sum, run_attack, AttackConfig, AttackOutcome, StepInfo};
+use super::{quantized_sum_within, run_attack, AttackConfig, AttackOutcome, StepInfo};
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
 use crate::model::LoadedModel;
 use crate::objective::Objective;
@@ -118,7 +118,7 @@ pub fn run_imperceptible(
         if track.stop_requested(cancel) {
             break;
         }
-        let adv = quantized_sum(x, &delta);
+        let adv = quantized_sum_within(x, &delta, cfg.stage1.constraints.linf);
         let effective: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
         let net = track.score(&adv)?;
         let (net_loss, net_grad) = (net.loss, net.grad);
@@ -133,12 +133,11 @@ pub fn run_imperceptible(
         // The point just scored is judged as it stands; where success needs the target to
         // lead under teacher forcing and it does not, no decode is needed to know it fails.
         if step % cfg.check_every.max(1) == 0 || step == cfg.steps {
-            let leads = net.lead > 0.0;
-            if gated && !leads {
+            if gated && !track.leads(net.lead) {
                 succeeding = false;
             } else {
                 let transcript = track.transcribe(&adv)?;
-                succeeding = objective.is_met(&transcript);
+                succeeding = track.judge(&adv, &transcript, net.lead)?;
                 if succeeding {
                     track.offer(adv, true, transcript.clone(), net_loss, mask_loss);
                 }

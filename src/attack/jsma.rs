@@ -103,10 +103,10 @@ pub fn run_jsma(
         }
         let scored = track.score(&adversarial)?;
         let (grad, loss) = (scored.grad, scored.loss);
-        if gated && gate.due(it, scored.lead) {
+        if gated && gate.due(it, track.leads(scored.lead)) {
             // The point just scored, where the target leads: decode it as it stands.
             let transcript = track.transcribe(&adversarial)?;
-            let success = objective.is_met(&transcript);
+            let success = track.judge(&adversarial, &transcript, scored.lead)?;
             track.offer(adversarial.clone(), success, transcript.clone(), loss, 0.0);
             if success {
                 on_step(&StepInfo {

@@ -5,7 +5,7 @@
 use super::eot;
 use super::step::{Rule, StepSpace, Stepper};
 use super::track::{Keep, LeadGate, Tracker};
-use super::{quantized_sum, AttackOutcome, StepInfo};
+use super::{quantized_sum_within, AttackOutcome, StepInfo};
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
@@ -160,7 +160,7 @@ pub fn run_attack(
             if track.stop_requested(cancel) {
                 break 'runs;
             }
-            let adv = quantized_sum(x, &delta);
+            let adv = quantized_sum_within(x, &delta, cfg.constraints.linf);
             let (loss, grad, lead) = match &cfg.eot {
                 None => {
                     let e = track.score(&adv)?;
@@ -185,10 +185,10 @@ pub fn run_attack(
             if gated {
                 track.stand_by(&adv, loss, lead);
             }
-            if gated && gate.due(step, lead) {
+            if gated && gate.due(step, track.leads(lead)) {
                 // The point just scored: decode it as it stands.
                 let transcript = track.transcribe(&adv)?;
-                let success = objective.is_met(&transcript);
+                let success = track.judge(&adv, &transcript, lead)?;
                 info.transcript = Some(transcript.clone());
                 track.offer(adv, success, transcript, loss, loss);
                 if success {
@@ -207,7 +207,7 @@ pub fn run_attack(
             cfg.constraints.project(&mut delta, x, band.as_ref())?;
             let scheduled_check = !gated && step % check_every == 0;
             if scheduled_check || step == steps {
-                let adv = quantized_sum(x, &delta);
+                let adv = quantized_sum_within(x, &delta, cfg.constraints.linf);
                 let transcript = track.transcribe(&adv)?;
                 let success = track.succeeds(&adv, &transcript)?
                     && match &cfg.eot {

@@ -14,8 +14,9 @@ use super::nes::{Estimator, NesConfig};
 use super::StepInfo;
 use super::{Attack, AttackConfig, AttackKind, AttackRun, BlackBox, Method, Rule, Schedule};
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
+use crate::mel::FrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
-use crate::objective::{Goal, Objective};
+use crate::objective::{Goal, Objective, Robustness};
 use crate::perturb::{speech_mask, Constraints, Domain, MaskingBound};
 use crate::transcribe::{transcribe, Transcript};
 use crate::{Error, Result};
@@ -27,6 +28,14 @@ use std::sync::Arc;
 pub const PGD_STEPS: usize = 300;
 /// Default steps: CW's per value of c.
 pub const CW_STEPS: usize = 40;
+/// Default steps: CW's per value of c under a bound (it stops at its first success).
+pub const CW_BOUNDED_STEPS: usize = 100;
+/// How far CW's κ sits above the margin success needs by default: with κ = margin + 1 the
+/// tokens led but stayed too unlikely for the log-probability floor on real speech (300 steps,
+/// no success); + 4 succeeded and was heard by faster-whisper.
+pub const CW_KAPPA_OVER_MARGIN: f32 = 4.0;
+/// CW's first c under a bound.
+pub const CW_BOUNDED_C: f32 = 10.0;
 /// Default steps: DeepFool's most linearisations.
 pub const DEEPFOOL_STEPS: usize = 50;
 /// Default steps: JSMA's most iterations.
@@ -114,6 +123,14 @@ pub struct AttackOptions {
     pub beam: Option<usize>,
     /// `--seed` of every random choice (recorded in the report by every attack).
     pub seed: u64,
+    /// `--margin`: the logit margin κ a targeted or mute goal's tokens must lead by (white
+    /// box; default [`Robustness::DEFAULT_MARGIN`]).
+    pub margin: Option<f32>,
+    /// `--front-ends`: the front ends whose decodes must all meet the goal (white box;
+    /// default both).
+    pub front_ends: Option<Vec<FrontEnd>>,
+    /// `--plain-prompt-only`: a targeted goal need not also hold under timestamp decoding.
+    pub no_timestamp_prompt: bool,
 }
 
 /// The constraints an attack applied, as reports record them.
@@ -146,16 +163,20 @@ impl AttackOptions {
     pub fn check(&self, goal: Option<&Goal>) -> Result<()> {
         use AttackKind::*;
         let kind = self.kind();
-        const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Imperceptible];
+        const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible];
         const PGD_LIKE: &[AttackKind] = &[Pgd, Imperceptible];
         const STEPPED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible];
         const BLACK: &[AttackKind] = &[Ga, Nes, Spsa];
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
-        let options: [(&str, bool, &[AttackKind]); 30] = [
+        const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
+        let options: [(&str, bool, &[AttackKind]); 33] = [
+            ("--margin", self.margin.is_some(), WHITE),
+            ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
+            ("--front-ends", self.front_ends.is_some(), WHITE),
             (
                 "--eps",
                 self.eps.is_some(),
-                &[Fgsm, Pgd, Imperceptible, Ga, Nes, Spsa],
+                &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa],
             ),
             ("--l2", self.l2.is_some(), BOUNDED),
             ("--snr-db", self.snr_db.is_some(), BOUNDED),
@@ -240,6 +261,13 @@ impl AttackOptions {
                     .into(),
             ));
         }
+        if self.margin.is_some() && matches!(goal, Some(Goal::Untargeted { .. })) {
+            return Err(Error::InvalidArgument(
+                "--margin does not apply to an untargeted goal (it is the lead of a target's \
+                 tokens; untargeted success is the WER)"
+                    .into(),
+            ));
+        }
         match (kind, goal) {
             (Imperceptible, Some(g)) if !matches!(g, Goal::Targeted(_)) => {
                 Err(Error::InvalidArgument(
@@ -259,6 +287,27 @@ impl AttackOptions {
             beam_size: self.beam.unwrap_or(BEAM).max(1),
             ..Default::default()
         }
+    }
+
+    /// What a white-box success must survive for `goal`: both front ends (or `--front-ends`)
+    /// and, for a targeted or mute goal, the margin (`--margin`, default
+    /// [`Robustness::DEFAULT_MARGIN`]); `None` for a black-box attack.
+    pub fn robustness(&self, goal: &Goal) -> Option<Robustness> {
+        if self.kind().is_black_box() {
+            return None;
+        }
+        let margin = match goal {
+            Goal::Untargeted { .. } => 0.0,
+            _ => self.margin.unwrap_or(Robustness::DEFAULT_MARGIN),
+        };
+        Some(Robustness {
+            front_ends: self
+                .front_ends
+                .clone()
+                .unwrap_or_else(|| FrontEnd::ALL.to_vec()),
+            margin,
+            timestamps: !self.no_timestamp_prompt,
+        })
     }
 
     /// The constraints the attack applies, as reports record them.
@@ -337,16 +386,40 @@ impl AttackOptions {
             AttackKind::Fgsm | AttackKind::Pgd => Attack::Pgd(pgd),
             AttackKind::Cw => {
                 let d = CwConfig::default();
+                // The margin loss stops pushing a token once it leads by κ: κ must exceed the
+                // margin success needs.
+                let margin = self.robustness(goal).map_or(0.0, |r| r.margin);
+                if let Some(k) = self.kappa.filter(|&k| k <= margin && margin > 0.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "--kappa {k} is not above the margin {margin} that success needs \
+                         (--margin): CW's loss stops pushing a token once it leads by κ"
+                    )));
+                }
+                // Under a bound δ's size is the bound's business: the margin term leads (c
+                // starts at CW_BOUNDED_C) and steps are PGD's size, which the projection keeps.
+                let bounded = self.eps.is_some()
+                    || self.l2.is_some()
+                    || self.snr_db.is_some()
+                    || self.masking_margin_db.is_some();
+                let (c, lr) = if bounded {
+                    (CW_BOUNDED_C, self.eps.map_or(0.001, |e| e / 10.0))
+                } else {
+                    (d.initial_c, d.learning_rate)
+                };
                 Attack::Cw(CwConfig {
-                    steps: self.steps.unwrap_or(CW_STEPS),
+                    steps: self
+                        .steps
+                        .unwrap_or(if bounded { CW_BOUNDED_STEPS } else { CW_STEPS }),
                     search_steps: self.search_steps.unwrap_or(d.search_steps),
-                    initial_c: self.c.unwrap_or(d.initial_c),
-                    kappa: self.kappa.unwrap_or(d.kappa),
-                    learning_rate: self.lr.unwrap_or(d.learning_rate),
+                    initial_c: self.c.unwrap_or(c),
+                    kappa: self
+                        .kappa
+                        .unwrap_or(d.kappa.max(margin + CW_KAPPA_OVER_MARGIN)),
+                    learning_rate: self.lr.unwrap_or(lr),
                     domain,
                     check_every,
                     decode,
-                    masking,
+                    constraints: pgd.constraints.clone(),
                 })
             }
             AttackKind::Deepfool => Attack::DeepFool(DeepFoolConfig {
@@ -441,6 +514,8 @@ pub struct SignalAttack {
     pub masking: MaskingStats,
     /// Wall time of the attack itself (seconds).
     pub seconds: f64,
+    /// What its success had to survive.
+    pub robustness: Robustness,
 }
 
 /// Transcribe 16-kHz samples `x`, set `goal` against that transcript, build the attack from
@@ -457,7 +532,10 @@ pub fn attack_signal(
     options.check(Some(&goal))?;
     super::check_input(x)?;
     let original = transcribe(model, x, &options.decode())?;
-    let objective = Objective::new(model, goal.clone(), &original.text, &original.tokens)?;
+    let robustness = options.robustness(&goal).unwrap_or_default();
+    let objective = Objective::new(model, goal.clone(), &original.text, &original.tokens)?
+        .with_robustness(model, robustness.clone(), x.len())?;
+    let robustness = objective.robustness().clone();
     let threshold = Arc::new(MaskingThreshold::compute(x, MaskingConfig::default())?);
     let attack = options.white_box(&goal, x, &threshold)?;
     on_original(&original.text, &attack);
@@ -472,6 +550,7 @@ pub fn attack_signal(
         run,
         masking,
         seconds,
+        robustness,
     })
 }
 
@@ -488,10 +567,33 @@ mod tests {
         let cw = AttackOptions {
             kind: Some(AttackKind::Cw),
             snr_db: Some(35.0),
+            eot: true,
             ..Default::default()
         };
         let e = cw.check(Some(&targeted())).unwrap_err().to_string();
-        assert!(e.contains("--snr-db") && e.contains("cw"), "{e}");
+        assert!(e.contains("--eot") && e.contains("cw"), "{e}");
+        let cw_bounded = AttackOptions { eot: false, ..cw };
+        cw_bounded.check(Some(&targeted())).unwrap();
+        let ga_margin = AttackOptions {
+            kind: Some(AttackKind::Ga),
+            margin: Some(2.0),
+            ..Default::default()
+        };
+        assert!(ga_margin
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--margin"));
+        let untargeted_margin = AttackOptions {
+            eps: Some(0.01),
+            margin: Some(2.0),
+            ..Default::default()
+        };
+        let e = untargeted_margin
+            .check(Some(&Goal::Untargeted { min_wer: 0.5 }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--margin"), "{e}");
         let ga = AttackOptions {
             kind: Some(AttackKind::Ga),
             tile: Some(4),

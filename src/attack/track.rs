@@ -6,7 +6,8 @@
 use super::{check_input, quantized_sum, AttackOutcome};
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
-use crate::objective::{Evaluated, Objective};
+use crate::objective::Evaluated as Scored;
+use crate::objective::{Objective, Prompt, View};
 use crate::transcribe::transcribe;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -38,9 +39,10 @@ impl LeadGate {
         }
     }
 
-    /// Whether to decode at `step`, given the point's lead.
-    pub(crate) fn due(&mut self, step: usize, lead: f32) -> bool {
-        let due = lead > 0.0 && step >= self.next;
+    /// Whether to decode at `step`, given whether the point leads
+    /// ([`Tracker::leads`]).
+    pub(crate) fn due(&mut self, step: usize, leads: bool) -> bool {
+        let due = leads && step >= self.next;
         if due {
             self.next = step + self.every;
         }
@@ -73,7 +75,12 @@ pub(crate) struct Tracker<'a> {
     x: &'a [f32],
     objective: &'a Objective,
     decode: &'a DecodeOptions,
-    front: MelFrontEnd,
+    /// The objective's views ([`Objective::views`]), scored in turn.
+    views: Vec<View>,
+    /// One mel front end per view.
+    fronts: Vec<MelFrontEnd>,
+    /// The latest lead under each view (NaN until scored).
+    leads: Vec<f32>,
     keep: Keep,
     lead_required: bool,
     best: Option<Candidate>,
@@ -94,13 +101,20 @@ impl<'a> Tracker<'a> {
         keep: Keep,
     ) -> Result<Self> {
         check_input(x)?;
-        let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+        let n_mels = model.whisper.config().num_mel_bins;
+        let views = objective.views();
+        let fronts = views
+            .iter()
+            .map(|v| Ok(MelFrontEnd::new(n_mels, model.whisper.device())?.as_kind(v.front_end)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Tracker {
             model,
             x,
             objective,
             decode,
-            front,
+            leads: vec![f32::NAN; fronts.len()],
+            views,
+            fronts,
             keep,
             lead_required: objective.lead_is_required(decode),
             best: None,
@@ -131,9 +145,11 @@ impl<'a> Tracker<'a> {
         self.lead_required
     }
 
-    /// The mel front end of the model.
+    /// The mel front end of the next gradient step: the objective's views take turns (one
+    /// gradient per step, so a robust attack costs what a plain one does per step). Steps
+    /// taken outside [`Tracker::score_by`] (EOT, DeepFool) score the plain prompt.
     pub(crate) fn front(&self) -> &MelFrontEnd {
-        &self.front
+        &self.fronts[self.steps % self.fronts.len()]
     }
 
     /// The model's device.
@@ -155,12 +171,37 @@ impl<'a> Tracker<'a> {
     }
 
     /// Score `adv` with the objective (loss, waveform gradient, lead): one gradient step.
-    pub(crate) fn score(&mut self, adv: &[f32]) -> Result<Evaluated> {
-        let e = self
-            .objective
-            .evaluate(self.model, &self.front, &self.wave(adv)?)?;
+    pub(crate) fn score(&mut self, adv: &[f32]) -> Result<Scored> {
+        let (model, objective) = (self.model, self.objective);
+        self.score_by(adv, |front, prompt, wave| {
+            objective.evaluate_as(model, front, wave, prompt)
+        })
+    }
+
+    /// Score `adv` with `evaluate` under this step's view (front end and prompt): one
+    /// gradient step. The lead returned is the smallest of the latest under each view (NaN
+    /// until each has been scored once).
+    pub(crate) fn score_by(
+        &mut self,
+        adv: &[f32],
+        evaluate: impl FnOnce(&MelFrontEnd, Prompt, &Tensor) -> Result<Scored>,
+    ) -> Result<Scored> {
+        let turn = self.steps % self.fronts.len();
+        let prompt = self.views[turn].prompt;
+        let mut e = evaluate(&self.fronts[turn], prompt, &self.wave(adv)?)?;
         self.count_step();
+        self.leads[turn] = e.lead;
+        e.lead = if self.leads.iter().any(|l| l.is_nan()) {
+            f32::NAN
+        } else {
+            self.leads.iter().copied().fold(f32::INFINITY, f32::min)
+        };
         Ok(e)
+    }
+
+    /// Whether a point of (combined) lead `lead` leads as success needs: by the margin.
+    pub(crate) fn leads(&self, lead: f32) -> bool {
+        self.objective.leads(lead)
     }
 
     /// Count one gradient step taken outside [`Tracker::score`].
@@ -180,9 +221,14 @@ impl<'a> Tracker<'a> {
             .succeeds(self.model, self.decode, adv, transcript)
     }
 
-    /// Whether `transcript`, of a point whose lead is `lead`, meets the goal.
-    pub(crate) fn met_with_lead(&self, transcript: &str, lead: f32) -> bool {
-        self.objective.is_met(transcript) && (!self.lead_required || lead > 0.0)
+    /// Whether `adv`, decoded as `transcript` and scored at lead `lead` (NaN if not known),
+    /// meets the goal: from the lead alone for a plain objective, else by
+    /// [`Tracker::succeeds`] (the other views' decodes, fresh leads and log-probabilities).
+    pub(crate) fn judge(&self, adv: &[f32], transcript: &str, lead: f32) -> Result<bool> {
+        if self.objective.robustness().is_strict() || lead.is_nan() {
+            return self.succeeds(adv, transcript);
+        }
+        Ok(self.objective.is_met(transcript) && (!self.lead_required || self.leads(lead)))
     }
 
     /// Note a point scored at loss `loss` (lead `lead`, NaN if not known) as a stand-in, should no decoded point
@@ -249,11 +295,7 @@ impl<'a> Tracker<'a> {
                 };
                 if wanted {
                     let transcript = self.transcribe(&s.adversarial)?;
-                    let success = if s.lead.is_nan() {
-                        self.succeeds(&s.adversarial, &transcript)?
-                    } else {
-                        self.met_with_lead(&transcript, s.lead)
-                    };
+                    let success = self.judge(&s.adversarial, &transcript, s.lead)?;
                     if self.keep == Keep::Latest {
                         self.best = None;
                     }

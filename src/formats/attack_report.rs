@@ -6,7 +6,8 @@ use crate::attack::plan::{AppliedConstraints, SignalAttack};
 use crate::attack::{AttackDetails, AttackKind, AttackOutcome};
 use crate::masking::MaskingStats;
 use crate::metrics::{dbx, l2, linf, snr_db};
-use crate::objective::Goal;
+use crate::objective::{Goal, Robustness};
+use crate::verify::{all_succeed, Verification};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -76,6 +77,17 @@ pub struct AttackReport {
     /// Black-box attacks: the recogniser and the queries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub black_box: Option<BlackBoxStats>,
+    /// White-box attacks: what the success had to survive (the front ends whose decodes all
+    /// meet the goal, the logit margin of its tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robustness: Option<Robustness>,
+    /// Verdicts of independent recognisers on the written example (`--verify`), one per
+    /// recogniser and setting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified_by: Vec<Verification>,
+    /// Whether every independent verdict met the goal (`null` without `--verify`).
+    #[serde(default)]
+    pub verified: Option<bool>,
     /// The seed.
     pub seed: u64,
     /// The constraints the attack applied.
@@ -161,6 +173,9 @@ impl AttackReport {
             masking: None,
             details: AttackDetails::None,
             black_box: None,
+            robustness: None,
+            verified_by: Vec::new(),
+            verified: None,
             seed,
             constraints,
         }
@@ -180,6 +195,7 @@ impl AttackReport {
             model: Some(model_id),
             masking: Some(done.masking),
             details: done.run.details.clone(),
+            robustness: Some(done.robustness.clone()),
             ..Self::of_outcome(
                 files,
                 kind,
@@ -222,6 +238,17 @@ impl AttackReport {
                 constraints,
             )
         }
+    }
+
+    /// Record independent verdicts on the example.
+    pub fn set_verified(&mut self, verdicts: Vec<Verification>) {
+        self.verified = Some(all_succeed(&verdicts));
+        self.verified_by = verdicts;
+    }
+
+    /// Whether the attack met its goal and every independent recogniser asked agrees.
+    pub fn succeeded(&self) -> bool {
+        self.success && self.verified != Some(false)
     }
 
     /// Read a report.
@@ -279,7 +306,7 @@ pub enum SummaryEntry {
 impl SummaryEntry {
     /// Whether the attack ran and succeeded.
     pub fn success(&self) -> bool {
-        matches!(self, SummaryEntry::Report(r) if r.success)
+        matches!(self, SummaryEntry::Report(r) if r.succeeded())
     }
 }
 
@@ -290,8 +317,10 @@ pub struct AttackSummary {
     pub manifest: String,
     /// Lines attacked.
     pub inputs: usize,
-    /// Attacks that succeeded.
+    /// Attacks that succeeded (and, with `--verify`, were heard so by every verifier).
     pub successes: usize,
+    /// Median wall time of those successes (seconds; `null` if none).
+    pub median_seconds_to_success: Option<f64>,
     /// Per line.
     pub results: Vec<SummaryEntry>,
 }
@@ -299,10 +328,24 @@ pub struct AttackSummary {
 impl AttackSummary {
     /// The summary of `results`.
     pub fn new(manifest: &Path, results: Vec<SummaryEntry>) -> Self {
+        let mut seconds: Vec<f64> = results
+            .iter()
+            .filter_map(|r| match r {
+                SummaryEntry::Report(r) if r.succeeded() => Some(r.wall_seconds),
+                _ => None,
+            })
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        let median_seconds_to_success = match seconds.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(seconds[n / 2]),
+            n => Some(0.5 * (seconds[n / 2 - 1] + seconds[n / 2])),
+        };
         AttackSummary {
             manifest: manifest.display().to_string(),
             inputs: results.len(),
             successes: results.iter().filter(|r| r.success()).count(),
+            median_seconds_to_success,
             results,
         }
     }

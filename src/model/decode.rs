@@ -19,6 +19,8 @@ pub struct DecodeOptions {
     /// Predict timestamp tokens (segments), as OpenAI's `transcribe` and faster-whisper do by
     /// default; off: the `<|notimestamps|>` prompt.
     pub timestamps: bool,
+    /// How the window past a short signal is filled (OpenAI's padded audio by default).
+    pub front_end: crate::mel::FrontEnd,
 }
 
 impl Default for DecodeOptions {
@@ -28,6 +30,7 @@ impl Default for DecodeOptions {
             max_tokens: 224,
             language: None,
             timestamps: false,
+            front_end: crate::mel::FrontEnd::Openai,
         }
     }
 }

@@ -233,6 +233,43 @@ fn carlini_wagner_succeeds_with_a_quieter_peak_than_pgd() {
     );
 }
 
+/// Under a bound CW projects after every step, as PGD does, and stops at its first success.
+#[test]
+fn carlini_wagner_under_a_bound_ends_inside_it() {
+    use advox::attack::cw::{run_cw, CwConfig};
+    let x = sample("open_the_front_door.wav");
+    let obj = objective(&x, Goal::Targeted("turn off the lights".into()));
+    let cfg = CwConfig {
+        constraints: Constraints {
+            linf: Some(0.02),
+            snr_db: Some(30.0),
+            ..Default::default()
+        },
+        // As `advox attack --attack cw --snr-db 30 --eps 0.02` sets it: c 10, PGD's step size.
+        initial_c: 10.0,
+        learning_rate: 0.002,
+        steps: 60,
+        search_steps: 2,
+        ..Default::default()
+    };
+    let out = run_cw(
+        common::model(),
+        &x,
+        &obj,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let snr = snr_db(&x, &out.perturbation);
+    eprintln!("bounded CW: {} steps, SNR {snr:.2} dB", out.steps);
+    assert!(out.success, "CW transcript {:?}", out.transcript);
+    assert!(snr >= 29.99, "SNR {snr}");
+    assert!(linf(&out.perturbation) <= 0.02 + 1.0 / 32768.0);
+    // Stopped at its first success, within the first value of c.
+    assert!(out.steps <= cfg.steps, "{} steps", out.steps);
+}
+
 #[test]
 fn deepfool_changes_the_transcript_with_less_l2_than_pgd() {
     use advox::attack::deepfool::{run_deepfool, DeepFoolConfig};

@@ -431,7 +431,8 @@ fn an_option_that_does_not_apply_to_the_attack_is_an_error() {
     let input = common::root().join("samples/open_the_front_door.wav");
     let out = std::env::temp_dir().join(format!("advox-cli-na-{}.wav", std::process::id()));
     for (args, named) in [
-        (&["--attack", "cw", "--snr-db", "35"][..], "--snr-db"),
+        (&["--attack", "cw", "--snr-db", "35", "--eot"][..], "--eot"),
+        (&["--blackbox", "ga", "--margin", "2"][..], "--margin"),
         (&["--attack", "jsma", "--restarts", "2"][..], "--restarts"),
         (&["--blackbox", "ga", "--l2", "1"][..], "--l2"),
         (&["--eps", "0.01", "--kappa", "2"][..], "--kappa"),

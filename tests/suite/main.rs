@@ -29,3 +29,4 @@ mod robustness;
 mod small_model;
 mod stream;
 mod universal;
+mod verify;

@@ -12,7 +12,9 @@ use advox::formats::{AttackReport, AttackSummary, SummaryEntry};
 use advox::manifest::read_manifest;
 use advox::model::LoadedModel;
 use advox::objective::Goal;
+use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Set by Ctrl-C: the attack stops at its next step and keeps the best result so far.
@@ -22,6 +24,7 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     let goal = args.goals.goal()?;
     let options = args.options();
     options.check(goal.as_ref())?;
+    let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     common::install_interrupt();
     if args.blackbox.is_some() {
         let target = crate::attack_blackbox::Target {
@@ -30,6 +33,7 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
             asr_cmd: args.asr_cmd.as_deref(),
             timeout_s: args.timeout_s,
             model: args.model.as_deref(),
+            verify: &verifiers,
         };
         return crate::attack_blackbox::run(&target, goal, &options, device, CANCEL);
     }
@@ -42,8 +46,8 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
         let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
         let model = common::load_model(args.model.as_deref(), &device)?;
         let files = ReportFiles::new(&input, &args.output);
-        let report = attack_one(&model, &files, goal, &options)?;
-        return Ok(common::Outcome::of(report.success));
+        let report = attack_one(&model, &files, goal, &options, &verifiers)?;
+        return Ok(common::Outcome::of(report.succeeded()));
     };
     let entries = read_manifest(manifest)?;
     let goals = entries
@@ -71,17 +75,19 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
             &args.output.join(format!("{i:04}_{stem}.wav")),
         );
         eprintln!("[{}/{}] {}", i + 1, entries.len(), entry.input.display());
-        results.push(match attack_one(&model, &files, goal, &options) {
-            Ok(report) => SummaryEntry::Report(Box::new(report)),
-            Err(e) => {
-                eprintln!("error: {}", common::error_text(&e));
-                SummaryEntry::Failed {
-                    input: entry.input.display().to_string(),
-                    success: false,
-                    error: common::error_text(&e),
+        results.push(
+            match attack_one(&model, &files, goal, &options, &verifiers) {
+                Ok(report) => SummaryEntry::Report(Box::new(report)),
+                Err(e) => {
+                    eprintln!("error: {}", common::error_text(&e));
+                    SummaryEntry::Failed {
+                        input: entry.input.display().to_string(),
+                        success: false,
+                        error: common::error_text(&e),
+                    }
                 }
-            }
-        });
+            },
+        );
     }
     let summary = AttackSummary::new(manifest, results);
     let path = args.output.join("summary.json");
@@ -101,6 +107,7 @@ fn attack_one(
     files: &ReportFiles,
     goal: Goal,
     options: &AttackOptions,
+    verifiers: &[Verifier],
 ) -> Result<AttackReport> {
     let inputs = [files.input.as_path()];
     for out in [&files.output, &files.perturbation, &files.report] {
@@ -133,7 +140,7 @@ fn attack_one(
     bar.finish_and_clear();
     let outcome = &done.run.outcome;
     write_example(files, &outcome.adversarial, &outcome.perturbation)?;
-    let report = AttackReport::white_box(
+    let mut report = AttackReport::white_box(
         files,
         &x,
         &done,
@@ -141,10 +148,16 @@ fn attack_one(
         options.seed,
         options.applied_constraints(),
     );
+    verify_into(&mut report, verifiers, &model.dir)?;
     common::write_json(&files.report, &report)?;
     println!(
         "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {:.1} % of the energy masked | {} steps | {:.1} s",
-        if report.success { "success" } else { "failure" },
+        match (report.success, report.verified) {
+            (true, Some(false)) => "failure (not heard by every verifier)",
+            (true, Some(true)) => "success (verified)",
+            (true, None) => "success",
+            (false, _) => "failure",
+        },
         report.adversarial_transcript,
         report.snr_db,
         report.dbx,
@@ -179,5 +192,53 @@ pub fn write_example(files: &ReportFiles, adversarial: &[f32], perturbation: &[f
             files.output.display()
         );
     }
+    Ok(())
+}
+
+/// Judge the written example with the independent recognisers, print and record their
+/// verdicts.
+pub fn verify_into(
+    report: &mut AttackReport,
+    verifiers: &[Verifier],
+    model_dir: &Path,
+) -> Result<()> {
+    if verifiers.is_empty() {
+        return Ok(());
+    }
+    let mut verdicts = Vec::new();
+    for v in verifiers {
+        let found = v
+            .verify(
+                model_dir,
+                Path::new(&report.output),
+                &report.goal,
+                &report.original_transcript,
+                None,
+                &mut |m| eprintln!("advox: {m}"),
+            )
+            .with_context(|| format!("verifying with {}", v.name()))?;
+        for x in &found {
+            let setting = match (x.beam, x.timestamps) {
+                (Some(b), Some(t)) => format!(" (beam {b}{})", if t { ", timestamps" } else { "" }),
+                _ => String::new(),
+            };
+            eprintln!(
+                "{}{setting}: {} {}",
+                x.recognizer,
+                if x.success {
+                    "hears the goal"
+                } else {
+                    "does not"
+                },
+                x.transcript
+                    .as_deref()
+                    .map(|t| format!("{t:?}"))
+                    .or(x.error.clone())
+                    .unwrap_or_default()
+            );
+        }
+        verdicts.extend(found);
+    }
+    report.set_verified(verdicts);
     Ok(())
 }

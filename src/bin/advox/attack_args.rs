@@ -6,6 +6,7 @@ use crate::common;
 use advox::attack::plan::AttackOptions;
 use advox::attack::{AttackKind, Rule, Schedule};
 use advox::perturb::Domain;
+use advox::verify::Verifier;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -27,6 +28,17 @@ enum DomainArg {
 enum ScheduleArg {
     Constant,
     Cosine,
+}
+
+/// The independent recognisers of `--verify`.
+#[derive(Clone, Debug)]
+pub struct Verifiers(pub Vec<Verifier>);
+
+/// `--verify faster-whisper,cmd:...`.
+fn parse_verifiers(s: &str) -> Result<Verifiers, String> {
+    Verifier::parse_list(s)
+        .map(Verifiers)
+        .map_err(|e| e.to_string())
 }
 
 /// `--attack` / `--blackbox`: the library's attack names of that kind.
@@ -180,6 +192,28 @@ pub struct Args {
     /// Model directory or known name.
     #[arg(long)]
     pub(crate) model: Option<String>,
+    /// Judge the written example with independent recognisers too: `faster-whisper` (the same
+    /// weights in CTranslate2, installed into a venv under the advox cache on first use;
+    /// greedy and beam 5, plain and timestamps) and/or `cmd:COMMAND` with `{wav}`. The report
+    /// gets `verified_by` and `verified`; success then needs them all.
+    #[arg(long, value_parser = parse_verifiers)]
+    pub(crate) verify: Option<Verifiers>,
+    /// White box: the logit margin κ by which a targeted or mute goal's tokens (and
+    /// end-of-text) must lead their best rivals under teacher forcing before the attack stops
+    /// (default 1; 0 stops at the first decode that meets the goal, which other Whisper
+    /// implementations often do not hear).
+    #[arg(long)]
+    margin: Option<f32>,
+    /// White box: the front ends whose decodes must all meet the goal, taking turns for the
+    /// gradient steps: `openai` (padded audio: OpenAI's whisper, transformers, whisper.cpp)
+    /// and `faster-whisper` (zero-padded features). Default both.
+    #[arg(long, value_delimiter = ',', value_parser = common::front_end_parser())]
+    front_ends: Option<Vec<advox::mel::FrontEnd>>,
+    /// White box, targeted: success need not also hold under timestamp decoding (by default
+    /// the target is also scored and judged as one timestamped segment, the default decoding
+    /// of OpenAI's `transcribe` and faster-whisper).
+    #[arg(long)]
+    plain_prompt_only: bool,
 }
 
 impl Args {
@@ -230,6 +264,9 @@ impl Args {
             check_every: self.check_every,
             beam: self.beam,
             seed: self.seed,
+            margin: self.margin,
+            front_ends: self.front_ends.clone(),
+            no_timestamp_prompt: self.plain_prompt_only,
         }
     }
 }

@@ -10,6 +10,7 @@ use advox::formats::attack_report::{BlackBoxStats, ReportFiles};
 use advox::formats::AttackReport;
 use advox::objective::Goal;
 use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
+use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -27,6 +28,8 @@ pub struct Target<'a> {
     pub timeout_s: Option<f64>,
     /// The built-in model's directory or name.
     pub model: Option<&'a str>,
+    /// Independent recognisers that judge the example too.
+    pub verify: &'a [Verifier],
 }
 
 /// One input, through the built-in model as an opaque box or `--asr-cmd`.
@@ -74,7 +77,7 @@ pub fn run(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
-    let report = attack_one(
+    let mut report = attack_one(
         recognizer.as_mut(),
         &attack,
         &files,
@@ -84,7 +87,14 @@ pub fn run(
         options,
         cancel,
     )?;
-    Ok(common::Outcome::of(report.success))
+    if !target.verify.is_empty() {
+        let dir =
+            advox::model::provision::resolve_model(target.model, &mut |m| eprintln!("advox: {m}"))
+                .context("could not find a model for --verify (pass --model DIR)")?;
+        crate::attack::verify_into(&mut report, target.verify, &dir)?;
+        common::write_json(&files.report, &report)?;
+    }
+    Ok(common::Outcome::of(report.succeeded()))
 }
 
 /// Attack `x` through `recognizer` and write the example, δ and the report.

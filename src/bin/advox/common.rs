@@ -184,3 +184,15 @@ pub fn error_text(err: &anyhow::Error) -> String {
     }
     out
 }
+
+/// `--front-end(s)`: a [`advox::mel::FrontEnd`] by name (`openai`, `faster-whisper`).
+pub fn front_end_parser() -> impl clap::builder::TypedValueParser<Value = advox::mel::FrontEnd> {
+    use clap::builder::TypedValueParser;
+    let names: Vec<&'static str> = advox::mel::FrontEnd::ALL.iter().map(|f| f.name()).collect();
+    clap::builder::PossibleValuesParser::new(names).map(|name| {
+        advox::mel::FrontEnd::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_default()
+    })
+}

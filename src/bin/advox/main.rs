@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Make an adversarial example against Whisper (FGSM, PGD, CW, DeepFool, JSMA, imperceptible).
-    Attack(attack::Args),
+    Attack(Box<attack::Args>),
     /// Transcribe audio files with Whisper (greedy or beam search, 30-s windows).
     Transcribe(transcribe::Args),
     /// Fetch, inspect and convert models.
@@ -70,7 +70,7 @@ fn main() {
     });
     let done = |r: anyhow::Result<()>| r.map(|()| common::Outcome::Done);
     let result = match cli.command {
-        Command::Attack(args) => attack::run(args, &cli.device),
+        Command::Attack(args) => attack::run(*args, &cli.device),
         Command::Transcribe(args) => done(transcribe::run(args, &cli.device)),
         Command::Model(cmd) => done(model_cmd::run(cmd)),
         Command::Bench(args) => done(bench::run(args, &cli.device)),

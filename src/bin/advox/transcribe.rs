@@ -2,6 +2,7 @@
 
 use crate::common;
 use advox::audio::read_audio_16k_mono;
+use advox::mel::FrontEnd;
 use advox::model::DecodeOptions;
 use advox::transcribe::transcribe;
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,10 @@ pub struct Args {
     /// print the segments.
     #[arg(long)]
     timestamps: bool,
+    /// How the 30-s window past a short recording is filled: `openai` (padded audio, as
+    /// OpenAI's whisper and transformers) or `faster-whisper` (zero-padded features).
+    #[arg(long, value_parser = common::front_end_parser(), default_value = "openai")]
+    front_end: FrontEnd,
     /// Print one JSON object per file: file, text, tokens, seconds (and segments).
     #[arg(long)]
     json: bool,
@@ -43,6 +48,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         beam_size: args.beam,
         language: args.language.clone(),
         timestamps: args.timestamps,
+        front_end: args.front_end,
         ..Default::default()
     };
     let bar = indicatif::ProgressBar::new(args.files.len() as u64);

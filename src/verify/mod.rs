@@ -1,0 +1,324 @@
+//! Independent verification: an adversarial example counts when another implementation of the
+//! recogniser hears the goal too. [`Verifier::FasterWhisper`] transcribes a file with
+//! faster-whisper (CTranslate2) on the same weights, greedy and beam 5, plain and timestamp
+//! decoding, from a Python environment advox installs under its cache on first use (as
+//! `advox model fetch` fetches the model); [`Verifier::Command`] runs any shell command that
+//! prints a transcript.
+
+use crate::model::provision::cache_dir;
+use crate::objective::Goal;
+use crate::recognizer::{CommandRecognizer, Recognizer};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The faster-whisper adapter script, written into its environment.
+const FASTER_WHISPER_PY: &str = include_str!("faster_whisper_adapter.py");
+/// What the faster-whisper environment installs (`requests`: faster-whisper 1.2 imports it
+/// without declaring it).
+const FASTER_WHISPER_PACKAGES: &[&str] = &["faster-whisper==1.2.0", "requests"];
+
+/// Another recogniser that judges an example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verifier {
+    /// faster-whisper on the model's CTranslate2 files.
+    FasterWhisper,
+    /// `sh -c TEMPLATE` with `{wav}` replaced by the file, printing a transcript.
+    Command(String),
+}
+
+/// One verdict of one verifier in one setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// The recogniser (`faster-whisper`, or the command).
+    pub recognizer: String,
+    /// Its beam size, where it has one (1 = greedy).
+    pub beam: Option<usize>,
+    /// Whether it decoded with timestamps, where that is a setting.
+    pub timestamps: Option<bool>,
+    /// What it heard (`None` when it failed).
+    pub transcript: Option<String>,
+    /// Whether that meets the goal.
+    pub success: bool,
+    /// Why it gave no transcript.
+    pub error: Option<String>,
+}
+
+impl std::str::FromStr for Verifier {
+    type Err = Error;
+
+    /// `faster-whisper`, or `cmd:SHELL COMMAND WITH {wav}`.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim();
+        if let Some(cmd) = s.strip_prefix("cmd:") {
+            if !cmd.contains("{wav}") {
+                return Err(Error::InvalidArgument(format!(
+                    "verifier command {cmd:?} has no {{wav}} placeholder for the audio file"
+                )));
+            }
+            return Ok(Verifier::Command(cmd.to_string()));
+        }
+        match s {
+            "faster-whisper" => Ok(Verifier::FasterWhisper),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown verifier {other:?} (faster-whisper, or cmd:COMMAND with {{wav}})"
+            ))),
+        }
+    }
+}
+
+impl Verifier {
+    /// A comma-separated list (`faster-whisper,cmd:my-asr {wav}`); a command may hold commas
+    /// itself: what follows one that is neither a verifier name nor `cmd:` belongs to it.
+    pub fn parse_list(s: &str) -> Result<Vec<Verifier>> {
+        let mut pieces: Vec<String> = Vec::new();
+        for piece in s.split(',') {
+            let starts_one =
+                piece.trim() == "faster-whisper" || piece.trim_start().starts_with("cmd:");
+            match pieces.last_mut() {
+                Some(last) if !starts_one && last.trim_start().starts_with("cmd:") => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => pieces.push(piece.to_string()),
+            }
+        }
+        pieces.iter().map(|p| p.parse()).collect()
+    }
+
+    /// Its name in reports.
+    pub fn name(&self) -> String {
+        match self {
+            Verifier::FasterWhisper => "faster-whisper".into(),
+            Verifier::Command(c) => format!("command `{c}`"),
+        }
+    }
+
+    /// Judge `wav` against `goal` (clean transcript `original`) with the model in `model_dir`
+    /// (the directory advox loaded; the CTranslate2 files beside it for faster-whisper).
+    /// A recogniser that fails is reported in its verdicts, not as an error; a missing
+    /// environment that cannot be installed is an error.
+    pub fn verify(
+        &self,
+        model_dir: &Path,
+        wav: &Path,
+        goal: &Goal,
+        original: &str,
+        language: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Verification>> {
+        let judged = |beam, timestamps, text: std::result::Result<String, String>| {
+            let (transcript, error) = match text {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e)),
+            };
+            Verification {
+                recognizer: self.name(),
+                beam,
+                timestamps,
+                success: transcript
+                    .as_deref()
+                    .is_some_and(|t| goal.is_met(original, t)),
+                transcript,
+                error,
+            }
+        };
+        match self {
+            Verifier::Command(template) => {
+                let mut r = CommandRecognizer::new(template, Duration::from_secs(300))?;
+                let samples = crate::audio::read_audio_16k_mono(wav)?;
+                let text = r.transcribe(&samples).map_err(|e| e.to_string());
+                Ok(vec![judged(None, None, text)])
+            }
+            Verifier::FasterWhisper => {
+                let ct2 = ct2_files(model_dir)?;
+                let python = environment("faster-whisper", FASTER_WHISPER_PACKAGES, progress)?;
+                let script = python_script(
+                    &python,
+                    "advox_faster_whisper_adapter.py",
+                    FASTER_WHISPER_PY,
+                )?;
+                let mut cmd = Command::new(&python);
+                cmd.arg(&script)
+                    .arg("--model")
+                    .arg(&ct2)
+                    .args(["--beams", "5,1"]);
+                if let Some(l) = language {
+                    cmd.args(["--language", l]);
+                }
+                let lines = run_adapter(cmd.arg(wav), "faster-whisper")?;
+                lines
+                    .into_iter()
+                    .map(|v| {
+                        let text = match (v["text"].as_str(), v["error"].as_str()) {
+                            (Some(t), _) => Ok(t.to_string()),
+                            (None, Some(e)) => Err(e.to_string()),
+                            (None, None) => Err("the adapter printed no text".to_string()),
+                        };
+                        Ok(judged(
+                            v["beam"].as_u64().map(|b| b as usize),
+                            v["timestamps"].as_bool(),
+                            text,
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Whether every verdict met the goal (and there was at least one).
+pub fn all_succeed(verdicts: &[Verification]) -> bool {
+    !verdicts.is_empty() && verdicts.iter().all(|v| v.success)
+}
+
+/// The CTranslate2 files of the model in `dir`: `dir` itself if it holds `model.bin`, else
+/// the `NAME-ct2` folder `advox model fetch` keeps beside `NAME`.
+fn ct2_files(dir: &Path) -> Result<PathBuf> {
+    if dir.join("model.bin").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sibling = dir.with_file_name(format!("{name}-ct2"));
+    if sibling.join("model.bin").is_file() {
+        return Ok(sibling);
+    }
+    Err(Error::bad_model(
+        dir,
+        format!(
+            "faster-whisper needs the model's CTranslate2 files (model.bin), here or in {}; \
+             `advox model fetch` keeps them for the known models",
+            sibling.display()
+        ),
+    ))
+}
+
+/// The Python of a virtual environment `name` under the advox cache holding `packages`,
+/// created and installed with pip on first use (a marker file names what was installed).
+pub fn environment(
+    name: &str,
+    packages: &[&str],
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    let dir = cache_dir().join("venv").join(name);
+    let python = dir.join("bin").join("python");
+    let marker = dir.join("advox-packages.txt");
+    let wanted = packages.join("\n");
+    if python.is_file() && std::fs::read_to_string(&marker).ok().as_deref() == Some(&wanted) {
+        return Ok(python);
+    }
+    progress(&format!(
+        "installing {} into {} (once)",
+        packages.join(" "),
+        dir.display()
+    ));
+    let venv = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .output()
+        .map_err(|e| Error::Provision(format!("could not run python3 -m venv: {e}")))?;
+    if !venv.status.success() {
+        return Err(Error::Provision(format!(
+            "python3 -m venv {} failed (install python3-venv): {}",
+            dir.display(),
+            last_line(&venv.stderr)
+        )));
+    }
+    let pip = Command::new(&python)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+        .args(packages)
+        .output()
+        .map_err(|e| Error::Provision(format!("could not run pip in {}: {e}", dir.display())))?;
+    if !pip.status.success() {
+        return Err(Error::Provision(format!(
+            "pip install {} failed: {}",
+            packages.join(" "),
+            last_line(&pip.stderr)
+        )));
+    }
+    crate::atomic_file::write_bytes_atomic(&marker, wanted.as_bytes())?;
+    Ok(python)
+}
+
+/// Write `text` as `file` beside `python`'s environment and return its path.
+fn python_script(python: &Path, file: &str, text: &str) -> Result<PathBuf> {
+    let dir = python
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| Error::Internal(format!("{} has no environment", python.display())))?;
+    let path = dir.join(file);
+    crate::atomic_file::write_bytes_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// Run an adapter and read its JSON lines.
+fn run_adapter(cmd: &mut Command, name: &str) -> Result<Vec<serde_json::Value>> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Provision(format!("could not run the {name} adapter: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Provision(format!(
+            "the {name} adapter failed: {}",
+            last_line(&out.stderr)
+        )));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| {
+                Error::Provision(format!("the {name} adapter printed {l:?}, not JSON: {e}"))
+            })
+        })
+        .collect()
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifiers_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            "faster-whisper".parse::<Verifier>().unwrap(),
+            Verifier::FasterWhisper
+        );
+        assert_eq!(
+            "cmd:my-asr {wav}".parse::<Verifier>().unwrap(),
+            Verifier::Command("my-asr {wav}".into())
+        );
+        assert!("cmd:my-asr"
+            .parse::<Verifier>()
+            .unwrap_err()
+            .to_string()
+            .contains("{wav}"));
+        assert!("whisper.cpp"
+            .parse::<Verifier>()
+            .unwrap_err()
+            .to_string()
+            .contains("whisper.cpp"));
+        assert!(!all_succeed(&[]));
+        assert_eq!(
+            Verifier::parse_list("faster-whisper,cmd:asr --opts a,b {wav}").unwrap(),
+            vec![
+                Verifier::FasterWhisper,
+                Verifier::Command("asr --opts a,b {wav}".into())
+            ]
+        );
+        assert!(Verifier::parse_list("faster-whisper,transformers").is_err());
+    }
+}
