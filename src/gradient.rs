@@ -44,10 +44,8 @@ impl TargetSequence {
         language: Option<u32>,
         end_seconds: f32,
     ) -> (Self, usize) {
-        let mut input = tok.prompt(language);
+        let mut input = timestamp_prompt(tok, language);
         let first_timestamp = tok.special.no_timestamps + 1;
-        input.pop();
-        input.push(first_timestamp);
         input.extend_from_slice(text_tokens);
         // Timestamps step by 20 ms up to 30 s.
         let end = first_timestamp + (end_seconds.clamp(0.02, 30.0) / 0.02).round() as u32;
@@ -63,16 +61,21 @@ impl TargetSequence {
     /// (the timestamp rules force a timestamp first, so only what follows it is scored), as
     /// Whisper's default `transcribe` decodes an empty window.
     pub fn timestamp_mute(tok: &WhisperTokenizer, language: Option<u32>) -> Self {
-        let mut input = tok.prompt(language);
-        // The prompt ends with <|notimestamps|>; the first timestamp token follows it.
-        let first_timestamp = tok.special.no_timestamps + 1;
-        input.pop();
-        input.push(first_timestamp);
         TargetSequence {
-            input,
+            input: timestamp_prompt(tok, language),
             targets: vec![tok.special.eot],
         }
     }
+}
+
+/// The decoder prompt of timestamp decoding up to its first timestamp `<|0.00|>`: the plain
+/// prompt with `<|notimestamps|>` (its last token) replaced by the timestamp that follows it
+/// in the vocabulary.
+fn timestamp_prompt(tok: &WhisperTokenizer, language: Option<u32>) -> Vec<u32> {
+    let mut input = tok.prompt(language);
+    input.pop();
+    input.push(tok.special.no_timestamps + 1);
+    input
 }
 
 /// Mean cross-entropy of `targets` at the last `targets.len()` positions of `logits`

@@ -194,7 +194,9 @@ pub fn log_mel(samples: &[f32], n_mels: usize) -> Vec<f32> {
 }
 
 /// The differentiable front-end: constant tensors (window-folded DFT matrices, filterbank,
-/// frame gather indices) built once per device.
+/// frame gather indices) built once per device; a clone shares them (candle tensors are
+/// reference-counted).
+#[derive(Clone)]
 pub struct MelFrontEnd {
     n_mels: usize,
     kind: FrontEnd,

@@ -165,11 +165,7 @@ impl Objective {
         let mut objective = Self::new(model, goal, original, original_tokens)?;
         if decode.timestamps && objective.goal == Goal::Mute {
             let tok = &model.tokenizer;
-            let language = if tok.is_multilingual() {
-                Some(tok.language_token("en")?)
-            } else {
-                None
-            };
+            let language = tok.english()?;
             objective.sequence = TargetSequence::timestamp_mute(tok, language);
         }
         Ok(objective)
@@ -184,11 +180,7 @@ impl Objective {
         original_tokens: &[u32],
     ) -> Result<Self> {
         let tok = &model.tokenizer;
-        let language = if tok.is_multilingual() {
-            Some(tok.language_token("en")?)
-        } else {
-            None
-        };
+        let language = tok.english()?;
         let (sequence, sign) = match &goal {
             Goal::Targeted(text) => {
                 if normalize_transcript(text).is_empty() {
@@ -249,11 +241,7 @@ impl Objective {
         self.timestamped = None;
         if timestamps {
             let tok = &model.tokenizer;
-            let language = if tok.is_multilingual() {
-                Some(tok.language_token("en")?)
-            } else {
-                None
-            };
+            let language = tok.english()?;
             let text = &self.sequence.targets[..self.sequence.targets.len() - 1];
             let seconds = samples as f32 / crate::audio::SAMPLE_RATE as f32;
             self.timestamped = Some(TargetSequence::timestamped(tok, text, language, seconds));

@@ -110,6 +110,12 @@ impl BandLimiter {
 }
 
 impl Constraints {
+    /// Whether any of them bounds δ's size (L∞, L2, SNR or the masking threshold), rather
+    /// than only where δ may be (band, time mask).
+    pub fn bound_size(&self) -> bool {
+        self.linf.is_some() || self.l2.is_some() || self.snr_db.is_some() || self.masking.is_some()
+    }
+
     /// Check the settings are meaningful for a signal of `len` samples.
     pub fn validate(&self, len: usize) -> Result<()> {
         let positive = |name: &str, v: Option<f32>| match v {

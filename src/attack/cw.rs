@@ -78,9 +78,7 @@ pub fn run_cw(
         Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
         None => None,
     };
-    let c_ = &cfg.constraints;
-    let bounded =
-        c_.linf.is_some() || c_.l2.is_some() || c_.snr_db.is_some() || c_.masking.is_some();
+    let bounded = cfg.constraints.bound_size();
     let (mut lo, mut hi, mut c) = (0.0f32, f32::INFINITY, cfg.initial_c);
     let steps = cfg.steps.max(1);
     let gated = track.lead_required();

@@ -397,10 +397,7 @@ impl AttackOptions {
                 }
                 // Under a bound δ's size is the bound's business: the margin term leads (c
                 // starts at CW_BOUNDED_C) and steps are PGD's size, which the projection keeps.
-                let bounded = self.eps.is_some()
-                    || self.l2.is_some()
-                    || self.snr_db.is_some()
-                    || self.masking_margin_db.is_some();
+                let bounded = pgd.constraints.bound_size();
                 let (c, lr) = if bounded {
                     (CW_BOUNDED_C, self.eps.map_or(0.001, |e| e / 10.0))
                 } else {

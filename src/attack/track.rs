@@ -6,8 +6,7 @@
 use super::{check_input, quantized_sum, AttackOutcome};
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
-use crate::objective::Evaluated as Scored;
-use crate::objective::{Objective, Prompt, View};
+use crate::objective::{Evaluated, Objective, Prompt, View};
 use crate::transcribe::transcribe;
 use crate::Result;
 use candle_core::{Device, Tensor};
@@ -101,12 +100,13 @@ impl<'a> Tracker<'a> {
         keep: Keep,
     ) -> Result<Self> {
         check_input(x)?;
-        let n_mels = model.whisper.config().num_mel_bins;
+        // One set of constant tensors, shared by every view's front end.
+        let base = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
         let views = objective.views();
-        let fronts = views
+        let fronts: Vec<MelFrontEnd> = views
             .iter()
-            .map(|v| Ok(MelFrontEnd::new(n_mels, model.whisper.device())?.as_kind(v.front_end)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|v| base.clone().as_kind(v.front_end))
+            .collect();
         Ok(Tracker {
             model,
             x,
@@ -171,7 +171,7 @@ impl<'a> Tracker<'a> {
     }
 
     /// Score `adv` with the objective (loss, waveform gradient, lead): one gradient step.
-    pub(crate) fn score(&mut self, adv: &[f32]) -> Result<Scored> {
+    pub(crate) fn score(&mut self, adv: &[f32]) -> Result<Evaluated> {
         let (model, objective) = (self.model, self.objective);
         self.score_by(adv, |front, prompt, wave| {
             objective.evaluate_as(model, front, wave, prompt)
@@ -184,8 +184,8 @@ impl<'a> Tracker<'a> {
     pub(crate) fn score_by(
         &mut self,
         adv: &[f32],
-        evaluate: impl FnOnce(&MelFrontEnd, Prompt, &Tensor) -> Result<Scored>,
-    ) -> Result<Scored> {
+        evaluate: impl FnOnce(&MelFrontEnd, Prompt, &Tensor) -> Result<Evaluated>,
+    ) -> Result<Evaluated> {
         let turn = self.steps % self.fronts.len();
         let prompt = self.views[turn].prompt;
         let mut e = evaluate(&self.fronts[turn], prompt, &self.wave(adv)?)?;

@@ -54,11 +54,7 @@ impl TrainingExample {
             .to_device(&Device::Cpu)?
             .to_dtype(DType::F32)?;
         let tok = &model.tokenizer;
-        let language = if tok.is_multilingual() {
-            Some(tok.language_token("en")?)
-        } else {
-            None
-        };
+        let language = tok.english()?;
         let seq = TargetSequence::from_tokens(tok, clean_tokens, language);
         Ok(TrainingExample {
             mel,

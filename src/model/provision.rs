@@ -63,7 +63,27 @@ pub fn model_dir(name: &str) -> PathBuf {
 
 /// Directory of a cached model's original CTranslate2 files.
 pub fn ct2_dir(name: &str) -> PathBuf {
-    cache_dir().join("models").join(format!("{name}-ct2"))
+    ct2_dir_beside(&model_dir(name))
+}
+
+/// Where `advox model fetch` keeps the CTranslate2 files of the model in `dir`: `NAME-ct2`
+/// beside `NAME`.
+pub fn ct2_dir_beside(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}-ct2"))
+}
+
+/// The last non-empty line a failed command printed (`"no output"` if none).
+pub(crate) fn last_output_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .to_string()
 }
 
 /// Whether a directory holds a loadable model of either layout.
@@ -212,12 +232,7 @@ fn download_and_extract(
             .output()
             .map_err(|e| Error::Provision(format!("could not run python3 -m pip: {e}")))?;
         if !output.status.success() {
-            let err = String::from_utf8_lossy(&output.stderr);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output");
+            let last = last_output_line(&output.stderr);
             return Err(Error::Provision(format!(
                 "pip download {spec} failed: {last}"
             )));

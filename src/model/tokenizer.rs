@@ -78,6 +78,16 @@ impl WhisperTokenizer {
         self.multilingual
     }
 
+    /// The English language token of a multilingual model (`None` for an English-only one):
+    /// what advox's teacher-forced targets put in the prompt.
+    pub fn english(&self) -> Result<Option<u32>> {
+        if self.is_multilingual() {
+            Ok(Some(self.language_token("en")?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The id of a language token by code (`"en"`, `"de"` …).
     pub fn language_token(&self, code: &str) -> Result<u32> {
         self.special

@@ -5,7 +5,7 @@
 //! `advox model fetch` fetches the model); [`Verifier::Command`] runs any shell command that
 //! prints a transcript.
 
-use crate::model::provision::cache_dir;
+use crate::model::provision::{cache_dir, ct2_dir_beside, last_output_line};
 use crate::objective::Goal;
 use crate::recognizer::{CommandRecognizer, Recognizer};
 use crate::{Error, Result};
@@ -180,11 +180,7 @@ fn ct2_files(dir: &Path) -> Result<PathBuf> {
     if dir.join("model.bin").is_file() {
         return Ok(dir.to_path_buf());
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let sibling = dir.with_file_name(format!("{name}-ct2"));
+    let sibling = ct2_dir_beside(dir);
     if sibling.join("model.bin").is_file() {
         return Ok(sibling);
     }
@@ -226,7 +222,7 @@ pub fn environment(
         return Err(Error::Provision(format!(
             "python3 -m venv {} failed (install python3-venv): {}",
             dir.display(),
-            last_line(&venv.stderr)
+            last_output_line(&venv.stderr)
         )));
     }
     let pip = Command::new(&python)
@@ -238,7 +234,7 @@ pub fn environment(
         return Err(Error::Provision(format!(
             "pip install {} failed: {}",
             packages.join(" "),
-            last_line(&pip.stderr)
+            last_output_line(&pip.stderr)
         )));
     }
     crate::atomic_file::write_bytes_atomic(&marker, wanted.as_bytes())?;
@@ -264,7 +260,7 @@ fn run_adapter(cmd: &mut Command, name: &str) -> Result<Vec<serde_json::Value>> 
     if !out.status.success() {
         return Err(Error::Provision(format!(
             "the {name} adapter failed: {}",
-            last_line(&out.stderr)
+            last_output_line(&out.stderr)
         )));
     }
     String::from_utf8_lossy(&out.stdout)
@@ -276,15 +272,6 @@ fn run_adapter(cmd: &mut Command, name: &str) -> Result<Vec<serde_json::Value>> 
             })
         })
         .collect()
-}
-
-fn last_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("no output")
-        .to_string()
 }
 
 #[cfg(test)]
