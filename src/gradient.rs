@@ -35,6 +35,23 @@ impl TargetSequence {
         TargetSequence { input, targets }
     }
 
+    /// `text_tokens` said `copies` more times after itself: the plain prompt and the text,
+    /// then the repetitions as targets (what a looping decoder emits instead of end-of-text).
+    pub fn repeated(
+        tok: &WhisperTokenizer,
+        text_tokens: &[u32],
+        language: Option<u32>,
+        copies: usize,
+    ) -> Self {
+        let mut input = tok.prompt(language);
+        input.extend_from_slice(text_tokens);
+        let targets: Vec<u32> = (0..copies)
+            .flat_map(|_| text_tokens.iter().copied())
+            .collect();
+        input.extend_from_slice(&targets[..targets.len().saturating_sub(1)]);
+        TargetSequence { input, targets }
+    }
+
     /// Target `text_tokens` as timestamp decoding emits one segment covering `end_seconds`:
     /// `<|0.00|> text <|end|>` and end-of-text. Returns the sequence and the index, in
     /// `targets`, of the end timestamp (any timestamp there would do; the lead skips it).

@@ -62,6 +62,12 @@ pub struct Robustness {
     /// `transcribe` and faster-whisper's), scored as one segment `<|0.00|> text <|end|>`.
     #[serde(default)]
     pub timestamps: bool,
+    /// A targeted goal must not loop: the target said again after itself must be unlikely
+    /// (Hugging Face's beam search ranks finished hypotheses by their length-normalised
+    /// log-probability and does not stop at the first ones, so a confident repetition of the
+    /// target outscores the target and end-of-text).
+    #[serde(default)]
+    pub no_repeat: bool,
 }
 
 /// The decoder prompt a teacher-forced view of the goal scores.
@@ -71,6 +77,9 @@ pub enum Prompt {
     Plain,
     /// Timestamp decoding: `<|0.00|>`, the text, an end timestamp and end-of-text.
     Timestamps,
+    /// The plain prompt and the text, then the text twice more: the repetition a looping
+    /// decoder would emit instead of end-of-text, whose log-probability must stay low.
+    Repeat,
 }
 
 /// One teacher-forced view: a front end and a prompt.
@@ -90,6 +99,7 @@ impl Default for Robustness {
             front_ends: vec![FrontEnd::Openai],
             margin: 0.0,
             timestamps: false,
+            no_repeat: false,
         }
     }
 }
@@ -106,18 +116,25 @@ impl Robustness {
     /// was resampled into the original sentence).
     pub const MIN_LOGPROB: f32 = -0.8;
 
-    /// Both front ends and both prompts with `margin`.
+    /// The most mean log-probability of the target's two repetitions after itself under
+    /// [`Robustness::no_repeat`]: well under what the target and end-of-text score (≥ −0.8,
+    /// [`Robustness::MIN_LOGPROB`]), so that no length normalisation prefers the loop.
+    pub const MAX_REPEAT_LOGPROB: f32 = -1.5;
+
+    /// Both front ends, both prompts and no loop, with `margin`.
     pub fn across_implementations(margin: f32) -> Self {
         Robustness {
             front_ends: FrontEnd::ALL.to_vec(),
             margin,
             timestamps: true,
+            no_repeat: true,
         }
     }
 
-    /// Whether it asks for more than the default (another front end, a prompt or a margin).
+    /// Whether it asks for more than the default (another front end, a prompt, no loop or
+    /// a margin).
     pub fn is_strict(&self) -> bool {
-        self.front_ends.len() > 1 || self.margin > 0.0 || self.timestamps
+        self.front_ends.len() > 1 || self.margin > 0.0 || self.timestamps || self.no_repeat
     }
 
     fn check(&self) -> Result<()> {
@@ -149,6 +166,9 @@ pub struct Objective {
     /// The timestamp view of a targeted goal and the index of its end timestamp in
     /// `targets` (present when [`Robustness::timestamps`] applies).
     timestamped: Option<(TargetSequence, usize)>,
+    /// The repeat view of a targeted goal (present when [`Robustness::no_repeat`] applies):
+    /// the text after itself twice, scored on both repetitions.
+    repeated: Option<TargetSequence>,
 }
 
 impl Objective {
@@ -218,6 +238,7 @@ impl Objective {
             sign,
             robustness: Robustness::default(),
             timestamped: None,
+            repeated: None,
         })
     }
 
@@ -237,31 +258,36 @@ impl Objective {
                 front_ends.push(f);
             }
         }
-        let timestamps = robustness.timestamps && matches!(self.goal, Goal::Targeted(_));
+        let targeted = matches!(self.goal, Goal::Targeted(_));
+        let timestamps = robustness.timestamps && targeted;
+        let no_repeat = robustness.no_repeat && targeted;
+        let tok = &model.tokenizer;
+        let language = tok.english()?;
+        let text = &self.sequence.targets[..self.sequence.targets.len() - 1];
         self.timestamped = None;
         if timestamps {
-            let tok = &model.tokenizer;
-            let language = tok.english()?;
-            let text = &self.sequence.targets[..self.sequence.targets.len() - 1];
             let seconds = samples as f32 / crate::audio::SAMPLE_RATE as f32;
             self.timestamped = Some(TargetSequence::timestamped(tok, text, language, seconds));
         }
+        self.repeated = no_repeat.then(|| TargetSequence::repeated(tok, text, language, 2));
         self.robustness = Robustness {
             front_ends,
             margin: robustness.margin,
             timestamps,
+            no_repeat,
         };
         Ok(self)
     }
 
     /// The teacher-forced views success must survive: every front end under the plain
-    /// prompt, then (targeted, with [`Robustness::timestamps`]) under the timestamp prompt.
+    /// prompt, then (targeted, with [`Robustness::timestamps`]) under the timestamp prompt,
+    /// then (with [`Robustness::no_repeat`]) the repeat view under the first front end.
     pub fn views(&self) -> Vec<View> {
         let mut prompts = vec![Prompt::Plain];
         if self.timestamped.is_some() {
             prompts.push(Prompt::Timestamps);
         }
-        prompts
+        let mut views: Vec<View> = prompts
             .into_iter()
             .flat_map(|prompt| {
                 self.robustness
@@ -269,15 +295,49 @@ impl Objective {
                     .iter()
                     .map(move |&front_end| View { front_end, prompt })
             })
-            .collect()
+            .collect();
+        if self.repeated.is_some() {
+            views.push(View {
+                front_end: self.robustness.front_ends[0],
+                prompt: Prompt::Repeat,
+            });
+        }
+        views
     }
 
     /// The sequence a prompt scores and the target index its lead skips.
     fn scored(&self, prompt: Prompt) -> (&TargetSequence, Option<usize>) {
-        match (prompt, &self.timestamped) {
-            (Prompt::Timestamps, Some((s, skip))) => (s, Some(*skip)),
+        match (prompt, &self.timestamped, &self.repeated) {
+            (Prompt::Timestamps, Some((s, skip)), _) => (s, Some(*skip)),
+            (Prompt::Repeat, _, Some(s)) => (s, None),
             _ => (&self.sequence, None),
         }
+    }
+
+    /// The repeat view's loss: `mean log p − MAX_REPEAT_LOGPROB` of the repetitions where
+    /// that is positive (they are too likely), else 0 with no gradient; no lead (+∞).
+    fn evaluate_repeat(
+        &self,
+        model: &LoadedModel,
+        front: &MelFrontEnd,
+        wave: &Tensor,
+    ) -> Result<Evaluated> {
+        let (sequence, _) = self.scored(Prompt::Repeat);
+        let (value, grad) =
+            loss_and_waveform_grad(&model.whisper, front, wave, &sequence.input, |logits| {
+                let (ce, g) = cross_entropy(logits, &sequence.targets)?;
+                let excess = -ce - Robustness::MAX_REPEAT_LOGPROB;
+                if excess > 0.0 {
+                    Ok((excess, g.neg()?))
+                } else {
+                    Ok((0.0, g.zeros_like()?))
+                }
+            })?;
+        Ok(Evaluated {
+            loss: value,
+            grad: grad.to_vec1::<f32>()?,
+            lead: f32::INFINITY,
+        })
     }
 
     /// What success must survive.
@@ -327,6 +387,9 @@ impl Objective {
         wave: &Tensor,
         prompt: Prompt,
     ) -> Result<Evaluated> {
+        if prompt == Prompt::Repeat {
+            return self.evaluate_repeat(model, front, wave);
+        }
         let sign = self.sign;
         let (sequence, _) = self.scored(prompt);
         self.evaluate_with(model, front, wave, prompt, |logits| {
@@ -368,6 +431,9 @@ impl Objective {
         kappa: f32,
         prompt: Prompt,
     ) -> Result<Evaluated> {
+        if prompt == Prompt::Repeat {
+            return self.evaluate_repeat(model, front, wave);
+        }
         let away = self.sign < 0.0;
         let (sequence, _) = self.scored(prompt);
         self.evaluate_with(model, front, wave, prompt, |logits| {
@@ -428,7 +494,11 @@ impl Objective {
     /// tokens over the views, by forward passes only.
     pub fn confidence(&self, model: &LoadedModel, wave: &[f32]) -> Result<(f32, f32)> {
         let (mut lead, mut logprob) = (f32::INFINITY, f32::INFINITY);
-        for view in self.views() {
+        for view in self
+            .views()
+            .into_iter()
+            .filter(|v| v.prompt != Prompt::Repeat)
+        {
             let (sequence, skip) = self.scored(view.prompt);
             let logits = self.forward_logits_with(model, wave, view.front_end, sequence)?;
             lead = lead.min(teacher_forced_lead_skipping(
@@ -439,6 +509,17 @@ impl Objective {
             logprob = logprob.min(-cross_entropy(&logits, &sequence.targets)?.0);
         }
         Ok((lead, logprob))
+    }
+
+    /// Whether the target said again after itself is more likely than
+    /// [`Robustness::MAX_REPEAT_LOGPROB`] allows (never without the repeat view).
+    pub fn repeats(&self, model: &LoadedModel, wave: &[f32]) -> Result<bool> {
+        let Some(sequence) = &self.repeated else {
+            return Ok(false);
+        };
+        let front_end = self.robustness.front_ends[0];
+        let logits = self.forward_logits_with(model, wave, front_end, sequence)?;
+        Ok(-cross_entropy(&logits, &sequence.targets)?.0 > Robustness::MAX_REPEAT_LOGPROB)
     }
 
     fn forward_logits(&self, model: &LoadedModel, wave: &[f32]) -> Result<Tensor> {
@@ -482,11 +563,15 @@ impl Objective {
             // `transcribe` and faster-whisper, which resample a window whose mean token
             // log-probability is under −1.
             let confident = !self.robustness.is_strict() || logprob >= Robustness::MIN_LOGPROB;
-            if !self.leads(lead) || !confident {
+            if !self.leads(lead) || !confident || self.repeats(model, wave)? {
                 return Ok(false);
             }
         }
-        for view in self.views() {
+        for view in self
+            .views()
+            .into_iter()
+            .filter(|v| v.prompt != Prompt::Repeat)
+        {
             let other = DecodeOptions {
                 front_end: view.front_end,
                 timestamps: decode.timestamps || view.prompt == Prompt::Timestamps,

@@ -307,6 +307,7 @@ impl AttackOptions {
                 .unwrap_or_else(|| FrontEnd::ALL.to_vec()),
             margin,
             timestamps: !self.no_timestamp_prompt,
+            no_repeat: true,
         })
     }
 

@@ -3,6 +3,7 @@
 //! example holds everything measured; [`report::Report`] aggregates records, so shards of a
 //! manifest ([`shard`]) merge into exactly the report of one run.
 
+pub mod cloak;
 #[cfg(feature = "plots")]
 pub mod html;
 pub mod report;

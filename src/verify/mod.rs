@@ -2,8 +2,9 @@
 //! recogniser hears the goal too. [`Verifier::FasterWhisper`] transcribes a file with
 //! faster-whisper (CTranslate2) on the same weights, greedy and beam 5, plain and timestamp
 //! decoding, from a Python environment advox installs under its cache on first use (as
-//! `advox model fetch` fetches the model); [`Verifier::Command`] runs any shell command that
-//! prints a transcript.
+//! `advox model fetch` fetches the model); [`Verifier::Transformers`] does the same with
+//! Hugging Face transformers (PyTorch; a ~3 GB install, for users: CI does not run it);
+//! [`Verifier::Command`] runs any shell command that prints a transcript.
 
 use crate::model::provision::{cache_dir, ct2_dir_beside, last_output_line};
 use crate::objective::Goal;
@@ -14,17 +15,48 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The faster-whisper adapter script, written into its environment.
-const FASTER_WHISPER_PY: &str = include_str!("faster_whisper_adapter.py");
-/// What the faster-whisper environment installs (`requests`: faster-whisper 1.2 imports it
-/// without declaring it).
-const FASTER_WHISPER_PACKAGES: &[&str] = &["faster-whisper==1.2.0", "requests"];
+/// An adapter script and the Python environment it runs in.
+struct Adapter {
+    /// The recogniser's name in reports and on the command line.
+    name: &'static str,
+    /// What its environment installs with pip.
+    packages: &'static [&'static str],
+    /// The script's file name in the environment (not the package's own name, which it would
+    /// shadow on `sys.path`).
+    script_name: &'static str,
+    /// The script.
+    script: &'static str,
+    /// The model files it reads, found from the directory advox loaded.
+    model_files: fn(&Path) -> Result<PathBuf>,
+}
+
+/// faster-whisper (CTranslate2) on the model's CTranslate2 files (`requests`: faster-whisper
+/// 1.2 imports it without declaring it).
+const FASTER_WHISPER: Adapter = Adapter {
+    name: "faster-whisper",
+    packages: &["faster-whisper==1.2.0", "requests"],
+    script_name: "advox_faster_whisper_adapter.py",
+    script: include_str!("faster_whisper_adapter.py"),
+    model_files: ct2_files,
+};
+
+/// Hugging Face transformers (PyTorch) on the model's Hugging Face files. PyPI's torch wheel
+/// is a CUDA build (~3 GB with its CUDA libraries) that also runs on a CPU.
+const TRANSFORMERS: Adapter = Adapter {
+    name: "transformers",
+    packages: &["torch==2.15.0", "transformers==5.24.0", "numpy"],
+    script_name: "advox_transformers_adapter.py",
+    script: include_str!("transformers_adapter.py"),
+    model_files: hf_files,
+};
 
 /// Another recogniser that judges an example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verifier {
     /// faster-whisper on the model's CTranslate2 files.
     FasterWhisper,
+    /// Hugging Face transformers on the model's Hugging Face files.
+    Transformers,
     /// `sh -c TEMPLATE` with `{wav}` replaced by the file, printing a transcript.
     Command(String),
 }
@@ -49,7 +81,7 @@ pub struct Verification {
 impl std::str::FromStr for Verifier {
     type Err = Error;
 
-    /// `faster-whisper`, or `cmd:SHELL COMMAND WITH {wav}`.
+    /// `faster-whisper`, `transformers`, or `cmd:SHELL COMMAND WITH {wav}`.
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
         if let Some(cmd) = s.strip_prefix("cmd:") {
@@ -62,21 +94,24 @@ impl std::str::FromStr for Verifier {
         }
         match s {
             "faster-whisper" => Ok(Verifier::FasterWhisper),
+            "transformers" => Ok(Verifier::Transformers),
             other => Err(Error::InvalidArgument(format!(
-                "unknown verifier {other:?} (faster-whisper, or cmd:COMMAND with {{wav}})"
+                "unknown verifier {other:?} (faster-whisper, transformers, or cmd:COMMAND with \
+                 {{wav}})"
             ))),
         }
     }
 }
 
 impl Verifier {
-    /// A comma-separated list (`faster-whisper,cmd:my-asr {wav}`); a command may hold commas
-    /// itself: what follows one that is neither a verifier name nor `cmd:` belongs to it.
+    /// A comma-separated list (`faster-whisper,transformers,cmd:my-asr {wav}`); a command may
+    /// hold commas itself: what follows one that is neither a verifier name nor `cmd:` belongs
+    /// to it.
     pub fn parse_list(s: &str) -> Result<Vec<Verifier>> {
         let mut pieces: Vec<String> = Vec::new();
         for piece in s.split(',') {
-            let starts_one =
-                piece.trim() == "faster-whisper" || piece.trim_start().starts_with("cmd:");
+            let starts_one = [FASTER_WHISPER.name, TRANSFORMERS.name].contains(&piece.trim())
+                || piece.trim_start().starts_with("cmd:");
             match pieces.last_mut() {
                 Some(last) if !starts_one && last.trim_start().starts_with("cmd:") => {
                     last.push(',');
@@ -90,9 +125,21 @@ impl Verifier {
 
     /// Its name in reports.
     pub fn name(&self) -> String {
+        match self.adapter() {
+            Some(a) => a.name.into(),
+            None => match self {
+                Verifier::Command(c) => format!("command `{c}`"),
+                _ => String::new(),
+            },
+        }
+    }
+
+    /// The adapter script that runs it, if it is one of the built-in implementations.
+    fn adapter(&self) -> Option<&'static Adapter> {
         match self {
-            Verifier::FasterWhisper => "faster-whisper".into(),
-            Verifier::Command(c) => format!("command `{c}`"),
+            Verifier::FasterWhisper => Some(&FASTER_WHISPER),
+            Verifier::Transformers => Some(&TRANSFORMERS),
+            Verifier::Command(_) => None,
         }
     }
 
@@ -109,63 +156,124 @@ impl Verifier {
         language: Option<&str>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Vec<Verification>> {
-        let judged = |beam, timestamps, text: std::result::Result<String, String>| {
-            let (transcript, error) = match text {
-                Ok(t) => (Some(t), None),
-                Err(e) => (None, Some(e)),
-            };
-            Verification {
-                recognizer: self.name(),
-                beam,
-                timestamps,
-                success: transcript
-                    .as_deref()
-                    .is_some_and(|t| goal.is_met(original, t)),
-                transcript,
-                error,
-            }
-        };
-        match self {
-            Verifier::Command(template) => {
-                let mut r = CommandRecognizer::new(template, Duration::from_secs(300))?;
-                let samples = crate::audio::read_audio_16k_mono(wav)?;
-                let text = r.transcribe(&samples).map_err(|e| e.to_string());
-                Ok(vec![judged(None, None, text)])
-            }
-            Verifier::FasterWhisper => {
-                let ct2 = ct2_files(model_dir)?;
-                let python = environment("faster-whisper", FASTER_WHISPER_PACKAGES, progress)?;
-                let script = python_script(
-                    &python,
-                    "advox_faster_whisper_adapter.py",
-                    FASTER_WHISPER_PY,
-                )?;
-                let mut cmd = Command::new(&python);
-                cmd.arg(&script)
-                    .arg("--model")
-                    .arg(&ct2)
-                    .args(["--beams", "5,1"]);
-                if let Some(l) = language {
-                    cmd.args(["--language", l]);
+        let heard = self
+            .transcribe_files(model_dir, &[wav.to_path_buf()], language, progress)?
+            .pop()
+            .unwrap_or_default();
+        Ok(heard
+            .into_iter()
+            .map(|h| {
+                let (transcript, error) = match h.text {
+                    Ok(t) => (Some(t), None),
+                    Err(e) => (None, Some(e)),
+                };
+                Verification {
+                    recognizer: h.recognizer,
+                    beam: h.beam,
+                    timestamps: h.timestamps,
+                    success: transcript
+                        .as_deref()
+                        .is_some_and(|t| goal.is_met(original, t)),
+                    transcript,
+                    error,
                 }
-                let lines = run_adapter(cmd.arg(wav), "faster-whisper")?;
-                lines
-                    .into_iter()
-                    .map(|v| {
-                        let text = match (v["text"].as_str(), v["error"].as_str()) {
-                            (Some(t), _) => Ok(t.to_string()),
-                            (None, Some(e)) => Err(e.to_string()),
-                            (None, None) => Err("the adapter printed no text".to_string()),
-                        };
-                        Ok(judged(
-                            v["beam"].as_u64().map(|b| b as usize),
-                            v["timestamps"].as_bool(),
-                            text,
-                        ))
+            })
+            .collect())
+    }
+
+    /// What this recogniser hears in each of `wavs`, in every setting it has (one adapter
+    /// run for all of them: the model loads once). A file it fails on gets an `Err` text.
+    pub fn transcribe_files(
+        &self,
+        model_dir: &Path,
+        wavs: &[PathBuf],
+        language: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Vec<Heard>>> {
+        let heard = |beam, timestamps, text| Heard {
+            recognizer: self.name(),
+            beam,
+            timestamps,
+            text,
+        };
+        let adapter = match (self, self.adapter()) {
+            (_, Some(a)) => a,
+            (Verifier::Command(template), None) => {
+                let mut r = CommandRecognizer::new(template, Duration::from_secs(300))?;
+                return wavs
+                    .iter()
+                    .map(|wav| {
+                        let samples = crate::audio::read_audio_16k_mono(wav)?;
+                        let text = r.transcribe(&samples).map_err(|e| e.to_string());
+                        Ok(vec![heard(None, None, text)])
                     })
-                    .collect()
+                    .collect();
             }
+            (_, None) => return Err(Error::Internal(format!("{self:?} has no adapter"))),
+        };
+        if wavs.is_empty() {
+            return Ok(Vec::new());
         }
+        let model = (adapter.model_files)(model_dir)?;
+        let python = environment(adapter.name, adapter.packages, progress)?;
+        let script = python_script(&python, adapter.script_name, adapter.script)?;
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg("--model")
+            .arg(&model)
+            .args(["--beams", "5,1"]);
+        if let Some(l) = language {
+            cmd.args(["--language", l]);
+        }
+        let lines = run_adapter(cmd.args(wavs), adapter.name)?;
+        let mut per_file: Vec<Vec<Heard>> = wavs.iter().map(|_| Vec::new()).collect();
+        for v in lines {
+            let file = v["file"].as_str().unwrap_or_default();
+            let Some(i) = wavs.iter().position(|w| w.as_os_str() == file) else {
+                return Err(Error::Provision(format!(
+                    "the {} adapter printed a result for {file:?}, which it was not given",
+                    adapter.name
+                )));
+            };
+            let text = match (v["text"].as_str(), v["error"].as_str()) {
+                (Some(t), _) => Ok(t.to_string()),
+                (None, Some(e)) => Err(e.to_string()),
+                (None, None) => Err("the adapter printed no text".to_string()),
+            };
+            per_file[i].push(heard(
+                v["beam"].as_u64().map(|b| b as usize),
+                v["timestamps"].as_bool(),
+                text,
+            ));
+        }
+        Ok(per_file)
+    }
+}
+
+/// What one recogniser heard in one file in one setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heard {
+    /// The recogniser.
+    pub recognizer: String,
+    /// Its beam size, where it has one (1 = greedy).
+    pub beam: Option<usize>,
+    /// Whether it decoded with timestamps, where that is a setting.
+    pub timestamps: Option<bool>,
+    /// The transcript, or why there is none.
+    pub text: std::result::Result<String, String>,
+}
+
+impl Heard {
+    /// The setting, for tables: `faster-whisper beam 5`, `… beam 1 timestamps`.
+    pub fn setting(&self) -> String {
+        let mut s = self.recognizer.clone();
+        if let Some(b) = self.beam {
+            s.push_str(&format!(" beam {b}"));
+        }
+        if self.timestamps == Some(true) {
+            s.push_str(" timestamps");
+        }
+        s
     }
 }
 
@@ -191,6 +299,19 @@ fn ct2_files(dir: &Path) -> Result<PathBuf> {
              `advox model fetch` keeps them for the known models",
             sibling.display()
         ),
+    ))
+}
+
+/// The Hugging Face files of the model in `dir` (config.json and model.safetensors: the layout
+/// `advox model fetch` converts to).
+fn hf_files(dir: &Path) -> Result<PathBuf> {
+    if dir.join("config.json").is_file() && dir.join("model.safetensors").is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    Err(Error::bad_model(
+        dir,
+        "transformers needs the model in the Hugging Face layout (config.json, \
+         model.safetensors, tokenizer.json), as `advox model fetch` keeps it",
     ))
 }
 
@@ -306,6 +427,10 @@ mod tests {
                 Verifier::Command("asr --opts a,b {wav}".into())
             ]
         );
-        assert!(Verifier::parse_list("faster-whisper,transformers").is_err());
+        assert_eq!(
+            Verifier::parse_list("faster-whisper,transformers").unwrap(),
+            vec![Verifier::FasterWhisper, Verifier::Transformers]
+        );
+        assert!(Verifier::parse_list("faster-whisper,whisper.cpp").is_err());
     }
 }

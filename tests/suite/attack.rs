@@ -398,3 +398,58 @@ fn eot_example_survives_fresh_random_transformations() {
         "the transformations alone break recognition"
     );
 }
+
+#[test]
+fn a_strict_targeted_goal_must_not_loop_on_its_target() {
+    // Hugging Face's beam search picks a confident repetition of the target over the target
+    // and end-of-text; the repeat view scores the target said twice more after itself.
+    use advox::mel::MelFrontEnd;
+    use advox::objective::{Prompt, Robustness};
+    use candle_core::Tensor;
+    let model = common::model();
+    let clip = &common::corpus_test(4)[3];
+    let sentence = advox::transcribe::transcribe(model, &clip.samples, &DecodeOptions::default())
+        .unwrap()
+        .text;
+    // The recording once, and twice in a row (which says the sentence again after itself).
+    let twice: Vec<f32> = clip.samples.iter().chain(&clip.samples).copied().collect();
+    let objective = |x: &[f32]| {
+        let original = advox::transcribe::transcribe(model, x, &DecodeOptions::default()).unwrap();
+        Objective::new(
+            model,
+            Goal::Targeted(sentence.clone()),
+            &original.text,
+            &original.tokens,
+        )
+        .unwrap()
+        .with_robustness(model, Robustness::across_implementations(1.0), x.len())
+        .unwrap()
+    };
+    let once = objective(&clip.samples);
+    let views = once.views();
+    assert_eq!(views.len(), 5, "{views:?}");
+    assert_eq!(views[4].prompt, Prompt::Repeat);
+    assert!(once.robustness().no_repeat);
+    let front =
+        MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device()).unwrap();
+    let wave = |x: &[f32]| Tensor::from_vec(x.to_vec(), x.len(), model.whisper.device()).unwrap();
+    // Said twice: the repetition is likely (teacher-forced, a repetition is likely on
+    // speech that says the sentence once too: the first repeated token is the hard one), and
+    // the view's gradient pushes it down; it has no lead to gate.
+    let looped = objective(&twice);
+    assert!(looped.repeats(model, &twice).unwrap());
+    let loud = looped
+        .evaluate_as(model, &front, &wave(&twice), Prompt::Repeat)
+        .unwrap();
+    assert!(loud.loss > 0.0, "{}", loud.loss);
+    assert!(loud.grad.iter().any(|g| *g != 0.0));
+    assert!(loud.lead.is_infinite());
+    // Only a targeted goal has the view.
+    let original = advox::transcribe::transcribe(model, &twice, &DecodeOptions::default()).unwrap();
+    let mute = Objective::new(model, Goal::Mute, &original.text, &original.tokens)
+        .unwrap()
+        .with_robustness(model, Robustness::across_implementations(1.0), twice.len())
+        .unwrap();
+    assert!(mute.views().iter().all(|v| v.prompt != Prompt::Repeat));
+    assert!(!mute.robustness().no_repeat);
+}

@@ -14,6 +14,7 @@ mod attack;
 mod audio_io;
 mod blackbox;
 mod cli;
+mod cloak_bench;
 mod decode;
 mod defend;
 mod detect;

@@ -55,3 +55,63 @@ fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
     assert_eq!(report["robustness"]["timestamps"], true);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_corpus_benchmark_counts_verified_successes_and_refuses_what_does_not_apply() {
+    // `advox bench --suite` on a one-line manifest of held-out speech: the attack as `advox
+    // attack` runs it, the example judged by faster-whisper, the median time of the verified
+    // successes.
+    let clip = common::shared().join("corpus/rhino/test_within_context.wav");
+    let dir = std::env::temp_dir().join(format!("advox-suite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("heldout.csv");
+    std::fs::write(&manifest, format!("input\n{}\n", clip.display())).unwrap();
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_advox"))
+            .env(advox::model::provision::MODEL_ENV, common::model_dir())
+            .args(["bench", "--suite", "--manifest"])
+            .arg(&manifest)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // A goal the attack cannot pursue is refused before any attack runs.
+    let refused = bench(&["--attacks", "deepfool"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("deepfool"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = dir.join("out");
+    let run = bench(&["--attacks", "pgd", "--json", "--out", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(doc["verifiers"], serde_json::json!(["faster-whisper"]));
+    let pgd = &doc["attacks"][0];
+    assert_eq!(pgd["attack"], "pgd");
+    assert_eq!(pgd["flags"], "--attack pgd --seed 1 --snr-db 35");
+    assert_eq!(pgd["inputs"], 1);
+    assert_eq!(pgd["own_successes"], 1, "{stderr}");
+    assert_eq!(pgd["verified_successes"], 1, "{stderr}");
+    let report = &pgd["results"][0];
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["verified_by"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        pgd["median_seconds_to_success"].as_f64(),
+        report["wall_seconds"].as_f64()
+    );
+    assert!(out.join("pgd/0000_test_within_context.wav").is_file());
+    assert!(out.join("pgd/summary.json").is_file());
+    assert!(out.join("suite.json").is_file());
+    // The suite's options need --suite.
+    let stray = Command::new(env!("CARGO_BIN_EXE_advox"))
+        .args(["bench", "--manifest"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(stray.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stray.stderr).contains("--suite"));
+    std::fs::remove_dir_all(&dir).ok();
+}

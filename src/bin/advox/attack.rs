@@ -46,7 +46,7 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
         let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
         let model = common::load_model(args.model.as_deref(), &device)?;
         let files = ReportFiles::new(&input, &args.output);
-        let report = attack_one(&model, &files, goal, &options, &verifiers)?;
+        let report = attack_one(&model, &files, goal, &options, &verifiers, false)?;
         return Ok(common::Outcome::of(report.succeeded()));
     };
     let entries = read_manifest(manifest)?;
@@ -57,31 +57,62 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     for g in &goals {
         options.check(Some(g))?;
     }
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
     let model = common::load_model(args.model.as_deref(), &device)?;
+    let jobs: Vec<(&Path, Goal)> = entries
+        .iter()
+        .map(|e| e.input.as_path())
+        .zip(goals)
+        .collect();
+    let summary = attack_all(
+        &model,
+        manifest,
+        &jobs,
+        &args.output,
+        &options,
+        &verifiers,
+        false,
+    )?;
+    println!(
+        "{} of {} attacks succeeded; summary in {}",
+        summary.successes,
+        summary.inputs,
+        args.output.join("summary.json").display()
+    );
+    Ok(common::Outcome::of(summary.successes == summary.inputs))
+}
+
+/// Attack every `(input, goal)` of `manifest` into `out` (`NNNN_<name>.wav`, its perturbation
+/// and report, and `summary.json`), until Ctrl-C; an input that fails is recorded as such and
+/// the rest go on; each result line goes to stdout, or to stderr if `quiet`. Returns the
+/// summary it wrote.
+pub fn attack_all(
+    model: &LoadedModel,
+    manifest: &Path,
+    jobs: &[(&Path, Goal)],
+    out: &Path,
+    options: &AttackOptions,
+    verifiers: &[Verifier],
+    quiet: bool,
+) -> Result<AttackSummary> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut results = Vec::new();
-    for (i, (entry, goal)) in entries.iter().zip(goals).enumerate() {
+    for (i, (input, goal)) in jobs.iter().enumerate() {
         if CANCEL.load(Ordering::Relaxed) {
             break;
         }
-        let stem = entry
-            .input
+        let stem = input
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let files = ReportFiles::new(
-            &entry.input,
-            &args.output.join(format!("{i:04}_{stem}.wav")),
-        );
-        eprintln!("[{}/{}] {}", i + 1, entries.len(), entry.input.display());
+        let files = ReportFiles::new(input, &out.join(format!("{i:04}_{stem}.wav")));
+        eprintln!("[{}/{}] {}", i + 1, jobs.len(), input.display());
         results.push(
-            match attack_one(&model, &files, goal, &options, &verifiers) {
+            match attack_one(model, &files, goal.clone(), options, verifiers, quiet) {
                 Ok(report) => SummaryEntry::Report(Box::new(report)),
                 Err(e) => {
                     eprintln!("error: {}", common::error_text(&e));
                     SummaryEntry::Failed {
-                        input: entry.input.display().to_string(),
+                        input: input.display().to_string(),
                         success: false,
                         error: common::error_text(&e),
                     }
@@ -90,15 +121,8 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
         );
     }
     let summary = AttackSummary::new(manifest, results);
-    let path = args.output.join("summary.json");
-    common::write_json(&path, &summary)?;
-    println!(
-        "{} of {} attacks succeeded; summary in {}",
-        summary.successes,
-        summary.inputs,
-        path.display()
-    );
-    Ok(common::Outcome::of(summary.successes == summary.inputs))
+    common::write_json(&out.join("summary.json"), &summary)?;
+    Ok(summary)
 }
 
 /// Attack one input and write its example, perturbation and report; returns the report.
@@ -108,6 +132,7 @@ fn attack_one(
     goal: Goal,
     options: &AttackOptions,
     verifiers: &[Verifier],
+    quiet: bool,
 ) -> Result<AttackReport> {
     let inputs = [files.input.as_path()];
     for out in [&files.output, &files.perturbation, &files.report] {
@@ -150,7 +175,7 @@ fn attack_one(
     );
     verify_into(&mut report, verifiers, &model.dir)?;
     common::write_json(&files.report, &report)?;
-    println!(
+    let line = format!(
         "{} | {:?} | SNR {:.1} dB | dBx {:.1} | {:.1} % of the energy masked | {} steps | {:.1} s",
         match (report.success, report.verified) {
             (true, Some(false)) => "failure (not heard by every verifier)",
@@ -165,6 +190,11 @@ fn attack_one(
         report.steps,
         report.wall_seconds
     );
+    if quiet {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
     Ok(report)
 }
 

@@ -34,15 +34,15 @@ enum ScheduleArg {
 #[derive(Clone, Debug)]
 pub struct Verifiers(pub Vec<Verifier>);
 
-/// `--verify faster-whisper,cmd:...`.
-fn parse_verifiers(s: &str) -> Result<Verifiers, String> {
+/// `--verify faster-whisper,transformers,cmd:...`.
+pub(crate) fn parse_verifiers(s: &str) -> Result<Verifiers, String> {
     Verifier::parse_list(s)
         .map(Verifiers)
         .map_err(|e| e.to_string())
 }
 
 /// `--attack` / `--blackbox`: the library's attack names of that kind.
-fn kind_parser(black_box: bool) -> impl TypedValueParser<Value = AttackKind> {
+pub(crate) fn kind_parser(black_box: bool) -> impl TypedValueParser<Value = AttackKind> {
     PossibleValuesParser::new(AttackKind::names(black_box))
         .try_map(|name| name.parse::<AttackKind>())
 }
@@ -194,7 +194,8 @@ pub struct Args {
     pub(crate) model: Option<String>,
     /// Judge the written example with independent recognisers too: `faster-whisper` (the same
     /// weights in CTranslate2, installed into a venv under the advox cache on first use;
-    /// greedy and beam 5, plain and timestamps) and/or `cmd:COMMAND` with `{wav}`. The report
+    /// greedy and beam 5, plain and timestamps), `transformers` (Hugging Face, PyTorch: the
+    /// same settings; a ~3 GB install on first use) and/or `cmd:COMMAND` with `{wav}`. The report
     /// gets `verified_by` and `verified`; success then needs them all.
     #[arg(long, value_parser = parse_verifiers)]
     pub(crate) verify: Option<Verifiers>,

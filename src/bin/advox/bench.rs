@@ -2,7 +2,7 @@
 //! targeted loss to the waveform on a 30-s window), with peak memory.
 
 use crate::common;
-use advox::attack::run_attack;
+use advox::attack::{run_attack, AttackKind};
 use advox::audio::read_audio_16k_mono;
 use advox::gradient::{targeted_loss_and_grad, TargetSequence};
 use advox::mel::MelFrontEnd;
@@ -17,6 +17,7 @@ use std::time::Instant;
 
 /// Benchmark options.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("batch").args(["suite", "cloak"])))]
 pub struct Args {
     /// Model directory or known name.
     #[arg(long)]
@@ -36,13 +37,63 @@ pub struct Args {
     /// Skip the time-to-success measurement.
     #[arg(long)]
     no_attack: bool,
-    /// Instead: time to success of targeted PGD and CW over every bundled sample (each attacked
-    /// towards the next sample's transcript), with the medians.
+    /// Instead: the corpus benchmark. Every input of `--manifest` (or every bundled sample,
+    /// attacked towards the next one's transcript) is attacked with each of `--attacks` as
+    /// `advox attack` runs it, every example is judged by `--verify`, and the table gives each
+    /// attack's verified successes and median time to a verified success.
     #[arg(long)]
     suite: bool,
-    /// Folder of the samples for `--suite` (with transcripts.tsv).
-    #[arg(long, default_value = "samples")]
-    samples: PathBuf,
+    /// `--suite`: the inputs, as `advox attack --manifest` takes them (targets from the file,
+    /// else `--target`).
+    #[arg(long, requires = "suite")]
+    manifest: Option<PathBuf>,
+    /// `--suite` without `--manifest`: the folder of the samples (with transcripts.tsv).
+    #[arg(long, requires = "suite", conflicts_with = "manifest")]
+    samples: Option<PathBuf>,
+    /// `--suite`: the attacks, comma-separated.
+    #[arg(long, requires = "suite", value_delimiter = ',', default_value = "pgd,cw",
+          value_parser = crate::attack_args::kind_parser(false))]
+    attacks: Vec<AttackKind>,
+    /// `--suite`: the SNR bound of the attacks that take one (PGD, CW; the imperceptible
+    /// attack has its own constraint).
+    #[arg(long, requires = "suite", default_value_t = 35.0)]
+    snr_db: f32,
+    /// `--suite`: every attack's seed.
+    #[arg(long, requires = "suite", default_value_t = 1)]
+    seed: u64,
+    /// `--suite`, `--cloak`: the independent recognisers (as `advox attack --verify`).
+    #[arg(long, requires = "batch", default_value = "faster-whisper",
+          value_parser = crate::attack_args::parse_verifiers)]
+    verify: crate::attack_args::Verifiers,
+    /// `--suite`, `--cloak`: advox's own model only.
+    #[arg(long, requires = "batch", conflicts_with = "verify")]
+    no_verify: bool,
+    /// `--suite`, `--cloak`: where the examples, reports and summaries go (default a new
+    /// folder under the system's temporary directory).
+    #[arg(long, requires = "batch")]
+    out: Option<PathBuf>,
+    /// Instead: what Cloak does to the recordings of this manifest, per `--margins` setting:
+    /// every recogniser's WER on the cloaked recordings, wideband PESQ, SNR, masked share and
+    /// real-time factor, with a trade-off plot (WER against PESQ).
+    #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["suite", "realtime"])]
+    cloak: Option<PathBuf>,
+    /// `--cloak`: Cloak's margins under the masking threshold (dB), one setting each.
+    #[arg(
+        long,
+        requires = "cloak",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        default_value = "12,6,0,-6"
+    )]
+    margins: Vec<f32>,
+    /// `--cloak`: play this universal perturbation (`advox universal` output) instead of
+    /// masked noise.
+    #[arg(long, requires = "cloak")]
+    universal: Option<PathBuf>,
+    /// `--cloak`: the host's sample rate Cloak runs at (the recordings are resampled to it
+    /// and back to 16 kHz for the recognisers).
+    #[arg(long, requires = "cloak", default_value_t = 48_000)]
+    rate: u32,
     /// Instead: the real-time cost of the plugins' processing (Cloak, Sentinel) per
     /// 512-sample stereo block at 48 kHz; needs no model.
     #[arg(long)]
@@ -77,8 +128,44 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let t0 = Instant::now();
     let model = common::load_model(args.model.as_deref(), &device)?;
     let load_seconds = t0.elapsed().as_secs_f64();
+    let verifiers = if args.no_verify {
+        Vec::new()
+    } else {
+        args.verify.0.clone()
+    };
+    let out = |what: &str| {
+        args.out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("advox-bench-{what}-{}", std::process::id()))
+        })
+    };
+    if let Some(manifest) = &args.cloak {
+        let bench = crate::bench_cloak::CloakBench {
+            manifest: manifest.clone(),
+            margins: args.margins.clone(),
+            universal: args.universal.clone(),
+            rate: args.rate,
+            verifiers,
+            out: out("cloak"),
+            json: args.json,
+        };
+        return crate::bench_cloak::run(&model, &bench);
+    }
     if args.suite {
-        return crate::bench_suite::run(&model, &args.samples, args.json);
+        let suite = crate::bench_suite::Suite {
+            manifest: args.manifest.clone(),
+            samples: args
+                .samples
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("samples")),
+            attacks: args.attacks.clone(),
+            target: args.target.clone(),
+            snr_db: args.snr_db,
+            seed: args.seed,
+            verifiers,
+            out: out("suite"),
+            json: args.json,
+        };
+        return crate::bench_suite::run(&model, &suite);
     }
 
     let step_wav = args
@@ -121,7 +208,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             &original.text,
             &original.tokens,
         )?;
-        let cfg = crate::bench_suite::pgd_config();
+        let cfg = advox::attack::AttackConfig::quick_start(300);
         let t = Instant::now();
         let out = run_attack(
             &model,

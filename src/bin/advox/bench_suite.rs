@@ -1,157 +1,243 @@
-//! `advox bench --suite`: time to the first success of targeted PGD and Carlini–Wagner over the
-//! bundled sample commands, each attacked towards the next sample's transcript.
+//! `advox bench --suite`: the corpus benchmark. Every input of a manifest (or every bundled
+//! sample, attacked towards the next one's transcript) is attacked with each chosen attack as
+//! `advox attack` runs it, every example is judged by the independent recognisers, and the
+//! table gives each attack's verified successes and median time to a verified success.
 
-use advox::attack::cw::CwConfig;
-use advox::attack::{Attack, AttackConfig, StepInfo};
-use advox::audio::read_audio_16k_mono;
-use advox::metrics::{dbx, snr_db};
-use advox::model::{DecodeOptions, LoadedModel};
-use advox::objective::{Goal, Objective};
-use advox::transcribe::transcribe;
+use crate::attack::attack_all;
+use crate::common;
+use advox::attack::plan::AttackOptions;
+use advox::attack::AttackKind;
+use advox::formats::{AttackSummary, SummaryEntry};
+use advox::manifest::read_manifest;
+use advox::model::LoadedModel;
+use advox::objective::Goal;
+use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
-/// One attack of the suite.
+/// What the suite runs.
+pub struct Suite {
+    /// A manifest of the inputs (its targets, else `target`); `None`: the bundled samples.
+    pub manifest: Option<PathBuf>,
+    /// Folder of the bundled samples (with transcripts.tsv), without a manifest.
+    pub samples: PathBuf,
+    /// The attacks, each over every input.
+    pub attacks: Vec<AttackKind>,
+    /// Target of the manifest's lines that set none.
+    pub target: String,
+    /// `--snr-db` of the attacks that take it (PGD, CW).
+    pub snr_db: f32,
+    /// `--seed` of every attack.
+    pub seed: u64,
+    /// The independent recognisers that judge every example.
+    pub verifiers: Vec<Verifier>,
+    /// Where the examples, reports and summaries go.
+    pub out: PathBuf,
+    /// Print one JSON object instead of a table.
+    pub json: bool,
+}
+
+/// One attack's results over the inputs.
 #[derive(serde::Serialize)]
-pub struct SuiteRun {
-    sample: String,
-    target: String,
-    attack: &'static str,
-    success: bool,
-    seconds_to_success: Option<f64>,
-    steps: usize,
-    snr_db: f64,
-    dbx: f64,
+struct AttackResults {
+    attack: AttackKind,
+    /// The options it ran with, as `advox attack` flags.
+    flags: String,
+    /// Successes by advox's own verdict.
+    own_successes: usize,
+    /// Successes that every verifier heard too (`null` without verifiers).
+    verified_successes: Option<usize>,
+    /// Median steps of the successes.
+    median_steps: Option<f64>,
+    #[serde(flatten)]
+    summary: AttackSummary,
 }
 
-/// The targeted PGD setting the README reports: Adam steps in the STFT domain, SNR >= 30 dB.
-pub fn pgd_config() -> AttackConfig {
-    AttackConfig::quick_start(300)
+/// The options of `kind` in the suite: `advox attack --attack KIND --seed S`, plus
+/// `--snr-db` where the attack takes a bound (PGD, CW); every default as `advox attack` has it.
+fn options(kind: AttackKind, snr_db: f32, seed: u64) -> (AttackOptions, String) {
+    let bounded = matches!(kind, AttackKind::Pgd | AttackKind::Cw);
+    let options = AttackOptions {
+        kind: Some(kind),
+        snr_db: bounded.then_some(snr_db),
+        seed,
+        ..AttackOptions::default()
+    };
+    let mut flags = format!("--attack {kind} --seed {seed}");
+    if bounded {
+        flags.push_str(&format!(" --snr-db {snr_db}"));
+    }
+    (options, flags)
 }
 
-/// Read `samples/transcripts.tsv` under `dir`: (file, transcript) pairs.
-fn read_samples(dir: &Path) -> Result<Vec<(String, String)>> {
+/// The bundled samples as `(file, goal)`: each towards the next one's transcript.
+fn sample_jobs(dir: &Path) -> Result<(PathBuf, Vec<(PathBuf, Goal)>)> {
     let tsv = dir.join("transcripts.tsv");
     let text =
         std::fs::read_to_string(&tsv).with_context(|| format!("reading {}", tsv.display()))?;
-    let rows: Vec<(String, String)> = text
+    let rows: Vec<(&str, &str)> = text
         .lines()
         .skip(1)
         .filter_map(|l| l.split_once('\t'))
-        .map(|(f, t)| (f.to_string(), t.to_string()))
         .collect();
     if rows.len() < 2 {
         bail!("{} lists fewer than two samples", tsv.display());
     }
-    Ok(rows)
+    let jobs = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (file, _))| {
+            let next = rows[(i + 1) % rows.len()].1;
+            (dir.join(file), Goal::Targeted(next.to_string()))
+        })
+        .collect();
+    Ok((tsv, jobs))
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
+    }
 }
 
-/// Attack every sample towards the next one's transcript with PGD and CW, stopping each at its
-/// first success; returns the runs and prints a table unless `json`.
-pub fn run(model: &LoadedModel, dir: &Path, json: bool) -> Result<()> {
-    let rows = read_samples(dir)?;
-    let decode = DecodeOptions::default();
-    let mut runs = Vec::new();
-    for (i, (file, _)) in rows.iter().enumerate() {
-        let path = dir.join(file);
-        let x = read_audio_16k_mono(&path)?;
-        let target = rows[(i + 1) % rows.len()].1.clone();
-        let original = transcribe(model, &x, &decode)?;
-        let objective = Objective::new(
-            model,
-            Goal::Targeted(target.clone()),
-            &original.text,
-            &original.tokens,
-        )?;
-        for attack in [Attack::Pgd(pgd_config()), Attack::Cw(CwConfig::default())] {
-            let stop = AtomicBool::new(false);
-            let mut first_success = None;
-            let start = Instant::now();
-            let mut on_step = |info: &StepInfo| {
-                if let Some(t) = &info.transcript {
-                    if first_success.is_none() && objective.is_met(t) {
-                        first_success = Some(start.elapsed().as_secs_f64());
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                }
-            };
-            let out = attack
-                .run(model, &x, &objective, &stop, &mut on_step)?
-                .outcome;
-            let run = SuiteRun {
-                sample: file.clone(),
-                target: target.clone(),
-                attack: attack.kind().name(),
-                success: out.success,
-                seconds_to_success: first_success.filter(|_| out.success),
-                steps: out.steps,
-                snr_db: snr_db(&x, &out.perturbation),
-                dbx: dbx(&x, &out.perturbation),
-            };
-            if !json {
-                eprintln!(
-                    "{} -> {:?} ({}): {} in {} steps",
-                    run.sample,
-                    run.target,
-                    run.attack,
-                    if run.success { "success" } else { "failure" },
-                    run.steps
-                );
-            }
-            runs.push(run);
+/// Run the suite, write `suite.json` into `out`, and print the table (or the JSON).
+pub fn run(model: &LoadedModel, suite: &Suite) -> Result<()> {
+    let (list, jobs) = match &suite.manifest {
+        Some(m) => {
+            let default = Goal::Targeted(suite.target.trim().to_string());
+            let jobs = read_manifest(m)?
+                .into_iter()
+                .map(|e| e.goal(Some(&default), 0.5).map(|g| (e.input, g)))
+                .collect::<advox::Result<Vec<_>>>()?;
+            (m.clone(), jobs)
+        }
+        None => sample_jobs(&suite.samples)?,
+    };
+    let plans: Vec<(AttackKind, AttackOptions, String)> = suite
+        .attacks
+        .iter()
+        .map(|&k| {
+            let (o, f) = options(k, suite.snr_db, suite.seed);
+            (k, o, f)
+        })
+        .collect();
+    // Every option against every goal before the first attack starts.
+    for (kind, options, _) in &plans {
+        for (input, goal) in &jobs {
+            options
+                .check(Some(goal))
+                .with_context(|| format!("{kind} on {}", input.display()))?;
         }
     }
-    let summary = |attack: &str| {
-        let of: Vec<&SuiteRun> = runs.iter().filter(|r| r.attack == attack).collect();
-        let times: Vec<f64> = of.iter().filter_map(|r| r.seconds_to_success).collect();
-        (times.len(), of.len(), median(times))
-    };
-    if json {
-        let (pgd_ok, n, pgd_median) = summary("pgd");
-        let (cw_ok, _, cw_median) = summary("cw");
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": model.id(),
-                "runs": runs,
-                "pgd": {"successes": pgd_ok, "of": n, "median_seconds_to_success": pgd_median},
-                "cw": {"successes": cw_ok, "of": n, "median_seconds_to_success": cw_median},
+    let borrowed: Vec<(&Path, Goal)> = jobs.iter().map(|(i, g)| (i.as_path(), g.clone())).collect();
+    let mut results = Vec::new();
+    for (kind, options, flags) in plans {
+        eprintln!("== {flags}");
+        let summary = attack_all(
+            model,
+            &list,
+            &borrowed,
+            &suite.out.join(kind.name()),
+            &options,
+            &suite.verifiers,
+            suite.json,
+        )?;
+        let reports = || {
+            summary.results.iter().filter_map(|r| match r {
+                SummaryEntry::Report(r) => Some(r),
+                _ => None,
             })
-        );
+        };
+        results.push(AttackResults {
+            attack: kind,
+            flags,
+            own_successes: reports().filter(|r| r.success).count(),
+            verified_successes: (!suite.verifiers.is_empty()).then_some(summary.successes),
+            median_steps: median(
+                reports()
+                    .filter(|r| r.succeeded())
+                    .map(|r| r.steps as f64)
+                    .collect(),
+            ),
+            summary,
+        });
+    }
+    let verifiers: Vec<String> = suite.verifiers.iter().map(Verifier::name).collect();
+    let doc = serde_json::json!({
+        "model": model.id(),
+        "inputs": list.display().to_string(),
+        "verifiers": verifiers,
+        "attacks": results,
+    });
+    common::write_json(&suite.out.join("suite.json"), &doc)?;
+    if suite.json {
+        println!("{doc}");
         return Ok(());
     }
-    println!("| sample | target | attack | result | steps | time to success | SNR | dBx |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for r in &runs {
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} dB | {:.1} dB |",
-            r.sample,
-            r.target,
-            r.attack,
-            if r.success { "success" } else { "failure" },
-            r.steps,
-            r.seconds_to_success
-                .map_or("-".to_string(), |s| format!("{s:.1} s")),
-            r.snr_db,
-            r.dbx
-        );
-    }
-    for attack in ["pgd", "cw"] {
-        let (ok, n, med) = summary(attack);
-        println!(
-            "| **{attack}: {ok}/{n} succeeded, median time to success {}** | | | | | | | |",
-            med.map_or("-".to_string(), |s| format!("{s:.1} s"))
-        );
-    }
+    print_table(&results, &verifiers, &suite.out);
     Ok(())
+}
+
+fn print_table(results: &[AttackResults], verifiers: &[String], out: &Path) {
+    let judged_by = if verifiers.is_empty() {
+        "advox's own verdict (no verifier)".to_string()
+    } else {
+        format!("verified by {}", verifiers.join(", "))
+    };
+    println!("| input | attack | own verdict | {judged_by} | steps | time | SNR | masked |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in results {
+        for e in &r.summary.results {
+            match e {
+                SummaryEntry::Report(x) => println!(
+                    "| {} | {} | {} | {} | {} | {:.1} s | {:.1} dB | {} |",
+                    Path::new(&x.input)
+                        .file_name()
+                        .map_or(x.input.clone(), |n| n.to_string_lossy().into_owned()),
+                    r.attack,
+                    if x.success { "✓" } else { "✗" },
+                    match x.verified {
+                        Some(true) => "✓",
+                        Some(false) => "✗",
+                        None => "-",
+                    },
+                    x.steps,
+                    x.wall_seconds,
+                    x.snr_db,
+                    x.masking.as_ref().map_or("-".to_string(), |m| format!(
+                        "{:.1} %",
+                        100.0 * m.energy_under_threshold
+                    )),
+                ),
+                SummaryEntry::Failed { input, error, .. } => {
+                    println!("| {input} | {} | error: {error} | | | | | |", r.attack)
+                }
+            }
+        }
+    }
+    for r in results {
+        println!(
+            "\n**{}** (`{}`): {}/{} by advox's verdict, {}; median time to a {} success {}, \
+             median steps {}",
+            r.attack,
+            r.flags,
+            r.own_successes,
+            r.summary.inputs,
+            r.verified_successes
+                .map_or("not verified".to_string(), |v| format!(
+                    "{v}/{} {judged_by}",
+                    r.summary.inputs
+                )),
+            if verifiers.is_empty() { "" } else { "verified" },
+            r.summary
+                .median_seconds_to_success
+                .map_or("-".to_string(), |s| format!("{s:.1} s")),
+            r.median_steps
+                .map_or("-".to_string(), |s| format!("{s:.0}")),
+        );
+    }
+    println!("\nexamples and reports in {}", out.display());
 }

@@ -6,6 +6,7 @@ mod attack;
 mod attack_args;
 mod attack_blackbox;
 mod bench;
+mod bench_cloak;
 mod bench_realtime;
 mod bench_suite;
 mod common;

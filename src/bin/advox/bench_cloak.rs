@@ -1,0 +1,321 @@
+//! `advox bench --cloak MANIFEST`: what Cloak does to real recordings, per strength setting
+//! (the margin under the masking threshold): the WER of every recogniser on the cloaked
+//! signal against the clean one, and what it costs a listener (wideband PESQ, SNR, share of
+//! the energy masked), with the real-time factor; the table and a trade-off plot (WER of the
+//! first verifier's beam-5 plain decoding against PESQ).
+
+use crate::common;
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
+use advox::eval::cloak::{cloak_recording, CloakQuality};
+use advox::formats::universal_sidecar::UniversalFile;
+use advox::manifest::read_manifest;
+use advox::metrics::wer;
+use advox::model::{DecodeOptions, LoadedModel};
+use advox::plot::{line_chart, Axes, Series};
+use advox::stream::cloak::{CloakMode, CloakSettings};
+use advox::transcribe::transcribe;
+use advox::verify::Verifier;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What `--cloak` runs.
+pub struct CloakBench {
+    /// The recordings (`transcript` column: the reference for WER; else each recogniser's
+    /// transcript of the clean recording).
+    pub manifest: PathBuf,
+    /// Cloak's margins under the threshold (dB), one setting each.
+    pub margins: Vec<f32>,
+    /// A universal perturbation (universal mode); `None`: masked noise.
+    pub universal: Option<PathBuf>,
+    /// The host's sample rate Cloak runs at.
+    pub rate: u32,
+    /// The recognisers besides advox's own model.
+    pub verifiers: Vec<Verifier>,
+    /// Where the cloaked recordings, `cloak.json` and `tradeoff.png` go.
+    pub out: PathBuf,
+    /// Print one JSON object instead of the table.
+    pub json: bool,
+}
+
+/// Host block size (what `advox live` and the plugin tests use).
+const BLOCK: usize = crate::live::BLOCK;
+
+/// One setting over every recording.
+#[derive(serde::Serialize)]
+struct Setting {
+    /// `None`: the clean recordings (the chain with Cloak bypassed).
+    margin_db: Option<f32>,
+    /// Mean WER per recogniser setting.
+    wer: BTreeMap<String, f64>,
+    /// Means over the recordings (`None` for the clean row).
+    snr_db: Option<f64>,
+    pesq_wb: Option<f64>,
+    /// Recordings PESQ scored.
+    pesq_scored: usize,
+    energy_under_threshold: Option<f64>,
+    rtf: Option<f64>,
+    /// Per recording.
+    recordings: Vec<Recording>,
+}
+
+#[derive(serde::Serialize)]
+struct Recording {
+    input: String,
+    file: String,
+    quality: Option<CloakQuality>,
+    /// Transcript per recogniser setting.
+    transcripts: BTreeMap<String, String>,
+    wer: BTreeMap<String, f64>,
+}
+
+const OWN: &str = "advox beam 5";
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for x in v {
+        sum += x;
+        n += 1;
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Run the benchmark.
+pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
+    if bench.margins.iter().any(|m| !m.is_finite()) || bench.margins.is_empty() {
+        bail!("--margins: one or more finite dB values");
+    }
+    let entries = read_manifest(&bench.manifest)?;
+    if entries.is_empty() {
+        bail!("{} lists no recordings", bench.manifest.display());
+    }
+    let (mode, source) = match &bench.universal {
+        Some(path) => (
+            CloakMode::Universal,
+            Some(
+                UniversalFile::read(path)?
+                    .at_rate(bench.rate)
+                    .with_context(|| path.display().to_string())?,
+            ),
+        ),
+        None => (CloakMode::MaskedNoise, None),
+    };
+    let inputs: Vec<(PathBuf, Vec<f32>)> = entries
+        .iter()
+        .map(|e| Ok((e.input.clone(), read_audio_16k_mono(&e.input)?)))
+        .collect::<advox::Result<_>>()?;
+    std::fs::create_dir_all(&bench.out)
+        .with_context(|| format!("creating {}", bench.out.display()))?;
+    // Every setting's files: the clean chain first, then one folder per margin.
+    let mut files: Vec<Vec<PathBuf>> = Vec::new();
+    let mut qualities: Vec<Vec<Option<CloakQuality>>> = Vec::new();
+    let mut labels: Vec<Option<f32>> = vec![None];
+    labels.extend(bench.margins.iter().map(|&m| Some(m)));
+    for label in &labels {
+        let dir = bench.out.join(match label {
+            None => "clean".to_string(),
+            Some(m) => format!("margin{m:+}dB"),
+        });
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let settings = CloakSettings {
+            mode,
+            margin_db: label.unwrap_or(0.0),
+            bypass: label.is_none(),
+            ..CloakSettings::default()
+        };
+        let (mut these, mut quality) = (Vec::new(), Vec::new());
+        for (i, (input, x)) in inputs.iter().enumerate() {
+            let run = cloak_recording(x, bench.rate, BLOCK, &settings, source.as_deref())
+                .with_context(|| format!("cloaking {}", input.display()))?;
+            let stem = input.file_stem().unwrap_or_default().to_string_lossy();
+            let path = dir.join(format!("{i:04}_{stem}.wav"));
+            let signal = if label.is_none() {
+                &run.reference
+            } else {
+                &run.cloaked
+            };
+            let sources = [input.as_path()];
+            write_wav(&path, signal, SAMPLE_RATE, WavFormat::Pcm16, &sources)?;
+            these.push(path);
+            quality.push(label.map(|_| run.quality));
+        }
+        eprintln!("{}: {} recordings cloaked", dir.display(), these.len());
+        files.push(these);
+        qualities.push(quality);
+    }
+    // Transcripts: advox's own model, then every verifier over all files in one run.
+    let all: Vec<PathBuf> = files.iter().flatten().cloned().collect();
+    let mut heard: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); all.len()];
+    for (i, path) in all.iter().enumerate() {
+        let x = read_audio_16k_mono(path)?;
+        heard[i].insert(
+            OWN.into(),
+            transcribe(model, &x, &DecodeOptions::default())?.text,
+        );
+    }
+    for v in &bench.verifiers {
+        eprintln!("transcribing {} files with {}", all.len(), v.name());
+        let per_file = v
+            .transcribe_files(&model.dir, &all, None, &mut |m| eprintln!("advox: {m}"))
+            .with_context(|| format!("transcribing with {}", v.name()))?;
+        for (i, settings) in per_file.into_iter().enumerate() {
+            for h in settings {
+                let key = h.setting();
+                let text = match h.text {
+                    Ok(t) => t,
+                    Err(e) => bail!("{key} on {}: {e}", all[i].display()),
+                };
+                heard[i].insert(key, text);
+            }
+        }
+    }
+    let n = inputs.len();
+    let clean = &heard[..n];
+    // WER against the manifest's transcripts where every line has one, else against what
+    // each recogniser heard in the clean recording (how much Cloak changes the transcript).
+    let references = entries.iter().all(|e| e.transcript.is_some());
+    let mut settings = Vec::new();
+    for (s, label) in labels.iter().enumerate() {
+        let mut recordings = Vec::new();
+        for i in 0..n {
+            let these = &heard[s * n + i];
+            let wers = these
+                .iter()
+                .map(|(k, t)| {
+                    let reference = match (references, &entries[i].transcript) {
+                        (true, Some(t)) => t.as_str(),
+                        _ => clean[i][k].as_str(),
+                    };
+                    (k.clone(), wer(reference, t))
+                })
+                .collect();
+            recordings.push(Recording {
+                input: inputs[i].0.display().to_string(),
+                file: files[s][i].display().to_string(),
+                quality: qualities[s][i],
+                transcripts: these.clone(),
+                wer: wers,
+            });
+        }
+        let keys: Vec<String> = recordings[0].wer.keys().cloned().collect();
+        let q = |f: fn(&CloakQuality) -> Option<f64>| {
+            mean(
+                recordings
+                    .iter()
+                    .filter_map(|r| r.quality.as_ref().and_then(f)),
+            )
+        };
+        settings.push(Setting {
+            margin_db: *label,
+            wer: keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.clone(),
+                        mean(recordings.iter().map(|r| r.wer[k])).unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+            snr_db: q(|q| Some(q.snr_db)),
+            pesq_wb: q(|q| q.pesq_wb),
+            pesq_scored: recordings
+                .iter()
+                .filter(|r| r.quality.is_some_and(|q| q.pesq_wb.is_some()))
+                .count(),
+            energy_under_threshold: q(|q| Some(q.energy_under_threshold)),
+            rtf: q(|q| Some(q.rtf)),
+            recordings,
+        });
+    }
+    let primary = bench
+        .verifiers
+        .first()
+        .map_or(OWN.to_string(), |v| format!("{} beam 5", v.name()));
+    let plot = bench.out.join("tradeoff.png");
+    draw_tradeoff(&plot, &settings, &primary)?;
+    let doc = serde_json::json!({
+        "model": model.id(),
+        "manifest": bench.manifest.display().to_string(),
+        "mode": match mode { CloakMode::Universal => "universal", CloakMode::MaskedNoise => "masked-noise" },
+        "host_rate": bench.rate,
+        "wer_reference": if references {
+            "the manifest's transcripts"
+        } else {
+            "each recogniser's transcript of the clean recording"
+        },
+        "settings": settings,
+        "plot": plot.display().to_string(),
+    });
+    common::write_json(&bench.out.join("cloak.json"), &doc)?;
+    if bench.json {
+        println!("{doc}");
+    } else {
+        print_table(&settings, n);
+        println!(
+            "\ntrade-off plot {}; files and cloak.json in {}",
+            plot.display(),
+            bench.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_table(settings: &[Setting], n: usize) {
+    let keys: Vec<&String> = settings[0].wer.keys().collect();
+    let mut head = "| setting | SNR | PESQ (wb) | masked | RTF |".to_string();
+    for k in &keys {
+        head.push_str(&format!(" WER {k} |"));
+    }
+    println!("{head}");
+    println!("|{}", "---|".repeat(5 + keys.len()));
+    let opt = |v: Option<f64>, unit: &str, digits: usize| {
+        v.map_or("-".to_string(), |v| format!("{v:.digits$}{unit}"))
+    };
+    for s in settings {
+        let mut row = format!(
+            "| {} | {} | {} | {} | {} |",
+            s.margin_db
+                .map_or(format!("clean ({n} recordings)"), |m| format!(
+                    "margin {m} dB"
+                )),
+            opt(s.snr_db, " dB", 1),
+            match (s.pesq_wb, s.pesq_scored) {
+                (Some(p), k) if k < n => format!("{p:.2} ({k} of {n} scored)"),
+                (p, _) => opt(p, "", 2),
+            },
+            opt(s.energy_under_threshold.map(|e| 100.0 * e), " %", 1),
+            opt(s.rtf, "", 4),
+        );
+        for k in &keys {
+            row.push_str(&format!(" {:.2} |", s.wer[*k]));
+        }
+        println!("{row}");
+    }
+}
+
+/// WER of `primary` against PESQ, one point per margin.
+fn draw_tradeoff(path: &Path, settings: &[Setting], primary: &str) -> Result<()> {
+    let points: Vec<(f64, f64)> = settings
+        .iter()
+        .filter_map(|s| Some((s.pesq_wb?, *s.wer.get(primary)?)))
+        .collect();
+    if points.is_empty() {
+        return Ok(());
+    }
+    let lo = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    line_chart(
+        path,
+        &Axes {
+            title: "Cloak: WER against quality, one point per margin",
+            x_label: "wideband PESQ against the clean recording",
+            y_label: &format!("WER ({primary})"),
+            x_range: ((lo - 0.2).max(1.0).min(4.4), 4.64),
+            y_range: (0.0, 1.05),
+        },
+        &[Series {
+            name: primary.to_string(),
+            points,
+        }],
+    )?;
+    Ok(())
+}
