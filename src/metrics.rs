@@ -2,6 +2,13 @@
 
 use crate::text::normalize_transcript;
 
+/// Median of `values` (the mean of the two middle ones for an even count; `None` if empty).
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    use statrs::statistics::{Data, Median};
+    let v: Vec<f64> = values.into_iter().collect();
+    (!v.is_empty()).then(|| Data::new(v).median())
+}
+
 /// Levenshtein distance between two sequences.
 pub fn edit_distance<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     let mut prev: Vec<usize> = (0..=b.len()).collect();

@@ -328,19 +328,11 @@ pub struct AttackSummary {
 impl AttackSummary {
     /// The summary of `results`.
     pub fn new(manifest: &Path, results: Vec<SummaryEntry>) -> Self {
-        let mut seconds: Vec<f64> = results
-            .iter()
-            .filter_map(|r| match r {
+        let median_seconds_to_success =
+            crate::metrics::median(results.iter().filter_map(|r| match r {
                 SummaryEntry::Report(r) if r.succeeded() => Some(r.wall_seconds),
                 _ => None,
-            })
-            .collect();
-        seconds.sort_by(f64::total_cmp);
-        let median_seconds_to_success = match seconds.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(seconds[n / 2]),
-            n => Some(0.5 * (seconds[n / 2 - 1] + seconds[n / 2])),
-        };
+            }));
         AttackSummary {
             manifest: manifest.display().to_string(),
             inputs: results.len(),

@@ -250,6 +250,54 @@ impl Verifier {
     }
 }
 
+/// Wall times of `repeats` transcriptions of `wav` by faster-whisper (CTranslate2, f32, plain
+/// decoding at temperature 0 with beam `beam`, `threads` CPU threads) after one warm-up, with
+/// what it heard: the other side of `advox bench --compare`. Provisions faster-whisper's venv
+/// as [`Verifier::FasterWhisper`] does.
+pub fn time_faster_whisper(
+    model_dir: &Path,
+    wav: &Path,
+    beam: usize,
+    repeats: usize,
+    threads: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Vec<f64>, String)> {
+    let adapter = &FASTER_WHISPER;
+    let model = (adapter.model_files)(model_dir)?;
+    let python = environment(adapter.name, adapter.packages, progress)?;
+    let script = python_script(&python, adapter.script_name, adapter.script)?;
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .arg("--model")
+        .arg(&model)
+        .args(["--beams", &beam.to_string()])
+        .args(["--time", &repeats.max(1).to_string()])
+        .args(["--threads", &threads.max(1).to_string()])
+        .arg(wav);
+    let lines = run_adapter(&mut cmd, adapter.name)?;
+    let line = lines.first().ok_or_else(|| {
+        Error::Provision(format!("the {} adapter printed no timing", adapter.name))
+    })?;
+    let seconds = line["seconds"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect::<Vec<_>>()
+        })
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            Error::Provision(format!(
+                "the {} adapter printed {line}, no timing",
+                adapter.name
+            ))
+        })?;
+    Ok((
+        seconds,
+        line["text"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
 /// What one recogniser heard in one file in one setting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heard {

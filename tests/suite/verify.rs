@@ -115,3 +115,50 @@ fn the_corpus_benchmark_counts_verified_successes_and_refuses_what_does_not_appl
     assert!(String::from_utf8_lossy(&stray.stderr).contains("--suite"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_side_by_side_benchmark_times_advox_against_faster_whisper_on_this_cpu() {
+    // `advox bench --compare` without the PyTorch reference (its script is absent here): one
+    // round of advox's step and beam-5 transcription against faster-whisper's, with the ratio
+    // and the CPU it was measured on.
+    let jfk = common::shared().join("samples/jfk.wav");
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_advox"))
+            .env(advox::model::provision::MODEL_ENV, common::model_dir())
+            .args(["bench", "--compare", "--rounds", "1", "--steps", "1"])
+            .arg("--transcribe-wav")
+            .arg(&jfk)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let run = bench(&["--torch-ref", "/nonexistent/torch_pgd_step.py", "--json"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("no PyTorch reference"), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(doc["cpu"].as_str().unwrap().contains("cores"), "{doc}");
+    let round = &doc["rounds"][0];
+    assert!(round["advox_step"].as_f64().unwrap() > 0.0, "{doc}");
+    assert!(round["torch_step"].is_null(), "{doc}");
+    let (ours, theirs) = (
+        round["advox_transcribe"].as_f64().unwrap(),
+        round["faster_whisper_transcribe"].as_f64().unwrap(),
+    );
+    assert!(ours > 0.0 && theirs > 0.0, "{doc}");
+    assert!((doc["median_transcribe_ratio"].as_f64().unwrap() - ours / theirs).abs() < 1e-9);
+    // Both heard the same speech.
+    for key in ["advox_transcript", "faster_whisper_transcript"] {
+        let text = doc[key].as_str().unwrap().to_lowercase();
+        assert!(text.contains("ask not what your country"), "{key}: {text}");
+    }
+    // A Python for the reference but no script: refused, naming the file.
+    let refused = bench(&[
+        "--torch-python",
+        "python3",
+        "--torch-ref",
+        "/nonexistent/ref.py",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("/nonexistent/ref.py"));
+}

@@ -18,6 +18,7 @@ use std::time::Instant;
 /// Benchmark options.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("batch").args(["suite", "cloak"])))]
+#[command(group(clap::ArgGroup::new("mode").args(["suite", "cloak", "realtime", "compare"]).multiple(false)))]
 pub struct Args {
     /// Model directory or known name.
     #[arg(long)]
@@ -98,26 +99,105 @@ pub struct Args {
     /// 512-sample stereo block at 48 kHz; needs no model.
     #[arg(long)]
     realtime: bool,
+    /// Instead: advox side by side with the implementations it is measured against, in
+    /// alternating rounds on this machine: the attack step against the PyTorch reference
+    /// (`--torch-ref`, when its Python is found) and beam-5 transcription against faster-whisper
+    /// (f32, as many threads as advox uses), with each round's ratios, their medians and the
+    /// CPU (model, vector extensions).
+    #[arg(long)]
+    compare: bool,
+    /// `--compare`: rounds (each runs every side once).
+    #[arg(long, requires = "compare", default_value_t = 3)]
+    rounds: usize,
+    /// `--compare`: the PyTorch reference's step script (torch_pgd_step.py, with ct2_to_hf.py
+    /// beside it).
+    #[arg(
+        long,
+        requires = "compare",
+        default_value = "../shared/reference/torch/torch_pgd_step.py"
+    )]
+    torch_ref: PathBuf,
+    /// `--compare`: a Python with torch and transformers (default: $ADVOX_TORCH_PYTHON, else
+    /// target/torchref/venv/bin/python, else the transformers verifier's venv, when present).
+    #[arg(long, requires = "compare")]
+    torch_python: Option<PathBuf>,
+    /// `--compare`: leave faster-whisper out.
+    #[arg(long, requires = "compare")]
+    no_faster_whisper: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
+pub(crate) fn first_existing(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// The default recording of the transcription timings.
+pub(crate) fn default_transcribe_wav() -> Option<PathBuf> {
+    first_existing(&[
+        "../shared/samples/jfk.wav",
+        "samples/open_the_front_door.wav",
+    ])
+}
+
+/// The default input of the attack step.
+pub(crate) fn default_step_wav() -> Option<PathBuf> {
+    first_existing(&[
+        "../shared/reference/torch_pgd_step/input.wav",
+        "samples/open_the_front_door.wav",
+    ])
+}
+
+/// Times of `steps` attack steps (forward + backward of the targeted loss to the waveform) after
+/// one warm-up step, and the loss.
+pub(crate) fn time_steps(
+    model: &advox::model::LoadedModel,
+    wave: &[f32],
+    target: &str,
+    steps: usize,
+) -> Result<(Vec<f64>, f32)> {
+    let device = model.whisper.device();
+    let wave_t = Tensor::from_vec(wave.to_vec(), wave.len(), device)?;
+    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, device)?;
+    let target = TargetSequence::new(&model.tokenizer, target, None)?;
+    let mut step_times = Vec::new();
+    let mut loss = 0.0;
+    for i in 0..=steps.max(1) {
+        let t = Instant::now();
+        let (l, g) = targeted_loss_and_grad(&model.whisper, &front, &wave_t, &target)?;
+        let _ = g.abs()?.max(0)?.to_scalar::<f32>()?;
+        if i > 0 {
+            step_times.push(t.elapsed().as_secs_f64());
+        }
+        loss = l;
+    }
+    Ok((step_times, loss))
+}
+
+/// Times of `repeats` beam-5 transcriptions of `samples` (the first one included: the model is
+/// already loaded) and the transcript.
+pub(crate) fn time_transcription(
+    model: &advox::model::LoadedModel,
+    samples: &[f32],
+    repeats: usize,
+) -> Result<(Vec<f64>, String)> {
+    let mut times = Vec::new();
+    let mut text = String::new();
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        text = transcribe(model, samples, &DecodeOptions::default())?.text;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Ok((times, text))
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -171,30 +251,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let step_wav = args
         .wav
         .clone()
-        .or_else(|| {
-            first_existing(&[
-                "../shared/reference/torch_pgd_step/input.wav",
-                "samples/open_the_front_door.wav",
-            ])
-        })
+        .or_else(default_step_wav)
         .context("no input for the step benchmark: pass --wav")?;
-    let wave = read_audio_16k_mono(&step_wav)?;
-    let wave_t = Tensor::from_vec(wave.clone(), wave.len(), &device)?;
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, &device)?;
-    let target = TargetSequence::new(&model.tokenizer, &args.target, None)?;
-    let mut step_times = Vec::new();
-    let mut loss = 0.0;
-    for i in 0..=args.steps.max(1) {
-        let t = Instant::now();
-        let (l, g) = targeted_loss_and_grad(&model.whisper, &front, &wave_t, &target)?;
-        let _ = g.abs()?.max(0)?.to_scalar::<f32>()?;
-        if i > 0 {
-            step_times.push(t.elapsed().as_secs_f64());
-        }
-        loss = l;
+    if args.compare {
+        let compare = crate::bench_compare::Compare {
+            step_wav,
+            target: args.target.clone(),
+            transcribe_wav: args.transcribe_wav.clone().or_else(default_transcribe_wav),
+            steps: args.steps,
+            rounds: args.rounds,
+            torch_ref: args.torch_ref.clone(),
+            torch_python: args.torch_python.clone(),
+            faster_whisper: !args.no_faster_whisper,
+            json: args.json,
+        };
+        return crate::bench_compare::run(&model, &compare);
     }
+    let wave = read_audio_16k_mono(&step_wav)?;
+    let (step_times, loss) = time_steps(&model, &wave, &args.target, args.steps)?;
     let step_rss = peak_rss_mb();
-    let step_seconds = median(&mut step_times);
+    let step_seconds = advox::metrics::median(step_times.iter().copied()).unwrap_or(f64::NAN);
 
     // Time to success of the default targeted attack (PGD, Adam steps in the STFT domain,
     // SNR >= 30 dB) on the same input and target, judged with beam-5 decoding.
@@ -225,23 +301,17 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         attack_json = serde_json::json!({"success": out.success, "steps": out.steps, "seconds": seconds, "transcript": out.transcript});
     }
 
-    let tr_wav = args.transcribe_wav.clone().or_else(|| {
-        first_existing(&[
-            "../shared/samples/jfk.wav",
-            "samples/open_the_front_door.wav",
-        ])
-    });
+    let tr_wav = args.transcribe_wav.clone().or_else(default_transcribe_wav);
     let mut transcribe_seconds = None;
     if let Some(path) = &tr_wav {
         let samples = read_audio_16k_mono(path)?;
-        let t = Instant::now();
-        transcribe(&model, &samples, &DecodeOptions::default())?;
-        transcribe_seconds = Some(t.elapsed().as_secs_f64());
+        transcribe_seconds = Some(time_transcription(&model, &samples, 1)?.0[0]);
     }
     if args.json {
         let obj = serde_json::json!({
             "model": model.id(),
             "device": format!("{device:?}"),
+            "cpu": crate::bench_compare::cpu_description(),
             "model_load_seconds": load_seconds,
             "step_wav": step_wav.display().to_string(),
             "step_loss": loss,

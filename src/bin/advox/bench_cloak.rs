@@ -309,7 +309,7 @@ fn draw_tradeoff(path: &Path, settings: &[Setting], primary: &str) -> Result<()>
             title: "Cloak: WER against quality, one point per margin",
             x_label: "wideband PESQ against the clean recording",
             y_label: &format!("WER ({primary})"),
-            x_range: ((lo - 0.2).max(1.0).min(4.4), 4.64),
+            x_range: ((lo - 0.2).clamp(1.0, 4.4), 4.64),
             y_range: (0.0, 1.05),
         },
         &[Series {

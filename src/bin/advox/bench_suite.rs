@@ -94,15 +94,6 @@ fn sample_jobs(dir: &Path) -> Result<(PathBuf, Vec<(PathBuf, Goal)>)> {
     Ok((tsv, jobs))
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(v[n / 2]),
-        n => Some(0.5 * (v[n / 2 - 1] + v[n / 2])),
-    }
-}
-
 /// Run the suite, write `suite.json` into `out`, and print the table (or the JSON).
 pub fn run(model: &LoadedModel, suite: &Suite) -> Result<()> {
     let (list, jobs) = match &suite.manifest {
@@ -156,11 +147,8 @@ pub fn run(model: &LoadedModel, suite: &Suite) -> Result<()> {
             flags,
             own_successes: reports().filter(|r| r.success).count(),
             verified_successes: (!suite.verifiers.is_empty()).then_some(summary.successes),
-            median_steps: median(
-                reports()
-                    .filter(|r| r.succeeded())
-                    .map(|r| r.steps as f64)
-                    .collect(),
+            median_steps: advox::metrics::median(
+                reports().filter(|r| r.succeeded()).map(|r| r.steps as f64),
             ),
             summary,
         });

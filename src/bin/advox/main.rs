@@ -7,6 +7,7 @@ mod attack_args;
 mod attack_blackbox;
 mod bench;
 mod bench_cloak;
+mod bench_compare;
 mod bench_realtime;
 mod bench_suite;
 mod common;

@@ -27,13 +27,15 @@ fn softmax_rows_kernel(
     first_row: usize,
     causal: Option<usize>,
 ) {
+    // One zmm (AVX-512) or two ymm (AVX2) registers of partial maxima and sums.
+    const LANES: usize = 16;
     for (i, (row, l)) in s.chunks_exact_mut(keys).zip(lse.iter_mut()).enumerate() {
         let valid = visible_keys(causal, first_row + i, keys);
         let (live, masked) = row.split_at_mut(valid);
-        let mut mx = [f32::NEG_INFINITY; 8];
-        let mut chunks = live.chunks_exact(8);
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        let mut chunks = live.chunks_exact(LANES);
         for c in &mut chunks {
-            for j in 0..8 {
+            for j in 0..LANES {
                 mx[j] = mx[j].max(c[j]);
             }
         }
@@ -43,10 +45,10 @@ fn softmax_rows_kernel(
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         m = mx.iter().fold(m, |a, &b| a.max(b));
         // Exponentials and their sum in one pass.
-        let mut acc = [0.0f32; 8];
-        let mut chunks = live.chunks_exact_mut(8);
+        let mut acc = [0.0f32; LANES];
+        let mut chunks = live.chunks_exact_mut(LANES);
         for c in &mut chunks {
-            for j in 0..8 {
+            for j in 0..LANES {
                 let e = exp_approx(c[j] - m);
                 c[j] = e;
                 acc[j] += e;

@@ -207,14 +207,19 @@ unsafe fn gemm_into(
 pub(super) fn exp_approx(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to integer.
     let x = x.clamp(-87.0, 88.0);
-    let r = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
+    let r = t - MAGIC;
+    // `r` as an integer, read from `t`'s mantissa (its unit in the last place is 1 there):
+    // the same value as `r as i32`, without the saturating conversion that keeps the
+    // compiler from vectorising the loop.
+    let ri = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let f = x - r * 0.693_145_75 - r * 1.428_606_8e-6;
     let p = ((((1.987_569_1e-4 * f + 1.398_199_9e-3) * f + 8.333_452e-3) * f + 4.166_579_6e-2) * f
         + 0.166_666_65)
         * f
         + 0.5;
     let p = p * f * f + f + 1.0;
-    p * f32::from_bits(((r as i32 + 127) as u32) << 23)
+    p * f32::from_bits((ri.wrapping_add(127) as u32) << 23)
 }
 
 /// `erf(x)`, rational approximation (Eigen's single-precision `erf`), max error ~1e-7.
@@ -237,22 +242,99 @@ pub(super) fn erf_approx(x: f32) -> f32 {
     x * p / q
 }
 
-/// Run `kernel` compiled for AVX2+FMA when the CPU has them.
+/// Run `kernel` compiled for AVX-512 (F, BW, DQ, VL) or AVX2+FMA when the CPU has them, else
+/// for the baseline x86-64 (or whatever the target is). The kernels are written as loops over
+/// fixed 16-wide lanes, so each compiles to one zmm or two ymm registers per lane group and gives
+/// the same bits on either path (the compiler does not contract `a * b + c` into FMAs).
 macro_rules! dispatch {
     ($generic:ident, $avx:ident, ($($arg:ident : $ty:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx($($arg: $ty),*) {
-            $generic($($arg),*)
-        }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the features were detected at run time.
-            unsafe { $avx($($arg),*) };
-            return;
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $avx($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+            if super::simd_level() == super::SimdLevel::Avx512 {
+                // SAFETY: the features were detected at run time.
+                unsafe { avx512($($arg),*) };
+                return;
+            }
+            if super::simd_level() == super::SimdLevel::Avx2 {
+                // SAFETY: the features were detected at run time.
+                unsafe { $avx($($arg),*) };
+                return;
+            }
         }
         $generic($($arg),*)
     };
+}
+
+/// The vector instruction sets the fused kernels are compiled for, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// AVX-512 F, BW, DQ and VL (with AVX2 and FMA).
+    Avx512,
+    /// AVX2 and FMA.
+    Avx2,
+    /// Neither: the target's baseline.
+    Baseline,
+}
+
+/// The instruction set this CPU runs the fused kernels with (detected once). Setting
+/// `ADVOX_SIMD=avx2` or `baseline` before the first call caps it (to compare paths).
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = std::env::var("ADVOX_SIMD").unwrap_or_default();
+        detect_simd().min_with(match cap.as_str() {
+            "avx2" => SimdLevel::Avx2,
+            "baseline" => SimdLevel::Baseline,
+            _ => SimdLevel::Avx512,
+        })
+    })
+}
+
+impl SimdLevel {
+    fn rank(self) -> u8 {
+        match self {
+            SimdLevel::Baseline => 0,
+            SimdLevel::Avx2 => 1,
+            SimdLevel::Avx512 => 2,
+        }
+    }
+
+    fn min_with(self, cap: SimdLevel) -> SimdLevel {
+        if self.rank() <= cap.rank() {
+            self
+        } else {
+            cap
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect_simd() -> SimdLevel {
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    let avx512 = is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vl");
+    if avx2 && avx512 {
+        SimdLevel::Avx512
+    } else if avx2 {
+        SimdLevel::Avx2
+    } else {
+        SimdLevel::Baseline
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect_simd() -> SimdLevel {
+    SimdLevel::Baseline
 }
 
 mod attention;
