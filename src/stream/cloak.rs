@@ -24,7 +24,7 @@
 //! the scaling errs on the quiet side; noise frames get `|P_k| = N · sqrt(allowance)`.
 
 use super::band_meter::{BandAccumulator, BandMeter};
-use super::finite_or_zero;
+use super::normal_or_zero;
 use crate::masking::{MaskingAnalyzer, Normalization, PSD_NORMALISED_MAX_DB};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -194,7 +194,7 @@ impl CloakChannel {
         };
         let latency = self.dry.len();
         for sample in io.iter_mut() {
-            let x = finite_or_zero(*sample);
+            let x = normal_or_zero(*sample);
             let d = (self.time % latency as u64) as usize;
             let o = (self.time % self.n as u64) as usize;
             let dry = self.dry[d];

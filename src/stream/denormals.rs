@@ -34,7 +34,9 @@ mod imp {
         // SAFETY: ldmxcsr loads MXCSR from the given address; `csr` is a value read from
         // MXCSR with only the FTZ/DAZ bits changed, which every x86-64 CPU with SSE2 (DAZ:
         // all since the Pentium 4) supports.
-        unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly, preserves_flags)) };
+        unsafe {
+            std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly, preserves_flags))
+        };
     }
 
     pub(super) fn enter() -> u64 {
@@ -149,7 +151,10 @@ mod tests {
                 let _nested = FlushDenormals::new();
                 assert!(FlushDenormals::active());
             }
-            assert!(FlushDenormals::active(), "a nested guard restores what it found");
+            assert!(
+                FlushDenormals::active(),
+                "a nested guard restores what it found"
+            );
         }
         assert_eq!(FlushDenormals::active(), before);
         assert!((std::hint::black_box(tiny) * 0.5).is_subnormal());

@@ -7,11 +7,14 @@
 //! - [`band_meter`]: Cloak's per-band input, threshold and perturbation levels for editors,
 //!   through atomics.
 //! - [`sentinel`]: per-frame detector features → a smoothed score in 0..1, with a gate.
+//! - [`denormals`]: flush-to-zero for the duration of a `process()` call, so a signal fading to
+//!   silence costs what speech does.
 //! - [`monitor`]: a background worker running the Whisper transform-consistency check on the
 //!   last seconds of a stream, fed through a lock-free ring and publishing through atomics.
 
 pub mod band_meter;
 pub mod cloak;
+pub mod denormals;
 pub mod monitor;
 pub mod processors;
 pub mod sentinel;
@@ -24,10 +27,13 @@ pub fn frame_size_for(sample_rate: f32) -> usize {
     1usize << exponent
 }
 
-/// `x` when finite, else 0: a NaN or infinity on the input must not reach filter or FFT state.
+/// `x` when it is a normal float (or zero), else 0: a NaN or infinity on the input must not
+/// reach filter or FFT state, and a subnormal (|x| < 1.2e-38, far below audibility) must neither
+/// cost denormal arithmetic nor pass through to the output, where hosts and clap-validator's
+/// fuzzer flag it.
 #[inline]
-pub fn finite_or_zero(x: f32) -> f32 {
-    if x.is_finite() {
+pub fn normal_or_zero(x: f32) -> f32 {
+    if x.is_normal() {
         x
     } else {
         0.0
@@ -45,7 +51,10 @@ mod tests {
         assert_eq!(frame_size_for(88_200.0), 2048);
         assert_eq!(frame_size_for(96_000.0), 2048);
         assert_eq!(frame_size_for(16_000.0), 256);
-        assert_eq!(finite_or_zero(f32::NAN), 0.0);
-        assert_eq!(finite_or_zero(-2.0), -2.0);
+        assert_eq!(normal_or_zero(f32::NAN), 0.0);
+        assert_eq!(normal_or_zero(-2.0), -2.0);
+        assert_eq!(normal_or_zero(f32::INFINITY), 0.0);
+        assert_eq!(normal_or_zero(f32::from_bits(1)), 0.0);
+        assert_eq!(normal_or_zero(-f32::MIN_POSITIVE), -f32::MIN_POSITIVE);
     }
 }

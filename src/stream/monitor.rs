@@ -123,7 +123,7 @@ impl MonitorFeed {
     /// Push one sample; false (and the sample dropped) when the worker is behind.
     #[inline]
     pub fn push(&mut self, sample: f32) -> bool {
-        self.producer.push(super::finite_or_zero(sample)).is_ok()
+        self.producer.push(super::normal_or_zero(sample)).is_ok()
     }
 }
 

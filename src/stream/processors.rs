@@ -7,7 +7,7 @@ use super::band_meter::BandMeter;
 use super::cloak::{CloakChannel, CloakSettings};
 use super::monitor::{MonitorFeed, MonitorState, MonitorStatus};
 use super::sentinel::{SentinelAnalyzer, SentinelSettings};
-use super::{finite_or_zero, frame_size_for};
+use super::{frame_size_for, normal_or_zero};
 use crate::{Error, Result};
 use std::sync::Arc;
 
@@ -51,13 +51,15 @@ impl CloakProcessor {
         self.channels.iter_mut().for_each(CloakChannel::reset);
     }
 
-    /// Process planar channels in place (extra channels beyond those configured pass through).
+    /// Process planar channels in place (extra channels beyond those configured pass through),
+    /// with denormals flushed to zero for the call ([`super::denormals`]).
     pub fn process(
         &mut self,
         io: &mut [&mut [f32]],
         settings: &CloakSettings,
         source: Option<&[f32]>,
     ) {
+        let _flush = super::denormals::FlushDenormals::new();
         for (channel, samples) in self.channels.iter_mut().zip(io.iter_mut()) {
             channel.process(samples, settings, source);
         }
@@ -132,7 +134,8 @@ impl SentinelProcessor {
     }
 
     /// Analyse planar channels and apply the gate in place; `on_change` sees every detection
-    /// change. Non-finite samples come out as silence. Never allocates.
+    /// change. Non-finite samples come out as silence. Never allocates. Denormals are flushed to
+    /// zero for the call ([`super::denormals`]).
     pub fn process(
         &mut self,
         io: &mut [&mut [f32]],
@@ -140,6 +143,7 @@ impl SentinelProcessor {
         model_check: bool,
         on_change: &mut dyn FnMut(Detection),
     ) {
+        let _flush = super::denormals::FlushDenormals::new();
         if let Some(m) = &self.monitor {
             m.set_enabled(model_check);
         }
@@ -148,7 +152,7 @@ impl SentinelProcessor {
         let samples = io.first().map_or(0, |s| s.len());
         for i in 0..samples {
             let mono =
-                io.iter().map(|s| finite_or_zero(s[i])).sum::<f32>() / channels.max(1) as f32;
+                io.iter().map(|s| normal_or_zero(s[i])).sum::<f32>() / channels.max(1) as f32;
             if let (true, Some(feed)) = (model_check, self.feed.as_mut()) {
                 feed.push(mono);
             }
@@ -166,7 +170,7 @@ impl SentinelProcessor {
             }
             let mute = settings.gate && self.detected;
             for s in io.iter_mut() {
-                s[i] = if mute { 0.0 } else { finite_or_zero(s[i]) };
+                s[i] = if mute { 0.0 } else { normal_or_zero(s[i]) };
             }
         }
     }

@@ -15,7 +15,7 @@
 //! exponential moving average over voiced frames (time constant `smoothing_seconds`), held
 //! through silence.
 
-use super::finite_or_zero;
+use super::normal_or_zero;
 use crate::masking::{db_to_power, MaskingAnalyzer, Normalization};
 use crate::Result;
 
@@ -139,7 +139,7 @@ impl SentinelAnalyzer {
     /// Feed one mono sample; returns true when a frame was analysed.
     #[inline]
     pub fn push(&mut self, sample: f32, settings: &SentinelSettings) -> bool {
-        self.input[self.pos] = finite_or_zero(sample);
+        self.input[self.pos] = normal_or_zero(sample);
         self.pos = (self.pos + 1) % self.n;
         self.since_frame += 1;
         if self.since_frame < self.hop {

@@ -418,3 +418,86 @@ fn the_perturbation_is_never_louder_than_the_signal_and_silence_stays_silent() {
         "noise added to digital silence: {silent_peak}"
     );
 }
+
+/// Median microseconds per 512-sample stereo block of `process` over `x`, best of three rounds.
+fn block_micros(x: &[f32], mut process: impl FnMut(&mut [&mut [f32]])) -> f64 {
+    let (mut left, mut right) = (vec![0.0f32; 512], vec![0.0f32; 512]);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let mut times: Vec<f64> = x
+            .chunks_exact(512)
+            .map(|block| {
+                left.copy_from_slice(block);
+                right.copy_from_slice(block);
+                let t = std::time::Instant::now();
+                process(&mut [&mut left[..], &mut right[..]]);
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        best = best.min(times[times.len() / 2]);
+    }
+    best
+}
+
+#[test]
+fn a_signal_fading_into_denormals_costs_what_speech_costs() {
+    // Real speech at 48 kHz against (a) the same speech fading by 4 dB per block to 400 dB down
+    // and staying there (a digital fade without dither: normal floats whose powers, filter
+    // tails, overlap-add and FFT bins fall into the subnormal range) and (b) subnormal noise,
+    // clap-validator's denormal input. x86's microcode assists make such blocks several times
+    // dearer unless denormals are flushed. Both plugins' processing, as `process()` runs it.
+    use advox::stream::denormals::FlushDenormals;
+    use advox::stream::processors::{CloakProcessor, SentinelProcessor};
+    let speech: Vec<f32> = real_speech(2, 48_000)
+        .into_iter()
+        .flat_map(|(_, x)| x)
+        .collect();
+    let fading: Vec<f32> = speech
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v * 10f32.powf((-4.0 / 20.0 * (i / 512) as f32).max(-20.0)))
+        .collect();
+    let mut rng = advox::rng::Rng::new(11);
+    let subnormal: Vec<f32> = (0..speech.len())
+        .map(|_| rng.symmetric(1.0) * f32::MIN_POSITIVE)
+        .collect();
+    assert!(subnormal.iter().filter(|v| v.is_subnormal()).count() > speech.len() / 2);
+    let source = perturbation(48_000);
+    let check = |name: &str, time: &mut dyn FnMut(&[f32]) -> f64| {
+        let normal = time(&speech);
+        for (what, x) in [("fading", &fading), ("subnormal", &subnormal)] {
+            let t = time(x);
+            eprintln!("{name}: {normal:.1} µs per block on speech, {t:.1} {what}");
+            assert!(
+                t <= 1.5 * normal,
+                "{name}, {what}: {t:.1} against {normal:.1} µs"
+            );
+        }
+    };
+    for mode in [CloakMode::MaskedNoise, CloakMode::Universal] {
+        let settings = CloakSettings {
+            mode,
+            ..Default::default()
+        };
+        check(&format!("cloak {mode:?}"), &mut |x| {
+            let mut cloak = CloakProcessor::new(48_000.0, 2).unwrap();
+            block_micros(x, |io| cloak.process(io, &settings, Some(&source)))
+        });
+    }
+    let settings = SentinelSettings::default();
+    check("sentinel", &mut |x| {
+        let mut sentinel = SentinelProcessor::new(48_000.0, None).unwrap();
+        block_micros(x, |io| sentinel.process(io, &settings, false, &mut |_| {}))
+    });
+    // The modes are the caller's again after each call, and no subnormal reaches the output.
+    assert!(!FlushDenormals::active());
+    let mut cloak = CloakProcessor::new(48_000.0, 2).unwrap();
+    let (mut left, mut right) = (subnormal[..512].to_vec(), subnormal[512..1024].to_vec());
+    cloak.process(
+        &mut [&mut left, &mut right],
+        &CloakSettings::default(),
+        None,
+    );
+    assert!(left.iter().chain(&right).all(|v| !v.is_subnormal()));
+}
