@@ -30,6 +30,19 @@ struct Adapter {
     model_files: fn(&Path) -> Result<PathBuf>,
 }
 
+impl Adapter {
+    /// `python SCRIPT --model FILES` in the adapter's environment (provisioned on first use),
+    /// for the model advox loaded from `model_dir`.
+    fn command(&self, model_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Command> {
+        let model = (self.model_files)(model_dir)?;
+        let python = environment(self.name, self.packages, progress)?;
+        let script = python_script(&python, self.script_name, self.script)?;
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script).arg("--model").arg(&model);
+        Ok(cmd)
+    }
+}
+
 /// faster-whisper (CTranslate2) on the model's CTranslate2 files (`requests`: faster-whisper
 /// 1.2 imports it without declaring it).
 const FASTER_WHISPER: Adapter = Adapter {
@@ -214,14 +227,8 @@ impl Verifier {
         if wavs.is_empty() {
             return Ok(Vec::new());
         }
-        let model = (adapter.model_files)(model_dir)?;
-        let python = environment(adapter.name, adapter.packages, progress)?;
-        let script = python_script(&python, adapter.script_name, adapter.script)?;
-        let mut cmd = Command::new(&python);
-        cmd.arg(&script)
-            .arg("--model")
-            .arg(&model)
-            .args(["--beams", "5,1"]);
+        let mut cmd = adapter.command(model_dir, progress)?;
+        cmd.args(["--beams", "5,1"]);
         if let Some(l) = language {
             cmd.args(["--language", l]);
         }
@@ -263,14 +270,8 @@ pub fn time_faster_whisper(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<f64>, String)> {
     let adapter = &FASTER_WHISPER;
-    let model = (adapter.model_files)(model_dir)?;
-    let python = environment(adapter.name, adapter.packages, progress)?;
-    let script = python_script(&python, adapter.script_name, adapter.script)?;
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .arg("--model")
-        .arg(&model)
-        .args(["--beams", &beam.to_string()])
+    let mut cmd = adapter.command(model_dir, progress)?;
+    cmd.args(["--beams", &beam.to_string()])
         .args(["--time", &repeats.max(1).to_string()])
         .args(["--threads", &threads.max(1).to_string()])
         .arg(wav);

@@ -258,30 +258,27 @@ macro_rules! dispatch {
             unsafe fn $avx($($arg: $ty),*) {
                 $generic($($arg),*)
             }
-            if super::simd_level() == super::SimdLevel::Avx512 {
+            match super::simd_level() {
                 // SAFETY: the features were detected at run time.
-                unsafe { avx512($($arg),*) };
-                return;
-            }
-            if super::simd_level() == super::SimdLevel::Avx2 {
-                // SAFETY: the features were detected at run time.
-                unsafe { $avx($($arg),*) };
-                return;
+                super::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
+                // SAFETY: as above.
+                super::SimdLevel::Avx2 => return unsafe { $avx($($arg),*) },
+                super::SimdLevel::Baseline => {}
             }
         }
         $generic($($arg),*)
     };
 }
 
-/// The vector instruction sets the fused kernels are compiled for, best first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The vector instruction sets the fused kernels are compiled for, in increasing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
-    /// AVX-512 F, BW, DQ and VL (with AVX2 and FMA).
-    Avx512,
+    /// Neither of the others: the target's baseline.
+    Baseline,
     /// AVX2 and FMA.
     Avx2,
-    /// Neither: the target's baseline.
-    Baseline,
+    /// AVX-512 F, BW, DQ and VL (with AVX2 and FMA).
+    Avx512,
 }
 
 /// The instruction set this CPU runs the fused kernels with (detected once). Setting
@@ -289,31 +286,13 @@ pub enum SimdLevel {
 pub fn simd_level() -> SimdLevel {
     static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let cap = std::env::var("ADVOX_SIMD").unwrap_or_default();
-        detect_simd().min_with(match cap.as_str() {
-            "avx2" => SimdLevel::Avx2,
-            "baseline" => SimdLevel::Baseline,
+        let cap = match std::env::var("ADVOX_SIMD").as_deref() {
+            Ok("avx2") => SimdLevel::Avx2,
+            Ok("baseline") => SimdLevel::Baseline,
             _ => SimdLevel::Avx512,
-        })
+        };
+        detect_simd().min(cap)
     })
-}
-
-impl SimdLevel {
-    fn rank(self) -> u8 {
-        match self {
-            SimdLevel::Baseline => 0,
-            SimdLevel::Avx2 => 1,
-            SimdLevel::Avx512 => 2,
-        }
-    }
-
-    fn min_with(self, cap: SimdLevel) -> SimdLevel {
-        if self.rank() <= cap.rank() {
-            self
-        } else {
-            cap
-        }
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
