@@ -204,11 +204,15 @@ pub fn teacher_forced_lead_skipping(
 /// Carlini–Wagner margin loss over the last `targets.len()` positions of `logits` `(1, L, V)`:
 /// for each position `max(max_{j≠t} Z_j − Z_t, −κ)` (the target must win by κ), or with
 /// `away` `max(Z_t − max_{j≠t} Z_j, −κ)` (the token must lose by κ); summed, with its gradient.
+/// `any_timestamp = Some((i, first))`: at target index `i` any timestamp (token ≥ `first`) will
+/// do, so there the best timestamp must beat the best other token by κ (an end timestamp need
+/// not beat its neighbours).
 pub fn margin_loss(
     logits: &Tensor,
     targets: &[u32],
     kappa: f32,
     away: bool,
+    any_timestamp: Option<(usize, u32)>,
 ) -> Result<(f32, Tensor)> {
     let (b, l, v) = logits.dims3()?;
     if b != 1 || targets.is_empty() || targets.len() > l {
@@ -229,7 +233,14 @@ pub fn margin_loss(
                 "target token {t} outside the vocabulary"
             )));
         }
-        let (other, best_other) = best_rival(row, t);
+        let (t, (other, best_other)) = match any_timestamp {
+            Some((at, first)) if at == i && (first as usize) < v => {
+                let first = first as usize;
+                let (best, _) = best_rival(&row[first..], usize::MAX);
+                (first + best, best_rival(&row[..first], usize::MAX))
+            }
+            _ => (t, best_rival(row, t)),
+        };
         let margin = if away {
             row[t] - best_other
         } else {
@@ -321,5 +332,26 @@ mod tests {
         assert!((skip(&[3, 2], Some(0)) - 2.0).abs() < 1e-6);
         assert!((skip(&[1, 3], Some(1)) - 0.5).abs() < 1e-6);
         assert!((skip(&[3, 2], None) + 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn margin_loss_lets_any_timestamp_win_where_one_will_do() {
+        // A 5-token vocabulary whose tokens 3 and 4 are timestamps; one scored position where
+        // timestamp 3 is wanted but its neighbour 4 is likelier, and text token 1 trails by 2.
+        let logits =
+            Tensor::from_vec(vec![0.0f32, 4.0, 0.0, 5.0, 6.0], (1, 1, 5), &Device::Cpu).unwrap();
+        let grad_of = |g: Tensor| g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // Strictly, token 3 loses to 4 by 1: the loss pulls 3 up and 4 down.
+        let (loss, g) = margin_loss(&logits, &[3], 5.0, false, None).unwrap();
+        assert!((loss - 1.0).abs() < 1e-6);
+        assert_eq!(grad_of(g), vec![0.0, 0.0, 0.0, -1.0, 1.0]);
+        // Any timestamp: the best one (4) leads text token 1 by 2, short of κ = 5.
+        let (loss, g) = margin_loss(&logits, &[3], 5.0, false, Some((0, 3))).unwrap();
+        assert!((loss + 2.0).abs() < 1e-6);
+        assert_eq!(grad_of(g), vec![0.0, 1.0, 0.0, 0.0, -1.0]);
+        // With κ = 1 that lead is enough: the loss is flat at −κ.
+        let (loss, g) = margin_loss(&logits, &[3], 1.0, false, Some((0, 3))).unwrap();
+        assert!((loss + 1.0).abs() < 1e-6);
+        assert!(grad_of(g).iter().all(|&x| x == 0.0));
     }
 }

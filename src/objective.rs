@@ -435,9 +435,12 @@ impl Objective {
             return self.evaluate_repeat(model, front, wave);
         }
         let away = self.sign < 0.0;
-        let (sequence, _) = self.scored(prompt);
+        // The end timestamp the lead skips: any timestamp there will do.
+        let (sequence, skip) = self.scored(prompt);
+        let first_timestamp = model.tokenizer.special.no_timestamps + 1;
+        let any_timestamp = skip.map(|i| (i, first_timestamp));
         self.evaluate_with(model, front, wave, prompt, |logits| {
-            margin_loss(logits, &sequence.targets, kappa, away)
+            margin_loss(logits, &sequence.targets, kappa, away, any_timestamp)
         })
     }
 

@@ -134,7 +134,14 @@ pub fn run_cw(
                 .collect();
             let dir = stepper.direction(&grad)?;
             // Cosine decay: coarse steps to find success, fine ones to shrink δ afterwards.
-            let lr = scheduled(cfg.learning_rate, Schedule::Cosine, step, steps);
+            // Under a bound the first success ends the attack: nothing is left to shrink, and
+            // decayed steps only slow the search (the schedule stays constant).
+            let schedule = if bounded {
+                Schedule::Constant
+            } else {
+                Schedule::Cosine
+            };
+            let lr = scheduled(cfg.learning_rate, schedule, step, steps);
             for (d, s) in delta.iter_mut().zip(&dir) {
                 *d -= lr * s;
             }

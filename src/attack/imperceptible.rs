@@ -2,7 +2,8 @@
 //! (the engine's [`run_attack`]). Stage 2: from its result, minimise `ℓ_net + α·ℓ_θ`, with `ℓ_θ`
 //! the psychoacoustic masking loss of δ against the input's threshold, adapting α (×1.2 every
 //! 20 steps while the goal is met, ×0.8 every 50 steps while it is not, never under a floor)
-//! and keeping the successful example with the smallest `ℓ_θ`.
+//! and keeping the successful example with the smallest `ℓ_θ`; stage 2 stops at the first
+//! success with the wanted share of δ's energy under the threshold.
 
 use super::step::{StepSpace, Stepper};
 use super::track::{Keep, Tracker};
@@ -13,6 +14,9 @@ use crate::objective::Objective;
 use crate::perturb::BandLimiter;
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
+
+/// Default share of δ's energy under the masking threshold at which stage 2 stops.
+pub const DEFAULT_MASKED_SHARE: f64 = 0.99;
 
 /// Settings of the imperceptible attack.
 #[derive(Debug, Clone)]
@@ -32,6 +36,9 @@ pub struct ImperceptibleConfig {
     pub masking: MaskingConfig,
     /// Decode every this many stage-2 steps.
     pub check_every: usize,
+    /// Stage 2 stops at the first success with at least this share of δ's energy under the
+    /// masking threshold ([`MaskingStats::energy_under_threshold`]); above 1 it runs every step.
+    pub masked_share: f64,
 }
 
 impl Default for ImperceptibleConfig {
@@ -44,6 +51,7 @@ impl Default for ImperceptibleConfig {
             alpha_floor: 5e-4,
             masking: MaskingConfig::default(),
             check_every: 10,
+            masked_share: DEFAULT_MASKED_SHARE,
         }
     }
 }
@@ -76,6 +84,12 @@ pub fn run_imperceptible(
         return Err(Error::InvalidArgument(
             "the stage-2 learning rate must be positive".into(),
         ));
+    }
+    if !(cfg.masked_share.is_finite() && cfg.masked_share > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "the masked share at which stage 2 stops must be positive, got {}",
+            cfg.masked_share
+        )));
     }
     if let Some(a) = cfg.alpha {
         if !(a.is_finite() && a > 0.0) {
@@ -138,10 +152,18 @@ pub fn run_imperceptible(
             } else {
                 let transcript = track.transcribe(&adv)?;
                 succeeding = track.judge(&adv, &transcript, net.lead)?;
-                if succeeding {
+                let masked = succeeding && {
+                    let share = threshold.stats(&effective)?.energy_under_threshold;
                     track.offer(adv, true, transcript.clone(), net_loss, mask_loss);
-                }
+                    share >= cfg.masked_share
+                };
                 info.transcript = Some(transcript);
+                if masked {
+                    // This success is the kept one unless an earlier one sits lower still.
+                    info.loss = net_loss + alpha.map_or(0.0, |a| a * mask_loss);
+                    on_step(&info);
+                    break;
+                }
             }
         }
         let a = *alpha.get_or_insert_with(|| balanced_alpha(&net_grad, &mask_grad));

@@ -107,6 +107,9 @@ pub struct AttackOptions {
     pub stage2_steps: Option<usize>,
     /// `--stage2-lr` (imperceptible).
     pub stage2_lr: Option<f32>,
+    /// `--masked-share` (imperceptible): stage 2 stops at a success with this share of δ's
+    /// energy under the masking threshold.
+    pub masked_share: Option<f64>,
     /// `--alpha` (imperceptible).
     pub alpha: Option<f32>,
     /// `--queries` (black-box).
@@ -169,7 +172,7 @@ impl AttackOptions {
         const BLACK: &[AttackKind] = &[Ga, Nes, Spsa];
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
         const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
-        let options: [(&str, bool, &[AttackKind]); 33] = [
+        let options: [(&str, bool, &[AttackKind]); 34] = [
             ("--margin", self.margin.is_some(), WHITE),
             ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
             ("--front-ends", self.front_ends.is_some(), WHITE),
@@ -222,6 +225,11 @@ impl AttackOptions {
                 &[Imperceptible],
             ),
             ("--stage2-lr", self.stage2_lr.is_some(), &[Imperceptible]),
+            (
+                "--masked-share",
+                self.masked_share.is_some(),
+                &[Imperceptible],
+            ),
             ("--alpha", self.alpha.is_some(), &[Imperceptible]),
             ("--queries", self.queries.is_some(), BLACK),
             ("--population", self.population.is_some(), BLACK),
@@ -446,6 +454,7 @@ impl AttackOptions {
                     steps: self.stage2_steps.unwrap_or(d.steps),
                     learning_rate: self.stage2_lr.unwrap_or(d.learning_rate),
                     alpha: self.alpha,
+                    masked_share: self.masked_share.unwrap_or(d.masked_share),
                     check_every: check_every.max(1) * 2,
                     stage1: pgd,
                     ..d

@@ -121,6 +121,10 @@ pub struct Args {
     /// Imperceptible: largest sample change of one stage-2 Adam step (default 2e-4).
     #[arg(long)]
     stage2_lr: Option<f32>,
+    /// Imperceptible: stage 2 stops at the first success with this share of δ's energy under
+    /// the masking threshold (default 0.99; above 1: every stage-2 step).
+    #[arg(long)]
+    masked_share: Option<f64>,
     /// Imperceptible: initial weight α of the masking loss (default: balance the gradients).
     #[arg(long)]
     alpha: Option<f32>,
@@ -257,6 +261,7 @@ impl Args {
             overshoot: self.overshoot,
             stage2_steps: self.stage2_steps,
             stage2_lr: self.stage2_lr,
+            masked_share: self.masked_share,
             alpha: self.alpha,
             queries: self.queries,
             population: self.population,
