@@ -62,7 +62,7 @@ impl TargetSequence {
         end_seconds: f32,
     ) -> (Self, usize) {
         let mut input = timestamp_prompt(tok, language);
-        let first_timestamp = tok.special.no_timestamps + 1;
+        let first_timestamp = tok.first_timestamp();
         input.extend_from_slice(text_tokens);
         // Timestamps step by 20 ms up to 30 s.
         let end = first_timestamp + (end_seconds.clamp(0.02, 30.0) / 0.02).round() as u32;
@@ -91,7 +91,7 @@ impl TargetSequence {
 fn timestamp_prompt(tok: &WhisperTokenizer, language: Option<u32>) -> Vec<u32> {
     let mut input = tok.prompt(language);
     input.pop();
-    input.push(tok.special.no_timestamps + 1);
+    input.push(tok.first_timestamp());
     input
 }
 

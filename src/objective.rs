@@ -437,7 +437,7 @@ impl Objective {
         let away = self.sign < 0.0;
         // The end timestamp the lead skips: any timestamp there will do.
         let (sequence, skip) = self.scored(prompt);
-        let first_timestamp = model.tokenizer.special.no_timestamps + 1;
+        let first_timestamp = model.tokenizer.first_timestamp();
         let any_timestamp = skip.map(|i| (i, first_timestamp));
         self.evaluate_with(model, front, wave, prompt, |logits| {
             margin_loss(logits, &sequence.targets, kappa, away, any_timestamp)

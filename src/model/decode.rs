@@ -252,7 +252,7 @@ pub fn decode(
     let ts_begin = if opts.timestamps {
         // The prompt ends with <|notimestamps|>; the timestamp tokens follow it.
         prompt.pop();
-        Some(tok.special.no_timestamps + 1)
+        Some(tok.first_timestamp())
     } else {
         None
     };

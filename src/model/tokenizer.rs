@@ -78,6 +78,12 @@ impl WhisperTokenizer {
         self.multilingual
     }
 
+    /// The first timestamp token `<|0.00|>`: the timestamps (20 ms apart) follow
+    /// `<|notimestamps|>` in the vocabulary.
+    pub fn first_timestamp(&self) -> u32 {
+        self.special.no_timestamps + 1
+    }
+
     /// The English language token of a multilingual model (`None` for an English-only one):
     /// what advox's teacher-forced targets put in the prompt.
     pub fn english(&self) -> Result<Option<u32>> {
