@@ -21,6 +21,38 @@ pub struct DecodeOptions {
     pub timestamps: bool,
     /// How the window past a short signal is filled (OpenAI's padded audio by default).
     pub front_end: crate::mel::FrontEnd,
+    /// When beam search stops and how it ranks what finished (OpenAI's rule by default).
+    pub beam_stop: BeamStop,
+}
+
+/// When beam search stops, and so which finished hypotheses it ranks. Implementations of
+/// Whisper differ here, and an adversarial example must satisfy each.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum BeamStop {
+    /// OpenAI's `BeamSearchDecoder` (patience 1) and faster-whisper: stop as soon as `beam`
+    /// hypotheses have ended; the best of them by mean log-probability (over the text tokens)
+    /// wins.
+    #[default]
+    FirstFinished,
+    /// Hugging Face transformers' beam search (`early_stopping` off): an ended hypothesis is
+    /// kept only if it is among the `beam` best candidates of its step, the `beam` best ended
+    /// ones by their summed log-probability over `length ^ length_penalty` (every generated
+    /// token, end-of-text included) are kept, and the search goes on while the best running
+    /// hypothesis so scored could still beat the worst kept one. A long, confident run-on can
+    /// then outrank a short target that OpenAI's rule would have returned. transformers'
+    /// default `length_penalty` is 1 (the mean log-probability); more favours longer
+    /// hypotheses.
+    NoBetterRunning {
+        /// The exponent of the length the sum is divided by.
+        length_penalty: f32,
+    },
+}
+
+impl BeamStop {
+    /// Hugging Face transformers' rule with its default length penalty (1).
+    pub const HUGGING_FACE: BeamStop = BeamStop::NoBetterRunning {
+        length_penalty: 1.0,
+    };
 }
 
 impl Default for DecodeOptions {
@@ -31,6 +63,7 @@ impl Default for DecodeOptions {
             language: None,
             timestamps: false,
             front_end: crate::mel::FrontEnd::Openai,
+            beam_stop: BeamStop::FirstFinished,
         }
     }
 }
@@ -265,6 +298,7 @@ pub fn decode(
         opts.beam_size,
         max_tokens,
         ts_begin,
+        opts.beam_stop,
     )?;
     let (tokens, segments) = match ts_begin {
         Some(ts) => split_timestamps(&seq, ts, tok.special.eot),
@@ -284,9 +318,25 @@ struct Hyp {
     logprob: f32,
 }
 
+impl Hyp {
+    /// The score finished hypotheses are ranked by under `stop`: the mean log-probability
+    /// over the text tokens (OpenAI) or over every generated token, end-of-text included
+    /// (Hugging Face).
+    fn score(&self, stop: BeamStop) -> f32 {
+        match stop {
+            BeamStop::FirstFinished => self.logprob / self.tokens.len().max(1) as f32,
+            BeamStop::NoBetterRunning { length_penalty } => {
+                self.logprob / ((self.tokens.len() + 1) as f32).powf(length_penalty)
+            }
+        }
+    }
+}
+
 /// Beam search as OpenAI's `BeamSearchDecoder` (patience 1, no length penalty: finished
-/// sequences ranked by mean log-probability). `beam_size == 1` is greedy search. With
-/// `ts_begin`, timestamp tokens are sampled under OpenAI's timestamp rules.
+/// sequences ranked by mean log-probability) or, by `stop`, as Hugging Face's. `beam_size == 1`
+/// is greedy search (the same under both rules). With `ts_begin`, timestamp tokens are sampled
+/// under OpenAI's timestamp rules.
+#[allow(clippy::too_many_arguments)]
 fn beam_search(
     model: &Whisper,
     tok: &WhisperTokenizer,
@@ -295,6 +345,7 @@ fn beam_search(
     beam_size: usize,
     max_tokens: usize,
     ts_begin: Option<u32>,
+    stop: BeamStop,
 ) -> Result<(Vec<u32>, f32)> {
     let dev = model.device();
     let eot = tok.special.eot;
@@ -342,14 +393,27 @@ fn beam_search(
         let mut next: Vec<Hyp> = Vec::new();
         let mut parents: Vec<u32> = Vec::new();
         let mut next_tokens: Vec<u32> = Vec::new();
-        for (b, t, lp) in candidates {
+        for (rank, (b, t, lp)) in candidates.into_iter().enumerate() {
             let mut tokens = beams[b].tokens.clone();
             if t == eot {
-                if finished.len() < beam_size {
-                    finished.push(Hyp {
-                        tokens,
-                        logprob: lp,
-                    });
+                let hyp = Hyp {
+                    tokens,
+                    logprob: lp,
+                };
+                match stop {
+                    BeamStop::FirstFinished => {
+                        if finished.len() < beam_size {
+                            finished.push(hyp);
+                        }
+                    }
+                    // Only an end among the step's `beam` best candidates counts; the kept
+                    // set holds the `beam` best by score.
+                    BeamStop::NoBetterRunning { .. } if rank < beam_size => {
+                        finished.push(hyp);
+                        finished.sort_by(|a, b| b.score(stop).total_cmp(&a.score(stop)));
+                        finished.truncate(beam_size);
+                    }
+                    BeamStop::NoBetterRunning { .. } => {}
                 }
             } else if next.len() < beam_size {
                 tokens.push(t);
@@ -364,7 +428,19 @@ fn beam_search(
                 break;
             }
         }
-        let done = finished.len() >= beam_size || (beam_size == 1 && !finished.is_empty());
+        let full = finished.len() >= beam_size || (beam_size == 1 && !finished.is_empty());
+        let done = match stop {
+            BeamStop::FirstFinished => full,
+            // Go on while the best running hypothesis, scored at its length so far, beats the
+            // worst kept one.
+            BeamStop::NoBetterRunning { length_penalty } => {
+                full && next.first().is_none_or(|best| {
+                    let len = best.tokens.len().max(1) as f32;
+                    let running = best.logprob / len.powf(length_penalty);
+                    finished.iter().all(|h| running <= h.score(stop))
+                })
+            }
+        };
         if done || next.is_empty() {
             break;
         }
@@ -377,10 +453,9 @@ fn beam_search(
     if finished.is_empty() {
         finished = beams;
     }
-    let score = |h: &Hyp| h.logprob / h.tokens.len().max(1) as f32;
     let best = finished
         .into_iter()
-        .max_by(|a, b| score(a).total_cmp(&score(b)))
+        .max_by(|a, b| a.score(stop).total_cmp(&b.score(stop)))
         .ok_or_else(|| Error::Internal("decoding produced no hypothesis".into()))?;
     Ok((best.tokens, best.logprob))
 }

@@ -12,7 +12,7 @@ pub mod weights;
 pub mod whisper;
 
 pub use config::WhisperConfig;
-pub use decode::{DecodeOptions, Decoded};
+pub use decode::{BeamStop, DecodeOptions, Decoded};
 pub use tokenizer::{SpecialTokens, WhisperTokenizer};
 pub use weights::{load_weights, ModelFormat, Weights};
 pub use whisper::{ForwardTape, Whisper};

@@ -84,3 +84,31 @@ fn beam_search_scores_at_least_as_well_as_greedy() {
         "turn off the lights"
     );
 }
+
+#[test]
+fn hugging_face_beam_stop_agrees_with_openai_on_clean_speech() {
+    // Hugging Face's rule searches on past the first `beam` ended hypotheses; on clean held-out
+    // speech (where transformers agrees with our transcripts) it must still end and give the
+    // same transcript, plain and with timestamps.
+    use advox::model::BeamStop;
+    let m = common::model();
+    for clip in common::corpus_test(2) {
+        let mel =
+            Tensor::from_vec(log_mel(&clip.samples, 80), (1, 80, N_FRAMES), &Device::Cpu).unwrap();
+        let features = m.whisper.encode(&mel).unwrap();
+        for timestamps in [false, true] {
+            let text = |beam_stop| {
+                let opts = DecodeOptions {
+                    timestamps,
+                    beam_stop,
+                    ..Default::default()
+                };
+                let d = decode(&m.whisper, &m.tokenizer, &features, &opts).unwrap();
+                advox::text::normalize_transcript(&m.tokenizer.decode(&d.tokens).unwrap())
+            };
+            let (openai, hf) = (text(BeamStop::FirstFinished), text(BeamStop::HUGGING_FACE));
+            assert!(!openai.is_empty(), "{}: empty transcript", clip.name);
+            assert_eq!(openai, hf, "{} (timestamps {timestamps})", clip.name);
+        }
+    }
+}

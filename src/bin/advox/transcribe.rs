@@ -3,7 +3,7 @@
 use crate::common;
 use advox::audio::read_audio_16k_mono;
 use advox::mel::FrontEnd;
-use advox::model::DecodeOptions;
+use advox::model::{BeamStop, DecodeOptions};
 use advox::transcribe::transcribe;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -33,9 +33,32 @@ pub struct Args {
     /// OpenAI's whisper and transformers) or `faster-whisper` (zero-padded features).
     #[arg(long, value_parser = common::front_end_parser(), default_value = "openai")]
     front_end: FrontEnd,
+    /// When beam search stops: `openai` (once `--beam` hypotheses have ended, as OpenAI's
+    /// whisper and faster-whisper) or `hugging-face` (on while a running hypothesis could still
+    /// outrank an ended one, as transformers' `generate`).
+    #[arg(long, value_enum, default_value = "openai")]
+    beam_stop: BeamStopArg,
     /// Print one JSON object per file: file, text, tokens, seconds (and segments).
     #[arg(long)]
     json: bool,
+}
+
+/// `--beam-stop`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BeamStopArg {
+    /// OpenAI's whisper and faster-whisper.
+    Openai,
+    /// Hugging Face transformers.
+    HuggingFace,
+}
+
+impl From<BeamStopArg> for BeamStop {
+    fn from(a: BeamStopArg) -> Self {
+        match a {
+            BeamStopArg::Openai => BeamStop::FirstFinished,
+            BeamStopArg::HuggingFace => BeamStop::HUGGING_FACE,
+        }
+    }
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -49,6 +72,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         language: args.language.clone(),
         timestamps: args.timestamps,
         front_end: args.front_end,
+        beam_stop: args.beam_stop.into(),
         ..Default::default()
     };
     let bar = indicatif::ProgressBar::new(args.files.len() as u64);
