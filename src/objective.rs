@@ -408,8 +408,14 @@ impl Objective {
         })
     }
 
+    /// How far under [`Robustness::MIN_LOGPROB`]'s cross-entropy the margin loss of a strict
+    /// goal aims (nats per token).
+    const CW_FLOOR_HEADROOM: f32 = 0.4;
+
     /// Carlini–Wagner margin form of the goal (zero-floored at −κ per token) and its waveform
     /// gradient: the target tokens must win by κ, or (untargeted) the original ones must lose.
+    /// For a strict goal ([`Robustness::is_strict`]) the summed cross-entropy in excess of the
+    /// log-probability floor (with 0.1 nats of headroom) is added.
     pub fn margin_and_grad(
         &self,
         model: &LoadedModel,
@@ -442,15 +448,39 @@ impl Objective {
         prompt: Prompt,
     ) -> Result<Evaluated> {
         if prompt == Prompt::Repeat {
-            return self.evaluate_repeat(model, front, wave);
+            // Summed over the repetitions' tokens, as the margin loss sums over its tokens:
+            // as a mean its steps were too small beside the other views' (Adam's moments are
+            // shared) and CW ended with the target looping (0880, 300 steps).
+            let (sequence, _) = self.scored(Prompt::Repeat);
+            let n = sequence.targets.len() as f32;
+            let mut e = self.evaluate_repeat(model, front, wave)?;
+            e.loss *= n;
+            e.grad.iter_mut().for_each(|g| *g *= n);
+            return Ok(e);
         }
         let away = self.sign < 0.0;
         // The end timestamp the lead skips: any timestamp there will do.
         let (sequence, skip) = self.scored(prompt);
         let first_timestamp = model.tokenizer.first_timestamp();
         let any_timestamp = skip.map(|i| (i, first_timestamp));
+        // A strict goal also needs the tokens' mean log-probability over the floor, which a
+        // lead over the best rival alone does not give (many rivals can share the rest): the
+        // summed cross-entropy over what the floor allows, with headroom, is added where it is
+        // exceeded.
+        let floor = (self.robustness.is_strict() && !away)
+            .then_some(-Robustness::MIN_LOGPROB - Self::CW_FLOOR_HEADROOM);
         self.evaluate_with(model, front, wave, prompt, |logits| {
-            margin_loss(logits, &sequence.targets, kappa, away, any_timestamp)
+            let (mut value, mut grad) =
+                margin_loss(logits, &sequence.targets, kappa, away, any_timestamp)?;
+            if let Some(floor) = floor {
+                let (ce, g) = cross_entropy(logits, &sequence.targets)?;
+                if ce > floor {
+                    let n = sequence.targets.len() as f32;
+                    value += n * (ce - floor);
+                    grad = (grad + (g * n as f64)?)?;
+                }
+            }
+            Ok((value, grad))
         })
     }
 

@@ -10,7 +10,7 @@
 
 use super::pgd::{scheduled, Schedule};
 use super::step::{Rule, StepSpace, Stepper};
-use super::track::{Keep, Tracker};
+use super::track::{Keep, LeadGate, Tracker};
 use super::{quantized_sum_within, AttackOutcome, StepInfo};
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
@@ -87,6 +87,7 @@ pub fn run_cw(
     let mut delta = vec![0.0f32; x.len()];
     'search: for round in 0..cfg.search_steps.max(1) {
         let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(cfg.domain, x.len())?);
+        let mut gate = LeadGate::new(cfg.check_every);
         let mut round_success = false;
         for step in 1..=steps {
             if track.stop_requested(cancel) {
@@ -108,11 +109,17 @@ pub fn run_cw(
                 transcript: None,
             };
             // The point just scored is judged as it stands; where success needs the target to
-            // lead under teacher forcing and it does not, it fails without a decode (the last
-            // step of a round always decodes, for the fallback).
+            // lead under teacher forcing it is decoded as soon as it leads (then not again for
+            // `check_every` steps, as PGD does: the views take turns, and a lead that holds in
+            // all of them at once can be brief), and fails without a decode where it does not
+            // (the last step of a round always decodes, for the fallback).
             let leads = track.leads(scored.lead);
-            let due = step % cfg.check_every.max(1) == 0 || step == steps;
-            if due && (leads || !gated || step == steps) {
+            let due = if gated {
+                gate.due(step, leads) || step == steps
+            } else {
+                step % cfg.check_every.max(1) == 0 || step == steps
+            };
+            if due {
                 let transcript = track.transcribe(&quantized)?;
                 let success =
                     (leads || !gated) && track.judge(&quantized, &transcript, scored.lead)?;
