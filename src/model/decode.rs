@@ -326,10 +326,15 @@ impl Hyp {
         match stop {
             BeamStop::FirstFinished => self.logprob / self.tokens.len().max(1) as f32,
             BeamStop::NoBetterRunning { length_penalty } => {
-                self.logprob / ((self.tokens.len() + 1) as f32).powf(length_penalty)
+                normalised(self.logprob, self.tokens.len() + 1, length_penalty)
             }
         }
     }
+}
+
+/// Hugging Face's score of a hypothesis: its summed log-probability over `len ^ length_penalty`.
+fn normalised(logprob: f32, len: usize, length_penalty: f32) -> f32 {
+    logprob / (len.max(1) as f32).powf(length_penalty)
 }
 
 /// Beam search as OpenAI's `BeamSearchDecoder` (patience 1, no length penalty: finished
@@ -432,13 +437,15 @@ fn beam_search(
         let done = match stop {
             BeamStop::FirstFinished => full,
             // Go on while the best running hypothesis, scored at its length so far, beats the
-            // worst kept one.
+            // worst kept one (the kept set is sorted best first).
             BeamStop::NoBetterRunning { length_penalty } => {
-                full && next.first().is_none_or(|best| {
-                    let len = best.tokens.len().max(1) as f32;
-                    let running = best.logprob / len.powf(length_penalty);
-                    finished.iter().all(|h| running <= h.score(stop))
-                })
+                full && next
+                    .first()
+                    .zip(finished.last())
+                    .is_none_or(|(best, worst)| {
+                        normalised(best.logprob, best.tokens.len(), length_penalty)
+                            <= worst.score(stop)
+                    })
             }
         };
         if done || next.is_empty() {
