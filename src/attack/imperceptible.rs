@@ -1,9 +1,13 @@
-//! Imperceptible targeted attack (Qin et al. 2019). Stage 1: a targeted PGD attack under L∞
-//! (the engine's [`run_attack`]). Stage 2: from its result, minimise `ℓ_net + α·ℓ_θ`, with `ℓ_θ`
-//! the psychoacoustic masking loss of δ against the input's threshold, adapting α (×1.2 every
-//! 20 steps while the goal is met, ×0.8 every 50 steps while it is not, never under a floor)
-//! and keeping the successful example with the smallest `ℓ_θ`; stage 2 stops at the first
-//! success with the wanted share of δ's energy under the threshold.
+//! Imperceptible targeted attack (after Qin et al. 2019). Stage 1: a targeted PGD attack under
+//! L∞ (the engine's [`run_attack`]), here by default also under the masking bound: δ projected
+//! onto the input's masking threshold at each margin of [`ImperceptibleConfig::stage1_margins_db`]
+//! in turn (1 dB under, then 6 dB over), until one try succeeds. A success that already has
+//! the wanted share of its energy under the threshold is the result. Otherwise stage 2: from stage 1's
+//! result, minimise `ℓ_net + α·ℓ_θ`, with `ℓ_θ` the psychoacoustic masking loss of δ against
+//! the threshold, adapting α (×1.2 every 20 steps while the goal is met, ×0.8 every 50 steps
+//! while it is not, never under a floor) and keeping the successful example with the smallest
+//! `ℓ_θ`; stage 2 stops at the first success with the wanted share of δ's energy under the
+//! threshold.
 
 use super::step::{StepSpace, Stepper};
 use super::track::{Keep, Tracker};
@@ -11,18 +15,32 @@ use super::{quantized_sum_within, run_attack, AttackConfig, AttackOutcome, StepI
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
 use crate::model::LoadedModel;
 use crate::objective::Objective;
-use crate::perturb::BandLimiter;
+use crate::perturb::{BandLimiter, MaskingBound};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// Default share of δ's energy under the masking threshold at which stage 2 stops.
 pub const DEFAULT_MASKED_SHARE: f64 = 0.99;
+
+/// Default margins (dB under the masking threshold) of stage 1's tries: 1 dB under the
+/// threshold (the projection leaves bins up to 0.1 dB over its target: at 0 dB 8 % of the bins
+/// sat just over the threshold on `test_within_context`, 98.1 % of the energy under it), then
+/// 6 dB over it for stage 2 to pull under. On the 9-s `LJ001-0005` the strict goal failed
+/// under the threshold after 300 steps and succeeded 6 dB over it, stage 2 then reaching
+/// 99.98 %; plain stage 1 (no masking bound) had left stage 2 at 72–81 % on four clips.
+pub const DEFAULT_STAGE1_MARGINS_DB: [f32; 2] = [1.0, -6.0];
 
 /// Settings of the imperceptible attack.
 #[derive(Debug, Clone)]
 pub struct ImperceptibleConfig {
     /// Stage 1: the targeted PGD attack (its constraints also bind stage 2).
     pub stage1: AttackConfig,
+    /// Stage 1 runs under the masking bound at each of these margins (dB under the threshold;
+    /// negative: over it) in turn until a try succeeds; every try but the last gets half of
+    /// `stage1.steps`, and the successful try's bound also binds stage 2. Empty, or a stage 1
+    /// with a masking bound of its own: one stage 1 as `stage1` says (Qin et al.).
+    pub stage1_margins_db: Vec<f32>,
     /// Stage-2 steps.
     pub steps: usize,
     /// Largest sample change of one stage-2 Adam step.
@@ -45,6 +63,7 @@ impl Default for ImperceptibleConfig {
     fn default() -> Self {
         ImperceptibleConfig {
             stage1: AttackConfig::default(),
+            stage1_margins_db: DEFAULT_STAGE1_MARGINS_DB.to_vec(),
             steps: 200,
             learning_rate: 2e-4,
             alpha: None,
@@ -56,13 +75,28 @@ impl Default for ImperceptibleConfig {
     }
 }
 
+impl ImperceptibleConfig {
+    /// The most steps stage 1 takes, over all its tries.
+    pub fn stage1_budget(&self) -> usize {
+        let run = |steps: usize| steps.max(1) * (1 + self.stage1.restarts);
+        let tries = self.stage1_margins_db.len();
+        if tries == 0 || self.stage1.constraints.masking.is_some() {
+            run(self.stage1.steps)
+        } else {
+            (tries - 1) * run(self.stage1.steps / 2) + run(self.stage1.steps)
+        }
+    }
+}
+
 /// The result of the imperceptible attack.
 #[derive(Debug, Clone)]
 pub struct ImperceptibleOutcome {
     /// The kept example (stage 2's best success, else stage 1's result).
     pub attack: AttackOutcome,
-    /// Steps of stage 1.
+    /// Steps of stage 1 (all its tries).
     pub stage1_steps: usize,
+    /// The masking margin (dB) of stage 1's kept try, where it ran under the masking bound.
+    pub stage1_margin_db: Option<f32>,
     /// α at the end of stage 2.
     pub alpha: f32,
     /// Masking loss of the kept example.
@@ -98,20 +132,30 @@ pub fn run_imperceptible(
             )));
         }
     }
-    let threshold = MaskingThreshold::compute(x, cfg.masking)?;
-    let stage1 = run_attack(model, x, objective, &cfg.stage1, cancel, on_step)?;
+    let threshold = Arc::new(MaskingThreshold::compute(x, cfg.masking)?);
+    let (stage1, stage1_cfg, stage1_margin_db) =
+        run_stage1(model, x, objective, cfg, &threshold, cancel, on_step)?;
     let stage1_steps = stage1.steps;
     let (stage1_loss, _) = threshold.loss_and_grad(&stage1.perturbation)?;
-    if !stage1.success || stage1.cancelled || cfg.steps == 0 {
-        let masking = threshold.stats(&stage1.perturbation)?;
+    let stage1_masking = threshold.stats(&stage1.perturbation)?;
+    if !stage1.success
+        || stage1.cancelled
+        || cfg.steps == 0
+        || stage1_masking.energy_under_threshold >= cfg.masked_share
+    {
         return Ok(ImperceptibleOutcome {
             attack: stage1,
             stage1_steps,
+            stage1_margin_db,
             alpha: cfg.alpha.unwrap_or(f32::NAN),
             masking_loss: stage1_loss,
-            masking,
+            masking: stage1_masking,
         });
     }
+    let cfg = &ImperceptibleConfig {
+        stage1: stage1_cfg,
+        ..cfg.clone()
+    };
 
     let band = match cfg.stage1.constraints.band_hz {
         Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
@@ -196,10 +240,57 @@ pub fn run_imperceptible(
     Ok(ImperceptibleOutcome {
         attack,
         stage1_steps,
+        stage1_margin_db,
         alpha: alpha.unwrap_or(f32::NAN),
         masking_loss,
         masking,
     })
+}
+
+/// Stage 1: its tries under the masking bound (see
+/// [`ImperceptibleConfig::stage1_margins_db`]), else one run as `cfg.stage1` says. Returns the
+/// kept outcome (steps counted over all tries), the configuration it ran with and its margin.
+fn run_stage1(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &ImperceptibleConfig,
+    threshold: &Arc<MaskingThreshold>,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<(AttackOutcome, AttackConfig, Option<f32>)> {
+    let margins = &cfg.stage1_margins_db;
+    if margins.is_empty() || cfg.stage1.constraints.masking.is_some() {
+        let out = run_attack(model, x, objective, &cfg.stage1, cancel, on_step)?;
+        let margin = cfg.stage1.constraints.masking.as_ref().map(|m| m.margin_db);
+        return Ok((out, cfg.stage1.clone(), margin));
+    }
+    if let Some(m) = margins.iter().find(|m| !m.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "stage 1's masking margins must be finite, got {m}"
+        )));
+    }
+    let mut steps = 0;
+    let mut kept = None;
+    for (i, &margin_db) in margins.iter().enumerate() {
+        let mut c = cfg.stage1.clone();
+        c.constraints.masking = Some(MaskingBound {
+            threshold: threshold.clone(),
+            margin_db,
+        });
+        if i + 1 < margins.len() {
+            c.steps = (c.steps / 2).max(1);
+        }
+        let mut out = run_attack(model, x, objective, &c, cancel, on_step)?;
+        steps += out.steps;
+        out.steps = steps;
+        let done = out.success || out.cancelled;
+        kept = Some((out, c, Some(margin_db)));
+        if done {
+            break;
+        }
+    }
+    kept.ok_or_else(|| Error::InvalidArgument("stage 1 has no try".into()))
 }
 
 /// The α that gives the masking gradient the network gradient's norm.

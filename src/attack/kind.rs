@@ -137,8 +137,11 @@ pub enum AttackDetails {
     },
     /// The imperceptible attack's stages.
     Imperceptible {
-        /// Steps of stage 1 (PGD).
+        /// Steps of stage 1 (PGD, all its tries).
         stage1_steps: usize,
+        /// Masking margin (dB) of stage 1's kept try, where it ran under the masking bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage1_margin_db: Option<f32>,
         /// α at the end of stage 2.
         alpha: f32,
         /// Masking loss of the kept example.
@@ -187,7 +190,7 @@ impl Attack {
             Attack::Cw(c) => c.steps.max(1) * c.search_steps.max(1),
             Attack::DeepFool(c) => c.max_iterations.max(1),
             Attack::Jsma(c) => c.iterations.max(1),
-            Attack::Imperceptible(c) => c.stage1.steps.max(1) * (1 + c.stage1.restarts) + c.steps,
+            Attack::Imperceptible(c) => c.stage1_budget() + c.steps,
         }
     }
 
@@ -224,6 +227,7 @@ impl Attack {
                     outcome: out.attack,
                     details: AttackDetails::Imperceptible {
                         stage1_steps: out.stage1_steps,
+                        stage1_margin_db: out.stage1_margin_db,
                         alpha: out.alpha,
                         masking_loss: out.masking_loss,
                     },

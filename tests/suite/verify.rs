@@ -57,6 +57,44 @@ fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
 }
 
 #[test]
+fn the_imperceptible_attack_on_held_out_speech_is_masked_and_heard_by_faster_whisper() {
+    // Its defaults: stage 1 under the masking bound at 1 dB first; a success there is already
+    // under the threshold and stage 2 is skipped (56 steps here, 41 s, measured 2026-12-06).
+    let clip = common::shared().join("corpus/rhino/test_within_context.wav");
+    let dir = std::env::temp_dir().join(format!("advox-verify-imp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("adv.wav");
+    let run = Command::new(env!("CARGO_BIN_EXE_advox"))
+        .env(advox::model::provision::MODEL_ENV, common::model_dir())
+        .arg("attack")
+        .arg(&clip)
+        .args([
+            "--attack",
+            "imperceptible",
+            "--target",
+            "Turn off the lights.",
+        ])
+        .args(["--seed", "1", "--verify", "faster-whisper", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    let verdicts = report["verified_by"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4, "{stderr}");
+    assert!(verdicts.iter().all(|v| v["success"] == true), "{report}");
+    let masked = report["masking"]["energy_under_threshold"]
+        .as_f64()
+        .unwrap();
+    assert!(masked >= 0.95, "{masked}");
+    let details = &report["details"]["imperceptible"];
+    assert!(details["stage1_margin_db"].is_number(), "{details}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn the_corpus_benchmark_counts_verified_successes_and_refuses_what_does_not_apply() {
     // `advox bench --suite` on a one-line manifest of held-out speech: the attack as `advox
     // attack` runs it, the example judged by faster-whisper, the median time of the verified

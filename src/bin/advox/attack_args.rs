@@ -112,8 +112,9 @@ pub struct Args {
     #[arg(long)]
     tile: Option<usize>,
     /// Keep every T-F bin of the perturbation this many dB under the input's psychoacoustic
-    /// masking threshold (FGSM, PGD, CW, imperceptible).
-    #[arg(long)]
+    /// masking threshold (FGSM, PGD, CW, imperceptible; negative: that much over). The
+    /// imperceptible attack without it tries stage 1 at 1 dB, then at -6 dB.
+    #[arg(long, allow_negative_numbers = true)]
     masking_margin_db: Option<f32>,
     /// Imperceptible: stage-2 steps, masking loss + network loss (default 200).
     #[arg(long)]
@@ -131,14 +132,16 @@ pub struct Args {
     /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible).
     #[arg(long, value_enum)]
     domain: Option<DomainArg>,
-    /// Steps: PGD's per run (default 300), CW's per value of c (default 40), DeepFool's most
-    /// linearisations (default 50), JSMA's most iterations (default 100).
+    /// Steps: PGD's per run (default 300), CW's per value of c (default 40; 100 under a
+    /// bound), DeepFool's most linearisations (default 50), JSMA's most iterations (default
+    /// 100), the imperceptible attack's stage 1 (default 300; its first masked try gets half).
     #[arg(long)]
     steps: Option<usize>,
-    /// CW: first value of the trade-off constant c (default 0.1).
+    /// CW: first value of the trade-off constant c (default 0.1; 10 under a bound).
     #[arg(long)]
     c: Option<f32>,
-    /// CW: confidence margin κ of the tokens, in logits (default 1).
+    /// CW: confidence margin κ of the tokens, in logits (default: the success margin + 1, at
+    /// least 1).
     #[arg(long)]
     kappa: Option<f32>,
     /// CW: values of c tried by the binary search (default 3).

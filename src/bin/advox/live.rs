@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     universal: Option<PathBuf>,
     /// Cloak: dB under the masking threshold.
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 6.0)]
     margin_db: f32,
     /// Cloak: scale of the perturbation, 0..1.
     #[arg(long, default_value_t = 1.0)]

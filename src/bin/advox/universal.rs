@@ -55,7 +55,7 @@ pub struct Args {
     snr_db: Option<f32>,
     /// Additive: project the perturbation where it is applied under each input's masking
     /// threshold minus this margin (dB).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     masking_margin_db: Option<f32>,
     /// Length in seconds (default: 0.64 for prefix-mute, 1.0 for additive).
     #[arg(long)]
