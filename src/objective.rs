@@ -62,12 +62,14 @@ pub struct Robustness {
     /// `transcribe` and faster-whisper's), scored as one segment `<|0.00|> text <|end|>`.
     #[serde(default)]
     pub timestamps: bool,
-    /// A targeted goal must not loop: the target said again after itself must be unlikely
-    /// (Hugging Face's beam search ranks finished hypotheses by their length-normalised
-    /// log-probability and does not stop at the first ones, so a confident repetition of the
-    /// target outscores the target and end-of-text), and beam decodes searched and ranked as
-    /// Hugging Face's ([`BeamStop::NoBetterRunning`], at length penalties 1 and
-    /// [`Robustness::HF_LENGTH_PENALTY_MARGIN`]) must meet the goal under each prompt.
+    /// A targeted goal must not loop (Hugging Face's beam search ranks finished hypotheses by
+    /// their length-normalised log-probability and does not stop at the first ones, so a
+    /// confident repetition of the target outscores the target and end-of-text): the attacks'
+    /// loss makes the target said again after itself unlikely, and at success beam decodes
+    /// searched and ranked as Hugging Face's ([`BeamStop::NoBetterRunning`], at length
+    /// penalties 1 and [`Robustness::HF_LENGTH_PENALTY_MARGIN`]) must meet the goal under each
+    /// prompt; a greedy decode, which has no such ranking to run, must leave the repetition
+    /// under [`Robustness::MAX_REPEAT_LOGPROB`] instead.
     #[serde(default)]
     pub no_repeat: bool,
 }
@@ -602,13 +604,17 @@ impl Objective {
         if !self.is_met(transcript) {
             return Ok(false);
         }
+        // Under the repeat view a beam decode is also searched and ranked as Hugging Face's
+        // beam search does (below), which is where a loop of the target wins: that decode is
+        // the test, and the repeat view's log-probability only its proxy where it cannot run.
+        let hf_ranked = self.repeated.is_some() && decode.beam_size > 1;
         if self.lead_is_required(decode) {
             let (lead, logprob) = self.confidence(model, wave)?;
             // A strict goal must also be decoded without the temperature fallback of OpenAI's
             // `transcribe` and faster-whisper, which resample a window whose mean token
             // log-probability is under −1.
             let confident = !self.robustness.is_strict() || logprob >= Robustness::MIN_LOGPROB;
-            if !self.leads(lead) || !confident || self.repeats(model, wave)? {
+            if !self.leads(lead) || !confident || (!hf_ranked && self.repeats(model, wave)?) {
                 return Ok(false);
             }
         }
@@ -633,7 +639,7 @@ impl Objective {
         // [`Robustness::no_repeat`] the goal must also hold when the beam (under the first front
         // end, each prompt) is searched and ranked as it does, at its length penalty and at
         // one that favours long hypotheses more (a margin against a near tie with a run-on).
-        if self.repeated.is_some() && decode.beam_size > 1 {
+        if hf_ranked {
             let stamped = (decode.timestamps || self.timestamped.is_some()).then_some(true);
             let plain = (!decode.timestamps).then_some(false);
             for timestamps in stamped.into_iter().chain(plain) {
