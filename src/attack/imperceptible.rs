@@ -76,15 +76,32 @@ impl Default for ImperceptibleConfig {
 }
 
 impl ImperceptibleConfig {
+    /// The margins stage 1 tries under the masking bound: none where `stage1` has a masking
+    /// bound of its own.
+    fn masked_tries(&self) -> &[f32] {
+        if self.stage1.constraints.masking.is_some() {
+            &[]
+        } else {
+            &self.stage1_margins_db
+        }
+    }
+
+    /// Steps of stage 1's try `i` (of `tries`): half of `stage1.steps` for all but the last.
+    fn try_steps(&self, i: usize, tries: usize) -> usize {
+        if i + 1 < tries {
+            (self.stage1.steps / 2).max(1)
+        } else {
+            self.stage1.steps
+        }
+    }
+
     /// The most steps stage 1 takes, over all its tries.
     pub fn stage1_budget(&self) -> usize {
         let run = |steps: usize| steps.max(1) * (1 + self.stage1.restarts);
-        let tries = self.stage1_margins_db.len();
-        if tries == 0 || self.stage1.constraints.masking.is_some() {
-            run(self.stage1.steps)
-        } else {
-            (tries - 1) * run(self.stage1.steps / 2) + run(self.stage1.steps)
-        }
+        let tries = self.masked_tries().len();
+        (0..tries.max(1))
+            .map(|i| run(self.try_steps(i, tries)))
+            .sum()
     }
 }
 
@@ -152,21 +169,19 @@ pub fn run_imperceptible(
             masking: stage1_masking,
         });
     }
-    let cfg = &ImperceptibleConfig {
-        stage1: stage1_cfg,
-        ..cfg.clone()
-    };
+    // From here `stage1_cfg` is the stage-1 try that succeeded: its constraints (masking bound
+    // included) bind stage 2.
 
-    let band = match cfg.stage1.constraints.band_hz {
+    let band = match stage1_cfg.constraints.band_hz {
         Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),
         None => None,
     };
-    let mut track = Tracker::new(model, x, objective, &cfg.stage1.decode, Keep::Latest)?;
+    let mut track = Tracker::new(model, x, objective, &stage1_cfg.decode, Keep::Latest)?;
     // Stage 1's success is kept unless a stage-2 success sits lower against the threshold.
     track.resume(&stage1, stage1_loss);
     let mut stepper = Stepper::new(
         super::Rule::Adam,
-        StepSpace::new(cfg.stage1.domain, x.len())?,
+        StepSpace::new(stage1_cfg.domain, x.len())?,
     );
     let mut delta = stage1.perturbation.clone();
     let mut alpha = cfg.alpha;
@@ -176,7 +191,7 @@ pub fn run_imperceptible(
         if track.stop_requested(cancel) {
             break;
         }
-        let adv = quantized_sum_within(x, &delta, cfg.stage1.constraints.linf);
+        let adv = quantized_sum_within(x, &delta, stage1_cfg.constraints.linf);
         let effective: Vec<f32> = adv.iter().zip(x).map(|(a, b)| a - b).collect();
         let net = track.score(&adv)?;
         let (net_loss, net_grad) = (net.loss, net.grad);
@@ -220,7 +235,7 @@ pub fn run_imperceptible(
         for (d, s) in delta.iter_mut().zip(&dir) {
             *d -= cfg.learning_rate * s;
         }
-        cfg.stage1
+        stage1_cfg
             .constraints
             .project(&mut delta, x, band.as_ref())?;
         info.loss = net_loss + a * mask_loss;
@@ -259,8 +274,8 @@ fn run_stage1(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<(AttackOutcome, AttackConfig, Option<f32>)> {
-    let margins = &cfg.stage1_margins_db;
-    if margins.is_empty() || cfg.stage1.constraints.masking.is_some() {
+    let margins = cfg.masked_tries();
+    if margins.is_empty() {
         let out = run_attack(model, x, objective, &cfg.stage1, cancel, on_step)?;
         let margin = cfg.stage1.constraints.masking.as_ref().map(|m| m.margin_db);
         return Ok((out, cfg.stage1.clone(), margin));
@@ -271,26 +286,21 @@ fn run_stage1(
         )));
     }
     let mut steps = 0;
-    let mut kept = None;
     for (i, &margin_db) in margins.iter().enumerate() {
         let mut c = cfg.stage1.clone();
         c.constraints.masking = Some(MaskingBound {
             threshold: threshold.clone(),
             margin_db,
         });
-        if i + 1 < margins.len() {
-            c.steps = (c.steps / 2).max(1);
-        }
+        c.steps = cfg.try_steps(i, margins.len());
         let mut out = run_attack(model, x, objective, &c, cancel, on_step)?;
         steps += out.steps;
         out.steps = steps;
-        let done = out.success || out.cancelled;
-        kept = Some((out, c, Some(margin_db)));
-        if done {
-            break;
+        if out.success || out.cancelled || i + 1 == margins.len() {
+            return Ok((out, c, Some(margin_db)));
         }
     }
-    kept.ok_or_else(|| Error::InvalidArgument("stage 1 has no try".into()))
+    unreachable!("the last try returns")
 }
 
 /// The α that gives the masking gradient the network gradient's norm.

@@ -6,33 +6,38 @@
 use crate::common;
 use std::process::Command;
 
-#[test]
-fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
-    // The held-out split (`common::corpus_test`): a voice-assistant request by a speaker whose
-    // clips set no default here (the margin was chosen on LJ Speech). 8 s on two cores.
+/// `advox attack` on a held-out Rhino request with `args` and `--seed 1 --verify faster-whisper`,
+/// in a temporary folder named by `tag` (removed after): its exit status, stderr and report.
+fn attack_verified(tag: &str, args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
     let clip = common::shared().join("corpus/rhino/test_within_context.wav");
-    let dir = std::env::temp_dir().join(format!("advox-verify-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("advox-verify-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("adv.wav");
     let run = Command::new(env!("CARGO_BIN_EXE_advox"))
         .env(advox::model::provision::MODEL_ENV, common::model_dir())
         .arg("attack")
         .arg(&clip)
-        .args([
-            "--target",
-            "Turn off the lights.",
-            "--snr-db",
-            "35",
-            "--seed",
-            "1",
-        ])
-        .args(["--verify", "faster-whisper", "-o"])
+        .args(args)
+        .args(["--seed", "1", "--verify", "faster-whisper", "-o"])
         .arg(&out)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let report = std::fs::read_to_string(dir.join("adv.json"))
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or_else(|e| panic!("no report ({e}): {stderr}"));
+    std::fs::remove_dir_all(&dir).ok();
+    (run.status.code(), stderr, report)
+}
+
+#[test]
+fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
+    // The held-out split (`common::corpus_test`): a voice-assistant request by a speaker whose
+    // clips set no default here (the margin was chosen on LJ Speech). 8 s on two cores.
+    let (status, stderr, report) = attack_verified(
+        "pgd",
+        &["--target", "Turn off the lights.", "--snr-db", "35"],
+    );
     let verdicts = report["verified_by"].as_array().unwrap();
     // Greedy and beam 5, each plain and with timestamps.
     assert_eq!(verdicts.len(), 4, "{stderr}");
@@ -41,7 +46,7 @@ fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
         assert_eq!(v["success"], true, "{v}\n{stderr}");
     }
     assert_eq!(report["verified"], true);
-    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert_eq!(status, Some(0), "{stderr}");
     // The bound held and what success had to survive is recorded.
     assert!(
         report["snr_db"].as_f64().unwrap() >= 34.99,
@@ -53,35 +58,22 @@ fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
         2
     );
     assert_eq!(report["robustness"]["timestamps"], true);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn the_imperceptible_attack_on_held_out_speech_is_masked_and_heard_by_faster_whisper() {
     // Its defaults: stage 1 under the masking bound at 1 dB first; a success there is already
     // under the threshold and stage 2 is skipped (56 steps here, 41 s, measured 2026-12-06).
-    let clip = common::shared().join("corpus/rhino/test_within_context.wav");
-    let dir = std::env::temp_dir().join(format!("advox-verify-imp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("adv.wav");
-    let run = Command::new(env!("CARGO_BIN_EXE_advox"))
-        .env(advox::model::provision::MODEL_ENV, common::model_dir())
-        .arg("attack")
-        .arg(&clip)
-        .args([
+    let (status, stderr, report) = attack_verified(
+        "imperceptible",
+        &[
             "--attack",
             "imperceptible",
             "--target",
             "Turn off the lights.",
-        ])
-        .args(["--seed", "1", "--verify", "faster-whisper", "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(0), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+        ],
+    );
+    assert_eq!(status, Some(0), "{stderr}");
     let verdicts = report["verified_by"].as_array().unwrap();
     assert_eq!(verdicts.len(), 4, "{stderr}");
     assert!(verdicts.iter().all(|v| v["success"] == true), "{report}");
@@ -91,7 +83,6 @@ fn the_imperceptible_attack_on_held_out_speech_is_masked_and_heard_by_faster_whi
     assert!(masked >= 0.95, "{masked}");
     let details = &report["details"]["imperceptible"];
     assert!(details["stage1_margin_db"].is_number(), "{details}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
