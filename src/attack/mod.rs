@@ -5,6 +5,8 @@
 //! [`crate::recognizer::Recognizer`]. [`Attack`] names them all and runs any of them with its
 //! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
+pub mod cloak_shaping;
+pub mod cloak_source;
 pub mod cw;
 pub mod deepfool;
 pub mod eot;

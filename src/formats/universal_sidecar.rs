@@ -79,6 +79,11 @@ pub struct UniversalSidecar {
     /// The held-out manifest.
     #[serde(default)]
     pub eval_manifest: Option<String>,
+    /// Trained through Cloak's shaping at this host rate (`advox universal --through-cloak`);
+    /// `masking_margin_db` is then Cloak's margin, and the results were measured through the
+    /// plugin's chain against Cloak's masked noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloak_rate: Option<u32>,
     /// Results on the training set.
     #[serde(default)]
     pub train: Option<UniversalJudgement>,
@@ -109,6 +114,7 @@ impl UniversalSidecar {
             train_seconds: None,
             train_manifest: None,
             eval_manifest: None,
+            cloak_rate: None,
             train: None,
             eval: None,
         }

@@ -97,6 +97,8 @@ pub struct CloakChannel {
     /// Reference power of the pending frame.
     psd_max: f32,
     frame: Vec<f32>,
+    /// The pending frame's allowance per bin (see [`CloakChannel::fill_allowance`]).
+    allowed: Vec<f32>,
     spectrum: Vec<Complex32>,
     buffer: Vec<f32>,
     fwd_scratch: Vec<Complex32>,
@@ -144,6 +146,7 @@ impl CloakChannel {
             pending: false,
             psd_max: 1.0,
             frame: vec![0.0; n],
+            allowed: vec![0.0; bins],
             spectrum: vec![Complex32::new(0.0, 0.0); bins],
             buffer: vec![0.0; n],
             rng: Rng::new(seed),
@@ -213,6 +216,28 @@ impl CloakChannel {
     /// A frame of input is complete: analyse it, then synthesise the pending frame (the one a
     /// hop earlier) under the lowest threshold of it and its neighbours.
     fn frame_done(&mut self, settings: &CloakSettings, source: Option<&[f32]>) {
+        let psd_max = self.analyse(settings);
+        let was_pending = std::mem::replace(&mut self.pending, true);
+        let pending_psd_max = std::mem::replace(&mut self.psd_max, psd_max);
+        if was_pending {
+            let frame_start = self.pending_start();
+            self.synthesise(settings, source, frame_start, pending_psd_max);
+        }
+        if let Some(meter) = &self.meter {
+            self.bands.publish(meter);
+        }
+    }
+
+    /// Input time of the pending frame's first sample: it started `n + hop` samples ago
+    /// (before the stream began, for the first frame: it covers the zeros before time 0).
+    fn pending_start(&self) -> i64 {
+        self.time as i64 - (self.n + self.hop) as i64
+    }
+
+    /// Analyse the newest frame of input: shift the thresholds along and compute its own
+    /// (capped at its loudest component, lowered as a whole where the in-band allowance would
+    /// exceed its power). Returns the frame's reference power.
+    fn analyse(&mut self, settings: &CloakSettings) -> f32 {
         let n = self.n;
         let start = (self.time % n as u64) as usize;
         for i in 0..n {
@@ -272,17 +297,36 @@ impl CloakChannel {
                 .add_analysis(self.analyzer.psd_db(), &self.theta_new);
             self.bands.clear_perturbation();
         }
-        let was_pending = std::mem::replace(&mut self.pending, true);
-        let pending_psd_max = std::mem::replace(&mut self.psd_max, psd_max);
-        if was_pending {
-            // The pending frame's samples started `n + hop` samples ago (before the stream
-            // began, for the first frame: it covers the zeros before time 0).
-            let frame_start = self.time as i64 - (n + self.hop) as i64;
-            self.synthesise(settings, source, frame_start, pending_psd_max);
+        psd_max
+    }
+
+    /// Fill `self.allowed` with the pending frame's allowance per bin: the most power
+    /// (`2 |P_k|² / N²` of a √Hann-windowed frame) bin `k` may carry — `margin_db` under the
+    /// lowest threshold of the frame and its two neighbours, zero outside the band (and at DC
+    /// and Nyquist).
+    fn fill_allowance(&mut self, settings: &CloakSettings, psd_max: f32) {
+        let margin = if settings.margin_db.is_finite() {
+            settings.margin_db
+        } else {
+            0.0
+        };
+        let offset_db = -margin - PSD_NORMALISED_MAX_DB;
+        for k in 0..self.allowed.len() {
+            self.allowed[k] = if self.in_band(settings, k) {
+                let theta = self.theta_prev[k]
+                    .min(self.theta_pending[k])
+                    .min(self.theta_new[k]);
+                psd_max * crate::masking::db_to_power(theta + offset_db)
+            } else {
+                0.0
+            };
         }
-        if let Some(meter) = &self.meter {
-            self.bands.publish(meter);
-        }
+    }
+
+    /// Whether bin `k` may carry perturbation: inside the band, not DC or Nyquist.
+    fn in_band(&self, settings: &CloakSettings, k: usize) -> bool {
+        let f = k as f32 * self.sample_rate / self.n as f32;
+        f >= settings.band_low_hz && f <= settings.band_high_hz && k > 0 && k < self.n / 2
     }
 
     /// Record bin `k`'s perturbation power `power` (the units of the allowance) for the meter.
@@ -304,23 +348,7 @@ impl CloakChannel {
         psd_max: f32,
     ) {
         let n = self.n;
-        let margin = if settings.margin_db.is_finite() {
-            settings.margin_db
-        } else {
-            0.0
-        };
-        let bin_hz = self.sample_rate / n as f32;
-        let (lo, hi) = (settings.band_low_hz, settings.band_high_hz);
-        let in_band = |k: usize| {
-            let f = k as f32 * bin_hz;
-            f >= lo && f <= hi && k > 0 && k < n / 2
-        };
-        let offset_db = -margin - PSD_NORMALISED_MAX_DB;
-        let (prev, pending, new) = (&self.theta_prev, &self.theta_pending, &self.theta_new);
-        let allowance = |k: usize| {
-            let theta = prev[k].min(pending[k]).min(new[k]);
-            psd_max * crate::masking::db_to_power(theta + offset_db)
-        };
+        self.fill_allowance(settings, psd_max);
         let n2 = (n * n) as f32;
         match (settings.mode, source) {
             (CloakMode::Universal, Some(s)) => {
@@ -340,27 +368,19 @@ impl CloakChannel {
                 {
                     return;
                 }
-                for (k, c) in self.spectrum.iter_mut().enumerate() {
-                    if !in_band(k) {
-                        *c = Complex32::new(0.0, 0.0);
-                        continue;
-                    }
-                    let estimate = 2.0 * c.norm_sqr() / n2;
-                    let allowed = allowance(k);
-                    if estimate > allowed {
-                        *c *= (allowed / estimate).sqrt();
-                    }
+                for (c, &allowed) in self.spectrum.iter_mut().zip(&self.allowed) {
+                    *c = shape_bin(*c, allowed, n2);
                 }
             }
             (CloakMode::MaskedNoise, _) => {
-                for (k, c) in self.spectrum.iter_mut().enumerate() {
-                    if !in_band(k) {
-                        *c = Complex32::new(0.0, 0.0);
+                for k in 0..self.spectrum.len() {
+                    if !self.in_band(settings, k) {
+                        self.spectrum[k] = Complex32::new(0.0, 0.0);
                         continue;
                     }
-                    let magnitude = n as f32 * allowance(k).sqrt();
+                    let magnitude = n as f32 * self.allowed[k].sqrt();
                     let phase = std::f32::consts::TAU * self.rng.uniform();
-                    *c = Complex32::from_polar(magnitude, phase);
+                    self.spectrum[k] = Complex32::from_polar(magnitude, phase);
                 }
             }
             (CloakMode::Universal, None) => return,
@@ -391,6 +411,76 @@ impl CloakChannel {
             if v.is_finite() {
                 self.ola[(start + i) % n] += v;
             }
+        }
+    }
+}
+
+/// Bin `c` of a √Hann-windowed source frame of `n` samples (`n2` = n²), scaled so that its
+/// power estimate `2 |c|² / n²` stays within `allowed` (to zero where nothing is allowed).
+#[inline]
+pub fn shape_bin(c: Complex32, allowed: f32, n2: f32) -> Complex32 {
+    let estimate = 2.0 * c.norm_sqr() / n2;
+    if estimate > allowed {
+        c * (allowed / estimate).sqrt()
+    } else {
+        c
+    }
+}
+
+/// One frame Cloak synthesises: where it starts in the input and what each bin may carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedFrame {
+    /// Input time of its first sample (the first frame starts a hop before the input).
+    pub start: i64,
+    /// Per bin, the most power `2 |P_k|² / N²` its √Hann-windowed source frame may keep.
+    pub allowance: Vec<f32>,
+}
+
+/// Everything Cloak's shaping of a universal source depends on for one input: the frames it
+/// synthesises over the input and their allowances. With it, the perturbation Cloak adds for
+/// any source can be computed (and differentiated) offline without running the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapingPlan {
+    /// Frame size.
+    pub n: usize,
+    /// Hop (half a frame).
+    pub hop: usize,
+    /// The frames that reach the input's span, in time order.
+    pub frames: Vec<PlannedFrame>,
+}
+
+impl CloakChannel {
+    /// The frames this channel synthesises over `input` from a fresh start (followed by a
+    /// latency of silence, as an offline render flushes it), analysed exactly as
+    /// [`CloakChannel::process`] analyses them, without synthesising anything. Resets the
+    /// channel before and after. Allocates: not for real-time use.
+    pub fn plan(&mut self, input: &[f32], settings: &CloakSettings) -> ShapingPlan {
+        self.reset();
+        let mut frames = Vec::with_capacity(input.len() / self.hop + 2);
+        for t in 0..input.len() + self.latency() {
+            let o = (self.time % self.n as u64) as usize;
+            self.input[o] = normal_or_zero(input.get(t).copied().unwrap_or(0.0));
+            self.time += 1;
+            if !self.time.is_multiple_of(self.hop as u64) {
+                continue;
+            }
+            let psd_max = self.analyse(settings);
+            let was_pending = std::mem::replace(&mut self.pending, true);
+            let pending_psd_max = std::mem::replace(&mut self.psd_max, psd_max);
+            let start = self.pending_start();
+            if was_pending && start < input.len() as i64 {
+                self.fill_allowance(settings, pending_psd_max);
+                frames.push(PlannedFrame {
+                    start,
+                    allowance: self.allowed.clone(),
+                });
+            }
+        }
+        self.reset();
+        ShapingPlan {
+            n: self.n,
+            hop: self.hop,
+            frames,
         }
     }
 }

@@ -588,6 +588,78 @@ fn universal_writes_a_perturbation_and_its_sidecar() {
 }
 
 #[test]
+fn universal_through_cloak_trains_a_source_and_judges_it_through_the_plugin_chain() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-cloak-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let train = dir.join("train.csv");
+    std::fs::write(
+        &train,
+        format!("input\n{}\n", samples.join("call_my_mother.wav").display()),
+    )
+    .unwrap();
+    let out = dir.join("src.wav");
+    let run = advox()
+        .args(["universal", "--through-cloak", "--rate", "16000", "--train"])
+        .arg(&train)
+        .args(["--steps", "2", "--batch", "1", "--length-s", "0.25", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let source = advox::audio::read_audio_16k_mono(&out).unwrap();
+    assert_eq!(source.len(), 4_000);
+    assert!(source.iter().all(|s| s.abs() <= 0.5 + 1e-6));
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("src.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["cloak_rate"], 16_000);
+    assert_eq!(sidecar["masking_margin_db"], 6.0);
+    let train_results = &sidecar["train"];
+    assert!(train_results["perturbation"]["mean_wer"].is_number());
+    // The control is Cloak's own masked noise through the same chain.
+    assert!(train_results["random_noise"]["mean_wer"].is_number());
+    // The Cloak plugin loads it as any universal file.
+    let file = advox::formats::universal_sidecar::UniversalFile::read(&out).unwrap();
+    assert_eq!(file.at_rate(48_000).unwrap().len(), 12_000);
+    // Options that do not apply are errors naming them.
+    for extra in [
+        &["--snr-db", "30"][..],
+        &["--timestamps"][..],
+        &["--target", "hello"][..],
+        &["--mode", "prefix-mute"][..],
+    ] {
+        let run = advox()
+            .args(["universal", "--through-cloak", "--train"])
+            .arg(&train)
+            .args(extra)
+            .arg("-o")
+            .arg(dir.join("x.wav"))
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(1), "{extra:?}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            err.contains(extra[0].trim_start_matches("--").split('-').next().unwrap()),
+            "{extra:?}: {err}"
+        );
+    }
+    // --rate and --aligned belong to --through-cloak.
+    let run = advox()
+        .args(["universal", "--rate", "48000", "--train"])
+        .arg(&train)
+        .arg("-o")
+        .arg(dir.join("y.wav"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--through-cloak"));
+}
+
+#[test]
 fn transcribes_with_timestamps_as_segments() {
     let out = advox()
         .args(["transcribe", "--timestamps", "--json"])

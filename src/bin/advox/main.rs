@@ -22,6 +22,7 @@ mod plot;
 mod transcribe;
 mod transfer;
 mod universal;
+mod universal_cloak;
 
 use clap::{Parser, Subcommand};
 

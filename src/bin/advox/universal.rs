@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ModeArg {
+pub(crate) enum ModeArg {
     Additive,
     PrefixMute,
 }
@@ -34,59 +34,75 @@ enum ModeArg {
 pub struct Args {
     /// Training utterances: a manifest (CSV with an `input` column, or JSON lines).
     #[arg(long)]
-    train: PathBuf,
+    pub(crate) train: PathBuf,
     /// Held-out utterances to evaluate on (same format).
     #[arg(long)]
-    eval: Option<PathBuf>,
+    pub(crate) eval: Option<PathBuf>,
     /// Output WAV of the perturbation (a JSON sidecar is written beside it).
     #[arg(short, long)]
-    output: PathBuf,
+    pub(crate) output: PathBuf,
     /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes.
     #[arg(long, value_enum, default_value = "additive")]
-    mode: ModeArg,
+    pub(crate) mode: ModeArg,
     /// Goal of the additive mode (default: untargeted); prefix-mute always mutes.
     #[command(flatten)]
-    goals: common::GoalArgs,
-    /// L-infinity bound of the perturbation.
-    #[arg(long, default_value_t = 0.02)]
-    eps: f32,
+    pub(crate) goals: common::GoalArgs,
+    /// L-infinity bound of the perturbation (default 0.02; with --through-cloak the source's,
+    /// default 0.5: Cloak's shaping bounds what is added).
+    #[arg(long)]
+    pub(crate) eps: Option<f32>,
+    /// Train a source for Cloak's universal mode through Cloak's own shaping: every step
+    /// resamples it to --rate, shapes it under each input's masking threshold as the plugin
+    /// does (--masking-margin-db is Cloak's margin, default 6), from a random loop offset, and
+    /// back to 16 kHz; untargeted only. The evaluation runs the plugin's chain, next to Cloak's
+    /// masked noise at the same margin.
+    #[arg(long)]
+    pub(crate) through_cloak: bool,
+    /// --through-cloak: train for a loop that starts with each recording (Cloak restarts its
+    /// loop with the stream: a render from the start, a recording made from when Cloak
+    /// starts) instead of at any offset.
+    #[arg(long, requires = "through_cloak")]
+    pub(crate) aligned: bool,
+    /// --through-cloak: the host rate Cloak runs at in training and evaluation.
+    #[arg(long, requires = "through_cloak")]
+    pub(crate) rate: Option<u32>,
     /// Additive: scale the perturbation where it is applied to keep this SNR to each input.
     #[arg(long)]
-    snr_db: Option<f32>,
+    pub(crate) snr_db: Option<f32>,
     /// Additive: project the perturbation where it is applied under each input's masking
     /// threshold minus this margin (dB).
     #[arg(long, allow_negative_numbers = true)]
-    masking_margin_db: Option<f32>,
+    pub(crate) masking_margin_db: Option<f32>,
     /// Length in seconds (default: 0.64 for prefix-mute, 1.0 for additive).
     #[arg(long)]
-    length_s: Option<f32>,
+    pub(crate) length_s: Option<f32>,
     /// Minibatch steps.
     #[arg(long, default_value_t = 100)]
-    steps: usize,
+    pub(crate) steps: usize,
     /// Utterances per minibatch.
     #[arg(long, default_value_t = 2)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Largest sample change of one Adam step (default: 0.004 for prefix-mute, 0.002 for
-    /// additive).
+    /// additive, 0.1 with --through-cloak).
     #[arg(long)]
-    step_size: Option<f32>,
+    pub(crate) step_size: Option<f32>,
     /// Judge (and, for mute, train) against timestamp decoding, Whisper's default
     /// `transcribe` mode; always on for prefix-mute, whose empty output is an empty first
     /// segment (plain decoding never starts with end-of-text).
     #[arg(long)]
-    timestamps: bool,
+    pub(crate) timestamps: bool,
     /// Beam size of the evaluations.
     #[arg(long, default_value_t = 5)]
-    beam: usize,
+    pub(crate) beam: usize,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Model directory or known name.
     #[arg(long)]
-    model: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
-fn load_set(
+pub(crate) fn load_set(
     model: &LoadedModel,
     manifest: &Path,
     goal: &Goal,
@@ -109,6 +125,9 @@ fn load_set(
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
+    if args.through_cloak {
+        return crate::universal_cloak::run(args, device);
+    }
     let mode = match args.mode {
         ModeArg::Additive => UniversalMode::Additive,
         ModeArg::PrefixMute => UniversalMode::PrefixMute,
@@ -136,7 +155,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     };
     let cfg = UniversalConfig {
         length,
-        linf: args.eps,
+        linf: args.eps.unwrap_or(0.02),
         steps: args.steps,
         batch: args.batch,
         step_size: args.step_size.unwrap_or(base.step_size),
