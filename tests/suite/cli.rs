@@ -660,6 +660,47 @@ fn universal_through_cloak_trains_a_source_and_judges_it_through_the_plugin_chai
 }
 
 #[test]
+fn model_fetch_verifies_the_cached_model_and_refuses_a_tampered_file() {
+    // A copy of the cached model (resolved as the tests load it) in a cache of its own.
+    let cache = std::env::temp_dir().join(format!("advox-cli-tamper-{}", std::process::id()));
+    let copy = cache.join("models").join("tiny.en");
+    std::fs::create_dir_all(&copy).unwrap();
+    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(common::model_dir().join(name), copy.join(name)).unwrap();
+    }
+    let fetch = || {
+        advox()
+            .args(["model", "fetch", "tiny.en"])
+            .env("ADVOX_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let ok = fetch();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("sha256 verified"));
+    // One byte changed in the tokenizer: refused, naming the file, the registry and the remedy.
+    let tokenizer = copy.join("tokenizer.json");
+    let mut bytes = std::fs::read(&tokenizer).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x01;
+    std::fs::write(&tokenizer, &bytes).unwrap();
+    let refused = fetch();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("tokenizer.json")
+            && err.contains("models/registry.json")
+            && err.contains("delete"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
 fn transcribes_with_timestamps_as_segments() {
     let out = advox()
         .args(["transcribe", "--timestamps", "--json"])

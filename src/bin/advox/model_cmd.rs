@@ -58,13 +58,14 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
         }
         ModelCommand::List => {
             println!("cache: {}", provision::cache_dir().display());
-            for m in provision::KNOWN_MODELS {
-                let cached = provision::is_model_dir(&provision::model_dir(m.name));
+            for m in advox::model::registry::known_models() {
+                let cached = provision::is_model_dir(&provision::model_dir(&m.name));
                 println!(
-                    "{:8} {:10} {}",
+                    "{:8} {:10} {} — {}",
                     m.name,
                     if cached { "cached" } else { "not cached" },
-                    m.description
+                    m.description,
+                    m.licence
                 );
             }
         }
