@@ -4,7 +4,9 @@
 //! decoding, from a Python environment advox installs under its cache on first use (as
 //! `advox model fetch` fetches the model); [`Verifier::Transformers`] does the same with
 //! Hugging Face transformers (PyTorch; a ~3 GB install, for users: CI does not run it);
-//! [`Verifier::Command`] runs any shell command that prints a transcript.
+//! [`Verifier::PocketSphinx`] asks CMU Sphinx with its bundled English model, a recogniser that
+//! is not Whisper (also as an external command, [`asr_command`]); [`Verifier::Command`] runs
+//! any shell command that prints a transcript.
 
 use crate::model::provision::{cache_dir, ct2_dir_beside, last_output_line};
 use crate::objective::Goal;
@@ -26,20 +28,30 @@ struct Adapter {
     script_name: &'static str,
     /// The script.
     script: &'static str,
-    /// The model files it reads, found from the directory advox loaded.
-    model_files: fn(&Path) -> Result<PathBuf>,
+    /// The model files it reads, found from the directory advox loaded (`None`: it brings its
+    /// own model).
+    model_files: Option<fn(&Path) -> Result<PathBuf>>,
 }
 
 impl Adapter {
     /// `python SCRIPT --model FILES` in the adapter's environment (provisioned on first use),
     /// for the model advox loaded from `model_dir`.
     fn command(&self, model_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<Command> {
-        let model = (self.model_files)(model_dir)?;
+        let model = self.model_files.map(|f| f(model_dir)).transpose()?;
+        let (python, script) = self.provision(progress)?;
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script);
+        if let Some(model) = model {
+            cmd.arg("--model").arg(&model);
+        }
+        Ok(cmd)
+    }
+
+    /// The environment's Python and the script in it (installed on first use).
+    fn provision(&self, progress: &mut dyn FnMut(&str)) -> Result<(PathBuf, PathBuf)> {
         let python = environment(self.name, self.packages, progress)?;
         let script = python_script(&python, self.script_name, self.script)?;
-        let mut cmd = Command::new(&python);
-        cmd.arg(&script).arg("--model").arg(&model);
-        Ok(cmd)
+        Ok((python, script))
     }
 }
 
@@ -50,7 +62,7 @@ const FASTER_WHISPER: Adapter = Adapter {
     packages: &["faster-whisper==1.2.0", "requests"],
     script_name: "advox_faster_whisper_adapter.py",
     script: include_str!("faster_whisper_adapter.py"),
-    model_files: ct2_files,
+    model_files: Some(ct2_files),
 };
 
 /// Hugging Face transformers (PyTorch) on the model's Hugging Face files. PyPI's torch wheel
@@ -60,8 +72,40 @@ const TRANSFORMERS: Adapter = Adapter {
     packages: &["torch==2.15.0", "transformers==5.24.0", "numpy"],
     script_name: "advox_transformers_adapter.py",
     script: include_str!("transformers_adapter.py"),
-    model_files: hf_files,
+    model_files: Some(hf_files),
 };
+
+/// PocketSphinx (CMU Sphinx) with the English model its package bundles: a recogniser that is
+/// not Whisper. Greedy/beam and timestamps are not its settings: one verdict per file.
+const POCKETSPHINX: Adapter = Adapter {
+    name: "pocketsphinx",
+    packages: &["pocketsphinx==5.1.1"],
+    script_name: "advox_pocketsphinx_adapter.py",
+    script: include_str!("pocketsphinx_adapter.py"),
+    model_files: None,
+};
+
+/// The shell command template (with `{wav}`) that runs a shipped recogniser as an external
+/// one (`--asr NAME`, wherever `--asr-cmd` works): today `pocketsphinx`, provisioned into its
+/// environment under the advox cache on first use.
+pub fn asr_command(name: &str, progress: &mut dyn FnMut(&str)) -> Result<String> {
+    let adapter = match name.trim() {
+        "pocketsphinx" => &POCKETSPHINX,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown recogniser {other:?} for --asr (shipped: pocketsphinx; any other \
+                 with --asr-cmd)"
+            )))
+        }
+    };
+    let (python, script) = adapter.provision(progress)?;
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    Ok(format!(
+        "{} {} --plain {{wav}}",
+        quote(&python),
+        quote(&script)
+    ))
+}
 
 /// Another recogniser that judges an example.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +114,8 @@ pub enum Verifier {
     FasterWhisper,
     /// Hugging Face transformers on the model's Hugging Face files.
     Transformers,
+    /// PocketSphinx with its bundled English model (not Whisper).
+    PocketSphinx,
     /// `sh -c TEMPLATE` with `{wav}` replaced by the file, printing a transcript.
     Command(String),
 }
@@ -108,9 +154,10 @@ impl std::str::FromStr for Verifier {
         match s {
             "faster-whisper" => Ok(Verifier::FasterWhisper),
             "transformers" => Ok(Verifier::Transformers),
+            "pocketsphinx" => Ok(Verifier::PocketSphinx),
             other => Err(Error::InvalidArgument(format!(
-                "unknown verifier {other:?} (faster-whisper, transformers, or cmd:COMMAND with \
-                 {{wav}})"
+                "unknown verifier {other:?} (faster-whisper, transformers, pocketsphinx, or \
+                 cmd:COMMAND with {{wav}})"
             ))),
         }
     }
@@ -123,7 +170,8 @@ impl Verifier {
     pub fn parse_list(s: &str) -> Result<Vec<Verifier>> {
         let mut pieces: Vec<String> = Vec::new();
         for piece in s.split(',') {
-            let starts_one = [FASTER_WHISPER.name, TRANSFORMERS.name].contains(&piece.trim())
+            let starts_one = [FASTER_WHISPER.name, TRANSFORMERS.name, POCKETSPHINX.name]
+                .contains(&piece.trim())
                 || piece.trim_start().starts_with("cmd:");
             match pieces.last_mut() {
                 Some(last) if !starts_one && last.trim_start().starts_with("cmd:") => {
@@ -152,6 +200,7 @@ impl Verifier {
         match self {
             Verifier::FasterWhisper => Some(&FASTER_WHISPER),
             Verifier::Transformers => Some(&TRANSFORMERS),
+            Verifier::PocketSphinx => Some(&POCKETSPHINX),
             Verifier::Command(_) => None,
         }
     }

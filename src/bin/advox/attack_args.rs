@@ -34,7 +34,7 @@ enum ScheduleArg {
 #[derive(Clone, Debug)]
 pub struct Verifiers(pub Vec<Verifier>);
 
-/// `--verify faster-whisper,transformers,cmd:...`.
+/// `--verify faster-whisper,transformers,pocketsphinx,cmd:...`.
 pub(crate) fn parse_verifiers(s: &str) -> Result<Verifiers, String> {
     Verifier::parse_list(s)
         .map(Verifiers)
@@ -93,10 +93,15 @@ pub struct Args {
     pub(crate) blackbox: Option<AttackKind>,
     /// Black-box: attack an external recogniser, a shell command with `{wav}` where the audio
     /// path goes, printing the transcript (default: the built-in model as an opaque box).
-    #[arg(long, requires = "blackbox", conflicts_with_all = ["beam", "model"])]
+    #[arg(long, group = "external", requires = "blackbox", conflicts_with_all = ["beam", "model"])]
     pub(crate) asr_cmd: Option<String>,
+    /// Black-box: attack a shipped recogniser run as an external command: `pocketsphinx`
+    /// (CMU Sphinx with its bundled English model, installed into a venv under the advox cache
+    /// on first use).
+    #[arg(long, group = "external", requires = "blackbox", conflicts_with_all = ["beam", "model"])]
+    pub(crate) asr: Option<String>,
     /// Black-box: seconds before the external recogniser is killed (default 60).
-    #[arg(long, requires = "asr_cmd")]
+    #[arg(long, requires = "external")]
     pub(crate) timeout_s: Option<f64>,
     /// Black-box: query budget (default 300).
     #[arg(long)]
@@ -202,7 +207,8 @@ pub struct Args {
     /// Judge the written example with independent recognisers too: `faster-whisper` (the same
     /// weights in CTranslate2, installed into a venv under the advox cache on first use;
     /// greedy and beam 5, plain and timestamps), `transformers` (Hugging Face, PyTorch: the
-    /// same settings; a ~3 GB install on first use) and/or `cmd:COMMAND` with `{wav}`. The report
+    /// same settings; a ~3 GB install on first use), `pocketsphinx` (CMU Sphinx, not Whisper:
+    /// its bundled English model, one verdict) and/or `cmd:COMMAND` with `{wav}`. The report
     /// gets `verified_by` and `verified`; success then needs them all.
     #[arg(long, value_parser = parse_verifiers)]
     pub(crate) verify: Option<Verifiers>,

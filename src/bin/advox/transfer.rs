@@ -17,8 +17,12 @@ pub struct Args {
     #[arg(long)]
     adv: PathBuf,
     /// External recogniser: a shell command with `{wav}` where the audio path goes.
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, group = "external", conflicts_with = "model")]
     asr_cmd: Option<String>,
+    /// A shipped recogniser run as an external command: `pocketsphinx` (installed into a venv
+    /// under the advox cache on first use).
+    #[arg(long, group = "external", conflicts_with = "model")]
+    asr: Option<String>,
     /// Seconds before an external recogniser is killed.
     #[arg(long, default_value_t = 60.0)]
     timeout_s: f64,
@@ -39,7 +43,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let examples = read_reports(&args.adv)?;
     let model;
-    let mut recognizer: Box<dyn Recognizer> = match &args.asr_cmd {
+    let asr_cmd = match &args.asr {
+        Some(name) => Some(advox::verify::asr_command(name, &mut |m| {
+            eprintln!("advox: {m}")
+        })?),
+        None => args.asr_cmd.clone(),
+    };
+    let mut recognizer: Box<dyn Recognizer> = match &asr_cmd {
         Some(cmd) => Box::new(CommandRecognizer::new(
             cmd,
             Duration::from_secs_f64(args.timeout_s),
