@@ -1,4 +1,7 @@
-//! Metrics of transcripts (WER/CER) and of perturbations (SNR, dBx, norms).
+//! Metrics of transcripts (WER/CER) and of perturbations (SNR, dBx, norms); [`stoi`]: speech
+//! intelligibility.
+
+pub mod stoi;
 
 use crate::text::normalize_transcript;
 

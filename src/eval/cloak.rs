@@ -1,6 +1,6 @@
 //! What Cloak does to a recording, measured: the plugin's own processing ([`CloakProcessor`],
 //! in the host's blocks, at the host's rate), then what reaches a recogniser (16 kHz) and what
-//! a listener loses — wideband PESQ (ITU-T P.862.2, the `pesq` crate), SNR, the share of the
+//! a listener loses — wideband PESQ (ITU-T P.862.2, the `pesq` crate), STOI, SNR, the share of the
 //! perturbation's energy under the masking threshold — and the real-time factor.
 //!
 //! The reference of every comparison is the same chain with Cloak bypassed (the input, delayed
@@ -10,6 +10,7 @@
 use crate::audio::resample;
 use crate::masking::{MaskingConfig, MaskingThreshold};
 use crate::metrics::snr_db;
+use crate::metrics::stoi::stoi;
 use crate::stream::cloak::CloakSettings;
 use crate::stream::processors::CloakProcessor;
 use crate::{Error, Result};
@@ -38,6 +39,10 @@ pub struct CloakQuality {
     /// Wideband PESQ (P.862.2 MOS-LQO) of the cloaked signal against the reference; `None`
     /// where PESQ gave no score (e.g. a recording too short or silent for its alignment).
     pub pesq_wb: Option<f64>,
+    /// STOI (0..1) of the cloaked signal against the reference; `None` where less than 0.4 s
+    /// of the reference is within 40 dB of its loudest frame.
+    #[serde(default)]
+    pub stoi: Option<f64>,
     /// Share of the perturbation's energy under the reference's masking threshold.
     pub energy_under_threshold: f64,
     /// Processing time over the recording's duration (one channel at the host's rate).
@@ -78,6 +83,7 @@ pub fn cloak_recording(
     let quality = CloakQuality {
         snr_db: snr_db(&reference, &delta),
         pesq_wb: pesq_wb(&reference, &cloaked),
+        stoi: stoi(&reference, &cloaked, RATE_16K)?,
         energy_under_threshold: threshold.stats(&delta)?.energy_under_threshold,
         rtf: seconds / (up.len() as f64 / host_rate as f64),
     };
@@ -147,6 +153,9 @@ mod tests {
         let pesq = wet.quality.pesq_wb.unwrap();
         assert!(pesq > 1.0 && pesq < 4.6, "{pesq}");
         assert!(dry.quality.pesq_wb.unwrap() > pesq);
+        assert!((dry.quality.stoi.unwrap() - 1.0).abs() < 1e-9);
+        let stoi = wet.quality.stoi.unwrap();
+        assert!(stoi > 0.5 && stoi < 1.0, "{stoi}");
         assert!(wet.quality.rtf > 0.0);
     }
 }

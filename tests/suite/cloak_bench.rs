@@ -62,6 +62,8 @@ fn the_cloak_benchmark_measures_every_setting_with_every_recogniser() {
     let pesq = cloaked["pesq_wb"].as_f64().unwrap();
     assert!(pesq > 1.0 && pesq < 4.64, "{pesq}");
     assert_eq!(cloaked["pesq_scored"], 2);
+    let stoi = cloaked["stoi"].as_f64().unwrap();
+    assert!(stoi > 0.5 && stoi < 1.0, "{stoi}");
     assert!(cloaked["energy_under_threshold"].as_f64().unwrap() > 0.5);
     assert!(cloaked["rtf"].as_f64().unwrap() > 0.0);
     let recordings = cloaked["recordings"].as_array().unwrap();

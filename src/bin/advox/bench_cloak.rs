@@ -51,6 +51,7 @@ struct Setting {
     /// Means over the recordings (`None` for the clean row).
     snr_db: Option<f64>,
     pesq_wb: Option<f64>,
+    stoi: Option<f64>,
     /// Recordings PESQ scored.
     pesq_scored: usize,
     energy_under_threshold: Option<f64>,
@@ -218,6 +219,7 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
                 .collect(),
             snr_db: q(|q| Some(q.snr_db)),
             pesq_wb: q(|q| q.pesq_wb),
+            stoi: q(|q| q.stoi),
             pesq_scored: recordings
                 .iter()
                 .filter(|r| r.quality.is_some_and(|q| q.pesq_wb.is_some()))
@@ -262,18 +264,18 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
 
 fn print_table(settings: &[Setting], n: usize) {
     let keys: Vec<&String> = settings[0].wer.keys().collect();
-    let mut head = "| setting | SNR | PESQ (wb) | masked | RTF |".to_string();
+    let mut head = "| setting | SNR | PESQ (wb) | STOI | masked | RTF |".to_string();
     for k in &keys {
         head.push_str(&format!(" WER {k} |"));
     }
     println!("{head}");
-    println!("|{}", "---|".repeat(5 + keys.len()));
+    println!("|{}", "---|".repeat(6 + keys.len()));
     let opt = |v: Option<f64>, unit: &str, digits: usize| {
         v.map_or("-".to_string(), |v| format!("{v:.digits$}{unit}"))
     };
     for s in settings {
         let mut row = format!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             s.margin_db
                 .map_or(format!("clean ({n} recordings)"), |m| format!(
                     "margin {m} dB"
@@ -283,6 +285,7 @@ fn print_table(settings: &[Setting], n: usize) {
                 (Some(p), k) if k < n => format!("{p:.2} ({k} of {n} scored)"),
                 (p, _) => opt(p, "", 2),
             },
+            opt(s.stoi, "", 3),
             opt(s.energy_under_threshold.map(|e| 100.0 * e), " %", 1),
             opt(s.rtf, "", 4),
         );
