@@ -4,6 +4,10 @@
 //! - [`CommandRecognizer`]: any external recogniser given as a shell command template that
 //!   receives a WAV path (`{wav}`) and prints a transcript, run with a timeout; failures,
 //!   timeouts and unreadable output are errors naming the command, never panics.
+//! - [`server::ServerRecognizer`]: an external recogniser started once, answering one WAV path
+//!   per line on stdin with one transcript line on stdout (its model loads once).
+
+pub mod server;
 
 use crate::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use crate::model::{DecodeOptions, LoadedModel};
@@ -127,7 +131,7 @@ impl CommandRecognizer {
 }
 
 /// A per-process counter so several recognisers never share a folder.
-fn next_folder_number() -> u64 {
+pub(crate) fn next_folder_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -140,7 +144,7 @@ impl Drop for CommandRecognizer {
 }
 
 /// Quote a path for `sh`.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 

@@ -4,6 +4,8 @@ Whisper model directory and print one JSON object per file and setting:
 
 Run by `advox attack --verify faster-whisper` with the venv advox provisions; usable by hand:
   python faster_whisper_adapter.py --model DIR [--beams 5,1] [--language en] FILE.wav...
+With `--server` (`--asr faster-whisper`) it reads WAV paths from stdin and prints one transcript
+line each.
 With `--time N` (`advox bench --compare`) it instead times N transcriptions of each file per beam
 after one warm-up, plain decoding at temperature 0 as advox's `transcribe` decodes, and prints
 {"file", "beam", "threads", "seconds": [...], "text"}.
@@ -22,11 +24,20 @@ def main():
     p.add_argument("--language", default=None)
     p.add_argument("--time", type=int, default=0, help="time N transcriptions instead")
     p.add_argument("--threads", type=int, default=2, help="CTranslate2's CPU threads")
-    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--server",
+        action="store_true",
+        help="answer WAV paths read from stdin, one transcript line each (first beam, plain)",
+    )
+    p.add_argument("files", nargs="*")
     a = p.parse_args()
+    if not a.server and not a.files:
+        sys.exit("give WAV files, or --server")
     from faster_whisper import WhisperModel
 
     model = WhisperModel(a.model, device="cpu", compute_type="float32", cpu_threads=a.threads)
+    if a.server:
+        return serve(model, a)
     if a.time > 0:
         return time_transcriptions(model, a)
     for f in a.files:
@@ -48,6 +59,28 @@ def main():
                 except Exception as e:  # reported per file, not a crash
                     out = {"file": f, "beam": beam, "timestamps": timestamps, "error": str(e)}
                 print(json.dumps(out), flush=True)
+
+
+def serve(model, a):
+    """`--asr faster-whisper` (an `--asr-server`): the model loads once; each line on stdin is a
+    WAV path, answered by its transcript on one line (plain decoding, the first of --beams);
+    a file that cannot be transcribed ends the server with the reason on stderr."""
+    beam = int(a.beams.split(",")[0])
+    for line in sys.stdin:
+        path = line.rstrip("\n")
+        try:
+            segments, _ = model.transcribe(
+                path,
+                beam_size=beam,
+                language=a.language,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            text = "".join(s.text for s in segments).strip()
+        except Exception as e:
+            sys.exit(f"{path}: {e}")
+        print(text.replace("\n", " "), flush=True)
 
 
 def time_transcriptions(model, a):

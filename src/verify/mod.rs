@@ -5,7 +5,7 @@
 //! `advox model fetch` fetches the model); [`Verifier::Transformers`] does the same with
 //! Hugging Face transformers (PyTorch; a ~3 GB install, for users: CI does not run it);
 //! [`Verifier::PocketSphinx`] asks CMU Sphinx with its bundled English model, a recogniser that
-//! is not Whisper (also as an external command, [`asr_command`]); [`Verifier::Command`] runs
+//! is not Whisper (also as an external recogniser, [`asr_server_command`]); [`Verifier::Command`] runs
 //! any shell command that prints a transcript.
 
 use crate::model::provision::{cache_dir, ct2_dir_beside, last_output_line};
@@ -85,26 +85,45 @@ const POCKETSPHINX: Adapter = Adapter {
     model_files: None,
 };
 
-/// The shell command template (with `{wav}`) that runs a shipped recogniser as an external
-/// one (`--asr NAME`, wherever `--asr-cmd` works): today `pocketsphinx`, provisioned into its
-/// environment under the advox cache on first use.
-pub fn asr_command(name: &str, progress: &mut dyn FnMut(&str)) -> Result<String> {
+/// The names `--asr` takes.
+pub const ASR_NAMES: &[&str] = &["faster-whisper", "pocketsphinx"];
+
+/// The server command (for [`crate::recognizer::server::ServerRecognizer`]) that runs a shipped
+/// recogniser as an external one (`--asr NAME`, wherever `--asr-cmd` works), provisioned into
+/// its environment under the advox cache on first use: `pocketsphinx`, or `faster-whisper` on
+/// the CTranslate2 files of the model in `model_dir` (beam 5, plain decoding).
+pub fn asr_server_command(
+    name: &str,
+    model_dir: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String> {
     let adapter = match name.trim() {
         "pocketsphinx" => &POCKETSPHINX,
+        "faster-whisper" => &FASTER_WHISPER,
         other => {
             return Err(Error::InvalidArgument(format!(
-                "unknown recogniser {other:?} for --asr (shipped: pocketsphinx; any other \
-                 with --asr-cmd)"
+                "unknown recogniser {other:?} for --asr (shipped: {}; any other with --asr-cmd \
+                 or --asr-server)",
+                ASR_NAMES.join(", ")
+            )))
+        }
+    };
+    let model = match (adapter.model_files, model_dir) {
+        (None, _) => None,
+        (Some(files), Some(dir)) => Some(files(dir)?),
+        (Some(_), None) => {
+            return Err(Error::InvalidArgument(format!(
+                "--asr {name} needs a model directory"
             )))
         }
     };
     let (python, script) = adapter.provision(progress)?;
-    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
-    Ok(format!(
-        "{} {} --plain {{wav}}",
-        quote(&python),
-        quote(&script)
-    ))
+    let quote = |p: &Path| crate::recognizer::shell_quote(&p.display().to_string());
+    let mut command = format!("{} {} --server", quote(&python), quote(&script));
+    if let Some(model) = model {
+        command.push_str(&format!(" --model {} --beams 5", quote(&model)));
+    }
+    Ok(command)
 }
 
 /// Another recogniser that judges an example.

@@ -3,8 +3,10 @@ model and dictionary that the `pocketsphinx` package bundles): a recogniser that
 
 Run by `advox attack --verify pocketsphinx` with the venv advox provisions, it prints one JSON
 object per file: {"file", "text"} (or {"file", "error"}). With --plain and one file it prints
-the transcript alone, as `--asr pocketsphinx` (a command recogniser) reads it. Usable by hand:
-  python pocketsphinx_adapter.py [--plain] FILE.wav...
+the transcript alone (a command recogniser, `--asr-cmd`); with --server it reads one WAV path per
+line on stdin and answers each with its transcript on one line (`--asr pocketsphinx`, an
+`--asr-server`), exiting with the reason on stderr if a file cannot be read. Usable by hand:
+  python pocketsphinx_adapter.py [--plain | --server] FILE.wav...
 Files must be 16-bit PCM WAV, 16 kHz mono (what advox writes). --model, --beams and --language
 are accepted for the verifier interface: PocketSphinx has no Whisper model and no beam setting,
 and its bundled model is English only.
@@ -40,11 +42,14 @@ def transcribe(decoder, path):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--plain", action="store_true", help="print one file's transcript alone")
+    p.add_argument("--server", action="store_true", help="answer WAV paths read from stdin")
     p.add_argument("--model", default=None, help="ignored: PocketSphinx uses its own model")
     p.add_argument("--beams", default=None, help="ignored: no beam setting")
     p.add_argument("--language", default=None, help="en only (the bundled model)")
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="*")
     a = p.parse_args()
+    if not a.server and not a.files:
+        sys.exit("give WAV files, or --server")
     if a.plain and len(a.files) != 1:
         sys.exit("--plain takes exactly one file")
     english = a.language in (None, "en", "english")
@@ -55,6 +60,17 @@ def main():
     def fresh():
         return Decoder(samprate=16000, loglevel="FATAL")
 
+    if a.server:
+        if not english:
+            sys.exit(f"PocketSphinx's bundled model is English only, not {a.language!r}")
+        for line in sys.stdin:
+            path = line.rstrip("\n")
+            try:
+                text = transcribe(fresh(), path)
+            except Exception as e:
+                sys.exit(f"{path}: {e}")
+            print(text.replace("\n", " "), flush=True)
+        return
     if a.plain:
         if not english:
             sys.exit(f"PocketSphinx's bundled model is English only, not {a.language!r}")

@@ -65,7 +65,8 @@ fn failing_hanging_and_garbage_commands_are_clear_errors() {
 
 #[test]
 fn pocketsphinx_is_shipped_as_a_verifier_and_as_an_external_recogniser() {
-    use advox::verify::{asr_command, Verifier};
+    use advox::recognizer::server::ServerRecognizer;
+    use advox::verify::{asr_server_command, Verifier};
     // Real speech by a speaker none of advox's tuning used (LibriVox, 16 kHz).
     let clip =
         common::shared().join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0920.wav");
@@ -90,12 +91,17 @@ fn pocketsphinx_is_shipped_as_a_verifier_and_as_an_external_recogniser() {
         normalize_transcript(&text).contains("amiable woman"),
         "{text}"
     );
-    // The same recogniser as a command (`--asr pocketsphinx`), one process per query: the same
-    // words (a fresh decoder per file, so order does not matter).
-    let template = asr_command("pocketsphinx", &mut |m| eprintln!("{m}")).unwrap();
-    let mut r = CommandRecognizer::new(&template, Duration::from_secs(120)).unwrap();
-    let again = r.transcribe(&read_audio_16k_mono(&clip).unwrap()).unwrap();
+    // The same recogniser as a server (`--asr pocketsphinx`): started once, the same words
+    // for the same file on every query (a fresh decoder per file, so order does not matter).
+    let command = asr_server_command("pocketsphinx", None, &mut |m| eprintln!("{m}")).unwrap();
+    let mut r = ServerRecognizer::new(&command, Duration::from_secs(120)).unwrap();
+    let samples = read_audio_16k_mono(&clip).unwrap();
+    let again = r.transcribe(&samples).unwrap();
     assert_eq!(normalize_transcript(&again), normalize_transcript(&text));
+    let other = r.transcribe(&sample()).unwrap();
+    assert_eq!(r.transcribe(&samples).unwrap(), again);
+    assert_ne!(other, again);
+    assert_eq!((r.queries(), r.starts()), (3, 1));
     // Other languages and other names are clear errors.
     let other = Verifier::PocketSphinx
         .transcribe_files(&common::model_dir(), &[clip], Some("de"), &mut |_| {})
@@ -105,8 +111,35 @@ fn pocketsphinx_is_shipped_as_a_verifier_and_as_an_external_recogniser() {
         .as_ref()
         .unwrap_err()
         .contains("English only"));
-    assert!(asr_command("kaldi", &mut |_| {})
+    assert!(asr_server_command("kaldi", None, &mut |_| {})
         .unwrap_err()
         .to_string()
         .contains("pocketsphinx"));
+}
+
+#[test]
+fn faster_whisper_serves_as_an_external_recogniser_loading_its_model_once() {
+    use advox::recognizer::server::ServerRecognizer;
+    use advox::verify::asr_server_command;
+    let clip =
+        common::shared().join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0920.wav");
+    let command = asr_server_command("faster-whisper", Some(&common::model_dir()), &mut |m| {
+        eprintln!("{m}")
+    })
+    .unwrap();
+    let mut r = ServerRecognizer::new(&command, Duration::from_secs(300)).unwrap();
+    let samples = read_audio_16k_mono(&clip).unwrap();
+    let first = r.transcribe(&samples).unwrap();
+    assert!(
+        normalize_transcript(&first).contains("amiable woman"),
+        "{first}"
+    );
+    // Later queries reuse the loaded model: well under the first (which loaded it).
+    let start = Instant::now();
+    assert_eq!(r.transcribe(&samples).unwrap(), first);
+    eprintln!("second query {:.2} s", start.elapsed().as_secs_f64());
+    assert_eq!(r.starts(), 1);
+    // It needs a model; unknown names list the shipped ones.
+    let e = asr_server_command("faster-whisper", None, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("model"), "{e}");
 }

@@ -27,16 +27,15 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     common::install_interrupt();
     if args.blackbox.is_some() {
-        let asr_cmd = match &args.asr {
-            Some(name) => Some(advox::verify::asr_command(name, &mut |m| {
-                eprintln!("advox: {m}")
-            })?),
-            None => args.asr_cmd.clone(),
-        };
+        let external = common::ExternalAsr::from_args(
+            args.asr_cmd.as_deref(),
+            args.asr_server.as_deref(),
+            args.asr.as_deref(),
+        )?;
         let target = crate::attack_blackbox::Target {
             input: args.input.as_deref(),
             output: &args.output,
-            asr_cmd: asr_cmd.as_deref(),
+            external: external.as_ref(),
             timeout_s: args.timeout_s,
             model: args.model.as_deref(),
             verify: &verifiers,

@@ -95,9 +95,15 @@ pub struct Args {
     /// path goes, printing the transcript (default: the built-in model as an opaque box).
     #[arg(long, group = "external", requires = "blackbox", conflicts_with_all = ["beam", "model"])]
     pub(crate) asr_cmd: Option<String>,
-    /// Black-box: attack a shipped recogniser run as an external command: `pocketsphinx`
-    /// (CMU Sphinx with its bundled English model, installed into a venv under the advox cache
-    /// on first use).
+    /// Black-box: attack an external recogniser started once: a shell command that reads one
+    /// WAV path per line on stdin and prints one transcript line for each (its model loads
+    /// once, not per query).
+    #[arg(long, group = "external", requires = "blackbox", conflicts_with_all = ["beam", "model"])]
+    pub(crate) asr_server: Option<String>,
+    /// Black-box: attack a shipped recogniser, started once as a server: `faster-whisper`
+    /// (CTranslate2 on the default model's weights, beam 5, plain) or `pocketsphinx` (CMU
+    /// Sphinx with its bundled English model); installed into a venv under the advox cache on
+    /// first use.
     #[arg(long, group = "external", requires = "blackbox", conflicts_with_all = ["beam", "model"])]
     pub(crate) asr: Option<String>,
     /// Black-box: seconds before the external recogniser is killed (default 60).

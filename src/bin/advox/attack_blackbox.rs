@@ -9,7 +9,7 @@ use advox::audio::{read_audio_16k_mono, refuse_overwrite};
 use advox::formats::attack_report::{BlackBoxStats, ReportFiles};
 use advox::formats::AttackReport;
 use advox::objective::Goal;
-use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
+use advox::recognizer::{BuiltinRecognizer, Recognizer};
 use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -22,8 +22,8 @@ pub struct Target<'a> {
     pub input: Option<&'a Path>,
     /// The output WAV.
     pub output: &'a Path,
-    /// An external recogniser (`--asr-cmd`), else the built-in model.
-    pub asr_cmd: Option<&'a str>,
+    /// An external recogniser (`--asr-cmd`, `--asr-server`, `--asr`), else the built-in model.
+    pub external: Option<&'a crate::common::ExternalAsr>,
     /// Seconds before the external recogniser is killed.
     pub timeout_s: Option<f64>,
     /// The built-in model's directory or name.
@@ -56,11 +56,11 @@ pub fn run(
     }
     let x = read_audio_16k_mono(input)?;
     let model;
-    let (mut recognizer, original): (Box<dyn Recognizer>, String) = match target.asr_cmd {
-        Some(cmd) => {
-            let mut r = CommandRecognizer::new(cmd, Duration::from_secs_f64(timeout_s))?;
+    let (mut recognizer, original): (Box<dyn Recognizer>, String) = match target.external {
+        Some(external) => {
+            let mut r = external.recognizer(Duration::from_secs_f64(timeout_s))?;
             let original = r.transcribe(&x).context("transcribing the input")?;
-            (Box::new(r), original)
+            (r, original)
         }
         None => {
             // The built-in model exposes the goal's loss as a score (no gradients).

@@ -2,7 +2,7 @@
 
 use crate::common;
 use advox::model::DecodeOptions;
-use advox::recognizer::{BuiltinRecognizer, CommandRecognizer, Recognizer};
+use advox::recognizer::{BuiltinRecognizer, Recognizer};
 use advox::transfer::{read_reports, transfer};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -19,8 +19,13 @@ pub struct Args {
     /// External recogniser: a shell command with `{wav}` where the audio path goes.
     #[arg(long, group = "external", conflicts_with = "model")]
     asr_cmd: Option<String>,
-    /// A shipped recogniser run as an external command: `pocketsphinx` (installed into a venv
-    /// under the advox cache on first use).
+    /// External recogniser started once: a shell command reading one WAV path per line on
+    /// stdin and printing one transcript line for each.
+    #[arg(long, group = "external", conflicts_with = "model")]
+    asr_server: Option<String>,
+    /// A shipped recogniser, started once: `faster-whisper` (the default model's CTranslate2
+    /// files, beam 5) or `pocketsphinx` (installed into a venv under the advox cache on first
+    /// use).
     #[arg(long, group = "external", conflicts_with = "model")]
     asr: Option<String>,
     /// Seconds before an external recogniser is killed.
@@ -43,17 +48,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let examples = read_reports(&args.adv)?;
     let model;
-    let asr_cmd = match &args.asr {
-        Some(name) => Some(advox::verify::asr_command(name, &mut |m| {
-            eprintln!("advox: {m}")
-        })?),
-        None => args.asr_cmd.clone(),
-    };
-    let mut recognizer: Box<dyn Recognizer> = match &asr_cmd {
-        Some(cmd) => Box::new(CommandRecognizer::new(
-            cmd,
-            Duration::from_secs_f64(args.timeout_s),
-        )?),
+    let external = common::ExternalAsr::from_args(
+        args.asr_cmd.as_deref(),
+        args.asr_server.as_deref(),
+        args.asr.as_deref(),
+    )?;
+    let mut recognizer: Box<dyn Recognizer> = match &external {
+        Some(e) => e.recognizer(Duration::from_secs_f64(args.timeout_s))?,
         None => {
             let device = common::device(device)?;
             model = common::load_model(args.model.as_deref(), &device)?;
