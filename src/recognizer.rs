@@ -115,12 +115,7 @@ impl CommandRecognizer {
                 "the recogniser timeout must be positive".into(),
             ));
         }
-        let dir = std::env::temp_dir().join(format!(
-            "advox-asr-{}-{}",
-            std::process::id(),
-            next_folder_number()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = query_folder("advox-asr")?;
         Ok(CommandRecognizer {
             template: template.to_string(),
             timeout,
@@ -130,11 +125,18 @@ impl CommandRecognizer {
     }
 }
 
-/// A per-process counter so several recognisers never share a folder.
-pub(crate) fn next_folder_number() -> u64 {
+/// A fresh temporary folder for an external recogniser's query files, `PREFIX-PID-N` (a
+/// per-process counter, so several recognisers never share one).
+pub(crate) fn query_folder(prefix: &str) -> Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
 }
 
 impl Drop for CommandRecognizer {

@@ -180,12 +180,12 @@ fn capped_ascent(logits: &Tensor, targets: &[u32], cap: f32) -> Result<(f32, Ten
 fn score(
     model: &LoadedModel,
     front: &MelFrontEnd,
+    shaper: &CloakShaper,
     u: &CloakUtterance,
     source: &[f32],
     offset: usize,
     cfg: &CloakSourceConfig,
 ) -> Result<(f32, Vec<f32>)> {
-    let shaper = CloakShaper::for_plan(&u.plan)?;
     let depth = cfg.settings.depth.clamp(0.0, 1.0);
     let added = shaper.forward(&u.plan, source, offset, u.host.len(), depth)?;
     let heard = resample_to(&added, cfg.rate, SAMPLE_RATE, u.reference.len())?;
@@ -230,6 +230,8 @@ pub fn train_cloak_source(
         ));
     }
     let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    // Every plan was made at `cfg.rate`: one frame size, one set of FFT plans.
+    let shaper = CloakShaper::for_plan(&set[0].plan)?;
     let mut rng = Rng::new(cfg.seed);
     let mut source: Vec<f32> = (0..cfg.length).map(|_| rng.symmetric(cfg.linf)).collect();
     let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(Domain::Waveform, cfg.length)?);
@@ -258,13 +260,13 @@ pub fn train_cloak_source(
         // Two utterances at a time share the model's thread pool (as universal training does),
         // summed in draw order so the result does not depend on the timing.
         for pair in draws.chunks(2) {
-            let (front, host) = (&front, &host);
+            let (front, shaper, host) = (&front, &shaper, &host);
             let scored: Vec<Result<(f32, Vec<f32>)>> = std::thread::scope(|s| {
-                let second = pair
-                    .get(1)
-                    .map(|&(w, o)| s.spawn(move || score(model, front, &set[w], host, o, cfg)));
+                let second = pair.get(1).map(|&(w, o)| {
+                    s.spawn(move || score(model, front, shaper, &set[w], host, o, cfg))
+                });
                 let (w, o) = pair[0];
-                let mut out = vec![score(model, front, &set[w], host, o, cfg)];
+                let mut out = vec![score(model, front, shaper, &set[w], host, o, cfg)];
                 if let Some(h) = second {
                     out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
                 }
@@ -339,12 +341,7 @@ pub fn evaluate_through_cloak(
             wer: w,
         });
     }
-    let n = results.len().max(1) as f64;
-    Ok(Evaluation {
-        success_rate: results.iter().filter(|r| r.success).count() as f64 / n,
-        mean_wer: results.iter().map(|r| r.wer).sum::<f64>() / n,
-        results,
-    })
+    Ok(Evaluation::from_results(results))
 }
 
 #[cfg(test)]

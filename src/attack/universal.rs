@@ -360,6 +360,18 @@ pub struct Evaluation {
     pub mean_wer: f64,
 }
 
+impl Evaluation {
+    /// The per-utterance results with their success rate and mean WER.
+    pub fn from_results(results: Vec<UtteranceResult>) -> Self {
+        let n = results.len().max(1) as f64;
+        Evaluation {
+            success_rate: results.iter().filter(|r| r.success).count() as f64 / n,
+            mean_wer: results.iter().map(|r| r.wer).sum::<f64>() / n,
+            results,
+        }
+    }
+}
+
 /// Apply δ to every utterance (additive: from a random offset) and judge each.
 pub fn evaluate_universal(
     model: &LoadedModel,
@@ -406,12 +418,7 @@ pub fn evaluate_universal_shaped(
             adversarial: text,
         });
     }
-    let n = results.len().max(1) as f64;
-    Ok(Evaluation {
-        success_rate: results.iter().filter(|r| r.success).count() as f64 / n,
-        mean_wer: results.iter().map(|r| r.wer).sum::<f64>() / n,
-        results,
-    })
+    Ok(Evaluation::from_results(results))
 }
 
 #[cfg(test)]

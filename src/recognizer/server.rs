@@ -8,7 +8,7 @@
 //! last lines it wrote to stderr; the next query starts it again, and a query whose server
 //! failed is tried once more on a fresh one before it is an error.
 
-use super::{next_folder_number, Recognizer};
+use super::{query_folder, Recognizer};
 use crate::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use crate::{Error, Result};
 use std::collections::VecDeque;
@@ -61,12 +61,7 @@ impl ServerRecognizer {
                 "the recogniser timeout must be positive".into(),
             ));
         }
-        let dir = std::env::temp_dir().join(format!(
-            "advox-asr-server-{}-{}",
-            std::process::id(),
-            next_folder_number()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = query_folder("advox-asr-server")?;
         Ok(ServerRecognizer {
             command: command.to_string(),
             timeout,

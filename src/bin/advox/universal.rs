@@ -102,17 +102,13 @@ pub struct Args {
     pub(crate) model: Option<String>,
 }
 
-pub(crate) fn load_set(
-    model: &LoadedModel,
-    manifest: &Path,
-    goal: &Goal,
-    decode: &DecodeOptions,
-) -> Result<Vec<Utterance>> {
+/// The utterances of a manifest (16 kHz), named by their files.
+pub(crate) fn read_set(manifest: &Path) -> Result<Vec<(String, Vec<f32>)>> {
     let entries = read_manifest(manifest)?;
     if entries.is_empty() {
         bail!("{}: no utterances", manifest.display());
     }
-    let set = entries
+    entries
         .iter()
         .map(|e| {
             Ok((
@@ -120,8 +116,36 @@ pub(crate) fn load_set(
                 read_audio_16k_mono(&e.input)?,
             ))
         })
-        .collect::<Result<Vec<_>>>()?;
-    prepare(model, set, goal, decode).with_context(|| format!("preparing {}", manifest.display()))
+        .collect()
+}
+
+fn load_set(
+    model: &LoadedModel,
+    manifest: &Path,
+    goal: &Goal,
+    decode: &DecodeOptions,
+) -> Result<Vec<Utterance>> {
+    prepare(model, read_set(manifest)?, goal, decode)
+        .with_context(|| format!("preparing {}", manifest.display()))
+}
+
+/// Run `train` (`steps` steps) under a progress bar that also logs every tenth step's loss;
+/// returns its result and the seconds it took.
+pub(crate) fn with_step_bar<T>(
+    steps: usize,
+    train: impl FnOnce(&mut dyn FnMut(&StepInfo)) -> advox::Result<T>,
+) -> Result<(T, f64)> {
+    let bar = common::step_bar(steps as u64);
+    let start = Instant::now();
+    let result = train(&mut |info: &StepInfo| {
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4}", info.loss));
+        if info.step.is_multiple_of(10) {
+            bar.suspend(|| eprintln!("step {}: minibatch loss {:.4}", info.step, info.loss));
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok((result, start.elapsed().as_secs_f64()))
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -186,23 +210,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Some(p) => Some(load_set(&model, p, &goal, &decode)?),
         None => None,
     };
-    let bar = common::step_bar(cfg.steps as u64);
-    let start = Instant::now();
-    let delta = train_universal(
-        &model,
-        &train,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |info: &StepInfo| {
-            bar.inc(1);
-            bar.set_message(format!("loss {:.4}", info.loss));
-            if info.step.is_multiple_of(10) {
-                bar.suspend(|| eprintln!("step {}: minibatch loss {:.4}", info.step, info.loss));
-            }
-        },
-    )?;
-    bar.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
+    let (delta, train_seconds) = with_step_bar(cfg.steps, |on_step| {
+        train_universal(&model, &train, &cfg, &AtomicBool::new(false), on_step)
+    })?;
     // Control: uniform noise of the same bound and length.
     let mut rng = Rng::new(args.seed ^ 0xC0);
     let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();

@@ -2,22 +2,19 @@
 //! Cloak's own shaping ([`advox::attack::cloak_source`]) and judged through the plugin's chain.
 
 use crate::common;
-use crate::universal::{Args, ModeArg};
+use crate::universal::{read_set, with_step_bar, Args, ModeArg};
 use advox::attack::cloak_source::{
     evaluate_through_cloak, prepare_cloak_set, train_cloak_source, CloakSourceConfig,
     CloakUtterance,
 };
-use advox::attack::StepInfo;
-use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
+use advox::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use advox::formats::universal_sidecar::{UniversalJudgement, UniversalMode, UniversalSidecar};
-use advox::manifest::read_manifest;
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::Goal;
 use advox::stream::cloak::CloakSettings;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
 
 /// Host block size of the evaluations (what `advox live` and `bench --cloak` use).
 const BLOCK: usize = crate::live::BLOCK;
@@ -27,20 +24,8 @@ fn load(
     manifest: &Path,
     cfg: &CloakSourceConfig,
 ) -> Result<Vec<CloakUtterance>> {
-    let entries = read_manifest(manifest)?;
-    if entries.is_empty() {
-        bail!("{}: no utterances", manifest.display());
-    }
-    let set = entries
-        .iter()
-        .map(|e| {
-            Ok((
-                e.input.display().to_string(),
-                read_audio_16k_mono(&e.input)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    prepare_cloak_set(model, set, cfg).with_context(|| format!("preparing {}", manifest.display()))
+    prepare_cloak_set(model, read_set(manifest)?, cfg)
+        .with_context(|| format!("preparing {}", manifest.display()))
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -102,23 +87,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Some(p) => Some(load(&model, p, &cfg)?),
         None => None,
     };
-    let bar = common::step_bar(cfg.steps as u64);
-    let start = Instant::now();
-    let source = train_cloak_source(
-        &model,
-        &train,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |info: &StepInfo| {
-            bar.inc(1);
-            bar.set_message(format!("loss {:.4}", info.loss));
-            if info.step.is_multiple_of(10) {
-                bar.suspend(|| eprintln!("step {}: minibatch loss {:.4}", info.step, info.loss));
-            }
-        },
-    )?;
-    bar.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
+    let (source, train_seconds) = with_step_bar(cfg.steps, |on_step| {
+        train_cloak_source(&model, &train, &cfg, &AtomicBool::new(false), on_step)
+    })?;
     let decode = DecodeOptions {
         beam_size: args.beam.max(1),
         ..Default::default()
