@@ -5,6 +5,7 @@
 //! [`crate::recognizer::Recognizer`]. [`Attack`] names them all and runs any of them with its
 //! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
+pub mod cloak_model;
 pub mod cloak_shaping;
 pub mod cloak_source;
 pub mod cw;
@@ -20,6 +21,7 @@ pub mod plan;
 pub mod step;
 mod track;
 pub mod universal;
+pub mod windowed;
 
 pub use kind::{Attack, AttackDetails, AttackKind, AttackRun, BlackBox};
 pub use pgd::{run_attack, AttackConfig, Method, Schedule};

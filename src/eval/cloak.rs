@@ -7,14 +7,18 @@
 //! and resampled as the cloaked one is, bit for bit the bypass output), so a number measures
 //! Cloak and nothing else.
 
+use crate::attack::cloak_model::{add_at_rate, cloak_with_model, ModelCloakConfig};
+use crate::attack::windowed::{WindowOutcome, WindowedAttack};
 use crate::audio::resample;
 use crate::masking::{MaskingConfig, MaskingThreshold};
 use crate::metrics::snr_db;
 use crate::metrics::stoi::stoi;
+use crate::model::LoadedModel;
 use crate::stream::cloak::CloakSettings;
 use crate::stream::processors::CloakProcessor;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// Whisper's (and PESQ's wideband) sample rate.
@@ -27,6 +31,10 @@ pub struct Cloaked {
     pub reference: Vec<f32>,
     /// The input through Cloak (16 kHz, aligned with `reference`).
     pub cloaked: Vec<f32>,
+    /// `reference` at the host's rate, as a bounce of the bypassed track holds it.
+    pub reference_host: Vec<f32>,
+    /// `cloaked` at the host's rate (aligned with `reference_host`), as a bounce holds it.
+    pub cloaked_host: Vec<f32>,
     /// What it cost the listener.
     pub quality: CloakQuality,
 }
@@ -76,6 +84,49 @@ pub fn cloak_recording(
     let seconds = start.elapsed().as_secs_f64();
     let cloaked = resample(&signal[latency..], host_rate, RATE_16K)?;
     let reference = resample(&up, host_rate, RATE_16K)?;
+    let rtf = seconds / (up.len() as f64 / host_rate as f64);
+    signal.drain(..latency);
+    measured(reference, cloaked, up, signal, rtf)
+}
+
+/// Run `x` (16 kHz mono) through Cloak's model-in-the-loop mode at `host_rate`, as an offline
+/// render does: the perturbation found window by window on `x` is added at the host's rate,
+/// and the result is resampled back as a recogniser gets it. The real-time factor is the
+/// render's time over the recording's duration.
+pub fn cloak_recording_with_model(
+    model: &LoadedModel,
+    x: &[f32],
+    host_rate: u32,
+    cfg: &ModelCloakConfig,
+    cancel: &AtomicBool,
+    on_window: &mut dyn FnMut(&WindowOutcome),
+) -> Result<(Cloaked, WindowedAttack)> {
+    if x.is_empty() {
+        return Err(Error::InvalidArgument(
+            "Cloak needs a non-empty recording".into(),
+        ));
+    }
+    let up = resample(x, RATE_16K, host_rate)?;
+    let start = Instant::now();
+    let attack = cloak_with_model(model, x, cfg, cancel, on_window, &mut |_| {})?;
+    let mut out = up.clone();
+    add_at_rate(&mut out, host_rate, &attack.perturbation)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cloaked = resample(&out, host_rate, RATE_16K)?;
+    let reference = resample(&up, host_rate, RATE_16K)?;
+    let rtf = seconds / (x.len() as f64 / RATE_16K as f64);
+    Ok((measured(reference, cloaked, up, out, rtf)?, attack))
+}
+
+/// The quality of `cloaked` against `reference` (both 16 kHz; trimmed to the shorter), with
+/// both at the host's rate beside them.
+fn measured(
+    reference: Vec<f32>,
+    cloaked: Vec<f32>,
+    reference_host: Vec<f32>,
+    cloaked_host: Vec<f32>,
+    rtf: f64,
+) -> Result<Cloaked> {
     let n = reference.len().min(cloaked.len());
     let (reference, cloaked) = (reference[..n].to_vec(), cloaked[..n].to_vec());
     let delta: Vec<f32> = cloaked.iter().zip(&reference).map(|(c, r)| c - r).collect();
@@ -85,11 +136,14 @@ pub fn cloak_recording(
         pesq_wb: pesq_wb(&reference, &cloaked),
         stoi: stoi(&reference, &cloaked, RATE_16K)?,
         energy_under_threshold: threshold.stats(&delta)?.energy_under_threshold,
-        rtf: seconds / (up.len() as f64 / host_rate as f64),
+        rtf,
     };
+    let m = reference_host.len().min(cloaked_host.len());
     Ok(Cloaked {
         reference,
         cloaked,
+        reference_host: reference_host[..m].to_vec(),
+        cloaked_host: cloaked_host[..m].to_vec(),
         quality,
     })
 }

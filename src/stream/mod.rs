@@ -15,6 +15,7 @@
 pub mod band_meter;
 pub mod cloak;
 pub mod denormals;
+pub mod model_cloak;
 pub mod monitor;
 pub mod processors;
 pub mod sentinel;

@@ -7,6 +7,22 @@ use advox::stream::cloak::CloakSettings;
 use advox::stream::processors::CloakProcessor;
 use std::process::Command;
 
+/// `x` (48 kHz) in both channels of a 32-bit float WAV (the plugin tests' format).
+fn write_stereo_48k(path: &std::path::Path, x: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for v in x {
+        w.write_sample(*v).unwrap();
+        w.write_sample(*v).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
 #[test]
 fn live_on_a_file_is_the_plugins_processing() {
     let dir = std::env::temp_dir().join(format!("advox-live-{}", std::process::id()));
@@ -15,18 +31,7 @@ fn live_on_a_file_is_the_plugins_processing() {
     let x =
         advox::audio::resample(&common::sample("lock_the_back_door.wav"), 16_000, 48_000).unwrap();
     let input = dir.join("in.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(&input, spec).unwrap();
-    for v in &x {
-        w.write_sample(*v).unwrap();
-        w.write_sample(*v).unwrap();
-    }
-    w.finalize().unwrap();
+    write_stereo_48k(&input, &x);
     let out = dir.join("cloaked.wav");
     let run = Command::new(env!("CARGO_BIN_EXE_advox"))
         .args(["live", "--cloak", "--margin-db", "6", "--input-file"])
@@ -107,4 +112,209 @@ fn live_on_a_file_is_the_plugins_processing() {
         assert!(refuse(&["live", "--list"]).contains("--features audio-devices"));
         assert!(refuse(&["live", "--cloak", "--seconds", "1"]).contains("--input-file"));
     }
+}
+
+/// Cloak's model mode on a held-out recording of real speech (a voice-assistant request by a
+/// speaker no default was chosen on), as a DAW user would bounce a 48-kHz stereo track:
+/// faster-whisper (its own front end and resampler) no longer gets the words, and a listener
+/// loses next to nothing (PESQ). About 15 s on two cores (the clip moves in a handful of steps).
+#[test]
+fn cloak_model_mode_keeps_faster_whisper_from_the_words() {
+    use advox::verify::Verifier;
+    let dir = std::env::temp_dir().join(format!("advox-live-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = &common::corpus_test(4)[3];
+    assert_eq!(clip.name, "rhino/test_within_context.wav");
+    let x = advox::audio::resample(&clip.samples, 16_000, 48_000).unwrap();
+    let input = dir.join("in.wav");
+    write_stereo_48k(&input, &x);
+    let live = |extra: &[&str], out: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_advox"))
+            .env(advox::model::provision::MODEL_ENV, common::model_dir())
+            .args(["live", "--cloak", "--mode", "model", "--input-file"])
+            .arg(&input)
+            .arg("-o")
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Options of the streaming modes do not apply, and the mode needs a file.
+    let refused = live(&["--depth", "0.5"], &dir.join("x.wav"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--depth"));
+    let no_file = Command::new(env!("CARGO_BIN_EXE_advox"))
+        .args(["live", "--cloak", "--mode", "model", "-o"])
+        .arg(dir.join("y.wav"))
+        .output()
+        .unwrap();
+    assert_ne!(no_file.status.code(), Some(0));
+    let stray = Command::new(env!("CARGO_BIN_EXE_advox"))
+        .args(["live", "--cloak", "--min-wer", "0.6", "--input-file"])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.join("z.wav"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&stray.stderr).contains("--min-wer"));
+    assert!(!dir.join("z.wav").exists());
+
+    let out = dir.join("cloaked.wav");
+    let report = dir.join("cloaked.json");
+    let run = live(&["--report", report.to_str().unwrap()], &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["windows"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["windows"][0]["success"], true, "{doc}");
+    assert_eq!(doc["margin_db"], 0.0);
+    assert_eq!(doc["min_wer"], 0.75);
+    // Same rate and channels, not delayed: the difference is the perturbation alone, which
+    // is the same in both channels and small.
+    let written = advox::audio::read_audio(&out).unwrap();
+    assert_eq!(written.sample_rate, 48_000);
+    assert_eq!(written.channels.len(), 2);
+    assert_eq!(written.channels[0], written.channels[1]);
+    let delta: Vec<f32> = written.channels[0]
+        .iter()
+        .zip(&x)
+        .map(|(a, b)| a - b)
+        .collect();
+    let snr = advox::metrics::snr_db(&x, &delta);
+    assert!(snr > 20.0 && snr.is_finite(), "SNR {snr} dB");
+    let cloaked16 = advox::audio::read_audio_16k_mono(&out).unwrap();
+    let clean16 = advox::audio::read_audio_16k_mono(&input).unwrap();
+    let pesq = advox::eval::cloak::pesq_wb(&clean16, &cloaked16).unwrap();
+    assert!(pesq >= 3.5, "PESQ {pesq}");
+    // faster-whisper on both files: every setting's transcript moves at least half a WER
+    // away from what it heard in the clean track.
+    let heard = Verifier::FasterWhisper
+        .transcribe_files(
+            &common::model_dir(),
+            &[input.clone(), out.clone()],
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(heard[1].len(), 4);
+    for (clean, cloaked) in heard[0].iter().zip(&heard[1]) {
+        assert_eq!(clean.setting(), cloaked.setting());
+        let (c, k) = (clean.text.as_ref().unwrap(), cloaked.text.as_ref().unwrap());
+        let wer = advox::metrics::wer(c, k);
+        assert!(
+            wer >= 0.5,
+            "{}: {c:?} -> {k:?} (WER {wer})",
+            clean.setting()
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A recording longer than one window is attacked window by window, and the perturbation of
+/// each window lands where its window is. About 15 s on two cores.
+#[test]
+fn a_recording_is_attacked_window_by_window() {
+    use advox::attack::cloak_model::{cloak_with_model, ModelCloakConfig};
+    let clips = common::corpus_test(2);
+    let (a, b) = (&clips[0].samples, &clips[1].samples);
+    // Windows the length of the longer clip: the first clip (padded with silence), then the
+    // second.
+    let window = a.len().max(b.len());
+    let mut x = a.clone();
+    x.resize(window, 0.0);
+    x.extend_from_slice(b);
+    // The goal of the first success (0.5, not the default 0.75) keeps this test to a few
+    // steps per window: it checks the windowing, not the strength.
+    let cfg = ModelCloakConfig {
+        window,
+        min_wer: 0.5,
+        ..ModelCloakConfig::default()
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let attack = cloak_with_model(
+        common::model(),
+        &x,
+        &cfg,
+        &never,
+        &mut |w| seen.push(w.start),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(attack.perturbation.len(), x.len());
+    let starts: Vec<usize> = attack.windows.iter().map(|w| w.start).collect();
+    assert_eq!(starts, seen);
+    assert_eq!(starts, [0, window]);
+    assert_eq!(attack.windows[1].len, b.len());
+    for (w, clip) in attack.windows.iter().zip(&clips) {
+        assert!(w.success && w.skipped.is_none(), "{}: {w:?}", clip.name);
+        // Each window's perturbation is its own: it sits under that window's speech.
+        let energy: f32 = attack.perturbation[w.start..w.start + w.len]
+            .iter()
+            .map(|d| d * d)
+            .sum();
+        assert!(energy > 0.0, "{}", clip.name);
+        assert!(w.snr_db > 20.0, "{w:?}");
+    }
+    assert_eq!(attack.succeeded(), 2);
+}
+
+/// The plugin's streaming form of the model mode, as a host's offline render drives it
+/// (48-kHz stereo, 512-sample blocks, waiting for the worker): after the reported latency the
+/// output is the input plus a perturbation that keeps faster-whisper from the words. Chunks of
+/// 10 s (latency 20 s) so that the held-out request is one chunk. About 20 s on two cores.
+#[test]
+fn the_streaming_model_mode_renders_offline_like_the_file_mode() {
+    use advox::stream::model_cloak::{spawn_model_cloak, ModelCloakStatus, ModelStreamConfig};
+    use advox::verify::Verifier;
+    let clip = &common::corpus_test(4)[3];
+    let x = advox::audio::resample(&clip.samples, 16_000, 48_000).unwrap();
+    let config = ModelStreamConfig {
+        sample_rate: 48_000.0,
+        chunk_seconds: 10.0,
+        ..Default::default()
+    };
+    let dir = common::model_dir();
+    let (mut stream, worker) = spawn_model_cloak(config, 2, move || {
+        advox::model::LoadedModel::load(&dir, &candle_core::Device::Cpu)
+    })
+    .unwrap();
+    let latency = stream.latency();
+    assert_eq!(latency, 960_000);
+    let mut l = x.clone();
+    l.resize(x.len() + latency, 0.0);
+    let mut r = l.clone();
+    for (a, b) in l.chunks_mut(512).zip(r.chunks_mut(512)) {
+        stream.process(&mut [a, b], true);
+    }
+    assert_eq!(stream.state().status(), ModelCloakStatus::Ready);
+    // The speech chunk moved; the silent chunk after it (done or not by now) needs no model.
+    let (chunks, moved, missed) = stream.state().counts();
+    assert!(
+        (1..=2).contains(&chunks) && moved == 1 && missed == 0,
+        "{chunks} {moved} {missed}"
+    );
+    drop(stream);
+    worker.join().unwrap();
+    let out = &l[latency..];
+    assert_eq!(out, &r[latency..]);
+    let delta: Vec<f32> = out.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let snr = advox::metrics::snr_db(&x, &delta);
+    assert!(snr > 20.0 && snr.is_finite(), "SNR {snr} dB");
+    let tmp = std::env::temp_dir().join(format!("advox-stream-model-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (clean, cloaked) = (tmp.join("clean.wav"), tmp.join("cloaked.wav"));
+    for (path, s) in [(&clean, &x[..]), (&cloaked, out)] {
+        advox::audio::write_wav(path, s, 48_000, advox::audio::WavFormat::Pcm16, &[]).unwrap();
+    }
+    let heard = Verifier::FasterWhisper
+        .transcribe_files(&common::model_dir(), &[clean, cloaked], None, &mut |_| {})
+        .unwrap();
+    for (c, k) in heard[0].iter().zip(&heard[1]) {
+        let (c, k) = (c.text.as_ref().unwrap(), k.text.as_ref().unwrap());
+        let wer = advox::metrics::wer(c, k);
+        assert!(wer >= 0.5, "{c:?} -> {k:?} (WER {wer})");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
 }

@@ -91,6 +91,22 @@ pub struct Args {
     /// masked noise.
     #[arg(long, requires = "cloak")]
     universal: Option<PathBuf>,
+    /// `--cloak`: Cloak's model-in-the-loop mode (an untargeted attack per 30-s window under
+    /// the masking threshold, rendered offline) instead of masked noise.
+    #[arg(long, requires = "cloak", conflicts_with = "universal")]
+    with_model: bool,
+    /// `--cloak --with-model`: the WER from the clean transcript a window's attack must reach
+    /// by advox's own decodes (default 0.75).
+    #[arg(long, requires = "with_model")]
+    min_wer: Option<f64>,
+    /// `--cloak`: the models the verifiers run (names or directories, comma-separated;
+    /// default: the benchmarked model), e.g. `tiny.en,base` to see whether what fools tiny.en
+    /// carries over to Whisper base.
+    #[arg(long, requires = "cloak", value_delimiter = ',')]
+    verify_models: Vec<String>,
+    /// `--cloak --with-model`: most attack steps per window.
+    #[arg(long, requires = "with_model")]
+    window_steps: Option<usize>,
     /// `--cloak`: the host's sample rate Cloak runs at (the recordings are resampled to it
     /// and back to 16 kHz for the recognisers).
     #[arg(long, requires = "cloak", default_value_t = 48_000)]
@@ -223,7 +239,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             manifest: manifest.clone(),
             margins: args.margins.clone(),
             universal: args.universal.clone(),
+            with_model: args
+                .with_model
+                .then(|| advox::attack::cloak_model::ModelCloakConfig {
+                    min_wer: args
+                        .min_wer
+                        .unwrap_or(advox::attack::cloak_model::DEFAULT_MIN_WER),
+                    steps: args.window_steps,
+                    ..Default::default()
+                }),
             rate: args.rate,
+            verify_models: args
+                .verify_models
+                .iter()
+                .map(|m| {
+                    advox::model::provision::resolve_model(Some(m), &mut |msg| {
+                        eprintln!("advox: {msg}")
+                    })
+                    .with_context(|| format!("--verify-models {m}"))
+                })
+                .collect::<Result<_>>()?,
             verifiers,
             out: out("cloak"),
             json: args.json,

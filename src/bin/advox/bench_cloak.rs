@@ -5,8 +5,9 @@
 //! first verifier's beam-5 plain decoding against PESQ).
 
 use crate::common;
-use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
-use advox::eval::cloak::{cloak_recording, CloakQuality};
+use advox::attack::cloak_model::ModelCloakConfig;
+use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
+use advox::eval::cloak::{cloak_recording, cloak_recording_with_model, CloakQuality};
 use advox::formats::universal_sidecar::UniversalFile;
 use advox::manifest::read_manifest;
 use advox::metrics::wer;
@@ -28,8 +29,14 @@ pub struct CloakBench {
     pub margins: Vec<f32>,
     /// A universal perturbation (universal mode); `None`: masked noise.
     pub universal: Option<PathBuf>,
+    /// Cloak's model-in-the-loop mode with these settings (its margin replaced by each of
+    /// `margins`); `None`: masked noise or the universal perturbation.
+    pub with_model: Option<ModelCloakConfig>,
     /// The host's sample rate Cloak runs at.
     pub rate: u32,
+    /// The models the verifiers run (empty: the benchmarked one); a transcript of another
+    /// model than the benchmarked one is labelled with its folder's name.
+    pub verify_models: Vec<PathBuf>,
     /// The recognisers besides advox's own model.
     pub verifiers: Vec<Verifier>,
     /// Where the cloaked recordings, `cloak.json` and `tradeoff.png` go.
@@ -126,17 +133,44 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
         };
         let (mut these, mut quality) = (Vec::new(), Vec::new());
         for (i, (input, x)) in inputs.iter().enumerate() {
-            let run = cloak_recording(x, bench.rate, BLOCK, &settings, source.as_deref())
-                .with_context(|| format!("cloaking {}", input.display()))?;
+            let run = match (&bench.with_model, label) {
+                (Some(cfg), Some(margin_db)) => {
+                    let cfg = ModelCloakConfig {
+                        margin_db: *margin_db,
+                        ..cfg.clone()
+                    };
+                    let (run, attack) = cloak_recording_with_model(
+                        model,
+                        x,
+                        bench.rate,
+                        &cfg,
+                        &std::sync::atomic::AtomicBool::new(false),
+                        &mut |_| {},
+                    )
+                    .with_context(|| format!("cloaking {}", input.display()))?;
+                    eprintln!(
+                        "{}: margin {margin_db} dB: {} of {} windows succeeded, {} steps, {:.1} s",
+                        input.display(),
+                        attack.succeeded(),
+                        attack.attacked(),
+                        attack.windows.iter().map(|w| w.steps).sum::<usize>(),
+                        attack.windows.iter().map(|w| w.seconds).sum::<f64>()
+                    );
+                    run
+                }
+                _ => cloak_recording(x, bench.rate, BLOCK, &settings, source.as_deref())
+                    .with_context(|| format!("cloaking {}", input.display()))?,
+            };
             let stem = input.file_stem().unwrap_or_default().to_string_lossy();
             let path = dir.join(format!("{i:04}_{stem}.wav"));
+            // At the host's rate, as a bounce holds it: every recogniser resamples it itself.
             let signal = if label.is_none() {
-                &run.reference
+                &run.reference_host
             } else {
-                &run.cloaked
+                &run.cloaked_host
             };
             let sources = [input.as_path()];
-            write_wav(&path, signal, SAMPLE_RATE, WavFormat::Pcm16, &sources)?;
+            write_wav(&path, signal, bench.rate, WavFormat::Pcm16, &sources)?;
             these.push(path);
             quality.push(label.map(|_| run.quality));
         }
@@ -154,19 +188,34 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
             transcribe(model, &x, &DecodeOptions::default())?.text,
         );
     }
-    for v in &bench.verifiers {
-        eprintln!("transcribing {} files with {}", all.len(), v.name());
-        let per_file = v
-            .transcribe_files(&model.dir, &all, None, &mut |m| eprintln!("advox: {m}"))
-            .with_context(|| format!("transcribing with {}", v.name()))?;
-        for (i, settings) in per_file.into_iter().enumerate() {
-            for h in settings {
-                let key = h.setting();
-                let text = match h.text {
-                    Ok(t) => t,
-                    Err(e) => bail!("{key} on {}: {e}", all[i].display()),
-                };
-                heard[i].insert(key, text);
+    let verify_models = if bench.verify_models.is_empty() {
+        vec![model.dir.clone()]
+    } else {
+        bench.verify_models.clone()
+    };
+    for dir in &verify_models {
+        let suffix = if *dir == model.dir {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            )
+        };
+        for v in &bench.verifiers {
+            eprintln!("transcribing {} files with {}{suffix}", all.len(), v.name());
+            let per_file = v
+                .transcribe_files(dir, &all, None, &mut |m| eprintln!("advox: {m}"))
+                .with_context(|| format!("transcribing with {}{suffix}", v.name()))?;
+            for (i, settings) in per_file.into_iter().enumerate() {
+                for h in settings {
+                    let key = format!("{}{suffix}", h.setting());
+                    let text = match h.text {
+                        Ok(t) => t,
+                        Err(e) => bail!("{key} on {}: {e}", all[i].display()),
+                    };
+                    heard[i].insert(key, text);
+                }
             }
         }
     }
@@ -238,7 +287,17 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
     let doc = serde_json::json!({
         "model": model.id(),
         "manifest": bench.manifest.display().to_string(),
-        "mode": match mode { CloakMode::Universal => "universal", CloakMode::MaskedNoise => "masked-noise" },
+        "mode": match (&bench.with_model, mode) {
+            (Some(_), _) => "model",
+            (None, CloakMode::Universal) => "universal",
+            (None, CloakMode::MaskedNoise) => "masked-noise",
+        },
+        "model_settings": bench.with_model.as_ref().map(|c| serde_json::json!({
+            "min_wer": c.min_wer,
+            "steps": c.steps,
+            "window_samples": c.window,
+            "seed": c.seed,
+        })),
         "host_rate": bench.rate,
         "wer_reference": if references {
             "the manifest's transcripts"

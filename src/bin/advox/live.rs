@@ -40,21 +40,36 @@ pub struct Args {
     /// Stop after this many seconds (devices; default: until Ctrl-C).
     #[arg(long)]
     pub(crate) seconds: Option<f64>,
-    /// Cloak: `noise` (masked noise) or `universal` (needs --universal).
+    /// Cloak: `noise` (masked noise), `universal` (needs --universal), or `model` (an
+    /// untargeted attack on the built-in Whisper per 30-s window under the masking threshold;
+    /// renders a file offline: needs --input-file and -o).
     #[arg(long, default_value = "noise")]
-    mode: String,
+    pub(crate) mode: String,
     /// Cloak: the universal perturbation WAV (`advox universal` output, with its sidecar).
     #[arg(long)]
-    universal: Option<PathBuf>,
-    /// Cloak: dB under the masking threshold.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 6.0)]
-    margin_db: f32,
-    /// Cloak: scale of the perturbation, 0..1.
-    #[arg(long, default_value_t = 1.0)]
-    depth: f32,
-    /// Cloak: perturbed band in Hz, LOW-HIGH.
-    #[arg(long, default_value = "100-8000", value_parser = crate::common::parse_band)]
-    band: (f32, f32),
+    pub(crate) universal: Option<PathBuf>,
+    /// Cloak: dB under the masking threshold (default 6; 0 in model mode).
+    #[arg(long, allow_negative_numbers = true)]
+    pub(crate) margin_db: Option<f32>,
+    /// Cloak: scale of the perturbation, 0..1 (noise and universal modes).
+    #[arg(long)]
+    pub(crate) depth: Option<f32>,
+    /// Cloak: perturbed band in Hz, LOW-HIGH (noise and universal modes).
+    #[arg(long, value_parser = crate::common::parse_band)]
+    pub(crate) band: Option<(f32, f32)>,
+    /// Cloak, model mode: the WER from each window's clean transcript its attack must reach
+    /// (by advox's own decodes; default 0.75).
+    #[arg(long)]
+    pub(crate) min_wer: Option<f64>,
+    /// Cloak, model mode: most attack steps per window (default 300).
+    #[arg(long)]
+    pub(crate) window_steps: Option<usize>,
+    /// Cloak, model mode: the model (directory or known name; default the default model).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// Cloak, model mode: write a JSON report of every window here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
     /// Sentinel: score threshold.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -120,11 +135,17 @@ impl Processor {
 
 pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Processor> {
     if args.cloak {
-        let (band_low_hz, band_high_hz) = args.band;
+        let (band_low_hz, band_high_hz) = args.band.unwrap_or((100.0, 8_000.0));
+        let depth = args.depth.unwrap_or(1.0);
+        let margin_db = args.margin_db.unwrap_or(6.0);
         let mode = match args.mode.as_str() {
             "noise" | "masked-noise" => CloakMode::MaskedNoise,
             "universal" => CloakMode::Universal,
-            m => bail!("--mode {m:?}: `noise` or `universal`"),
+            "model" => bail!(
+                "--mode model renders a file offline (it runs an attack per window, slower than \
+                 real time on a CPU): give --input-file IN and -o OUT"
+            ),
+            m => bail!("--mode {m:?}: `noise`, `universal` or `model`"),
         };
         let source = match (&args.universal, mode) {
             (Some(path), _) => Some(
@@ -135,15 +156,18 @@ pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Proce
             (None, CloakMode::Universal) => bail!("--mode universal needs --universal FILE"),
             (None, _) => None,
         };
-        if !(0.0..=1.0).contains(&args.depth) || !args.margin_db.is_finite() {
+        if let Some((flag, _)) = crate::live_model::model_only_flags(args).first() {
+            bail!("{flag} applies to --mode model only");
+        }
+        if !(0.0..=1.0).contains(&depth) || !margin_db.is_finite() {
             bail!("--depth must be in 0..1 and --margin-db finite");
         }
         Ok(Processor::Cloak {
             processor: CloakProcessor::new(rate, channels)?,
             settings: CloakSettings {
                 mode,
-                depth: args.depth,
-                margin_db: args.margin_db,
+                depth,
+                margin_db,
                 band_low_hz,
                 band_high_hz,
                 bypass: false,
@@ -213,6 +237,9 @@ fn run_file(args: &Args, input: &Path) -> Result<()> {
         .output
         .as_ref()
         .context("with --input-file, give -o OUT.wav")?;
+    if args.cloak && args.mode == "model" {
+        return crate::live_model::run(args, input, output);
+    }
     let audio = read_audio(input)?;
     let rate = audio.sample_rate;
     let mut channels = audio.channels;

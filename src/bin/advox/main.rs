@@ -17,6 +17,7 @@ mod eval;
 mod live;
 #[cfg(feature = "audio-devices")]
 mod live_devices;
+mod live_model;
 mod model_cmd;
 mod plot;
 mod transcribe;
