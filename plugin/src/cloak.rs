@@ -1,8 +1,10 @@
 //! Cloak: adds an inaudible perturbation in real time (all DSP in `advox::stream::cloak`).
 
 use crate::source_loader::{spawn_loader, LoaderHandle, SourceReceiver, SourceShared, SOURCE_NONE};
+use advox::attack::cloak_model::ModelCloakConfig;
 use advox::stream::band_meter::BandMeter;
 use advox::stream::cloak::{CloakMode, CloakSettings};
+use advox::stream::model_cloak::{spawn_model_cloak, ModelCloakStream, ModelStreamConfig};
 use advox::stream::processors::CloakProcessor;
 use nice_plug::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,6 +21,12 @@ pub enum ModeParam {
     #[id = "masked-noise"]
     #[name = "Masked noise"]
     MaskedNoise,
+    /// An untargeted attack on Whisper per window, under the masking threshold, on a worker
+    /// thread (`advox::stream::model_cloak`): latency two windows; an offline render waits
+    /// for it, live it is best effort.
+    #[id = "model"]
+    #[name = "Model (attack, high latency)"]
+    Model,
 }
 
 /// Cloak's parameters and persisted state.
@@ -42,6 +50,10 @@ pub struct CloakParams {
     /// Pass the (latency-delayed) input through.
     #[id = "bypass"]
     pub bypass: BoolParam,
+    /// Model mode: seconds per attacked window (the latency is twice this; takes effect when
+    /// the host restarts processing, which the plugin requests).
+    #[id = "model_window"]
+    pub model_window: FloatParam,
     /// The universal perturbation file (`advox universal` output).
     #[persist = "perturbation-path"]
     pub perturbation_path: Arc<RwLock<String>>,
@@ -91,6 +103,17 @@ impl Default for CloakParams {
             .with_unit(" Hz")
             .with_step_size(1.0),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
+            model_window: FloatParam::new(
+                "Model window",
+                30.0,
+                FloatRange::Linear {
+                    min: 5.0,
+                    max: 30.0,
+                },
+            )
+            .with_unit(" s")
+            .with_step_size(1.0)
+            .non_automatable(),
             perturbation_path: Arc::new(RwLock::new(String::new())),
             perturbation_status: Arc::new(RwLock::new("no perturbation file".into())),
         }
@@ -105,6 +128,14 @@ pub struct Cloak {
     loader: Option<LoaderHandle>,
     shared: Arc<SourceShared>,
     meter: Arc<BandMeter>,
+    /// The model mode's stream, when the plugin was activated in that mode.
+    model: Option<ModelCloakStream>,
+    /// Its window (s), as activated.
+    model_window: f32,
+    /// Whether the host renders offline (the model mode then waits for its worker).
+    offline: bool,
+    /// A restart was requested (the mode or window changed since activation).
+    restart_requested: bool,
 }
 
 impl Default for Cloak {
@@ -122,6 +153,10 @@ impl Default for Cloak {
             loader: None,
             shared,
             meter: Arc::new(BandMeter::default()),
+            model: None,
+            model_window: 0.0,
+            offline: false,
+            restart_requested: false,
         }
     }
 }
@@ -189,7 +224,31 @@ impl Plugin for Cloak {
             }
         };
         processor.set_meter(Some(self.meter.clone()));
-        context.set_latency_samples(processor.latency() as u32);
+        self.offline = buffer_config.process_mode == ProcessMode::Offline;
+        self.restart_requested = false;
+        self.model = None;
+        if self.params.mode.value() == ModeParam::Model {
+            let config = ModelStreamConfig {
+                sample_rate: rate,
+                chunk_seconds: self.params.model_window.value(),
+                cloak: ModelCloakConfig {
+                    margin_db: self.params.margin_db.value(),
+                    ..ModelCloakConfig::default()
+                },
+            };
+            match spawn_model_cloak(config, count, crate::load_default_model) {
+                Ok((stream, _worker)) => {
+                    self.model_window = self.params.model_window.value();
+                    self.model = Some(stream);
+                }
+                Err(e) => nice_log!("advox Cloak: model mode unavailable: {e}"),
+            }
+        }
+        let latency = self
+            .model
+            .as_ref()
+            .map_or(processor.latency(), |m| m.latency());
+        context.set_latency_samples(latency as u32);
         self.processor = Some(processor);
         // A fresh loader for this rate (the old one stops when its handle drops).
         self.loader = None;
@@ -203,29 +262,56 @@ impl Plugin for Cloak {
         if let Some(p) = self.processor.as_mut() {
             p.reset();
         }
+        if let Some(m) = self.model.as_mut() {
+            m.reset();
+        }
     }
 
     fn deactivate(&mut self) {
         self.loader = None;
+        // Dropping the stream stops its worker (after the model step it is in).
+        self.model = None;
     }
 
     fn process(
         &mut self,
         buffer: &mut Buffer,
         _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
+        context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let p = &self.params;
+        let want_model = p.mode.value() == ModeParam::Model;
+        // The model mode's stream exists only from an activation in that mode (its latency is
+        // the host's to know): a change of mode or window asks the host for a restart, and
+        // until then the active path plays the delayed input.
+        let stale = match &self.model {
+            Some(_) => !want_model || p.model_window.value() != self.model_window,
+            None => want_model,
+        };
+        if stale && !self.restart_requested {
+            self.restart_requested = true;
+            context.request_restart();
+        }
+        if let Some(model) = self.model.as_mut() {
+            model.state().set_margin_db(p.margin_db.value());
+            let depth = if stale || p.bypass.value() {
+                0.0
+            } else {
+                p.depth.value()
+            };
+            model.process(buffer.as_slice(), self.offline, depth);
+            return ProcessStatus::Normal;
+        }
         let settings = CloakSettings {
             mode: match p.mode.value() {
                 ModeParam::Universal => CloakMode::Universal,
-                ModeParam::MaskedNoise => CloakMode::MaskedNoise,
+                ModeParam::MaskedNoise | ModeParam::Model => CloakMode::MaskedNoise,
             },
             depth: p.depth.value(),
             margin_db: p.margin_db.value(),
             band_low_hz: p.band_low_hz.value(),
             band_high_hz: p.band_high_hz.value(),
-            bypass: p.bypass.value(),
+            bypass: p.bypass.value() || want_model,
         };
         let source = self.source.as_mut().map(|s| s.current());
         if let Some(p) = self.processor.as_mut() {

@@ -29,6 +29,19 @@ pub const STEREO_OR_MONO: &[AudioIOLayout] = &[
     },
 ];
 
+/// The default model (tiny.en from advox's model cache), loaded on a worker thread by
+/// Sentinel's model check and Cloak's model mode.
+pub(crate) fn load_default_model() -> advox::Result<advox::model::LoadedModel> {
+    let dir = advox::model::provision::model_dir("tiny.en");
+    if !advox::model::provision::is_model_dir(&dir) {
+        return Err(advox::Error::bad_model(
+            &dir,
+            "no model here: run `advox model fetch` to provision tiny.en",
+        ));
+    }
+    advox::model::LoadedModel::load(&dir, &candle_core::Device::Cpu)
+}
+
 /// Vendor, site and contact of both plugins.
 pub const VENDOR: &str = "advox";
 /// The project's site.

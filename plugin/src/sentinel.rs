@@ -1,8 +1,6 @@
 //! Sentinel: detects adversarial audio in real time and passes audio through (all analysis in
 //! `advox::stream::sentinel` and `advox::stream::monitor`).
 
-use advox::model::provision::{is_model_dir, model_dir};
-use advox::model::LoadedModel;
 use advox::stream::monitor::{spawn_monitor, MonitorConfig};
 use advox::stream::processors::SentinelProcessor;
 use advox::stream::sentinel::SentinelSettings;
@@ -103,18 +101,6 @@ impl Sentinel {
     }
 }
 
-/// The default model, loaded on the monitor thread.
-fn load_default_model() -> advox::Result<LoadedModel> {
-    let dir = model_dir("tiny.en");
-    if !is_model_dir(&dir) {
-        return Err(advox::Error::bad_model(
-            &dir,
-            "no model here: run `advox model fetch` to provision tiny.en",
-        ));
-    }
-    LoadedModel::load(&dir, &candle_core::Device::Cpu)
-}
-
 impl Plugin for Sentinel {
     const NAME: &'static str = "advox Sentinel";
     const VENDOR: &'static str = crate::VENDOR;
@@ -158,7 +144,7 @@ impl Plugin for Sentinel {
                 sample_rate: rate,
                 ..Default::default()
             };
-            match spawn_monitor(config, load_default_model) {
+            match spawn_monitor(config, crate::load_default_model) {
                 Ok((feed, state, _thread)) => Some((feed, state)),
                 Err(e) => {
                     nice_log!("advox Sentinel: model check unavailable: {e}");

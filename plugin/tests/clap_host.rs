@@ -12,7 +12,7 @@ fn both_plugins_load_report_ports_and_params_and_process_speech() {
         ids.contains(&CLOAK.to_string()) && ids.contains(&SENTINEL.to_string()),
         "{ids:?}"
     );
-    for (id, expected_params) in [(CLOAK, 6), (SENTINEL, 4)] {
+    for (id, expected_params) in [(CLOAK, 7), (SENTINEL, 4)] {
         let mut plugin = instance(&entry, id);
         assert_eq!(audio_ports(&mut plugin), (1, 1, 2), "{id}");
         let names: Vec<String> = params(&mut plugin).into_iter().map(|p| p.1).collect();
@@ -417,4 +417,70 @@ fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
         signal[..on],
         "gate closed before the detection"
     );
+}
+
+/// Cloak's model mode in a host's offline render (CLAP render extension), as a user bounces a
+/// voice track: choosing the mode asks for a restart; activated in it, Cloak reports two windows
+/// of latency and waits for its worker, and the bounce keeps faster-whisper from the words of a
+/// held-out voice-assistant request while staying quiet. About 30 s on two cores.
+#[test]
+fn cloak_model_mode_in_an_offline_render_keeps_faster_whisper_from_the_words() {
+    let entry = entry();
+    let rate = 48_000u32;
+    let x = corpus("rhino/test_within_context.wav", rate);
+    let mut cloak = instance(&entry, CLOAK);
+    render_offline(&mut cloak);
+    let (mode, window, margin) = (
+        param_id(&mut cloak, "Mode"),
+        param_id(&mut cloak, "Model window"),
+        param_id(&mut cloak, "Margin"),
+    );
+    // Masked noise's latency until the host restarts in the model mode (10-s windows).
+    let mut run = start(&mut cloak, rate as f64, 512, 2);
+    let short = latency(&mut cloak);
+    let block = vec![vec![0.0f32; 512]; 2];
+    run.process(
+        &block,
+        &[512],
+        // A stepped parameter's CLAP value is its step (Mode: 2 = Model).
+        &[
+            (mode, 2.0),
+            (window, normalised(10.0, 5.0, 30.0)),
+            (margin, 0.0),
+        ],
+    );
+    run.stop(&mut cloak);
+    let mut run = start(&mut cloak, rate as f64, 512, 2);
+    let lat = latency(&mut cloak) as usize;
+    assert_eq!(lat, 960_000, "was {short}");
+    let mut padded = x.clone();
+    padded.extend(std::iter::repeat_n(0.0, lat));
+    let out = run.process(&[padded.clone(), padded.clone()], &[512], &[]);
+    run.stop(&mut cloak);
+    assert_eq!(out[0], out[1]);
+    let cloaked = &out[0][lat..];
+    let delta: Vec<f32> = cloaked.iter().zip(&x).map(|(a, b)| a - b).collect();
+    let snr = advox::metrics::snr_db(&x, &delta);
+    assert!(snr > 20.0 && snr.is_finite(), "SNR {snr} dB");
+    let dir = std::env::temp_dir().join(format!("advox-plugin-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (clean, bounced) = (dir.join("clean.wav"), dir.join("bounced.wav"));
+    for (path, s) in [(&clean, &x[..]), (&bounced, cloaked)] {
+        advox::audio::write_wav(path, s, rate, advox::audio::WavFormat::Pcm16, &[]).unwrap();
+    }
+    let heard = advox::verify::Verifier::FasterWhisper
+        .transcribe_files(
+            &advox::model::provision::model_dir("tiny.en"),
+            &[clean, bounced],
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(heard[1].len(), 4);
+    for (c, k) in heard[0].iter().zip(&heard[1]) {
+        let (c, k) = (c.text.as_ref().unwrap(), k.text.as_ref().unwrap());
+        let wer = advox::metrics::wer(c, k);
+        assert!(wer >= 0.5, "{c:?} -> {k:?} (WER {wer})");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

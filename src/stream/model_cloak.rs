@@ -22,7 +22,7 @@ use crate::audio::{resample, SAMPLE_RATE};
 use crate::mel::N_SAMPLES;
 use crate::model::LoadedModel;
 use crate::{Error, Result};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,10 +59,24 @@ pub struct ModelCloakState {
     /// The feed overflowed: the worker's clock no longer matches; no perturbation is played.
     desynced: AtomicBool,
     stop: AtomicBool,
+    /// The margin (dB, f32 bits) the next chunk's attack uses; 0 dB until set.
+    margin_bits: AtomicU32,
     error: Mutex<Option<String>>,
 }
 
 impl ModelCloakState {
+    /// Set the margin under the masking threshold that chunks started from now on use.
+    pub fn set_margin_db(&self, margin_db: f32) {
+        if margin_db.is_finite() {
+            self.margin_bits
+                .store(margin_db.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    fn margin_db(&self) -> f32 {
+        f32::from_bits(self.margin_bits.load(Ordering::Relaxed))
+    }
+
     /// The worker's status.
     pub fn status(&self) -> ModelCloakStatus {
         match self.status.load(Ordering::Relaxed) {
@@ -177,7 +191,8 @@ impl ModelCloakStream {
 
     /// Process one block in place (planar channels of equal length; at most as many as the
     /// stream was made for). `offline`: the host renders offline, so wait for the worker.
-    pub fn process(&mut self, io: &mut [&mut [f32]], offline: bool) {
+    /// `depth` scales the perturbation (0: the input delayed, bit for bit, without waiting).
+    pub fn process(&mut self, io: &mut [&mut [f32]], offline: bool, depth: f32) {
         let frames = io.first().map_or(0, |c| c.len());
         let channels = io.len().min(self.dry.len());
         if frames == 0 || channels == 0 {
@@ -201,7 +216,7 @@ impl ModelCloakStream {
             let t = self.time + i as u64;
             let slot = (t % self.latency as u64) as usize;
             let delta = match t.checked_sub(self.latency as u64) {
-                Some(tau) => self.delta_at(tau, offline),
+                Some(tau) => depth * self.delta_at(tau, offline && depth > 0.0),
                 None => 0.0,
             };
             let muted = t < self.mute_until;
@@ -280,6 +295,7 @@ pub fn spawn_model_cloak(
     let (feed, inbox) = rtrb::RingBuffer::new(latency + (20.0 * rate) as usize);
     let (outbox, back) = rtrb::RingBuffer::new(latency + chunk);
     let state = Arc::new(ModelCloakState::default());
+    state.set_margin_db(config.cloak.margin_db);
     let shared = state.clone();
     let handle = std::thread::Builder::new()
         .name("advox-cloak-model".into())
@@ -404,9 +420,13 @@ impl Worker {
         let cancel = AtomicBool::new(false);
         let (state, deadline) = (self.state.clone(), self.deadline(start));
         let (inbox, pending) = (&mut self.inbox, &mut self.pending);
+        let cloak = ModelCloakConfig {
+            margin_db: self.state.margin_db(),
+            ..self.cloak.clone()
+        };
         let plan = WindowPlan {
             window: N_SAMPLES,
-            ..self.cloak.plan()
+            ..cloak.plan()
         };
         let result = attack_windows(model, &x, &plan, &cancel, &mut |_| {}, &mut |_| {
             // Keep the feed flowing while a step runs, and stop at a live deadline.
@@ -477,7 +497,7 @@ mod tests {
             .collect();
         let (mut l, mut r) = (x.clone(), x.iter().map(|v| -v).collect::<Vec<f32>>());
         for (a, b) in l.chunks_mut(100).zip(r.chunks_mut(100)) {
-            stream.process(&mut [a, b], true);
+            stream.process(&mut [a, b], true, 1.0);
         }
         assert_eq!(&l[800..], &x[..2_200]);
         assert!(l[..800].iter().all(|&v| v == 0.0));
@@ -487,7 +507,7 @@ mod tests {
         // A reset empties the delay line: silence for one latency, then the new input.
         stream.reset();
         let mut again = x[..1_000].to_vec();
-        stream.process(&mut [&mut again], false);
+        stream.process(&mut [&mut again], false, 1.0);
         assert!(again[..800].iter().all(|&v| v == 0.0));
         assert_eq!(&again[800..], &x[..200]);
         drop(stream);

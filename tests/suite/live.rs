@@ -286,7 +286,7 @@ fn the_streaming_model_mode_renders_offline_like_the_file_mode() {
     l.resize(x.len() + latency, 0.0);
     let mut r = l.clone();
     for (a, b) in l.chunks_mut(512).zip(r.chunks_mut(512)) {
-        stream.process(&mut [a, b], true);
+        stream.process(&mut [a, b], true, 1.0);
     }
     assert_eq!(stream.state().status(), ModelCloakStatus::Ready);
     // The speech chunk moved; the silent chunk after it (done or not by now) needs no model.

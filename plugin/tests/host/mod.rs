@@ -403,6 +403,23 @@ pub fn speech(name: &str, rate: u32) -> Vec<f32> {
     advox::audio::resample(&x, 16_000, rate).unwrap()
 }
 
+/// A recording of `../shared/corpus/` (real speech; `folder/file.wav`) at `rate`.
+pub fn corpus(name: &str, rate: u32) -> Vec<f32> {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    let x = advox::audio::read_audio_16k_mono(&shared.join("corpus").join(name)).unwrap();
+    advox::audio::resample(&x, 16_000, rate).unwrap()
+}
+
+/// Tell the plugin the host renders offline (CLAP render extension; takes effect at the next
+/// activation).
+pub fn render_offline(instance: &mut PluginInstance<TestHost>) {
+    use clack_extensions::render::{PluginRender, RenderMode};
+    let handle = instance.plugin_handle();
+    let ext = handle.get_extension::<PluginRender>().expect("render");
+    ext.set(&handle, RenderMode::Offline)
+        .expect("offline render");
+}
+
 /// Normalised value of a plain value in a linear range.
 pub fn normalised(plain: f64, min: f64, max: f64) -> f64 {
     (plain - min) / (max - min)
