@@ -47,5 +47,37 @@ fn child_process_run() {
             run.stop(&mut plugin);
         }
     }
+    // Cloak's model mode (a stepped parameter's value is its step: Mode 2 = Model; random
+    // automation never reaches it): activated in it, its audio thread feeds the worker and
+    // plays the delayed input plus whatever perturbation came back, live and offline.
+    let mut cloak = instance(&entry, CLOAK);
+    let (mode, window) = (
+        param_id(&mut cloak, "Mode"),
+        param_id(&mut cloak, "Model window"),
+    );
+    let x = speech("whats_the_weather_today.wav", 48_000);
+    let mut run = start(&mut cloak, 48_000.0, 8192, 2);
+    run.process(
+        &[x.clone(), x.clone()],
+        &[512],
+        &[(mode, 2.0), (window, 0.0)],
+    );
+    run.stop(&mut cloak);
+    for offline in [false, true] {
+        if offline {
+            render_offline(&mut cloak);
+        }
+        let mut run = start(&mut cloak, 48_000.0, 8192, 2);
+        assert_eq!(latency(&mut cloak), 480_000);
+        for chunk in x.chunks(4_000) {
+            run.process(
+                &[chunk.to_vec(), chunk.to_vec()],
+                &[1 + rng.below(4_000)],
+                &[],
+            );
+            blocks += 1;
+        }
+        run.stop(&mut cloak);
+    }
     println!("{blocks} chunks processed without allocating");
 }

@@ -15,6 +15,7 @@ use crate::metrics::snr_db;
 use crate::metrics::stoi::stoi;
 use crate::model::LoadedModel;
 use crate::stream::cloak::CloakSettings;
+use crate::stream::model_cloak::{spawn_model_cloak, ModelStreamConfig};
 use crate::stream::processors::CloakProcessor;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,58 @@ pub fn cloak_recording_with_model(
     let reference = resample(&up, host_rate, RATE_16K)?;
     let rtf = seconds / (x.len() as f64 / RATE_16K as f64);
     Ok((measured(reference, cloaked, up, out, rtf)?, attack))
+}
+
+/// Run `x` (16 kHz mono) through Cloak's model mode in its streaming form
+/// ([`crate::stream::model_cloak`], as the plugin runs it) at `host_rate` in blocks of
+/// `block` samples: `live` paces the blocks in real time (the worker gets what a live stream
+/// gives it: a window's attack is cut at its deadline), else as an offline render (the audio
+/// thread waits for the worker). Also returns the chunks finished, moved and missed.
+pub fn cloak_recording_streamed(
+    x: &[f32],
+    host_rate: u32,
+    block: usize,
+    config: ModelStreamConfig,
+    live: bool,
+    load: impl FnOnce() -> Result<LoadedModel> + Send + 'static,
+) -> Result<(Cloaked, (u64, u64, u64))> {
+    if x.is_empty() || block == 0 {
+        return Err(Error::InvalidArgument(
+            "Cloak needs a non-empty recording and a block size".into(),
+        ));
+    }
+    let up = resample(x, RATE_16K, host_rate)?;
+    let config = ModelStreamConfig {
+        sample_rate: host_rate as f32,
+        ..config
+    };
+    let (mut stream, worker) = spawn_model_cloak(config, 1, load)?;
+    let latency = stream.latency();
+    let mut signal = up.clone();
+    signal.resize(up.len() + latency, 0.0);
+    let start = Instant::now();
+    let mut done = 0usize;
+    for chunk in signal.chunks_mut(block) {
+        if live {
+            // A block is processed when its last sample has arrived.
+            let due = (done + chunk.len()) as f64 / host_rate as f64;
+            let now = start.elapsed().as_secs_f64();
+            if due > now {
+                std::thread::sleep(std::time::Duration::from_secs_f64(due - now));
+            }
+        }
+        done += chunk.len();
+        stream.process(&mut [chunk], !live, 1.0);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let counts = stream.state().counts();
+    drop(stream);
+    let _ = worker.join();
+    let cloaked = resample(&signal[latency..], host_rate, RATE_16K)?;
+    let reference = resample(&up, host_rate, RATE_16K)?;
+    let rtf = seconds / (up.len() as f64 / host_rate as f64);
+    signal.drain(..latency);
+    Ok((measured(reference, cloaked, up, signal, rtf)?, counts))
 }
 
 /// The quality of `cloaked` against `reference` (both 16 kHz; trimmed to the shorter), with

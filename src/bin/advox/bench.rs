@@ -104,6 +104,14 @@ pub struct Args {
     /// carries over to Whisper base.
     #[arg(long, requires = "cloak", value_delimiter = ',')]
     verify_models: Vec<String>,
+    /// `--cloak --with-model`: run the streaming form the plugin runs, with windows of this
+    /// many seconds (latency twice that), paced in real time as a live stream (a window's
+    /// attack is cut at its deadline); with `--offline-render`, as a host's offline render.
+    #[arg(long, requires = "with_model")]
+    stream_window: Option<f32>,
+    /// `--cloak --with-model --stream-window S`: an offline render instead of real time.
+    #[arg(long, requires = "stream_window")]
+    offline_render: bool,
     /// `--cloak --with-model`: most attack steps per window.
     #[arg(long, requires = "with_model")]
     window_steps: Option<usize>,
@@ -248,6 +256,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                     steps: args.window_steps,
                     ..Default::default()
                 }),
+            stream: args.stream_window.map(|s| (s, !args.offline_render)),
             rate: args.rate,
             verify_models: args
                 .verify_models

@@ -7,13 +7,16 @@
 use crate::common;
 use advox::attack::cloak_model::ModelCloakConfig;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
-use advox::eval::cloak::{cloak_recording, cloak_recording_with_model, CloakQuality};
+use advox::eval::cloak::{
+    cloak_recording, cloak_recording_streamed, cloak_recording_with_model, CloakQuality,
+};
 use advox::formats::universal_sidecar::UniversalFile;
 use advox::manifest::read_manifest;
 use advox::metrics::wer;
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::plot::{line_chart, Axes, Series};
 use advox::stream::cloak::{CloakMode, CloakSettings};
+use advox::stream::model_cloak::ModelStreamConfig;
 use advox::transcribe::transcribe;
 use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
@@ -32,6 +35,8 @@ pub struct CloakBench {
     /// Cloak's model-in-the-loop mode with these settings (its margin replaced by each of
     /// `margins`); `None`: masked noise or the universal perturbation.
     pub with_model: Option<ModelCloakConfig>,
+    /// The model mode's streaming form: (window seconds, paced live) instead of the file mode.
+    pub stream: Option<(f32, bool)>,
     /// The host's sample rate Cloak runs at.
     pub rate: u32,
     /// The models the verifiers run (empty: the benchmarked one); a transcript of another
@@ -139,24 +144,50 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
                         margin_db: *margin_db,
                         ..cfg.clone()
                     };
-                    let (run, attack) = cloak_recording_with_model(
-                        model,
-                        x,
-                        bench.rate,
-                        &cfg,
-                        &std::sync::atomic::AtomicBool::new(false),
-                        &mut |_| {},
-                    )
-                    .with_context(|| format!("cloaking {}", input.display()))?;
-                    eprintln!(
-                        "{}: margin {margin_db} dB: {} of {} windows succeeded, {} steps, {:.1} s",
-                        input.display(),
-                        attack.succeeded(),
-                        attack.attacked(),
-                        attack.windows.iter().map(|w| w.steps).sum::<usize>(),
-                        attack.windows.iter().map(|w| w.seconds).sum::<f64>()
-                    );
-                    run
+                    if let Some((window, live)) = bench.stream {
+                        let config = ModelStreamConfig {
+                            chunk_seconds: window,
+                            cloak: cfg,
+                            ..ModelStreamConfig::default()
+                        };
+                        let dir = model.dir.clone();
+                        let (run, (chunks, moved, missed)) = cloak_recording_streamed(
+                            x,
+                            bench.rate,
+                            BLOCK,
+                            config,
+                            live,
+                            move || LoadedModel::load(&dir, &candle_core::Device::Cpu),
+                        )
+                        .with_context(|| format!("cloaking {}", input.display()))?;
+                        eprintln!(
+                            "{}: margin {margin_db} dB, {window}-s windows {}: {chunks} \
+                             window(s), {moved} moved, {missed} missed",
+                            input.display(),
+                            if live { "live" } else { "offline" },
+                        );
+                        run
+                    } else {
+                        let (run, attack) = cloak_recording_with_model(
+                            model,
+                            x,
+                            bench.rate,
+                            &cfg,
+                            &std::sync::atomic::AtomicBool::new(false),
+                            &mut |_| {},
+                        )
+                        .with_context(|| format!("cloaking {}", input.display()))?;
+                        eprintln!(
+                            "{}: margin {margin_db} dB: {} of {} windows succeeded, {} steps, \
+                             {:.1} s",
+                            input.display(),
+                            attack.succeeded(),
+                            attack.attacked(),
+                            attack.windows.iter().map(|w| w.steps).sum::<usize>(),
+                            attack.windows.iter().map(|w| w.seconds).sum::<f64>()
+                        );
+                        run
+                    }
                 }
                 _ => cloak_recording(x, bench.rate, BLOCK, &settings, source.as_deref())
                     .with_context(|| format!("cloaking {}", input.display()))?,
@@ -293,6 +324,8 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
             (None, CloakMode::MaskedNoise) => "masked-noise",
         },
         "model_settings": bench.with_model.as_ref().map(|c| serde_json::json!({
+            "stream_window_seconds": bench.stream.map(|s| s.0),
+            "stream_live": bench.stream.map(|s| s.1),
             "min_wer": c.min_wer,
             "steps": c.steps,
             "window_samples": c.window,
