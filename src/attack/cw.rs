@@ -85,6 +85,7 @@ pub fn run_cw(
     // Each value of c starts from where the previous one ended (a warm start): after a failure
     // the larger c pushes on from there, after a success the smaller c shrinks that δ.
     let mut delta = vec![0.0f32; x.len()];
+    let mut led = false;
     'search: for round in 0..cfg.search_steps.max(1) {
         let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(cfg.domain, x.len())?);
         let mut gate = LeadGate::new(cfg.check_every);
@@ -94,9 +95,18 @@ pub fn run_cw(
                 break 'search;
             }
             let quantized = quantized_sum_within(x, &delta, cfg.constraints.linf);
+            // Until the goal's tokens first lead, the cross-entropy (PGD's loss) pulls every
+            // token at once; the margin loss, whose gradient passes only through each token's
+            // best rival, stalls far from the goal on hard inputs (`0890`: 300 steps and the
+            // transcript still the original's, where PGD succeeds in 168).
             let scored = track.score_by(&quantized, |front, prompt, wave| {
-                objective.evaluate_margin_as(model, front, wave, cfg.kappa, prompt)
+                if led {
+                    objective.evaluate_margin_as(model, front, wave, cfg.kappa, prompt)
+                } else {
+                    objective.evaluate_as(model, front, wave, prompt)
+                }
             })?;
+            led |= track.leads(scored.lead);
             let (margin, g) = (scored.loss, scored.grad);
             let l2sq: f32 = delta.iter().map(|d| d * d).sum();
             let loss = l2sq + c * margin;
