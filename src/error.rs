@@ -31,6 +31,10 @@ pub enum Error {
     /// Something the user supplied (an option, a goal, a setting) is out of its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The input gives an attack nothing to work on (an untargeted goal on an input that
+    /// transcribes as nothing); callers that attack many windows skip such a window.
+    #[error("invalid argument: {0}")]
+    NothingToAttack(String),
     /// A file advox reads (a manifest, a report, a calibration, detector weights) is not what
     /// it should be.
     #[error("{path}: {reason}")]

@@ -229,7 +229,7 @@ impl Objective {
                     ));
                 }
                 if original_tokens.is_empty() {
-                    return Err(Error::InvalidArgument(
+                    return Err(Error::NothingToAttack(
                         "the input transcribes as nothing; an untargeted attack has nothing to move away from".into(),
                     ));
                 }

@@ -16,7 +16,7 @@
 //! and whatever the host-rate signal holds above 8 kHz passes untouched.
 
 use super::plan::AttackOptions;
-use super::windowed::{attack_windows, WindowOutcome, WindowPlan, WindowedAttack};
+use super::windowed::{attack_windows, check_window, WindowOutcome, WindowPlan, WindowedAttack};
 use super::StepInfo;
 use crate::audio::{resample, SAMPLE_RATE};
 use crate::mel::N_SAMPLES;
@@ -77,12 +77,7 @@ impl ModelCloakConfig {
                 self.margin_db, self.min_wer
             )));
         }
-        if self.window == 0 || self.window > N_SAMPLES {
-            return Err(Error::InvalidArgument(format!(
-                "Cloak's model mode works in windows of 1 to {N_SAMPLES} samples, got {}",
-                self.window
-            )));
-        }
+        check_window(self.window)?;
         Ok(())
     }
 

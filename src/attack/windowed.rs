@@ -77,6 +77,16 @@ pub struct WindowPlan {
     pub window: usize,
 }
 
+/// Refuse a window length outside 1..=[`N_SAMPLES`].
+pub fn check_window(window: usize) -> Result<()> {
+    if window == 0 || window > N_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "a window holds 1 to {N_SAMPLES} samples (30 s at 16 kHz), got {window}"
+        )));
+    }
+    Ok(())
+}
+
 /// Attack 16-kHz samples `x` of any length as `plan` says, window by window (see the module
 /// documentation). `on_window` sees each
 /// window's outcome as it is done, `on_step` every attack step. Cancelling ends the current
@@ -93,11 +103,7 @@ pub fn attack_windows(
     if x.is_empty() {
         return Err(Error::InvalidArgument("the recording is empty".into()));
     }
-    if window == 0 || window > N_SAMPLES {
-        return Err(Error::InvalidArgument(format!(
-            "a window holds 1 to {N_SAMPLES} samples (30 s at 16 kHz), got {window}"
-        )));
-    }
+    check_window(window)?;
     options.check(Some(goal))?;
     let mut perturbation = vec![0.0f32; x.len()];
     let mut windows = Vec::new();
@@ -143,11 +149,9 @@ pub fn attack_windows(
                         energy_under_threshold: run.masking.energy_under_threshold,
                     }
                 }
-                // Nothing to move away from (an untargeted goal on silence) or nothing to
-                // mute: the window stays as it is.
-                Err(Error::InvalidArgument(why)) if why.contains("transcribes as nothing") => {
-                    untouched(String::new(), why)
-                }
+                // Nothing to move away from (an untargeted goal on silence): the window stays
+                // as it is.
+                Err(Error::NothingToAttack(why)) => untouched(String::new(), why),
                 Err(e) => return Err(e),
             }
         };

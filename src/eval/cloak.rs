@@ -83,11 +83,9 @@ pub fn cloak_recording(
         processor.process(&mut [chunk], settings, source);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let cloaked = resample(&signal[latency..], host_rate, RATE_16K)?;
-    let reference = resample(&up, host_rate, RATE_16K)?;
     let rtf = seconds / (up.len() as f64 / host_rate as f64);
     signal.drain(..latency);
-    measured(reference, cloaked, up, signal, rtf)
+    measured(up, signal, host_rate, rtf)
 }
 
 /// Run `x` (16 kHz mono) through Cloak's model-in-the-loop mode at `host_rate`, as an offline
@@ -113,10 +111,8 @@ pub fn cloak_recording_with_model(
     let mut out = up.clone();
     add_at_rate(&mut out, host_rate, &attack.perturbation)?;
     let seconds = start.elapsed().as_secs_f64();
-    let cloaked = resample(&out, host_rate, RATE_16K)?;
-    let reference = resample(&up, host_rate, RATE_16K)?;
     let rtf = seconds / (x.len() as f64 / RATE_16K as f64);
-    Ok((measured(reference, cloaked, up, out, rtf)?, attack))
+    Ok((measured(up, out, host_rate, rtf)?, attack))
 }
 
 /// Run `x` (16 kHz mono) through Cloak's model mode in its streaming form
@@ -164,22 +160,21 @@ pub fn cloak_recording_streamed(
     let counts = stream.state().counts();
     drop(stream);
     let _ = worker.join();
-    let cloaked = resample(&signal[latency..], host_rate, RATE_16K)?;
-    let reference = resample(&up, host_rate, RATE_16K)?;
     let rtf = seconds / (up.len() as f64 / host_rate as f64);
     signal.drain(..latency);
-    Ok((measured(reference, cloaked, up, signal, rtf)?, counts))
+    Ok((measured(up, signal, host_rate, rtf)?, counts))
 }
 
-/// The quality of `cloaked` against `reference` (both 16 kHz; trimmed to the shorter), with
-/// both at the host's rate beside them.
+/// The quality of `cloaked_host` against `reference_host` (both at `host_rate`), judged at
+/// 16 kHz as a recogniser and PESQ get them (trimmed to the shorter).
 fn measured(
-    reference: Vec<f32>,
-    cloaked: Vec<f32>,
     reference_host: Vec<f32>,
     cloaked_host: Vec<f32>,
+    host_rate: u32,
     rtf: f64,
 ) -> Result<Cloaked> {
+    let reference = resample(&reference_host, host_rate, RATE_16K)?;
+    let cloaked = resample(&cloaked_host, host_rate, RATE_16K)?;
     let n = reference.len().min(cloaked.len());
     let (reference, cloaked) = (reference[..n].to_vec(), cloaked[..n].to_vec());
     let delta: Vec<f32> = cloaked.iter().zip(&reference).map(|(c, r)| c - r).collect();

@@ -404,18 +404,18 @@ impl Worker {
 
     /// The perturbation of one chunk at the host's rate (zeros where nothing could be done).
     fn attack(&mut self, model: &LoadedModel, input: &[f32], start: u64) -> Vec<f32> {
-        let silent = vec![0.0; self.chunk];
+        let silent = || vec![0.0; self.chunk];
         if self.late(start) {
             self.state.missed.fetch_add(1, Ordering::Relaxed);
-            return silent;
+            return silent();
         }
         // Digital silence (and next to it) has nothing to transcribe and no threshold to hide
         // under: skip the model.
         if input.iter().all(|v| v.abs() < 1e-4) {
-            return silent;
+            return silent();
         }
         let Ok(x) = resample(input, self.rate, SAMPLE_RATE) else {
-            return silent;
+            return silent();
         };
         let cancel = AtomicBool::new(false);
         let (state, deadline) = (self.state.clone(), self.deadline(start));
@@ -439,7 +439,7 @@ impl Worker {
             }
         });
         let Ok(attack) = result else {
-            return silent;
+            return silent();
         };
         if attack.succeeded() > 0 {
             self.state.moved.fetch_add(1, Ordering::Relaxed);
@@ -449,7 +449,7 @@ impl Worker {
                 up.resize(self.chunk, 0.0);
                 up
             }
-            Err(_) => silent,
+            Err(_) => silent(),
         }
     }
 

@@ -259,40 +259,28 @@ fn check_transfer(dir: &std::path::Path) {
         common::model_dir().display(),
         env!("CARGO_BIN_EXE_advox")
     );
-    let run = advox()
-        .arg("transfer")
-        .arg("--adv")
-        .arg(dir)
-        .arg("--asr-cmd")
-        .arg(&cmd)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("1 of 1 examples meet their goal"));
     // The same as a server reading WAV paths on stdin (`--asr-server`).
     let server = format!(
         "while read -r p; do ADVOX_MODEL='{}' '{}' transcribe \"$p\"; done",
         common::model_dir().display(),
         env!("CARGO_BIN_EXE_advox")
     );
-    let run = advox()
-        .arg("transfer")
-        .arg("--adv")
-        .arg(dir)
-        .arg("--asr-server")
-        .arg(&server)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(String::from_utf8_lossy(&run.stdout).contains("1 of 1 examples meet their goal"));
+    for (flag, recogniser) in [("--asr-cmd", &cmd), ("--asr-server", &server)] {
+        let run = advox()
+            .arg("transfer")
+            .arg("--adv")
+            .arg(dir)
+            .arg(flag)
+            .arg(recogniser)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(String::from_utf8_lossy(&run.stdout).contains("1 of 1 examples meet their goal"));
+    }
     // A recogniser that fails is reported per example, not a crash.
     let run = advox()
         .arg("transfer")

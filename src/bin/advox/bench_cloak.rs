@@ -8,7 +8,7 @@ use crate::common;
 use advox::attack::cloak_model::ModelCloakConfig;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
 use advox::eval::cloak::{
-    cloak_recording, cloak_recording_streamed, cloak_recording_with_model, CloakQuality,
+    cloak_recording, cloak_recording_streamed, cloak_recording_with_model, CloakQuality, Cloaked,
 };
 use advox::formats::universal_sidecar::UniversalFile;
 use advox::manifest::read_manifest;
@@ -144,50 +144,7 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
                         margin_db: *margin_db,
                         ..cfg.clone()
                     };
-                    if let Some((window, live)) = bench.stream {
-                        let config = ModelStreamConfig {
-                            chunk_seconds: window,
-                            cloak: cfg,
-                            ..ModelStreamConfig::default()
-                        };
-                        let dir = model.dir.clone();
-                        let (run, (chunks, moved, missed)) = cloak_recording_streamed(
-                            x,
-                            bench.rate,
-                            BLOCK,
-                            config,
-                            live,
-                            move || LoadedModel::load(&dir, &candle_core::Device::Cpu),
-                        )
-                        .with_context(|| format!("cloaking {}", input.display()))?;
-                        eprintln!(
-                            "{}: margin {margin_db} dB, {window}-s windows {}: {chunks} \
-                             window(s), {moved} moved, {missed} missed",
-                            input.display(),
-                            if live { "live" } else { "offline" },
-                        );
-                        run
-                    } else {
-                        let (run, attack) = cloak_recording_with_model(
-                            model,
-                            x,
-                            bench.rate,
-                            &cfg,
-                            &std::sync::atomic::AtomicBool::new(false),
-                            &mut |_| {},
-                        )
-                        .with_context(|| format!("cloaking {}", input.display()))?;
-                        eprintln!(
-                            "{}: margin {margin_db} dB: {} of {} windows succeeded, {} steps, \
-                             {:.1} s",
-                            input.display(),
-                            attack.succeeded(),
-                            attack.attacked(),
-                            attack.windows.iter().map(|w| w.steps).sum::<usize>(),
-                            attack.windows.iter().map(|w| w.seconds).sum::<f64>()
-                        );
-                        run
-                    }
+                    render_with_model(model, bench, cfg, x, input)?
                 }
                 _ => cloak_recording(x, bench.rate, BLOCK, &settings, source.as_deref())
                     .with_context(|| format!("cloaking {}", input.display()))?,
@@ -386,6 +343,52 @@ fn print_table(settings: &[Setting], n: usize) {
         }
         println!("{row}");
     }
+}
+
+/// `x` (16 kHz) through Cloak's model mode as `bench` asks: the file mode, or the plugin's
+/// streaming form (live or offline), with a line on stderr of what the attack did.
+fn render_with_model(
+    model: &LoadedModel,
+    bench: &CloakBench,
+    cfg: ModelCloakConfig,
+    x: &[f32],
+    input: &Path,
+) -> Result<Cloaked> {
+    let margin_db = cfg.margin_db;
+    let context = || format!("cloaking {}", input.display());
+    if let Some((window, live)) = bench.stream {
+        let config = ModelStreamConfig {
+            chunk_seconds: window,
+            cloak: cfg,
+            ..ModelStreamConfig::default()
+        };
+        // A fresh worker per recording, loading its own model, as a plugin instance does.
+        let dir = model.dir.clone();
+        let (run, (chunks, moved, missed)) =
+            cloak_recording_streamed(x, bench.rate, BLOCK, config, live, move || {
+                LoadedModel::load(&dir, &candle_core::Device::Cpu)
+            })
+            .with_context(context)?;
+        eprintln!(
+            "{}: margin {margin_db} dB, {window}-s windows {}: {chunks} window(s), {moved} \
+             moved, {missed} missed",
+            input.display(),
+            if live { "live" } else { "offline" },
+        );
+        return Ok(run);
+    }
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let (run, attack) = cloak_recording_with_model(model, x, bench.rate, &cfg, &never, &mut |_| {})
+        .with_context(context)?;
+    eprintln!(
+        "{}: margin {margin_db} dB: {} of {} windows succeeded, {} steps, {:.1} s",
+        input.display(),
+        attack.succeeded(),
+        attack.attacked(),
+        attack.windows.iter().map(|w| w.steps).sum::<usize>(),
+        attack.windows.iter().map(|w| w.seconds).sum::<f64>()
+    );
+    Ok(run)
 }
 
 /// WER of `primary` against PESQ, one point per margin.
