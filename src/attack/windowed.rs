@@ -7,7 +7,8 @@
 //! transcription start reading without timestamps, and where they start the first window with
 //! them (later windows with timestamps start where the previous one's last complete segment
 //! ended, so a window's perturbation is then heard partly in the next window: an assumption
-//! reports state). A window that transcribes as nothing (silence, noise) is left untouched.
+//! reports state). A window of digital silence, or one that transcribes as nothing, is left
+//! untouched.
 
 use super::plan::{attack_signal, AttackOptions};
 use super::StepInfo;
@@ -77,6 +78,9 @@ pub struct WindowPlan {
     pub window: usize,
 }
 
+/// A window whose every sample is under this is digital silence and is left alone.
+const SILENCE: f32 = 1e-4;
+
 /// Refuse a window length outside 1..=[`N_SAMPLES`].
 pub fn check_window(window: usize) -> Result<()> {
     if window == 0 || window > N_SAMPLES {
@@ -123,6 +127,10 @@ pub fn attack_windows(
         };
         let outcome = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             untouched(String::new(), "cancelled before this window".into())
+        } else if piece.iter().all(|v| v.abs() < SILENCE) {
+            // Whisper hallucinates on digital silence ("you"), and the masking threshold
+            // there allows nothing: an attack would run all its steps for nothing.
+            untouched(String::new(), "digital silence".into())
         } else {
             match attack_signal(
                 model,

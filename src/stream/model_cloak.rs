@@ -409,11 +409,6 @@ impl Worker {
             self.state.missed.fetch_add(1, Ordering::Relaxed);
             return silent();
         }
-        // Digital silence (and next to it) has nothing to transcribe and no threshold to hide
-        // under: skip the model.
-        if input.iter().all(|v| v.abs() < 1e-4) {
-            return silent();
-        }
         let Ok(x) = resample(input, self.rate, SAMPLE_RATE) else {
             return silent();
         };
