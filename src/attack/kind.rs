@@ -264,6 +264,16 @@ impl BlackBox {
         }
     }
 
+    /// The same search with another query budget.
+    pub fn with_budget(&self, queries: usize) -> BlackBox {
+        let mut b = self.clone();
+        match &mut b {
+            BlackBox::Ga(c) => c.query_budget = queries,
+            BlackBox::Nes(c) => c.query_budget = queries,
+        }
+        b
+    }
+
     /// Its seed.
     pub fn seed(&self) -> u64 {
         match self {

@@ -5,6 +5,7 @@
 //! [`crate::recognizer::Recognizer`]. [`Attack`] names them all and runs any of them with its
 //! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
+pub mod bounded;
 pub mod cloak_model;
 pub mod cloak_shaping;
 pub mod cloak_source;
@@ -18,6 +19,7 @@ mod kind;
 pub mod nes;
 pub mod pgd;
 pub mod plan;
+pub mod query;
 pub mod step;
 mod track;
 pub mod universal;

@@ -11,6 +11,7 @@ use super::ga::GaConfig;
 use super::imperceptible::ImperceptibleConfig;
 use super::jsma::JsmaConfig;
 use super::nes::{Estimator, NesConfig};
+use super::query::{QueryPlan, Surrogate, SURROGATE_ROUNDS};
 use super::StepInfo;
 use super::{Attack, AttackConfig, AttackKind, AttackRun, BlackBox, Method, Rule, Schedule};
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
@@ -136,6 +137,12 @@ pub struct AttackOptions {
     pub front_ends: Option<Vec<FrontEnd>>,
     /// `--plain-prompt-only`: a targeted goal need not also hold under timestamp decoding.
     pub no_timestamp_prompt: bool,
+    /// `--surrogate` (black-box): attack advox's model white-box first and send its result
+    /// to the target ([`super::query`]).
+    pub surrogate: bool,
+    /// `--surrogate-rounds` (black-box with `--surrogate`; default
+    /// [`super::query::SURROGATE_ROUNDS`]).
+    pub surrogate_rounds: Option<usize>,
 }
 
 /// The constraints an attack applied, as reports record them.
@@ -174,7 +181,8 @@ impl AttackOptions {
         const BLACK: &[AttackKind] = &[Ga, Nes, Spsa];
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
         const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
-        let options: [(&str, bool, &[AttackKind]); 34] = [
+        const QUERY_BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa];
+        let options: [(&str, bool, &[AttackKind]); 36] = [
             ("--margin", self.margin.is_some(), WHITE),
             ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
             ("--front-ends", self.front_ends.is_some(), WHITE),
@@ -184,13 +192,13 @@ impl AttackOptions {
                 &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa],
             ),
             ("--l2", self.l2.is_some(), BOUNDED),
-            ("--snr-db", self.snr_db.is_some(), BOUNDED),
+            ("--snr-db", self.snr_db.is_some(), QUERY_BOUNDED),
             ("--band", self.band.is_some(), BOUNDED),
             ("--speech-only", self.speech_only, BOUNDED),
             (
                 "--masking-margin-db",
                 self.masking_margin_db.is_some(),
-                STEPPED,
+                &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa],
             ),
             ("--domain", self.domain.is_some(), STEPPED),
             (
@@ -237,6 +245,8 @@ impl AttackOptions {
             ("--population", self.population.is_some(), BLACK),
             ("--sigma", self.sigma.is_some(), ESTIMATED),
             ("--tile", self.tile.is_some(), ESTIMATED),
+            ("--surrogate", self.surrogate, BLACK),
+            ("--surrogate-rounds", self.surrogate_rounds.is_some(), BLACK),
         ];
         for (name, set, applies) in options {
             if set && !applies.contains(&kind) {
@@ -256,6 +266,16 @@ impl AttackOptions {
                     _ => "it transcribes every generation's best candidate",
                 }
             )));
+        }
+        if self.surrogate_rounds.is_some() && !self.surrogate {
+            return Err(Error::InvalidArgument(
+                "--surrogate-rounds needs --surrogate".into(),
+            ));
+        }
+        if self.surrogate_rounds == Some(0) {
+            return Err(Error::InvalidArgument(
+                "--surrogate-rounds must be at least 1".into(),
+            ));
         }
         if self.eot_samples.is_some() && !self.eot {
             return Err(Error::InvalidArgument("--eot-samples needs --eot".into()));
@@ -353,7 +373,6 @@ impl AttackOptions {
         self.check(Some(goal))?;
         let kind = self.kind();
         let decode = self.decode();
-        let applied = self.applied_constraints();
         let masking = self.masking_margin_db.map(|margin_db| MaskingBound {
             threshold: threshold.clone(),
             margin_db,
@@ -367,16 +386,7 @@ impl AttackOptions {
                 Method::Pgd
             },
             domain,
-            constraints: Constraints {
-                linf: applied.eps,
-                l2: self.l2,
-                snr_db: self.snr_db,
-                band_hz: self.band,
-                time_mask: self
-                    .speech_only
-                    .then(|| speech_mask(x, crate::audio::SAMPLE_RATE)),
-                masking: masking.clone(),
-            },
+            constraints: self.constraints(x, masking.clone()),
             steps: self.steps.unwrap_or(PGD_STEPS),
             step_size: self
                 .step_size
@@ -467,6 +477,69 @@ impl AttackOptions {
                     "{k} is a black-box attack (--blackbox {k})"
                 )))
             }
+        })
+    }
+
+    /// The bounds of the options on input `x`, with the masking bound already made.
+    fn constraints(&self, x: &[f32], masking: Option<MaskingBound>) -> Constraints {
+        Constraints {
+            linf: self.applied_constraints().eps,
+            l2: self.l2,
+            snr_db: self.snr_db,
+            band_hz: self.band,
+            time_mask: self
+                .speech_only
+                .then(|| speech_mask(x, crate::audio::SAMPLE_RATE)),
+            masking,
+        }
+    }
+
+    /// The query-based attack on 16-kHz input `x`: the search ([`AttackOptions::black_box`]),
+    /// the bounds every heard candidate is projected onto, and with `--surrogate` the
+    /// surrogate prior on `surrogate` (PGD under the same bounds). Checks the options first.
+    pub fn query_plan<'m>(
+        &self,
+        goal: &Goal,
+        x: &[f32],
+        surrogate: Option<&'m LoadedModel>,
+    ) -> Result<QueryPlan<'m>> {
+        let search = self.black_box(goal)?;
+        let masking = match self.masking_margin_db {
+            Some(margin_db) => Some(MaskingBound {
+                threshold: Arc::new(MaskingThreshold::compute(x, MaskingConfig::default())?),
+                margin_db,
+            }),
+            None => None,
+        };
+        let surrogate = match (self.surrogate, surrogate) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::InvalidArgument(
+                    "--surrogate needs a surrogate model".into(),
+                ))
+            }
+            (true, Some(model)) => Some(Surrogate {
+                model,
+                options: AttackOptions {
+                    kind: Some(AttackKind::Pgd),
+                    eps: self.applied_constraints().eps,
+                    l2: self.l2,
+                    snr_db: self.snr_db,
+                    band: self.band,
+                    speech_only: self.speech_only,
+                    masking_margin_db: self.masking_margin_db,
+                    beam: self.beam,
+                    seed: self.seed,
+                    ..Default::default()
+                },
+                rounds: self.surrogate_rounds.unwrap_or(SURROGATE_ROUNDS),
+            }),
+        };
+        Ok(QueryPlan {
+            search,
+            constraints: self.constraints(x, masking),
+            surrogate,
+            shrink: true,
         })
     }
 

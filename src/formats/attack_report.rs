@@ -23,6 +23,18 @@ pub struct BlackBoxStats {
     pub queries: usize,
     /// The query budget.
     pub query_budget: usize,
+    /// The surrogate prior's rounds, one query each (empty without `--surrogate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surrogate: Vec<crate::attack::query::SurrogateRound>,
+    /// Queries of the search after the surrogate rounds.
+    #[serde(default)]
+    pub search_queries: usize,
+    /// Queries when the goal was first met (`null`: never).
+    #[serde(default)]
+    pub first_success_queries: Option<usize>,
+    /// SNR of the kept success at its first success and after each query that shrank it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snr_trajectory: Vec<crate::attack::query::SnrPoint>,
 }
 
 /// One attack on one input.
@@ -372,6 +384,10 @@ mod tests {
             score_based: true,
             queries: 3,
             query_budget: 10,
+            surrogate: Vec::new(),
+            search_queries: 3,
+            first_success_queries: None,
+            snr_trajectory: Vec::new(),
         };
         let goal = Goal::Targeted("turn off the lights".into());
         let report = AttackReport::black_box(

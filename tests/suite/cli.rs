@@ -443,6 +443,12 @@ fn an_option_that_does_not_apply_to_the_attack_is_an_error() {
         (&["--blackbox", "ga", "--margin", "2"][..], "--margin"),
         (&["--attack", "jsma", "--restarts", "2"][..], "--restarts"),
         (&["--blackbox", "ga", "--l2", "1"][..], "--l2"),
+        (&["--eps", "0.01", "--surrogate"][..], "--surrogate"),
+        (&["--blackbox", "nes", "--surrogate"][..], "--surrogate"),
+        (
+            &["--blackbox", "nes", "--surrogate-rounds", "2"][..],
+            "--surrogate-rounds",
+        ),
         (&["--eps", "0.01", "--kappa", "2"][..], "--kappa"),
         (
             &["--attack", "fgsm", "--eps", "0.01", "--steps", "9"][..],
@@ -1190,4 +1196,69 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+}
+
+/// The surrogate prior against a real external recogniser: on held-out real speech (a
+/// LibriVox reader none of advox's tuning used), an untargeted black-box attack on
+/// faster-whisper (`--asr faster-whisper`, the same tiny.en weights in CTranslate2, beam 5)
+/// under an SNR bound succeeds in the first few queries, stays inside the bound, shrinks δ with
+/// the queries left, and the written file is still heard as changed by faster-whisper.
+#[test]
+fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-surrogate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = common::shared()
+        .join("corpus")
+        .join(&common::corpus_test(1)[0].name);
+    let out = dir.join("adv.wav");
+    let run = advox()
+        .arg("attack")
+        .arg(&clip)
+        .args([
+            "--blackbox",
+            "nes",
+            "--asr",
+            "faster-whisper",
+            "--untargeted",
+            "--snr-db",
+            "30",
+            "--surrogate",
+            "--queries",
+            "20",
+            "--seed",
+            "1",
+            "--verify",
+            "faster-whisper",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    let bb = &report["black_box"];
+    assert_eq!(report["success"], true, "{stderr}");
+    let rounds = bb["surrogate"].as_array().unwrap();
+    assert!(!rounds.is_empty() && rounds.last().unwrap()["success"] == true, "{bb}");
+    let first = bb["first_success_queries"].as_u64().unwrap();
+    assert!(first <= 3, "{bb}");
+    assert_eq!(bb["search_queries"], 0);
+    assert!(bb["queries"].as_u64().unwrap() <= 20);
+    // Inside the bound, and quieter after the shrinking queries than at the first success.
+    let snr = report["snr_db"].as_f64().unwrap();
+    assert!(snr >= 29.95, "{snr}");
+    let trajectory = bb["snr_trajectory"].as_array().unwrap();
+    let at = |i: usize| trajectory[i]["snr_db"].as_f64().unwrap();
+    assert!(trajectory.len() >= 2 && at(trajectory.len() - 1) > at(0), "{bb}");
+    assert!((at(trajectory.len() - 1) - snr).abs() < 0.05);
+    // The written file, transcribed afresh by faster-whisper as attacked (beam 5, plain).
+    let fw = report["verified_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["beam"] == 5 && v["timestamps"] == false)
+        .unwrap();
+    assert_eq!(fw["success"], true, "{fw}");
+    std::fs::remove_dir_all(&dir).ok();
 }

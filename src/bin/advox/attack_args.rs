@@ -234,6 +234,16 @@ pub struct Args {
     /// of OpenAI's `transcribe` and faster-whisper).
     #[arg(long)]
     plain_prompt_only: bool,
+    /// Black-box: a surrogate prior. The built-in model (`--model`) is attacked white-box
+    /// first (PGD under the same bounds), and its result is sent to the target as one query;
+    /// rounds that do not fool the target ask the surrogate for more (untargeted: WER
+    /// threshold +0.25; targeted or mute: twice the margin), then the search goes on from the
+    /// best of them with the queries left.
+    #[arg(long)]
+    surrogate: bool,
+    /// Black-box with --surrogate: surrogate rounds, one query each (default 3).
+    #[arg(long)]
+    surrogate_rounds: Option<usize>,
 }
 
 impl Args {
@@ -288,6 +298,8 @@ impl Args {
             margin: self.margin,
             front_ends: self.front_ends.clone(),
             no_timestamp_prompt: self.plain_prompt_only,
+            surrogate: self.surrogate,
+            surrogate_rounds: self.surrogate_rounds,
         }
     }
 }

@@ -4,7 +4,8 @@
 use crate::attack::write_example;
 use crate::common;
 use advox::attack::plan::AttackOptions;
-use advox::attack::{BlackBox, StepInfo};
+use advox::attack::query::{run_query_attack, QueryPlan};
+use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, refuse_overwrite};
 use advox::formats::attack_report::{BlackBoxStats, ReportFiles};
 use advox::formats::AttackReport;
@@ -48,14 +49,25 @@ pub fn run(
         .input
         .context("black-box attacks take one input file, not a manifest")?;
     let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
-    let attack = options.black_box(&goal)?;
+    // Refuse bad options before the input is read or a model loaded.
+    options.black_box(&goal)?;
+    if options.surrogate && target.external.is_none() {
+        bail!(
+            "--surrogate attacks an external recogniser (--asr, --asr-server or --asr-cmd); \
+             against the built-in model use a white-box attack (--attack)"
+        );
+    }
     let files = ReportFiles::new(input, target.output);
     let inputs = [input];
     for out in [&files.output, &files.perturbation, &files.report] {
         refuse_overwrite(out, &inputs)?;
     }
     let x = read_audio_16k_mono(input)?;
-    let model;
+    let device = common::device(device)?;
+    let model = match target.external.is_none() || options.surrogate {
+        true => Some(common::load_model(target.model, &device)?),
+        false => None,
+    };
     let (mut recognizer, original): (Box<dyn Recognizer>, String) = match target.external {
         Some(external) => {
             let mut r = external.recognizer(Duration::from_secs_f64(timeout_s))?;
@@ -64,8 +76,8 @@ pub fn run(
         }
         None => {
             // The built-in model exposes the goal's loss as a score (no gradients).
-            model = common::load_model(target.model, &common::device(device)?)?;
-            let mut builtin = BuiltinRecognizer::new(&model, options.decode());
+            let model = model.as_ref().context("the built-in model is not loaded")?;
+            let mut builtin = BuiltinRecognizer::new(model, options.decode());
             let (text, tokens) = builtin
                 .transcribe_with_tokens(&x)
                 .context("transcribing the input")?;
@@ -77,9 +89,13 @@ pub fn run(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
+    let surrogate = if options.surrogate { model.as_ref() } else { None };
+    let plan = options
+        .query_plan(&goal, &x, surrogate)
+        .with_context(|| format!("planning the attack on {}", input.display()))?;
     let mut report = attack_one(
         recognizer.as_mut(),
-        &attack,
+        &plan,
         &files,
         &x,
         &goal,
@@ -101,7 +117,7 @@ pub fn run(
 #[allow(clippy::too_many_arguments)]
 fn attack_one(
     recognizer: &mut dyn Recognizer,
-    attack: &BlackBox,
+    plan: &QueryPlan,
     files: &ReportFiles,
     x: &[f32],
     goal: &Goal,
@@ -109,13 +125,14 @@ fn attack_one(
     options: &AttackOptions,
     cancel: &AtomicBool,
 ) -> Result<AttackReport> {
+    let attack = &plan.search;
     let bar = common::step_bar(attack.iterations() as u64);
     let start = Instant::now();
     let mut on_step = |info: &StepInfo| {
         bar.set_position(info.step as u64);
         bar.set_message(info.transcript.clone().unwrap_or_default());
     };
-    let out = attack.run(recognizer, x, goal, original, cancel, &mut on_step)?;
+    let out = run_query_attack(recognizer, x, goal, original, plan, cancel, &mut on_step)?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     write_example(files, &out.attack.adversarial, &out.attack.perturbation)?;
@@ -124,6 +141,10 @@ fn attack_one(
         score_based: recognizer.has_scores(),
         queries: out.queries,
         query_budget: attack.budget(),
+        surrogate: out.surrogate.clone(),
+        search_queries: out.search_queries,
+        first_success_queries: out.first_success_queries,
+        snr_trajectory: out.snr_trajectory.clone(),
     };
     let report = AttackReport::black_box(
         files,
@@ -138,6 +159,24 @@ fn attack_one(
         options.applied_constraints(),
     );
     common::write_json(&files.report, &report)?;
+    for (i, r) in out.surrogate.iter().enumerate() {
+        eprintln!(
+            "surrogate round {} ({}{}): {:.1} s white-box, SNR {:.1} dB, the target heard {:?}{}",
+            i + 1,
+            r.goal,
+            r.margin.map(|m| format!(", margin {m}")).unwrap_or_default(),
+            r.seconds,
+            r.snr_db,
+            r.transcript,
+            if r.success { " (goal met)" } else { "" }
+        );
+    }
+    if let (Some(first), Some(last)) = (out.snr_trajectory.first(), out.snr_trajectory.last()) {
+        eprintln!(
+            "shrunk after the first success: SNR {:.1} dB at query {} → {:.1} dB at query {}",
+            first.snr_db, first.queries, last.snr_db, last.queries
+        );
+    }
     println!(
         "{} | {:?} | SNR {:.1} dB | {} queries | {:.1} s",
         if report.success { "success" } else { "failure" },
