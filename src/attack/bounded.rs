@@ -19,7 +19,11 @@ pub struct Bounded<'a> {
 
 impl<'a> Bounded<'a> {
     /// Wrap `inner` for the clean input `x` (16 kHz) under `constraints`.
-    pub fn new(inner: &'a mut dyn Recognizer, x: &'a [f32], constraints: Constraints) -> Result<Self> {
+    pub fn new(
+        inner: &'a mut dyn Recognizer,
+        x: &'a [f32],
+        constraints: Constraints,
+    ) -> Result<Self> {
         constraints.validate(x.len())?;
         let band = match constraints.band_hz {
             Some((lo, hi)) => Some(BandLimiter::new(lo, hi, crate::audio::SAMPLE_RATE)?),

@@ -233,7 +233,16 @@ pub fn run_query_attack(
     };
     let met = goal.is_met(original, &transcript);
     let (adversarial, transcript, snr_trajectory) = if met && plan.shrink {
-        shrink(&mut bounded, adversarial, transcript, goal, original, budget, start_queries, cancel)?
+        shrink(
+            &mut bounded,
+            adversarial,
+            transcript,
+            goal,
+            original,
+            budget,
+            start_queries,
+            cancel,
+        )?
     } else {
         (adversarial, transcript, Vec::new())
     };
@@ -372,7 +381,9 @@ mod tests {
         assert!(snr >= 20.0 - 0.05, "SNR {snr}");
         let t = &out.snr_trajectory;
         assert!(t.len() >= 2, "{t:?}");
-        assert!(t.windows(2).all(|w| w[1].snr_db > w[0].snr_db && w[1].queries > w[0].queries));
+        assert!(t
+            .windows(2)
+            .all(|w| w[1].snr_db > w[0].snr_db && w[1].queries > w[0].queries));
         assert_eq!(t.last().unwrap().snr_db, snr);
         // Bisection ends near the threshold: RMS of δ within a factor 2 above it.
         let rms = crate::metrics::l2(&out.attack.perturbation) / (x.len() as f64).sqrt();

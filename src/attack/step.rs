@@ -15,6 +15,12 @@ pub enum Rule {
     L2,
     /// Adam's bias-corrected moment ratio; the step's largest sample equals the step size.
     Adam,
+    /// RMSProp (Hinton's lecture 6e; PyTorch's defaults ρ = 0.99, ε = 1e-8): the gradient over
+    /// the root of its running mean square; the step's largest sample equals the step size.
+    RmsProp,
+    /// Stochastic gradient descent with heavy-ball momentum (μ = 0.9): the running sum
+    /// `m ← μ·m + g`; the step's largest sample equals the step size.
+    Momentum,
 }
 
 /// The space steps are formed in, and the map between it and the waveform.
@@ -78,7 +84,7 @@ impl StepSpace {
     }
 }
 
-/// A step rule with its state (Adam's moments).
+/// A step rule with its state (Adam's moments, RMSProp's mean square, the momentum).
 pub struct Stepper {
     rule: Rule,
     space: StepSpace,
@@ -137,16 +143,93 @@ impl Stepper {
                     })
                     .collect()
             }
+            Rule::RmsProp => {
+                const RHO: f32 = 0.99;
+                if self.v.len() != g.len() {
+                    self.v = vec![0.0; g.len()];
+                }
+                g.iter()
+                    .zip(self.v.iter_mut())
+                    .map(|(gi, v)| {
+                        *v = RHO * *v + (1.0 - RHO) * gi * gi;
+                        gi / (v.sqrt() + 1e-8)
+                    })
+                    .collect()
+            }
+            Rule::Momentum => {
+                const MU: f32 = 0.9;
+                if self.m.len() != g.len() {
+                    self.m = vec![0.0; g.len()];
+                }
+                g.iter()
+                    .zip(self.m.iter_mut())
+                    .map(|(gi, m)| {
+                        *m = MU * *m + gi;
+                        *m
+                    })
+                    .collect()
+            }
         };
         let mut wave = self.space.to_wave(&d)?;
         let norm = match self.rule {
             Rule::L2 => crate::metrics::l2(&wave),
-            Rule::Sign | Rule::Adam => crate::metrics::linf(&wave),
+            Rule::Sign | Rule::Adam | Rule::RmsProp | Rule::Momentum => crate::metrics::linf(&wave),
         };
         if norm > 0.0 {
             let s = (1.0 / norm) as f32;
             wave.iter_mut().for_each(|w| *w *= s);
         }
         Ok(wave)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waveform(rule: Rule) -> Stepper {
+        Stepper::new(rule, StepSpace::new(Domain::Waveform, 3).unwrap())
+    }
+
+    #[test]
+    fn every_rule_gives_a_unit_step_that_descends() {
+        for rule in [
+            Rule::Sign,
+            Rule::L2,
+            Rule::Adam,
+            Rule::RmsProp,
+            Rule::Momentum,
+        ] {
+            let g = [0.5f32, -2.0, 0.0];
+            let d = waveform(rule).direction(&g).unwrap();
+            let dot: f32 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
+            assert!(dot > 0.0, "{rule:?}: {d:?}");
+            let norm = match rule {
+                Rule::L2 => crate::metrics::l2(&d),
+                _ => crate::metrics::linf(&d),
+            };
+            assert!((norm - 1.0).abs() < 1e-5, "{rule:?}: {d:?}");
+            assert_eq!(d[2], 0.0, "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn momentum_keeps_going_where_the_gradient_vanishes_and_rmsprop_evens_scales() {
+        let mut m = waveform(Rule::Momentum);
+        m.direction(&[1.0, 0.0, 0.0]).unwrap();
+        let d = m.direction(&[0.0, 1.0, 0.0]).unwrap();
+        // m = (0.9, 1, 0): the first coordinate still moves, at 0.9 of the second's pace.
+        assert!(
+            (d[0] - 0.9).abs() < 1e-6 && (d[1] - 1.0).abs() < 1e-6,
+            "{d:?}"
+        );
+        // RMSProp's first step divides by |g|·sqrt(1 − ρ): equal steps for unequal gradients.
+        let d = waveform(Rule::RmsProp)
+            .direction(&[1e-3, -5.0, 0.0])
+            .unwrap();
+        assert!(
+            (d[0] - 1.0).abs() < 1e-3 && (d[1] + 1.0).abs() < 1e-3,
+            "{d:?}"
+        );
     }
 }

@@ -1240,7 +1240,10 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
     let bb = &report["black_box"];
     assert_eq!(report["success"], true, "{stderr}");
     let rounds = bb["surrogate"].as_array().unwrap();
-    assert!(!rounds.is_empty() && rounds.last().unwrap()["success"] == true, "{bb}");
+    assert!(
+        !rounds.is_empty() && rounds.last().unwrap()["success"] == true,
+        "{bb}"
+    );
     let first = bb["first_success_queries"].as_u64().unwrap();
     assert!(first <= 3, "{bb}");
     assert_eq!(bb["search_queries"], 0);
@@ -1250,7 +1253,10 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
     assert!(snr >= 29.95, "{snr}");
     let trajectory = bb["snr_trajectory"].as_array().unwrap();
     let at = |i: usize| trajectory[i]["snr_db"].as_f64().unwrap();
-    assert!(trajectory.len() >= 2 && at(trajectory.len() - 1) > at(0), "{bb}");
+    assert!(
+        trajectory.len() >= 2 && at(trajectory.len() - 1) > at(0),
+        "{bb}"
+    );
     assert!((at(trajectory.len() - 1) - snr).abs() < 0.05);
     // The written file, transcribed afresh by faster-whisper as attacked (beam 5, plain).
     let fw = report["verified_by"]

@@ -16,6 +16,8 @@ enum RuleArg {
     Adam,
     Sign,
     L2,
+    Rmsprop,
+    Momentum,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,7 +179,9 @@ pub struct Args {
     /// (black-box nes/spsa: eps/5).
     #[arg(long)]
     step_size: Option<f32>,
-    /// Step rule (PGD, imperceptible; default adam).
+    /// Step rule (PGD, imperceptible; default adam): adam, sign, l2, rmsprop or momentum
+    /// (SGD with heavy-ball momentum 0.9); every rule but l2 scales the step's largest sample
+    /// to the step size.
     #[arg(long, value_enum)]
     rule: Option<RuleArg>,
     /// Step-size schedule (PGD, imperceptible; default constant).
@@ -267,6 +271,8 @@ impl Args {
                 RuleArg::Adam => Rule::Adam,
                 RuleArg::Sign => Rule::Sign,
                 RuleArg::L2 => Rule::L2,
+                RuleArg::Rmsprop => Rule::RmsProp,
+                RuleArg::Momentum => Rule::Momentum,
             }),
             schedule: self.schedule.map(|s| match s {
                 ScheduleArg::Constant => Schedule::Constant,

@@ -89,7 +89,11 @@ pub fn run(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
-    let surrogate = if options.surrogate { model.as_ref() } else { None };
+    let surrogate = if options.surrogate {
+        model.as_ref()
+    } else {
+        None
+    };
     let plan = options
         .query_plan(&goal, &x, surrogate)
         .with_context(|| format!("planning the attack on {}", input.display()))?;
@@ -164,7 +168,9 @@ fn attack_one(
             "surrogate round {} ({}{}): {:.1} s white-box, SNR {:.1} dB, the target heard {:?}{}",
             i + 1,
             r.goal,
-            r.margin.map(|m| format!(", margin {m}")).unwrap_or_default(),
+            r.margin
+                .map(|m| format!(", margin {m}"))
+                .unwrap_or_default(),
             r.seconds,
             r.snr_db,
             r.transcript,
