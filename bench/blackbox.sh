@@ -24,6 +24,7 @@ base=$(dirname "$manifest")
 mkdir -p "$out"
 tail -n +2 "$manifest" | cut -d, -f1 | while read -r rel; do
   name=$(basename "$rel" .wav)
+  case "$rel" in /*) input=$rel ;; *) input=$base/$rel ;; esac
   for r in $recognisers; do
     for s in $surrogate; do
       flag=""
@@ -33,7 +34,7 @@ tail -n +2 "$manifest" | cut -d, -f1 | while read -r rel; do
       echo "== $r, $s surrogate, $name" >&2
       # Exit code 2 is a failed attack, recorded in its report: not an error of the script.
       # shellcheck disable=SC2086
-      "$advox" attack "$base/$rel" --blackbox "$search" --asr "$r" $goal --snr-db "$snr" \
+      "$advox" attack "$input" --blackbox "$search" --asr "$r" $goal --snr-db "$snr" \
         --queries "$queries" --seed "$seed" $flag -o "$o" </dev/null || [ $? -eq 2 ]
     done
   done

@@ -147,6 +147,11 @@ pub enum AttackDetails {
         /// Masking loss of the kept example.
         masking_loss: f32,
     },
+    /// A recording longer than one 30-s window, attacked window by window.
+    Windows {
+        /// Each window's outcome.
+        windows: Vec<super::windowed::WindowOutcome>,
+    },
 }
 
 /// One attack's result: the common outcome and the attack's own measurements.

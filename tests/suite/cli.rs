@@ -1268,3 +1268,65 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
     assert_eq!(fw["success"], true, "{fw}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A recording longer than Whisper's 30-s window: real speech (the held-out clips of
+/// `common::corpus_test`, then LJ Speech clips of `common::corpus_train`, 35 s in all) is
+/// attacked window by window, untargeted; the example is as long as the input, every window is
+/// reported, and a targeted goal on it is refused with the reason.
+#[test]
+fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut long: Vec<f32> = Vec::new();
+    for clip in common::corpus_test(5).into_iter().chain(common::corpus_train(6)) {
+        long.extend(&clip.samples);
+        long.extend(std::iter::repeat_n(0.0, 4000));
+        if long.len() >= 35 * 16_000 {
+            break;
+        }
+    }
+    long.truncate(35 * 16_000);
+    assert_eq!(long.len(), 35 * 16_000, "the corpus clips give 35 s");
+    let input = dir.join("long.wav");
+    advox::audio::write_wav(&input, &long, 16_000, advox::audio::WavFormat::Pcm16, &[]).unwrap();
+    let out = dir.join("adv.wav");
+    let run = advox()
+        .arg("attack")
+        .arg(&input)
+        .args(["--untargeted", "--snr-db", "30", "--seed", "1", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    let windows = report["details"]["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 2, "{report}");
+    assert_eq!(windows[1]["start"], 480_000);
+    assert!(windows.iter().all(|w| w["success"] == true), "{report}");
+    assert!(report["snr_db"].as_f64().unwrap() >= 29.95);
+    let adv = advox::audio::read_audio_16k_mono(&out).unwrap();
+    assert_eq!(adv.len(), long.len());
+    // The whole file, transcribed long-form by advox, is far from the clean transcript.
+    let t = advox()
+        .arg("transcribe")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let heard = String::from_utf8_lossy(&t.stdout).to_string();
+    let original = report["original_transcript"].as_str().unwrap();
+    assert!(advox::metrics::wer(original, &heard) >= 0.5, "{original} → {heard}");
+    // A target is one transcript for one window.
+    let run = advox()
+        .arg("attack")
+        .arg(&input)
+        .args(["--target", "turn off the lights", "--snr-db", "30", "-o"])
+        .arg(dir.join("targeted.wav"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("targeted goal is one transcript"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -58,7 +58,8 @@ pub(crate) fn kind_parser(black_box: bool) -> impl TypedValueParser<Value = Atta
 /// error; exit code 2 means the attack ran but did not succeed.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Input audio (any format advox reads; at most 30 s).
+    /// Input audio (any format advox reads). White box: longer than 30 s, attacked window by
+    /// window (untargeted and mute goals); black box: at most 30 s.
     #[arg(required_unless_present = "manifest", conflicts_with = "manifest")]
     pub(crate) input: Option<PathBuf>,
     /// Attack every input of a manifest (CSV with an `input` column and optional `target` and
