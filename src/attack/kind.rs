@@ -150,7 +150,7 @@ pub enum AttackDetails {
     /// A recording longer than one 30-s window, attacked window by window.
     Windows {
         /// Each window's outcome.
-        windows: Vec<super::windowed::WindowOutcome>,
+        outcomes: Vec<super::windowed::WindowOutcome>,
     },
 }
 

@@ -710,7 +710,7 @@ fn attack_long(
         run: AttackRun {
             outcome,
             details: super::AttackDetails::Windows {
-                windows: windowed.windows,
+                outcomes: windowed.windows,
             },
         },
         masking,

@@ -1301,7 +1301,7 @@ fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
     assert!(run.status.success(), "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
-    let windows = report["details"]["windows"].as_array().unwrap();
+    let windows = report["details"]["windows"]["outcomes"].as_array().unwrap();
     assert_eq!(windows.len(), 2, "{report}");
     assert_eq!(windows[1]["start"], 480_000);
     assert!(windows.iter().all(|w| w["success"] == true), "{report}");
