@@ -1278,7 +1278,10 @@ fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
     let dir = std::env::temp_dir().join(format!("advox-cli-long-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut long: Vec<f32> = Vec::new();
-    for clip in common::corpus_test(5).into_iter().chain(common::corpus_train(6)) {
+    for clip in common::corpus_test(5)
+        .into_iter()
+        .chain(common::corpus_train(6))
+    {
         long.extend(&clip.samples);
         long.extend(std::iter::repeat_n(0.0, 4000));
         if long.len() >= 35 * 16_000 {
@@ -1309,14 +1312,13 @@ fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
     let adv = advox::audio::read_audio_16k_mono(&out).unwrap();
     assert_eq!(adv.len(), long.len());
     // The whole file, transcribed long-form by advox, is far from the clean transcript.
-    let t = advox()
-        .arg("transcribe")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let t = advox().arg("transcribe").arg(&out).output().unwrap();
     let heard = String::from_utf8_lossy(&t.stdout).to_string();
     let original = report["original_transcript"].as_str().unwrap();
-    assert!(advox::metrics::wer(original, &heard) >= 0.5, "{original} → {heard}");
+    assert!(
+        advox::metrics::wer(original, &heard) >= 0.5,
+        "{original} → {heard}"
+    );
     // A target is one transcript for one window.
     let run = advox()
         .arg("attack")
@@ -1327,6 +1329,9 @@ fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("targeted goal is one transcript"), "{stderr}");
+    assert!(
+        stderr.contains("targeted goal is one transcript"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -60,6 +60,34 @@ fn a_targeted_attack_on_held_out_speech_is_heard_by_faster_whisper() {
     assert_eq!(report["robustness"]["timestamps"], true);
 }
 
+/// Carlini–Wagner under the same bound (c from 100, its margin loss once the target leads):
+/// heard as the target by faster-whisper in all four settings, inside the bound. 31 steps, 21 s
+/// on two cores when measured (`advox bench --suite`, 2026-12-06).
+#[test]
+fn a_cw_attack_on_held_out_speech_is_heard_by_faster_whisper() {
+    let (status, stderr, report) = attack_verified(
+        "cw",
+        &[
+            "--attack",
+            "cw",
+            "--target",
+            "Turn off the lights.",
+            "--snr-db",
+            "35",
+        ],
+    );
+    let verdicts = report["verified_by"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4, "{stderr}");
+    assert!(
+        verdicts.iter().all(|v| v["success"] == true),
+        "{verdicts:?}\n{stderr}"
+    );
+    assert_eq!(report["verified"], true);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(report["snr_db"].as_f64().unwrap() >= 34.99);
+    assert_eq!(report["constraints"]["snr_db"], 35.0);
+}
+
 #[test]
 fn the_imperceptible_attack_on_held_out_speech_is_masked_and_heard_by_faster_whisper() {
     // Its defaults: stage 1 under the masking bound at 1 dB first; a success there is already
