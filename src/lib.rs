@@ -32,6 +32,7 @@ pub mod stream;
 pub mod text;
 pub mod transcribe;
 pub mod transfer;
+pub mod ultrasonic;
 pub mod verify;
 
 pub use error::{Error, Result};

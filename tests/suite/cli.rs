@@ -1335,3 +1335,56 @@ fn attack_moves_a_recording_longer_than_one_window_window_by_window() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The ultrasonic route, simulated: a held-out real voice-assistant request amplitude-modulated
+/// onto a 30-kHz carrier at 96 kHz has next to no energy under 20 kHz, and a microphone with a
+/// second-order nonlinearity (`y = x + 0.5·x²`) records it so that Whisper hears the request
+/// word for word; settings whose sideband would be audible are refused.
+#[test]
+fn an_ultrasonic_emission_is_demodulated_by_the_simulated_microphone() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-ultrasonic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = common::shared().join("corpus/rhino/test_within_context.wav");
+    let run = advox()
+        .arg("ultrasonic")
+        .arg(&clip)
+        .arg("-o")
+        .arg(dir.join("emitted.wav"))
+        .args(["--mic", "0.5", "--recorded"])
+        .arg(dir.join("recorded.wav"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("delivers the command word for word"),
+        "{stdout}"
+    );
+    let db: f64 = stdout
+        .split("energy under 20000 Hz: ")
+        .nth(1)
+        .and_then(|s| s.split(" dB").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(db < -50.0, "{stdout}");
+    let emitted = advox::audio::read_audio(&dir.join("emitted.wav")).unwrap();
+    assert_eq!(emitted.sample_rate, 96_000);
+    assert!(dir.join("recorded.wav").is_file());
+    let refused = advox()
+        .arg("ultrasonic")
+        .arg(&clip)
+        .arg("-o")
+        .arg(dir.join("audible.wav"))
+        .args(["--carrier", "24000"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("within hearing"));
+    assert!(!dir.join("audible.wav").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -22,6 +22,7 @@ mod model_cmd;
 mod plot;
 mod transcribe;
 mod transfer;
+mod ultrasonic;
 mod universal;
 mod universal_cloak;
 
@@ -63,6 +64,8 @@ enum Command {
     Bench(bench::Args),
     /// Cloak or Sentinel on a live stream (microphone → speakers or a file) or a WAV file.
     Live(live::Args),
+    /// Emit a command on an ultrasonic carrier and simulate the microphone that demodulates it.
+    Ultrasonic(ultrasonic::Args),
 }
 
 fn main() {
@@ -79,6 +82,7 @@ fn main() {
         Command::Model(cmd) => done(model_cmd::run(cmd)),
         Command::Bench(args) => done(bench::run(args, &cli.device)),
         Command::Live(args) => done(live::run(args)),
+        Command::Ultrasonic(args) => done(ultrasonic::run(args, &cli.device)),
         Command::Plot(args) => done(plot::run(args)),
         Command::Detect(args) => done(detect::run(args, &cli.device)),
         Command::Defend(args) => done(defend::run(args, &cli.device)),
