@@ -12,7 +12,7 @@ use super::imperceptible::ImperceptibleConfig;
 use super::jsma::JsmaConfig;
 use super::nes::{Estimator, NesConfig};
 use super::query::{QueryPlan, Surrogate, SURROGATE_ROUNDS};
-use super::windowed::{attack_windows, WindowPlan};
+use super::windowed::{attack_windows, WindowPlan, WindowedAttack};
 use super::StepInfo;
 use super::{Attack, AttackConfig, AttackKind, AttackRun, BlackBox, Method, Rule, Schedule};
 use crate::masking::{MaskingConfig, MaskingStats, MaskingThreshold};
@@ -685,7 +685,7 @@ fn attack_long(
     }
     let adversarial = super::quantized_sum(x, &windowed.perturbation);
     let perturbation: Vec<f32> = adversarial.iter().zip(x).map(|(a, b)| a - b).collect();
-    let masking = windowed_masking(x, &perturbation)?;
+    let masking = windowed_masking(&windowed, &perturbation);
     let transcript = windowed
         .windows
         .iter()
@@ -698,7 +698,7 @@ fn attack_long(
         adversarial,
         perturbation,
         transcript,
-        steps: windowed.windows.iter().map(|w| w.steps).sum(),
+        steps: windowed.steps(),
         loss: f32::NAN,
         cancelled: cancel.load(std::sync::atomic::Ordering::Relaxed),
     };
@@ -718,25 +718,27 @@ fn attack_long(
     })
 }
 
-/// Masking statistics of δ over a long recording, window by window (each window's own
-/// threshold, as each was attacked), weighted by δ's energy and the windows' lengths.
-fn windowed_masking(x: &[f32], delta: &[f32]) -> Result<MaskingStats> {
+/// Masking statistics of δ over a long recording from each window's own (measured against
+/// that window's threshold, as each was attacked), weighted by δ's energy in the window and
+/// by the windows' lengths.
+fn windowed_masking(windowed: &WindowedAttack, delta: &[f32]) -> MaskingStats {
     let (mut energy, mut under, mut margin, mut bins, mut over) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (piece, d) in x.chunks(N_SAMPLES).zip(delta.chunks(N_SAMPLES)) {
+    for w in &windowed.windows {
+        let d = &delta[w.start..w.start + w.len];
         let e: f64 = d.iter().map(|v| (*v as f64).powi(2)).sum();
-        let stats = MaskingThreshold::compute(piece, MaskingConfig::default())?.stats(d)?;
+        let stats = w.masking;
         energy += e;
         under += e * stats.energy_under_threshold;
         margin += e * stats.mean_margin_db;
-        bins += piece.len() as f64;
-        over += piece.len() as f64 * stats.bins_over_threshold;
+        bins += w.len as f64;
+        over += w.len as f64 * stats.bins_over_threshold;
     }
     let weighted = |v: f64| if energy > 0.0 { v / energy } else { 1.0 };
-    Ok(MaskingStats {
+    MaskingStats {
         energy_under_threshold: weighted(under),
         bins_over_threshold: over / bins.max(1.0),
         mean_margin_db: if energy > 0.0 { margin / energy } else { 0.0 },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ pub fn run_query_attack(
                 Err(e) => return Err(e),
             };
             let seconds = started.elapsed().as_secs_f64();
-            steps += windowed.windows.iter().map(|w| w.steps).sum::<usize>();
+            steps += windowed.steps();
             let proposed: Vec<f32> = x
                 .iter()
                 .zip(&windowed.perturbation)

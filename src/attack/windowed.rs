@@ -12,6 +12,7 @@
 
 use super::plan::{attack_signal, AttackOptions};
 use super::StepInfo;
+use crate::masking::MaskingStats;
 use crate::mel::N_SAMPLES;
 use crate::metrics::snr_db;
 use crate::model::LoadedModel;
@@ -41,9 +42,10 @@ pub struct WindowOutcome {
     pub seconds: f64,
     /// Signal-to-perturbation ratio of the window (dB; infinite when untouched).
     pub snr_db: f64,
-    /// Share of the window's perturbation energy under its masking threshold (1 when
-    /// untouched).
-    pub energy_under_threshold: f64,
+    /// How the window's perturbation sits against its masking threshold (all of it under,
+    /// none of the bins over, when untouched); its fields appear at this level in JSON.
+    #[serde(flatten)]
+    pub masking: MaskingStats,
 }
 
 /// The perturbation of a whole recording and each window's outcome.
@@ -59,6 +61,11 @@ impl WindowedAttack {
     /// Windows the attack was run on (not skipped).
     pub fn attacked(&self) -> usize {
         self.windows.iter().filter(|w| w.skipped.is_none()).count()
+    }
+
+    /// Attack steps over all windows.
+    pub fn steps(&self) -> usize {
+        self.windows.iter().map(|w| w.steps).sum()
     }
 
     /// Windows whose attack succeeded.
@@ -123,7 +130,11 @@ pub fn attack_windows(
             steps: 0,
             seconds: 0.0,
             snr_db: f64::INFINITY,
-            energy_under_threshold: 1.0,
+            masking: MaskingStats {
+                energy_under_threshold: 1.0,
+                bins_over_threshold: 0.0,
+                mean_margin_db: 0.0,
+            },
         };
         let outcome = if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             untouched(String::new(), "cancelled before this window".into())
@@ -154,7 +165,7 @@ pub fn attack_windows(
                         steps: run.run.outcome.steps,
                         seconds: run.seconds,
                         snr_db: snr_db(piece, delta),
-                        energy_under_threshold: run.masking.energy_under_threshold,
+                        masking: run.masking,
                     }
                 }
                 // Nothing to move away from (an untargeted goal on silence): the window stays

@@ -64,9 +64,11 @@ pub fn run(
     }
     let x = read_audio_16k_mono(input)?;
     let device = common::device(device)?;
-    let model = match target.external.is_none() || options.surrogate {
-        true => Some(common::load_model(target.model, &device)?),
-        false => None,
+    // Loaded once: the opaque box without an external recogniser, or the surrogate.
+    let model = if target.external.is_none() || options.surrogate {
+        Some(common::load_model(target.model, &device)?)
+    } else {
+        None
     };
     let (mut recognizer, original): (Box<dyn Recognizer>, String) = match target.external {
         Some(external) => {
@@ -89,11 +91,7 @@ pub fn run(
         "original transcript ({}): {original}",
         recognizer.describe()
     );
-    let surrogate = if options.surrogate {
-        model.as_ref()
-    } else {
-        None
-    };
+    let surrogate = model.as_ref().filter(|_| options.surrogate);
     let plan = options
         .query_plan(&goal, &x, surrogate)
         .with_context(|| format!("planning the attack on {}", input.display()))?;

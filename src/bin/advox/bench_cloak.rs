@@ -385,7 +385,7 @@ fn render_with_model(
         input.display(),
         attack.succeeded(),
         attack.attacked(),
-        attack.windows.iter().map(|w| w.steps).sum::<usize>(),
+        attack.steps(),
         attack.windows.iter().map(|w| w.seconds).sum::<f64>()
     );
     Ok(run)

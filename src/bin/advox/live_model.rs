@@ -73,7 +73,7 @@ pub(crate) fn run(args: &Args, input: &Path, output: &Path) -> Result<()> {
                 w.steps,
                 w.seconds,
                 w.snr_db,
-                100.0 * w.energy_under_threshold,
+                100.0 * w.masking.energy_under_threshold,
                 w.original,
                 w.transcript
             ),
