@@ -6,6 +6,7 @@
 //! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
 pub mod bounded;
+pub mod channel;
 pub mod cloak_model;
 pub mod cloak_shaping;
 pub mod cloak_source;
@@ -26,7 +27,7 @@ pub mod universal;
 pub mod windowed;
 
 pub use kind::{Attack, AttackDetails, AttackKind, AttackRun, BlackBox};
-pub use pgd::{run_attack, AttackConfig, Method, Schedule};
+pub use pgd::{run_attack, run_attack_through, AttackConfig, Method, Schedule};
 pub use step::Rule;
 
 use crate::audio::quantize_i16;

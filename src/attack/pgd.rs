@@ -2,18 +2,16 @@
 //! (in the waveform or the STFT domain) projected onto the constraint set, with random starts,
 //! restarts, a step-size schedule and expectation over transformations (EOT).
 
+use super::channel::{Channel, EotChannel};
 use super::eot;
 use super::step::{Rule, StepSpace, Stepper};
 use super::track::{Keep, LeadGate, Tracker};
 use super::{quantized_sum_within, AttackOutcome, StepInfo};
-use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Objective;
 use crate::perturb::{BandLimiter, Constraints, Domain};
 use crate::rng::Rng;
-use crate::transcribe::transcribe;
 use crate::{Error, Result};
-use candle_core::Tensor;
 use std::sync::atomic::AtomicBool;
 
 /// Which attack.
@@ -119,6 +117,34 @@ pub fn run_attack(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<AttackOutcome> {
+    match &cfg.eot {
+        None => run_attack_through(model, x, objective, cfg, None, cancel, on_step),
+        Some(e) => {
+            let channel = EotChannel {
+                model,
+                objective,
+                config: e,
+                decode: &cfg.decode,
+                seed: cfg.seed,
+            };
+            run_attack_through(model, x, objective, cfg, Some(&channel), cancel, on_step)
+        }
+    }
+}
+
+/// [`run_attack`] with every gradient taken through `channel` (when given; `cfg.eot` is then
+/// ignored) and every decoded point judged by it: an attack that knows what stands between its
+/// signal and the recogniser (EOT, a defence). The outcome's transcript is the plain one; its
+/// success is the channel's verdict.
+pub fn run_attack_through(
+    model: &LoadedModel,
+    x: &[f32],
+    objective: &Objective,
+    cfg: &AttackConfig,
+    channel: Option<&dyn Channel>,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<AttackOutcome> {
     let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::LowestLoss)?;
     if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
         return Err(Error::InvalidArgument(
@@ -140,8 +166,8 @@ pub fn run_attack(
     // forcing (see `Objective::lead_is_required`): the loss evaluation gives the lead for
     // free, so the point is decoded only where it holds (then at most every `check_every`
     // steps while the beam still disagrees). EOT's loss is an average over transformations,
-    // whose lead says nothing about the plain signal.
-    let gated = cfg.eot.is_none() && track.lead_required();
+    // whose lead says nothing about the plain signal; neither does a defence's.
+    let gated = channel.is_none() && track.lead_required();
     'runs: for run in 0..runs {
         let mut delta = vec![0.0f32; x.len()];
         if cfg.method == Method::Pgd && (cfg.random_start || run > 0) {
@@ -161,14 +187,13 @@ pub fn run_attack(
                 break 'runs;
             }
             let adv = quantized_sum_within(x, &delta, cfg.constraints.linf);
-            let (loss, grad, lead) = match &cfg.eot {
+            let (loss, grad, lead) = match channel {
                 None => {
                     let e = track.score(&adv)?;
                     (e.loss, e.grad, e.lead)
                 }
-                Some(e) => {
-                    let (l, g) =
-                        eot_loss_and_grad(model, track.front(), objective, e, &adv, &mut rng)?;
+                Some(c) => {
+                    let (l, g) = c.loss_and_grad(track.front(), &adv, &mut rng)?;
                     track.count_step();
                     (l, g, f32::NAN)
                 }
@@ -209,13 +234,11 @@ pub fn run_attack(
             if scheduled_check || step == steps {
                 let adv = quantized_sum_within(x, &delta, cfg.constraints.linf);
                 let transcript = track.transcribe(&adv)?;
-                let success = track.succeeds(&adv, &transcript)?
-                    && match &cfg.eot {
-                        None => true,
-                        Some(e) => {
-                            survives_transforms(model, objective, e, &adv, &cfg.decode, cfg.seed)?
-                        }
-                    };
+                let plain = track.succeeds(&adv, &transcript)?;
+                let success = match channel {
+                    None => plain,
+                    Some(c) => c.judge(&adv, plain)?,
+                };
                 info.transcript = Some(transcript.clone());
                 track.offer(adv, success, transcript, loss, loss);
                 on_step(&info);
@@ -228,50 +251,6 @@ pub fn run_attack(
         }
     }
     track.finish()
-}
-
-/// Loss and waveform gradient averaged over random transformations of `adv`.
-fn eot_loss_and_grad(
-    model: &LoadedModel,
-    front: &MelFrontEnd,
-    objective: &Objective,
-    cfg: &eot::EotConfig,
-    adv: &[f32],
-    rng: &mut Rng,
-) -> Result<(f32, Vec<f32>)> {
-    let n = cfg.samples.max(1);
-    let mut loss = 0.0;
-    let mut grad = vec![0.0f32; adv.len()];
-    for _ in 0..n {
-        let t = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, rng);
-        let y = t.apply(adv);
-        let wave = Tensor::from_vec(y, adv.len(), model.whisper.device())?;
-        let (l, g) = objective.loss_and_grad(model, front, &wave)?;
-        loss += l / n as f32;
-        for (acc, v) in grad.iter_mut().zip(t.adjoint(&g)) {
-            *acc += v / n as f32;
-        }
-    }
-    Ok((loss, grad))
-}
-
-/// Whether `cfg.check_transforms` fixed random transformations of `adv` all meet the goal.
-fn survives_transforms(
-    model: &LoadedModel,
-    objective: &Objective,
-    cfg: &eot::EotConfig,
-    adv: &[f32],
-    decode: &DecodeOptions,
-    seed: u64,
-) -> Result<bool> {
-    let mut rng = Rng::new(seed ^ 0xE07);
-    for _ in 0..cfg.check_transforms {
-        let y = eot::Transform::sample(cfg, adv, crate::audio::SAMPLE_RATE, &mut rng).apply(adv);
-        if !objective.is_met(&transcribe(model, &y, decode)?.text) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 pub(crate) fn scheduled(size: f32, schedule: Schedule, step: usize, steps: usize) -> f32 {

@@ -6,6 +6,7 @@
 //! - [`Defense::Vote`]: majority vote over the transcripts of `x` and of each transformed `x`,
 //!   by every model given (an ensemble across transforms and models).
 
+pub mod adaptive;
 pub mod adv_train;
 pub mod smoothing;
 

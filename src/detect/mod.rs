@@ -12,6 +12,7 @@
 //! - [`Detector::Autoencoder`]: log-mel reconstruction error ([`autoencoder`]).
 //! - [`Detector::Ensemble`]: logistic regression on other detectors' scores ([`ensemble`]).
 
+pub mod adaptive;
 pub mod autoencoder;
 pub mod calibration;
 pub mod ensemble;
@@ -117,6 +118,12 @@ impl Detector {
                  high-band, masked-energy, autoencoder:WEIGHTS, ensemble:FILE)"
             ))),
         }
+    }
+
+    /// Whether it compares two transcripts of the input (consistency, temporal): what a
+    /// detector-aware attack ([`adaptive`]) keeps equal.
+    pub fn compares_transcripts(&self) -> bool {
+        matches!(self, Detector::Consistency(_) | Detector::Temporal { .. })
     }
 
     /// Whether scoring needs the recogniser.

@@ -190,6 +190,65 @@ impl Transform {
     }
 }
 
+/// How an adaptive attack passes a gradient back through a [`Transform`] (Athalye et al. 2018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backward {
+    /// The transform is linear: its exact adjoint (low-pass; resampling, whose down-up pair of
+    /// windowed-sinc filters is its own adjoint up to a sub-sample offset).
+    Exact,
+    /// Rounding: the identity (the straight-through estimator).
+    StraightThrough,
+    /// Not differentiable (LPC resynthesis, mel inversion, the perceptual codec): the forward
+    /// pass runs the transform, the backward pass the identity (BPDA, since `T(x) ≈ x`).
+    Bpda,
+}
+
+impl Backward {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backward::Exact => "exact",
+            Backward::StraightThrough => "straight-through",
+            Backward::Bpda => "bpda",
+        }
+    }
+}
+
+impl Transform {
+    /// How [`Transform::backward`] passes a gradient.
+    pub fn backward_kind(&self) -> Backward {
+        match self {
+            Transform::Resample { .. } | Transform::LowPass { .. } => Backward::Exact,
+            Transform::Quantize { .. } => Backward::StraightThrough,
+            Transform::Lpc { .. } | Transform::MelInversion { .. } | Transform::Lossy { .. } => {
+                Backward::Bpda
+            }
+        }
+    }
+
+    /// Map a gradient with respect to the transform's output to one with respect to its input
+    /// (as [`Transform::backward_kind`] says). None of them depends on the point: linear ones
+    /// are their own adjoints, the rest pass the gradient unchanged.
+    pub fn backward(&self, g: &[f32]) -> Result<Vec<f32>> {
+        self.validate()?;
+        match *self {
+            Transform::Resample { rate_hz } => {
+                let down = resample(g, SAMPLE_RATE, rate_hz)?;
+                let mut back = resample(&down, rate_hz, SAMPLE_RATE)?;
+                back.resize(g.len(), 0.0);
+                // Down- then up-sampling scales by 1; its adjoint pair scales the same way.
+                Ok(back)
+            }
+            Transform::LowPass { cutoff_hz } => Ok(filter_zero_phase(
+                g,
+                &windowed_sinc(cutoff_hz, SAMPLE_RATE as f32, 255, false),
+            )),
+            _ => Ok(g.to_vec()),
+        }
+    }
+}
+
 /// Levinson–Durbin: predictor `a[1..=p]` (a[0] = 1) of `x[n] ≈ −Σ a_k x[n−k]` from the
 /// autocorrelation `r[0..=p]`.
 fn levinson(r: &[f64], order: usize) -> Vec<f64> {
@@ -467,5 +526,39 @@ mod tests {
             .apply(&[])
             .unwrap()
             .is_empty());
+    }
+
+    /// `<T x, g>` against `<x, Tᵀ g>` for random signals, relative to `|T x| |g|`.
+    fn adjoint_error(t: Transform) -> f64 {
+        let mut rng = Rng::new(3);
+        let n = 16_000;
+        let x: Vec<f32> = (0..n).map(|_| rng.symmetric(0.5)).collect();
+        let g: Vec<f32> = (0..n).map(|_| rng.symmetric(1.0)).collect();
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            a.iter().zip(b).map(|(u, v)| *u as f64 * *v as f64).sum()
+        };
+        let tx = t.apply(&x).unwrap();
+        let lhs = dot(&tx, &g);
+        let rhs = dot(&x, &t.backward(&g).unwrap());
+        (lhs - rhs).abs() / (dot(&tx, &tx).sqrt() * dot(&g, &g).sqrt())
+    }
+
+    #[test]
+    fn linear_transforms_pass_gradients_back_through_their_adjoints() {
+        let lowpass = adjoint_error(Transform::LowPass { cutoff_hz: 4_000.0 });
+        assert!(lowpass < 1e-5, "low-pass: {lowpass}");
+        let resample = adjoint_error(Transform::Resample { rate_hz: 8_000 });
+        assert!(resample < 1e-2, "resampling: {resample}");
+        // The rest pass the gradient unchanged, and say so.
+        let g = [0.5, -1.0, 2.0];
+        for t in [
+            Transform::Quantize { bits: 8 },
+            Transform::Lpc { order: 16, bits: 4 },
+            Transform::Lossy { step_db: 3.0 },
+        ] {
+            assert_eq!(t.backward(&g).unwrap(), g);
+            assert_ne!(t.backward_kind(), Backward::Exact);
+        }
+        eprintln!("adjoint errors: low-pass {lowpass:.2e}, resampling {resample:.2e}");
     }
 }

@@ -119,43 +119,105 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
         let _ = write!(
             h,
             "<h2>Defences</h2><p>Robust accuracy: the defended transcript of the adversarial example \
-             is the clean transcript. Attack success: the goal is still met through the defence.</p>\
-             <table><tr><th class=l>attack</th><th>L∞</th><th class=l>defence</th>\
+             is the clean transcript. Attack success: the goal is met through the defence. \
+             <b>Non-adaptive</b>: the attack was made on the undefended model and then passed \
+             through the defence. <b>Adaptive</b>: the same attack made through the defence (true \
+             gradients of linear transforms, straight-through or BPDA for the rest, EOT over \
+             smoothing noise, every view of a vote); only this column says how robust a defence \
+             is. – where it was not run (CW, <code>--no-adaptive</code>).</p>\
+             <table><tr><th class=l rowspan=2>attack</th><th rowspan=2>L∞</th><th class=l rowspan=2>defence</th>\
+             <th colspan=3>non-adaptive</th><th colspan=3>adaptive</th><th class=l rowspan=2>adaptive gradient</th></tr>\
+             <tr><th>robust accuracy</th><th>attack success</th><th>abstained</th>\
              <th>robust accuracy</th><th>attack success</th><th>abstained</th></tr>"
         );
         for c in &report.cells {
             for (d, v) in &c.defenses {
+                let n = &v.non_adaptive;
+                let (ra, asr, ab) = match &v.adaptive {
+                    Some(a) => (
+                        pct(a.robust_accuracy),
+                        pct(a.attack_success_rate),
+                        pct(a.abstain_rate),
+                    ),
+                    None => ("–".into(), "–".into(), "–".into()),
+                };
                 let _ = write!(
                     h,
-                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{ra}</td><td>{asr}</td><td>{ab}</td><td class=l>{}</td></tr>",
                     c.attack,
                     eps_name(c.eps),
                     esc(d),
-                    pct(v.robust_accuracy),
-                    pct(v.attack_success_rate),
-                    pct(v.abstain_rate)
+                    pct(n.robust_accuracy),
+                    pct(n.attack_success_rate),
+                    pct(n.abstain_rate),
+                    esc(v.gradient.as_deref().unwrap_or(""))
                 );
             }
         }
         h.push_str("</table>");
+        for (d, curve) in &report.clean.certified_accuracy {
+            if curve.is_empty() {
+                continue;
+            }
+            let file = format!("certified_{}.png", d.replace([':', '+', '/'], "_"));
+            let title = format!("{d}: certified accuracy on clean inputs");
+            let mut points = Vec::new();
+            for w in curve.windows(2) {
+                points.push(w[0]);
+                points.push((w[1].0, w[0].1));
+            }
+            if let Some(last) = curve.last() {
+                points.push(*last);
+                points.push((last.0 * 1.2 + 1e-4, 0.0));
+            }
+            let max_r = points.iter().map(|p| p.0).fold(0.0f64, f64::max);
+            line_chart(
+                &dir.join(&file),
+                &Axes {
+                    title: &title,
+                    x_label: "L2 radius",
+                    y_label: "certified accuracy",
+                    x_range: (0.0, max_r.max(1e-4)),
+                    y_range: (0.0, 1.01),
+                },
+                &[Series {
+                    name: d.clone(),
+                    points,
+                }],
+            )?;
+            let _ = write!(h, "<img src=\"{file}\" alt=\"{}\">", esc(&title));
+        }
     }
     // Detectors with ROC curves.
     if !s.detectors.is_empty() {
         let _ = write!(
             h,
-            "<h2>Detectors</h2><table><tr><th class=l>attack</th><th>L∞</th><th class=l>detector</th>\
-             <th>ROC-AUC</th><th>TPR at 5 % FPR</th></tr>"
+            "<h2>Detectors</h2><p>Scores of the clean inputs against those of the successful \
+             adversarial examples. <b>Adaptive</b>: the same attack made to evade the detector \
+             (transcript-comparing detectors: every transcript it compares driven to the same \
+             words); evasion: share of the examples where that attack met its goal unflagged at \
+             the 5 %-FPR threshold.</p><table><tr><th class=l rowspan=2>attack</th><th rowspan=2>L∞</th>\
+             <th class=l rowspan=2>detector</th><th colspan=2>non-adaptive</th><th colspan=3>adaptive</th></tr>\
+             <tr><th>ROC-AUC</th><th>TPR at 5 % FPR</th><th>ROC-AUC</th><th>TPR at 5 % FPR</th><th>evasion</th></tr>"
         );
         for c in &report.cells {
             for (d, v) in &c.detectors {
+                let n = &v.non_adaptive;
+                let (auc, tpr) = match &v.adaptive {
+                    Some(a) => (format!("{:.3}", a.roc_auc), pct(a.tpr_at_5_fpr)),
+                    None => ("–".into(), "–".into()),
+                };
                 let _ = write!(
                     h,
-                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{:.3}</td><td>{}</td></tr>",
+                    "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{:.3}</td><td>{}</td>\
+                     <td>{auc}</td><td>{tpr}</td><td>{}</td></tr>",
                     c.attack,
                     eps_name(c.eps),
                     esc(d),
-                    v.roc_auc,
-                    pct(v.tpr_at_5_fpr)
+                    n.roc_auc,
+                    pct(n.tpr_at_5_fpr),
+                    v.evasion_rate.map_or("–".into(), pct)
                 );
             }
         }
@@ -165,9 +227,18 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
             let series: Vec<Series> = c
                 .detectors
                 .iter()
-                .map(|(d, v)| Series {
-                    name: format!("{d} (AUC {:.2})", v.roc_auc),
-                    points: v.roc.clone(),
+                .flat_map(|(d, v)| {
+                    let mut s = vec![Series {
+                        name: format!("{d} (AUC {:.2})", v.non_adaptive.roc_auc),
+                        points: v.non_adaptive.roc.clone(),
+                    }];
+                    if let Some(a) = &v.adaptive {
+                        s.push(Series {
+                            name: format!("{d} adaptive (AUC {:.2})", a.roc_auc),
+                            points: a.roc.clone(),
+                        });
+                    }
+                    s
                 })
                 .collect();
             let title = format!("ROC: {} at L∞ {}", c.attack, eps_name(c.eps));
@@ -208,12 +279,29 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
         }];
         for d in s.defenses.iter().filter(|d| *d != "none") {
             series.push(Series {
-                name: d.clone(),
+                name: format!("{d} (non-adaptive)"),
                 points: cells
                     .iter()
-                    .filter_map(|c| c.defenses.get(d).map(|v| point(c, v.attack_success_rate)))
+                    .filter_map(|c| {
+                        c.defenses
+                            .get(d)
+                            .map(|v| point(c, v.non_adaptive.attack_success_rate))
+                    })
                     .collect(),
             });
+            let adaptive: Vec<(f64, f64)> = cells
+                .iter()
+                .filter_map(|c| {
+                    let v = c.defenses.get(d)?.adaptive.as_ref()?;
+                    Some(point(c, v.attack_success_rate))
+                })
+                .collect();
+            if !adaptive.is_empty() {
+                series.push(Series {
+                    name: format!("{d} (adaptive)"),
+                    points: adaptive,
+                });
+            }
         }
         let max_eps = cells.iter().filter_map(|c| c.eps).fold(0.0f32, f32::max) as f64;
         let file = format!("success_{a}.png");

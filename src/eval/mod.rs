@@ -1,5 +1,7 @@
 //! Evaluation: every attack (at every L∞ bound) against every example of a manifest, judged
-//! without and with every defence, and scored by every detector. One [`ExampleRecord`] per
+//! without and with every defence, and scored by every detector. Each defence is also attacked
+//! *adaptively* (FGSM and PGD through the defence: [`crate::defend::adaptive`]), so its
+//! robustness is measured against an attacker who knows it, next to one who does not. One [`ExampleRecord`] per
 //! example holds everything measured; [`report::Report`] aggregates records, so shards of a
 //! manifest ([`shard`]) merge into exactly the report of one run.
 
@@ -10,8 +12,10 @@ pub mod report;
 pub mod shard;
 
 use crate::attack::cw::CwConfig;
-use crate::attack::{Attack, AttackConfig, AttackKind, Method};
+use crate::attack::{run_attack_through, Attack, AttackConfig, AttackKind, Method};
+use crate::defend::adaptive::DefenseChannel;
 use crate::defend::Defense;
+use crate::detect::adaptive::DetectorChannel;
 use crate::detect::{Context, Detector, Input};
 use crate::manifest::ManifestEntry;
 use crate::metrics::{cer, dbx, linf, snr_db, wer};
@@ -58,6 +62,10 @@ pub struct EvalConfig {
     pub default_goal: Goal,
     /// Seed of the attacks and of the smoothing noise.
     pub seed: u64,
+    /// Attack every defence adaptively too (FGSM and PGD; CW only without a defence).
+    pub adaptive: bool,
+    /// Draws per step of an adaptive attack on smoothing or a vote.
+    pub adaptive_samples: usize,
 }
 
 /// One attack at one bound on one example.
@@ -85,8 +93,56 @@ pub struct AttackRecord {
     pub seconds: f64,
     /// Per defence: the defended transcript of the adversarial example.
     pub defended: BTreeMap<String, DefendedRecord>,
+    /// Per defence other than `none`: the adaptive attack through it (empty when not run).
+    #[serde(default)]
+    pub adaptive: BTreeMap<String, AdaptiveRecord>,
     /// Per detector: its score of the adversarial example.
     pub scores: BTreeMap<String, f64>,
+    /// Per transcript-comparing detector: the attack made to evade it (empty when not run).
+    #[serde(default)]
+    pub evasive: BTreeMap<String, EvasionRecord>,
+}
+
+/// The same attack and bound made to evade one detector
+/// ([`crate::detect::adaptive::DetectorChannel`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvasionRecord {
+    /// What each view was driven to (the plain signal first).
+    pub targets: Vec<String>,
+    /// Whether every view was heard as its target (the goal met, the detector comparing equal
+    /// transcripts).
+    pub consistent: bool,
+    /// Whether the goal was met (undefended).
+    pub success: bool,
+    /// Transcript of the evasive example.
+    pub transcript: String,
+    /// The detector's score of it.
+    pub score: f64,
+    /// Signal-to-perturbation ratio (dB).
+    pub snr_db: f64,
+    /// Gradient steps taken.
+    pub steps: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The same attack and bound run through one defence (it knows the defence).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveRecord {
+    /// How the gradient passed through the defence ([`DefenseChannel::gradient`]).
+    pub gradient: String,
+    /// The adaptive example, defended and judged.
+    pub defended: DefendedRecord,
+    /// Undefended transcript of the adaptive example.
+    pub transcript: String,
+    /// Signal-to-perturbation ratio (dB).
+    pub snr_db: f64,
+    /// Largest |δ|.
+    pub linf: f64,
+    /// Gradient steps taken.
+    pub steps: usize,
+    /// Wall time.
+    pub seconds: f64,
 }
 
 /// A defended transcription, judged.
@@ -100,6 +156,9 @@ pub struct DefendedRecord {
     pub correct: bool,
     /// Whether the attack's goal is still met through the defence.
     pub attack_success: bool,
+    /// Certified L2 radius of the answer (smoothing only).
+    #[serde(default)]
+    pub certified_radius: Option<f64>,
 }
 
 /// Everything measured on one example.
@@ -127,8 +186,10 @@ pub struct ExampleRecord {
     pub attacks: Vec<AttackRecord>,
 }
 
-/// Receives each adversarial example with its attack and bound (e.g. to save it).
-pub type AdversarialSink<'a> = dyn FnMut(AttackKind, Option<f32>, &[f32]) -> Result<()> + 'a;
+/// Receives each adversarial example with its attack, bound and, for an adaptive attack, what
+/// it adapted to (`adaptive:DEFENCE` or `evasive:DETECTOR`), e.g. to save it.
+pub type AdversarialSink<'a> =
+    dyn FnMut(AttackKind, Option<f32>, Option<&str>, &[f32]) -> Result<()> + 'a;
 
 /// The attack `kind` at bound `eps` as the matrix runs it: FGSM and PGD under L∞ ε with
 /// steps of ε/10, CW unbounded.
@@ -178,6 +239,7 @@ fn defended(
         attack_success: !d.abstained && goal.is_met(clean, &d.text),
         abstained: d.abstained,
         transcript: d.text,
+        certified_radius: d.certified_radius,
     })
 }
 
@@ -230,11 +292,99 @@ pub fn evaluate_example(
         };
         for eps in bounds {
             let start = Instant::now();
-            let out = matrix_attack(attack, eps, cfg)?
-                .run(model, x, &objective, cancel, &mut |_| {})?
-                .outcome;
+            let plan = matrix_attack(attack, eps, cfg)?;
+            let out = plan.run(model, x, &objective, cancel, &mut |_| {})?.outcome;
             let seconds = start.elapsed().as_secs_f64();
-            on_adversarial(attack, eps, &out.adversarial)?;
+            on_adversarial(attack, eps, None, &out.adversarial)?;
+            let mut adaptive = BTreeMap::new();
+            let mut evasive = BTreeMap::new();
+            if let (true, Attack::Pgd(pgd)) = (cfg.adaptive, &plan) {
+                let success = out.success.then_some(out.transcript.as_str());
+                for detector in &cfg.detectors {
+                    let Some(channel) = DetectorChannel::new(
+                        detector,
+                        model,
+                        x,
+                        &goal,
+                        &clean,
+                        success,
+                        &cfg.decode,
+                    )?
+                    else {
+                        continue;
+                    };
+                    let start = Instant::now();
+                    let a = run_attack_through(
+                        model,
+                        x,
+                        &objective,
+                        pgd,
+                        Some(&channel),
+                        cancel,
+                        &mut |_| {},
+                    )?;
+                    let seconds = start.elapsed().as_secs_f64();
+                    let label = format!("evasive:{}", detector.name());
+                    on_adversarial(attack, eps, Some(&label), &a.adversarial)?;
+                    let input = Input::new(&a.adversarial);
+                    evasive.insert(
+                        detector.name(),
+                        EvasionRecord {
+                            targets: channel.targets(),
+                            consistent: a.success,
+                            success: goal.is_met(&clean.text, &a.transcript),
+                            score: detector.score(&ctx, &input)?,
+                            transcript: a.transcript,
+                            snr_db: snr_db(x, &a.perturbation),
+                            steps: a.steps,
+                            seconds,
+                        },
+                    );
+                }
+                for defense in cfg.defenses.iter().filter(|d| **d != Defense::None) {
+                    let channel = DefenseChannel::new(
+                        defense,
+                        models,
+                        x,
+                        &goal,
+                        &clean,
+                        &cfg.decode,
+                        cfg.adaptive_samples,
+                    )?;
+                    let start = Instant::now();
+                    let a = run_attack_through(
+                        model,
+                        x,
+                        &objective,
+                        pgd,
+                        Some(&channel),
+                        cancel,
+                        &mut |_| {},
+                    )?;
+                    let seconds = start.elapsed().as_secs_f64();
+                    let label = format!("adaptive:{}", defense.name());
+                    on_adversarial(attack, eps, Some(&label), &a.adversarial)?;
+                    adaptive.insert(
+                        defense.name(),
+                        AdaptiveRecord {
+                            gradient: channel.gradient(),
+                            defended: defended(
+                                defense,
+                                models,
+                                cfg,
+                                &a.adversarial,
+                                &clean.text,
+                                &goal,
+                            )?,
+                            transcript: a.transcript,
+                            snr_db: snr_db(x, &a.perturbation),
+                            linf: linf(&a.perturbation),
+                            steps: a.steps,
+                            seconds,
+                        },
+                    );
+                }
+            }
             let transcript = out.transcript;
             let delta = out.perturbation;
             attacks.push(AttackRecord {
@@ -249,7 +399,9 @@ pub fn evaluate_example(
                 linf: linf(&delta),
                 seconds,
                 defended: defended_all(&out.adversarial)?,
+                adaptive,
                 scores: scores(&out.adversarial)?,
+                evasive,
             });
         }
     }
@@ -262,7 +414,7 @@ pub fn evaluate_example(
         reference: entry.transcript.clone(),
         clean_defended: defended_all(x)?,
         clean_scores: scores(x)?,
-        clean_transcript: clean.text,
+        clean_transcript: clean.text.clone(),
         attacks,
     })
 }

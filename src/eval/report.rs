@@ -3,13 +3,16 @@
 
 use super::ExampleRecord;
 use crate::attack::AttackKind;
-use crate::detect::calibration::{roc_auc, tpr_at_fpr};
+use crate::detect::calibration::{roc_auc, threshold_at_fpr, tpr_at_fpr};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Format tag of `report.json`.
 pub const FORMAT: &str = "advox-eval";
+
+/// Version of `report.json` (2: adaptive attacks, `non_adaptive` / `adaptive` per defence).
+pub const VERSION: u32 = 2;
 
 /// The settings a report was made with (shards must agree on them to merge).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +39,10 @@ pub struct Settings {
     pub default_goal: String,
     /// Seed.
     pub seed: u64,
+    /// Whether each defence was also attacked adaptively (through the defence).
+    pub adaptive: bool,
+    /// Draws per step of the adaptive attacks on smoothing and votes.
+    pub adaptive_samples: usize,
 }
 
 /// Mean, minimum and maximum.
@@ -63,20 +70,46 @@ impl Spread {
     }
 }
 
-/// One defence against one attack cell.
+/// One defence against the adversarial examples of one attack cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DefenseSummary {
+pub struct DefenseNumbers {
     /// Share of adversarial examples whose defended transcript is the clean transcript.
     pub robust_accuracy: f64,
-    /// Share where the attack's goal is still met through the defence.
+    /// Share where the attack's goal is met through the defence.
     pub attack_success_rate: f64,
     /// Share where the defence abstained.
     pub abstain_rate: f64,
 }
 
-/// One detector against one attack cell.
+impl DefenseNumbers {
+    fn of<'a>(records: impl Iterator<Item = &'a super::DefendedRecord>) -> Self {
+        let ds: Vec<&super::DefendedRecord> = records.collect();
+        DefenseNumbers {
+            robust_accuracy: share(ds.iter().map(|x| x.correct)),
+            attack_success_rate: share(ds.iter().map(|x| x.attack_success)),
+            abstain_rate: share(ds.iter().map(|x| x.abstained)),
+        }
+    }
+}
+
+/// One defence against one attack cell: the attack made on the undefended model and passed
+/// through the defence, and the same attack made through the defence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DetectorSummary {
+pub struct DefenseSummary {
+    /// Against the attack that ignores the defence.
+    pub non_adaptive: DefenseNumbers,
+    /// Against the attack through the defence (`None` where it did not run: CW, or
+    /// `--no-adaptive`; for `none` it is the attack itself).
+    pub adaptive: Option<DefenseNumbers>,
+    /// How the adaptive attack's gradient passed through the defence (first example's).
+    pub gradient: Option<String>,
+}
+
+/// One detector against the successful adversarial examples of one attack cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Successful adversarial examples scored.
+    pub examples: usize,
     /// ROC-AUC of the clean scores (all examples) against those of the successful adversarial
     /// examples.
     pub roc_auc: f64,
@@ -85,6 +118,34 @@ pub struct DetectorSummary {
     pub tpr_at_5_fpr: f64,
     /// The ROC curve: (false-positive rate, true-positive rate) points from (0, 0) to (1, 1).
     pub roc: Vec<(f64, f64)>,
+}
+
+impl Detection {
+    fn of(clean: &[f64], adversarial: &[f64]) -> Result<Option<Detection>> {
+        if clean.is_empty() || adversarial.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Detection {
+            examples: adversarial.len(),
+            roc_auc: roc_auc(clean, adversarial)?,
+            tpr_at_5_fpr: tpr_at_fpr(clean, adversarial, 0.05)?,
+            roc: roc_curve(clean, adversarial),
+        }))
+    }
+}
+
+/// One detector against one attack cell: the attack that ignores it, and the same attack made
+/// to evade it (transcript-comparing detectors only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSummary {
+    /// Against the attack that ignores the detector.
+    pub non_adaptive: Detection,
+    /// Against the evading attack's successful examples (`None` where it did not run or never
+    /// met the goal).
+    pub adaptive: Option<Detection>,
+    /// Share of the cell's examples where the evading attack met the goal unflagged at the
+    /// 5 %-FPR threshold (`None` where it did not run).
+    pub evasion_rate: Option<f64>,
 }
 
 /// One attack at one bound over all examples.
@@ -123,6 +184,32 @@ pub struct CleanSummary {
     pub cer: Option<f64>,
     /// Per defence: share of clean inputs whose defended transcript is the clean transcript.
     pub defense_accuracy: BTreeMap<String, f64>,
+    /// Per smoothing defence: certified accuracy against L2 radius (Cohen et al.): points
+    /// `(r, share of clean inputs answered correctly with a certified radius ≥ r)`.
+    pub certified_accuracy: BTreeMap<String, Vec<(f64, f64)>>,
+}
+
+/// Certified accuracy at each radius where it changes, from `(correct, radius)` per input:
+/// starts at radius 0, one point per distinct radius of a correct answer.
+pub fn certified_accuracy_curve(answers: &[(bool, f64)]) -> Vec<(f64, f64)> {
+    if answers.is_empty() {
+        return Vec::new();
+    }
+    let mut radii: Vec<f64> = answers
+        .iter()
+        .filter(|(c, r)| *c && *r > 0.0)
+        .map(|(_, r)| *r)
+        .collect();
+    radii.sort_by(f64::total_cmp);
+    radii.dedup();
+    radii.insert(0, 0.0);
+    radii
+        .into_iter()
+        .map(|r| {
+            let ok = answers.iter().filter(|(c, rr)| *c && *rr >= r).count();
+            (r, ok as f64 / answers.len() as f64)
+        })
+        .collect()
 }
 
 /// `report.json`.
@@ -130,7 +217,7 @@ pub struct CleanSummary {
 pub struct Report {
     /// [`FORMAT`].
     pub format: String,
-    /// 1.
+    /// [`VERSION`].
     pub version: u32,
     /// Settings.
     pub settings: Settings,
@@ -212,6 +299,19 @@ impl Report {
                     (d.clone(), acc)
                 })
                 .collect(),
+            certified_accuracy: settings
+                .defenses
+                .iter()
+                .filter(|d| d.starts_with("smoothing"))
+                .map(|d| {
+                    let answers: Vec<(bool, f64)> = records
+                        .iter()
+                        .filter_map(|r| r.clean_defended.get(d))
+                        .map(|x| (x.correct, x.certified_radius.unwrap_or(0.0)))
+                        .collect();
+                    (d.clone(), certified_accuracy_curve(&answers))
+                })
+                .collect(),
         };
         // Cells in the order attacks and bounds first appear.
         let mut keys: Vec<(String, Option<f32>)> = Vec::new();
@@ -234,14 +334,22 @@ impl Report {
                 .defenses
                 .iter()
                 .map(|d| {
-                    let ds: Vec<&super::DefendedRecord> =
-                        runs.iter().filter_map(|(_, a)| a.defended.get(d)).collect();
+                    let non_adaptive =
+                        DefenseNumbers::of(runs.iter().filter_map(|(_, a)| a.defended.get(d)));
+                    let adaptive_runs: Vec<&super::AdaptiveRecord> =
+                        runs.iter().filter_map(|(_, a)| a.adaptive.get(d)).collect();
+                    let adaptive = if d == "none" {
+                        (settings.adaptive && attack != "cw").then(|| non_adaptive.clone())
+                    } else {
+                        (!runs.is_empty() && adaptive_runs.len() == runs.len())
+                            .then(|| DefenseNumbers::of(adaptive_runs.iter().map(|a| &a.defended)))
+                    };
                     (
                         d.clone(),
                         DefenseSummary {
-                            robust_accuracy: share(ds.iter().map(|x| x.correct)),
-                            attack_success_rate: share(ds.iter().map(|x| x.attack_success)),
-                            abstain_rate: share(ds.iter().map(|x| x.abstained)),
+                            non_adaptive,
+                            adaptive,
+                            gradient: adaptive_runs.first().map(|a| a.gradient.clone()),
                         },
                     )
                 })
@@ -258,15 +366,30 @@ impl Report {
                     .filter(|(_, a)| a.success)
                     .filter_map(|(_, a)| a.scores.get(d).copied())
                     .collect();
-                if clean.is_empty() || adv.is_empty() {
+                let Some(non_adaptive) = Detection::of(&clean, &adv)? else {
                     continue;
-                }
+                };
+                let evading: Vec<&super::EvasionRecord> =
+                    runs.iter().filter_map(|(_, a)| a.evasive.get(d)).collect();
+                let evaded: Vec<f64> = evading
+                    .iter()
+                    .filter(|e| e.success)
+                    .map(|e| e.score)
+                    .collect();
+                let adaptive = Detection::of(&clean, &evaded)?;
+                let evasion_rate = if evading.is_empty() {
+                    None
+                } else {
+                    let t = threshold_at_fpr(&clean, 0.05)?;
+                    let unflagged = evading.iter().filter(|e| e.success && e.score <= t).count();
+                    Some(unflagged as f64 / runs.len() as f64)
+                };
                 detectors.insert(
                     d.clone(),
                     DetectorSummary {
-                        roc_auc: roc_auc(&clean, &adv)?,
-                        tpr_at_5_fpr: tpr_at_fpr(&clean, &adv, 0.05)?,
-                        roc: roc_curve(&clean, &adv),
+                        non_adaptive,
+                        adaptive,
+                        evasion_rate,
                     },
                 );
             }
@@ -289,7 +412,7 @@ impl Report {
         }
         Ok(Report {
             format: FORMAT.into(),
-            version: 1,
+            version: VERSION,
             settings,
             shard,
             examples: records.len(),
@@ -304,11 +427,12 @@ impl Report {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let report: Report = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not an advox eval report: {e}")))?;
-        if report.format != FORMAT || report.version != 1 {
+        if report.format != FORMAT || report.version != VERSION {
             return Err(Error::bad_file(
                 path,
                 format!(
-                    "format {:?} version {} is not {FORMAT} version 1",
+                    "format {:?} version {} is not {FORMAT} version {VERSION} (version 1 \
+                     reports, without adaptive attacks, cannot be merged: run eval again)",
                     report.format, report.version
                 ),
             ));
@@ -320,6 +444,14 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certified_accuracy_falls_with_the_radius() {
+        let curve =
+            certified_accuracy_curve(&[(true, 0.02), (true, 0.0), (false, 0.05), (true, 0.01)]);
+        assert_eq!(curve, vec![(0.0, 0.75), (0.01, 0.5), (0.02, 0.25)]);
+        assert!(certified_accuracy_curve(&[]).is_empty());
+    }
 
     #[test]
     fn roc_curve_runs_from_origin_to_one_and_matches_the_auc() {

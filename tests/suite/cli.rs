@@ -893,6 +893,13 @@ fn without_times(mut v: serde_json::Value) -> serde_json::Value {
         for r in records {
             for a in r["attacks"].as_array_mut().unwrap() {
                 a["seconds"] = serde_json::Value::Null;
+                for key in ["adaptive", "evasive"] {
+                    if let Some(m) = a[key].as_object_mut() {
+                        for v in m.values_mut() {
+                            v["seconds"] = serde_json::Value::Null;
+                        }
+                    }
+                }
             }
         }
     }
@@ -997,12 +1004,92 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
         assert!(linf <= 0.02 + 1.0 / 32768.0, "{linf}");
     }
     assert!(successes >= 2, "PGD at 0.02 fooled only {successes} of 3");
+    // The adaptive attack through the defence: its example, written beside the others, is
+    // heard through the defence (`advox defend`) as the record says, and the report keeps
+    // both numbers.
+    assert_eq!(report["version"], 2);
+    for r in records {
+        let index = r["index"].as_u64().unwrap() as usize;
+        let a = &r["attacks"][0]["adaptive"]["purify:quantize-8"];
+        assert_eq!(a["gradient"], "quantize-8 straight-through", "{a}");
+        let wav = whole.join(format!(
+            "examples/{index:04}_pgd_eps0.02_adaptive_purify_quantize-8.wav"
+        ));
+        let out = advox()
+            .args([
+                "defend",
+                "--json",
+                "--defense",
+                "purify:quantize-8",
+                "--beam",
+                "1",
+            ])
+            .arg(&wav)
+            .output()
+            .unwrap();
+        let heard: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(heard["text"], a["defended"]["transcript"], "{wav:?}");
+        let clean = r["clean_transcript"].as_str().unwrap();
+        let met = advox::metrics::wer(clean, heard["text"].as_str().unwrap()) >= 0.5;
+        assert_eq!(a["defended"]["attack_success"], met);
+        assert!(a["linf"].as_f64().unwrap() <= 0.02 + 1e-6);
+    }
+    let q = &cell["defenses"]["purify:quantize-8"];
+    assert!(q["non_adaptive"]["attack_success_rate"].is_number(), "{q}");
+    let adaptive = q["adaptive"]["attack_success_rate"].as_f64().unwrap();
+    let wins = records
+        .iter()
+        .filter(|r| {
+            r["attacks"][0]["adaptive"]["purify:quantize-8"]["defended"]["attack_success"] == true
+        })
+        .count();
+    assert!((adaptive - wins as f64 / 3.0).abs() < 1e-9, "{q}");
     assert!((cell["success_rate"].as_f64().unwrap() - successes as f64 / 3.0).abs() < 1e-9);
     let auc = roc_auc(&clean_scores, &adv_scores).unwrap();
-    let reported = cell["detectors"]["consistency:quantize-8"]["roc_auc"]
-        .as_f64()
-        .unwrap();
+    let detection = &cell["detectors"]["consistency:quantize-8"];
+    let reported = detection["non_adaptive"]["roc_auc"].as_f64().unwrap();
     assert!((auc - reported).abs() < 1e-9, "{auc} vs {reported}");
+    // The attack made to evade the consistency detector (each success retargeted at its own
+    // transcript through both views): its written example scored by `advox detect` as the
+    // record says, and counted in the adaptive AUC when it met the goal.
+    let mut evaded = Vec::new();
+    for r in records {
+        let index = r["index"].as_u64().unwrap() as usize;
+        let a = &r["attacks"][0];
+        let e = &a["evasive"]["consistency:quantize-8"];
+        if a["success"] != true {
+            assert!(e.is_null(), "{e}");
+            continue;
+        }
+        assert_eq!(e["targets"][0], a["transcript"], "{e}");
+        let wav = whole.join(format!(
+            "examples/{index:04}_pgd_eps0.02_evasive_consistency_quantize-8.wav"
+        ));
+        let out = advox()
+            .args(["detect", "--detectors", "consistency:quantize-8"])
+            .arg(&wav)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let score = v["scores"]["consistency:quantize-8"].as_f64().unwrap();
+        assert!(
+            (score - e["score"].as_f64().unwrap()).abs() < 1e-9,
+            "{v} {e}"
+        );
+        if e["consistent"] == true {
+            assert_eq!(score, 0.0, "{v}");
+        }
+        if e["success"] == true {
+            evaded.push(score);
+        }
+    }
+    match roc_auc(&clean_scores, &evaded) {
+        Ok(auc) => {
+            let reported = detection["adaptive"]["roc_auc"].as_f64().unwrap();
+            assert!((auc - reported).abs() < 1e-9, "{auc} vs {reported}");
+        }
+        Err(_) => assert!(detection["adaptive"].is_null(), "{detection}"),
+    }
     // The page references images that exist.
     let html = std::fs::read_to_string(whole.join("report.html")).unwrap();
     let images: Vec<&str> = html

@@ -71,6 +71,14 @@ pub struct Args {
     /// attacked).
     #[arg(long)]
     model: Vec<String>,
+    /// Skip the adaptive attacks (FGSM and PGD made through each defence): faster, but the
+    /// defences' numbers then only hold against attackers who ignore them.
+    #[arg(long)]
+    no_adaptive: bool,
+    /// Gradient draws per step of an adaptive attack on smoothing (noise) or a vote (views)
+    /// [default: 2].
+    #[arg(long)]
+    adaptive_samples: Option<usize>,
 }
 
 #[derive(clap::Subcommand)]
@@ -114,8 +122,23 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             .collect::<advox::Result<Vec<_>>>()?,
     };
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
-    if args.beam == 0 || args.steps == 0 {
-        bail!("--beam and --steps must be at least 1");
+    if args.no_adaptive && args.adaptive_samples.is_some() {
+        bail!("--adaptive-samples does not apply with --no-adaptive");
+    }
+    let adaptive_samples = args
+        .adaptive_samples
+        .unwrap_or(advox::defend::adaptive::DEFAULT_SAMPLES);
+    if args.beam == 0 || args.steps == 0 || adaptive_samples == 0 {
+        bail!("--beam, --steps and --adaptive-samples must be at least 1");
+    }
+    let adaptive_applies = (defenses.iter().any(|d| *d != Defense::None)
+        || detectors.iter().any(|d| d.compares_transcripts()))
+        && attacks.iter().any(|a| *a != AttackKind::Cw);
+    if !args.no_adaptive && !adaptive_applies {
+        eprintln!(
+            "note: no adaptive attack runs (no defence but none and no transcript-comparing \
+             detector, or CW alone)"
+        );
     }
     let default_goal = args.goals.goal()?.unwrap_or(Goal::Untargeted {
         min_wer: args.goals.min_wer,
@@ -145,6 +168,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         },
         default_goal: default_goal.clone(),
         seed: args.seed,
+        adaptive: !args.no_adaptive,
+        adaptive_samples,
     };
     let settings = Settings {
         manifest: manifest.display().to_string(),
@@ -158,18 +183,31 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         beam: args.beam,
         default_goal: default_goal.describe(),
         seed: args.seed,
+        adaptive: !args.no_adaptive,
+        adaptive_samples,
     };
     let chosen: Vec<(usize, &advox::manifest::ManifestEntry)> = entries
         .iter()
         .enumerate()
         .filter(|(i, _)| shard.is_none_or(|s| s.contains(*i)))
         .collect();
+    // Each bounded cell runs once plainly, once through each defence but `none` and once to
+    // evade each transcript-comparing detector.
+    let adaptive_runs = 1 + if cfg.adaptive {
+        defenses.iter().filter(|d| **d != Defense::None).count()
+            + detectors
+                .iter()
+                .filter(|d| d.compares_transcripts())
+                .count()
+    } else {
+        0
+    };
     let cells_per_example: usize = cfg
         .attacks
         .iter()
         .map(|a| match a {
             AttackKind::Cw => 1,
-            _ => cfg.epsilons.len(),
+            _ => cfg.epsilons.len() * adaptive_runs,
         })
         .sum();
     let bar = common::step_bar((chosen.len() * cells_per_example) as u64);
@@ -179,8 +217,20 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         bar.set_message(entry.input.display().to_string());
         let x = read_audio_16k_mono(&entry.input)?;
         let threshold = MaskingThreshold::compute(&x, MaskingConfig::default())?;
-        let mut save = |attack: AttackKind, eps: Option<f32>, adv: &[f32]| -> advox::Result<()> {
+        let mut save = |attack: AttackKind,
+                        eps: Option<f32>,
+                        adapted: Option<&str>,
+                        adv: &[f32]|
+         -> advox::Result<()> {
             let stem = cell_stem(attack.name(), eps);
+            if let Some(label) = adapted {
+                // An adaptive example: the WAV only.
+                let name = adapted_stem(label);
+                let wav = dir.join(format!("examples/{index:04}_{stem}_{name}.wav"));
+                write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
+                bar.inc(1);
+                return Ok(());
+            }
             let wav = dir.join(format!("examples/{index:04}_{stem}.wav"));
             write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
             advox::plot::masking_plot(
@@ -197,13 +247,25 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             .with_context(|| format!("evaluating {}", entry.input.display()))?;
         bar.suspend(|| {
             for a in &record.attacks {
+                let eps = a.eps.map_or("".into(), |e| format!("eps {e}"));
                 eprintln!(
-                    "#{index} {} {}: {} ({:?})",
+                    "#{index} {} {eps}: {} ({:?})",
                     a.attack,
-                    a.eps.map_or("".into(), |e| format!("eps {e}")),
                     if a.success { "success" } else { "failure" },
                     a.transcript
                 );
+                for (d, r) in &a.adaptive {
+                    eprintln!(
+                        "#{index} {} {eps} through {d}: {} ({:?})",
+                        a.attack,
+                        if r.defended.attack_success {
+                            "success"
+                        } else {
+                            "failure"
+                        },
+                        r.defended.transcript
+                    );
+                }
             }
         });
         records.push(record);
@@ -211,6 +273,11 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     bar.finish_and_clear();
     let report = Report::from_records(settings, shard.map(|s| s.name()), records)?;
     write_report(&report, dir)
+}
+
+/// `adaptive:purify:lowpass-4000` → `adaptive_purify_lowpass-4000` (a file-name part).
+fn adapted_stem(label: &str) -> String {
+    label.replace([':', '+', '/'], "_")
 }
 
 fn write_report(report: &Report, dir: &Path) -> Result<()> {
@@ -224,6 +291,16 @@ fn write_report(report: &Report, dir: &Path) -> Result<()> {
             100.0 * c.success_rate,
             c.adversarial_wer
         );
+        for (d, v) in c.defenses.iter().filter(|(d, _)| *d != "none") {
+            println!(
+                "      through {d}: attack success {:>4.0} % non-adaptive, {} adaptive",
+                100.0 * v.non_adaptive.attack_success_rate,
+                v.adaptive.as_ref().map_or("–".into(), |a| format!(
+                    "{:.0} %",
+                    100.0 * a.attack_success_rate
+                ))
+            );
+        }
     }
     println!(
         "wrote {} and {}",
