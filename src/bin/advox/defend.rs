@@ -81,6 +81,12 @@ enum DefendCommand {
         /// Base model directory or known name.
         #[arg(long)]
         model: Option<String>,
+        /// Held-out utterances (manifest; other speakers than --train): after training, their
+        /// clean WER (against the manifest's `transcript` column, else the base model's clean
+        /// transcript) and fresh PGD (same --eps and --attack-steps) against the base and the
+        /// tuned model, each attacked as it stands.
+        #[arg(long)]
+        held_out: Option<PathBuf>,
     },
 }
 
@@ -95,6 +101,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         scope,
         seed,
         model,
+        held_out,
     }) = &args.command
     {
         let scope = Scope::parse(scope)?;
@@ -109,6 +116,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 scope,
                 seed: *seed,
                 model: model.as_deref(),
+                held_out: held_out.as_deref(),
             },
             device,
         );
