@@ -3,8 +3,11 @@
 //! Every transformation is linear in the signal up to additive noise, so its gradient is the
 //! adjoint applied to the gradient of the transformed signal.
 
-use crate::dsp::filter::{convolve, windowed_sinc};
+use crate::dsp::filter::{convolve, fft_convolve, windowed_sinc};
 use crate::rng::Rng;
+use crate::{Error, Result};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Which random transformations, and how strong.
 #[derive(Debug, Clone)]
@@ -23,6 +26,9 @@ pub struct EotConfig {
     pub highpass_hz: Option<(f32, f32)>,
     /// Synthetic room impulse responses with RT60 in this range (s); `None` for none.
     pub rt60_s: Option<(f32, f32)>,
+    /// Measured room impulse responses ([`load_rirs`]): when given, each draw convolves with
+    /// one of them instead of a synthetic room.
+    pub rirs: Arc<[Vec<f32>]>,
     /// Transformed copies that must also meet the goal for a success.
     pub check_transforms: usize,
 }
@@ -37,6 +43,7 @@ impl Default for EotConfig {
             lowpass_hz: Some((4000.0, 7500.0)),
             highpass_hz: Some((50.0, 200.0)),
             rt60_s: Some((0.1, 0.3)),
+            rirs: Arc::from(Vec::new()),
             check_transforms: 2,
         }
     }
@@ -92,7 +99,9 @@ impl Transform {
                 &windowed_sinc(uniform_in(rng, range).max(1.0), sr, 101, true),
             );
         }
-        if let Some(range) = cfg.rt60_s {
+        if !cfg.rirs.is_empty() {
+            fir = fft_convolve(&fir, &cfg.rirs[rng.below(cfg.rirs.len())]);
+        } else if let Some(range) = cfg.rt60_s {
             fir = convolve(&fir, &room_impulse(uniform_in(rng, range), sr, rng));
         }
         let noise = match cfg.noise_snr_db {
@@ -119,14 +128,8 @@ impl Transform {
         for i in self.shift..n {
             shifted[i] = self.gain * x[i - self.shift];
         }
-        let mut y = vec![0.0f32; n];
-        for (i, &s) in shifted.iter().enumerate() {
-            if s != 0.0 {
-                for (o, &h) in y[i..].iter_mut().zip(&self.fir) {
-                    *o += s * h;
-                }
-            }
-        }
+        let mut y = fft_convolve(&shifted, &self.fir);
+        y.truncate(n);
         for (o, e) in y.iter_mut().zip(&self.noise) {
             *o += e;
         }
@@ -136,17 +139,73 @@ impl Transform {
     /// The adjoint of the linear part: maps a gradient w.r.t. `y` to one w.r.t. `x`.
     pub fn adjoint(&self, g: &[f32]) -> Vec<f32> {
         let n = g.len();
-        // Correlation with the FIR.
-        let mut gs = vec![0.0f32; n];
-        for (i, o) in gs.iter_mut().enumerate() {
-            *o = g[i..].iter().zip(&self.fir).map(|(a, b)| a * b).sum();
-        }
+        // Correlation with the FIR: convolution with it reversed, from its last tap on.
+        let reversed: Vec<f32> = self.fir.iter().rev().copied().collect();
+        let full = fft_convolve(g, &reversed);
+        let gs: Vec<f32> = (0..n)
+            .map(|i| full.get(i + self.fir.len() - 1).copied().unwrap_or(0.0))
+            .collect();
         let mut gx = vec![0.0f32; n];
         for i in self.shift..n {
             gx[i - self.shift] = self.gain * gs[i];
         }
         gx
     }
+}
+
+/// Longest measured response kept (s): the tail past it is below what a recogniser hears
+/// in rooms of RT60 up to about a second.
+pub const RIR_MAX_SECONDS: f32 = 1.0;
+
+/// Measured room impulse responses from a WAV (any format advox reads) or a directory of
+/// them: each at 16 kHz, from just before its direct path (the strongest sample), at most
+/// [`RIR_MAX_SECONDS`], scaled to unit energy (the room shapes, the gain draw sets the level).
+pub fn load_rirs(path: &Path) -> Result<Arc<[Vec<f32>]>> {
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut v: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    ["wav", "flac", "ogg", "mp3"].contains(&e.to_ascii_lowercase().as_str())
+                })
+            })
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            return Err(Error::bad_file(
+                path,
+                "holds no impulse response (WAV, FLAC, OGG or MP3 files)",
+            ));
+        }
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut rirs = Vec::new();
+    for f in files {
+        let h = crate::audio::read_audio_16k_mono(&f)?;
+        let (peak_at, peak) =
+            h.iter().enumerate().fold(
+                (0, 0.0f32),
+                |(i, m), (j, v)| if v.abs() > m { (j, v.abs()) } else { (i, m) },
+            );
+        if peak == 0.0 || !peak.is_finite() {
+            return Err(Error::bad_file(
+                &f,
+                "the impulse response is silent or not finite",
+            ));
+        }
+        // From 1 ms before the direct path.
+        let start = peak_at.saturating_sub(16);
+        let end =
+            (start + (RIR_MAX_SECONDS * crate::audio::SAMPLE_RATE as f32) as usize).min(h.len());
+        let mut h = h[start..end].to_vec();
+        let energy = h.iter().map(|v| v * v).sum::<f32>().sqrt();
+        h.iter_mut().for_each(|v| *v /= energy);
+        rirs.push(h);
+    }
+    Ok(Arc::from(rirs))
 }
 
 #[cfg(test)]
@@ -181,6 +240,78 @@ mod tests {
                 "{lhs} vs {rhs}"
             );
         }
+    }
+
+    #[test]
+    fn measured_rooms_are_trimmed_normalised_and_drawn() {
+        let dir = std::env::temp_dir().join(format!("advox-rir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A 0.2-s lead-in of silence, a direct path, a decaying tail of 2 s.
+        let mut rng = Rng::new(2);
+        let mut h = vec![0.0f32; 3200];
+        h.push(0.8);
+        h.extend((1..32_000).map(|n| 0.3 * rng.normal() * (-(n as f32) / 3000.0).exp()));
+        crate::audio::write_wav(
+            &dir.join("room.wav"),
+            &h,
+            16_000,
+            crate::audio::WavFormat::Float32,
+            &[],
+        )
+        .unwrap();
+        let rirs = load_rirs(&dir).unwrap();
+        assert_eq!(rirs.len(), 1);
+        let r = &rirs[0];
+        assert_eq!(r.len(), 16_000);
+        assert_eq!(
+            r.iter()
+                .map(|v| v.abs())
+                .enumerate()
+                .fold((0, 0.0), |a, (i, v)| if v > a.1 { (i, v) } else { a })
+                .0,
+            16
+        );
+        assert!((r.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-4);
+        // Drawn transformations use it (and their adjoint still matches).
+        let cfg = EotConfig {
+            noise_snr_db: None,
+            rirs: rirs.clone(),
+            ..Default::default()
+        };
+        let x: Vec<f32> = (0..8000).map(|_| rng.symmetric(0.5)).collect();
+        let g: Vec<f32> = (0..8000).map(|_| rng.symmetric(1.0)).collect();
+        let t = Transform::sample(&cfg, &x, 16_000, &mut rng);
+        assert!(t.fir.len() >= 16_000, "{}", t.fir.len());
+        let lhs: f64 = t
+            .apply(&x)
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum();
+        let rhs: f64 = x
+            .iter()
+            .zip(t.adjoint(&g))
+            .map(|(a, b)| *a as f64 * b as f64)
+            .sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
+        // An empty directory and a silent response are errors naming the path.
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(load_rirs(&empty).unwrap_err().to_string().contains("empty"));
+        crate::audio::write_wav(
+            &dir.join("silent.wav"),
+            &[0.0; 100],
+            16_000,
+            crate::audio::WavFormat::Float32,
+            &[],
+        )
+        .unwrap();
+        let e = load_rirs(&dir.join("silent.wav")).unwrap_err().to_string();
+        assert!(e.contains("silent.wav") && e.contains("silent"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

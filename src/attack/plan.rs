@@ -94,6 +94,9 @@ pub struct AttackOptions {
     pub eot: bool,
     /// `--eot-samples`: transformations per step (default 4).
     pub eot_samples: Option<usize>,
+    /// `--rir FILE|DIR`: measured room impulse responses ([`super::eot::load_rirs`]) in
+    /// place of EOT's synthetic rooms.
+    pub rirs: Option<std::sync::Arc<[Vec<f32>]>>,
     /// `--c` (CW): first trade-off constant.
     pub c: Option<f32>,
     /// `--kappa` (CW): confidence margin.
@@ -186,7 +189,7 @@ impl AttackOptions {
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
         const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
         const QUERY_BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa];
-        let options: [(&str, bool, &[AttackKind]); 36] = [
+        let options: [(&str, bool, &[AttackKind]); 37] = [
             ("--margin", self.margin.is_some(), WHITE),
             ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
             ("--front-ends", self.front_ends.is_some(), WHITE),
@@ -221,6 +224,7 @@ impl AttackOptions {
             ("--restarts", self.restarts.is_some(), PGD_LIKE),
             ("--eot", self.eot, &[Fgsm, Pgd]),
             ("--eot-samples", self.eot_samples.is_some(), &[Fgsm, Pgd]),
+            ("--rir", self.rirs.is_some(), &[Fgsm, Pgd]),
             ("--c", self.c.is_some(), &[Cw]),
             ("--kappa", self.kappa.is_some(), &[Cw]),
             ("--search-steps", self.search_steps.is_some(), &[Cw]),
@@ -283,6 +287,9 @@ impl AttackOptions {
         }
         if self.eot_samples.is_some() && !self.eot {
             return Err(Error::InvalidArgument("--eot-samples needs --eot".into()));
+        }
+        if self.rirs.is_some() && !self.eot {
+            return Err(Error::InvalidArgument("--rir needs --eot".into()));
         }
         if matches!(kind, Fgsm | Pgd)
             && self.eps.is_none()
@@ -404,6 +411,10 @@ impl AttackOptions {
             seed: self.seed,
             eot: self.eot.then(|| EotConfig {
                 samples: self.eot_samples.unwrap_or(EotConfig::default().samples),
+                rirs: self
+                    .rirs
+                    .clone()
+                    .unwrap_or_else(|| EotConfig::default().rirs),
                 ..Default::default()
             }),
         };
@@ -808,6 +819,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--eot"));
+        let rooms = AttackOptions {
+            eps: Some(0.01),
+            rirs: Some(std::sync::Arc::from(vec![vec![1.0f32]])),
+            ..Default::default()
+        };
+        assert!(rooms
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--rir needs --eot"));
         // What applies passes.
         let pgd = AttackOptions {
             eps: Some(0.02),

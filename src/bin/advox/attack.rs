@@ -22,7 +22,7 @@ static CANCEL: &AtomicBool = &common::INTERRUPTED;
 
 pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     let goal = args.goals.goal()?;
-    let options = args.options();
+    let options = args.options()?;
     options.check(goal.as_ref())?;
     let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     common::install_interrupt();

@@ -201,6 +201,10 @@ pub struct Args {
     /// EOT: transformations averaged per step (default 4).
     #[arg(long)]
     eot_samples: Option<usize>,
+    /// EOT: measured room impulse responses (a WAV, or a directory of them) drawn in place of
+    /// the synthetic rooms (each from its direct path, at most 1 s, unit energy).
+    #[arg(long)]
+    rir: Option<std::path::PathBuf>,
     /// Decode every N steps to test for success (default 5; JSMA 2, the imperceptible
     /// attack's stage 2 twice N). Targeted and mute: at most every N steps, and only where the
     /// goal's tokens lead under teacher forcing, which success requires.
@@ -253,8 +257,13 @@ pub struct Args {
 
 impl Args {
     /// The library's view of the options: what was set, and nothing else.
-    pub(crate) fn options(&self) -> AttackOptions {
-        AttackOptions {
+    pub(crate) fn options(&self) -> anyhow::Result<AttackOptions> {
+        let rirs = match &self.rir {
+            Some(path) => Some(advox::attack::eot::load_rirs(path)?),
+            None => None,
+        };
+        Ok(AttackOptions {
+            rirs,
             kind: Some(self.blackbox.unwrap_or(self.attack)),
             eps: self.eps,
             l2: self.l2,
@@ -307,6 +316,6 @@ impl Args {
             no_timestamp_prompt: self.plain_prompt_only,
             surrogate: self.surrogate,
             surrogate_rounds: self.surrogate_rounds,
-        }
+        })
     }
 }
