@@ -75,9 +75,11 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     let _ = write!(
         h,
         "<tr><td class=l>WER against the references</td><td>{}</td></tr>\
-         <tr><td class=l>CER against the references</td><td>{}</td></tr>",
+         <tr><td class=l>CER against the references</td><td>{}</td></tr>\
+         <tr><td class=l>WER over the air against the clean transcripts</td><td>{}</td></tr>",
         opt(report.clean.wer),
-        opt(report.clean.cer)
+        opt(report.clean.cer),
+        opt(report.clean.over_the_air_wer)
     );
     for (d, acc) in &report.clean.defense_accuracy {
         let _ = write!(
@@ -92,7 +94,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     let _ = write!(
         h,
         "<h2>Attacks</h2><table><tr><th class=l>attack</th><th>L∞</th><th>examples</th>\
-         <th>success</th><th>WER</th><th>CER</th><th>SNR dB (mean)</th><th>dBx (mean)</th>\
+         <th>success</th><th>over the air</th><th>WER</th><th>CER</th><th>SNR dB (mean)</th><th>dBx (mean)</th>\
          <th>s / example</th></tr>"
     );
     let spread =
@@ -100,12 +102,13 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     for c in &report.cells {
         let _ = write!(
             h,
-            "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td>\
+            "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
             c.attack,
             eps_name(c.eps),
             c.examples,
             pct(c.success_rate),
+            c.over_the_air_success.map_or("–".into(), pct),
             c.adversarial_wer,
             c.adversarial_cer,
             spread(&c.snr_db),

@@ -12,6 +12,7 @@ pub mod report;
 pub mod shard;
 
 use crate::attack::cw::CwConfig;
+use crate::attack::eot::{self, EotConfig};
 use crate::attack::{run_attack_through, Attack, AttackConfig, AttackKind, Method};
 use crate::defend::adaptive::DefenseChannel;
 use crate::defend::Defense;
@@ -66,6 +67,22 @@ pub struct EvalConfig {
     pub adaptive: bool,
     /// Draws per step of an adaptive attack on smoothing or a vote.
     pub adaptive_samples: usize,
+    /// Over the air: every clean and adversarial signal is also transcribed after
+    /// `check_transforms` fixed draws of this playback channel (the same draws per example).
+    pub over_the_air: Option<EotConfig>,
+    /// FGSM and PGD use EOT over the `over_the_air` channel (the attacker knows the room).
+    pub eot: bool,
+}
+
+/// A signal heard over the air: through each fixed draw of the channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AirRecord {
+    /// The transcript of each draw.
+    pub transcripts: Vec<String>,
+    /// Mean WER of those against the clean transcript.
+    pub wer: f64,
+    /// Share of the draws whose transcript meets the goal.
+    pub goal_met: f64,
 }
 
 /// One attack at one bound on one example.
@@ -101,6 +118,9 @@ pub struct AttackRecord {
     /// Per transcript-comparing detector: the attack made to evade it (empty when not run).
     #[serde(default)]
     pub evasive: BTreeMap<String, EvasionRecord>,
+    /// The adversarial example over the air (with `over_the_air`).
+    #[serde(default)]
+    pub over_the_air: Option<AirRecord>,
 }
 
 /// The same attack and bound made to evade one detector
@@ -182,6 +202,9 @@ pub struct ExampleRecord {
     pub clean_defended: BTreeMap<String, DefendedRecord>,
     /// Per detector: its score of the clean input.
     pub clean_scores: BTreeMap<String, f64>,
+    /// The clean input over the air (with `over_the_air`).
+    #[serde(default)]
+    pub clean_over_the_air: Option<AirRecord>,
     /// The attacks.
     pub attacks: Vec<AttackRecord>,
 }
@@ -194,6 +217,15 @@ pub type AdversarialSink<'a> =
 /// The attack `kind` at bound `eps` as the matrix runs it: FGSM and PGD under L∞ ε with
 /// steps of ε/10, CW unbounded.
 fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result<Attack> {
+    let eot = match (&cfg.over_the_air, cfg.eot) {
+        (Some(channel), true) => Some(channel.clone()),
+        (None, true) => {
+            return Err(Error::InvalidArgument(
+                "EOT in eval needs the over-the-air channel".into(),
+            ))
+        }
+        (_, false) => None,
+    };
     match (kind, eps) {
         (AttackKind::Fgsm | AttackKind::Pgd, Some(eps)) => Ok(Attack::Pgd(AttackConfig {
             method: if kind == AttackKind::Fgsm {
@@ -209,10 +241,14 @@ fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result
             step_size: eps / 10.0,
             decode: cfg.decode.clone(),
             seed: cfg.seed,
+            eot,
             ..Default::default()
         })),
         (AttackKind::Fgsm | AttackKind::Pgd, None) => Err(Error::InvalidArgument(
             "FGSM and PGD need an L∞ bound".into(),
+        )),
+        (AttackKind::Cw, _) if eot.is_some() => Err(Error::InvalidArgument(
+            "CW has no EOT: run eval's EOT with fgsm and pgd".into(),
         )),
         (AttackKind::Cw, _) => Ok(Attack::Cw(CwConfig {
             steps: cfg.steps,
@@ -277,6 +313,29 @@ pub fn evaluate_example(
             .iter()
             .map(|d| Ok((d.name(), d.score(&ctx, &input)?)))
             .collect()
+    };
+    // The same fixed draws of the playback channel for every signal of this example.
+    let air = |y: &[f32]| -> Result<Option<AirRecord>> {
+        let Some(channel) = &cfg.over_the_air else {
+            return Ok(None);
+        };
+        let mut rng = crate::rng::Rng::new(cfg.seed ^ 0xA1B ^ ((index as u64) << 16));
+        let mut transcripts = Vec::new();
+        for _ in 0..channel.check_transforms.max(1) {
+            // Drawn for the clean input's level: the same room and noise for every signal.
+            let t = eot::Transform::sample(channel, x, crate::audio::SAMPLE_RATE, &mut rng);
+            transcripts.push(transcribe(model, &t.apply(y), &cfg.decode)?.text);
+        }
+        let n = transcripts.len() as f64;
+        Ok(Some(AirRecord {
+            wer: transcripts.iter().map(|t| wer(&clean.text, t)).sum::<f64>() / n,
+            goal_met: transcripts
+                .iter()
+                .filter(|t| goal.is_met(&clean.text, t))
+                .count() as f64
+                / n,
+            transcripts,
+        }))
     };
     let defended_all = |y: &[f32]| -> Result<BTreeMap<String, DefendedRecord>> {
         cfg.defenses
@@ -402,6 +461,7 @@ pub fn evaluate_example(
                 adaptive,
                 scores: scores(&out.adversarial)?,
                 evasive,
+                over_the_air: air(&out.adversarial)?,
             });
         }
     }
@@ -414,6 +474,7 @@ pub fn evaluate_example(
         reference: entry.transcript.clone(),
         clean_defended: defended_all(x)?,
         clean_scores: scores(x)?,
+        clean_over_the_air: air(x)?,
         clean_transcript: clean.text.clone(),
         attacks,
     })

@@ -43,6 +43,12 @@ pub struct Settings {
     pub adaptive: bool,
     /// Draws per step of the adaptive attacks on smoothing and votes.
     pub adaptive_samples: usize,
+    /// The over-the-air channel (`None` without one): its draws per signal, and its rooms.
+    #[serde(default)]
+    pub over_the_air: Option<String>,
+    /// Whether FGSM and PGD used EOT over that channel.
+    #[serde(default)]
+    pub eot: bool,
 }
 
 /// Mean, minimum and maximum.
@@ -159,6 +165,9 @@ pub struct Cell {
     pub examples: usize,
     /// Share where the goal was met (undefended).
     pub success_rate: f64,
+    /// Over the air: mean share of the channel's draws through which the goal was met (`None`
+    /// without the channel).
+    pub over_the_air_success: Option<f64>,
     /// Mean WER of the adversarial transcripts against the clean ones.
     pub adversarial_wer: f64,
     /// Mean CER of the same.
@@ -182,6 +191,9 @@ pub struct CleanSummary {
     pub wer: Option<f64>,
     /// Mean CER against the same.
     pub cer: Option<f64>,
+    /// Over the air: mean WER of the clean inputs through the channel's draws against their
+    /// clean transcripts (`None` without the channel).
+    pub over_the_air_wer: Option<f64>,
     /// Per defence: share of clean inputs whose defended transcript is the clean transcript.
     pub defense_accuracy: BTreeMap<String, f64>,
     /// Per smoothing defence: certified accuracy against L2 radius (Cohen et al.): points
@@ -286,6 +298,11 @@ impl Report {
         let clean = CleanSummary {
             wer: mean(records.iter().filter_map(|r| r.clean_wer)),
             cer: mean(records.iter().filter_map(|r| r.clean_cer)),
+            over_the_air_wer: mean(
+                records
+                    .iter()
+                    .filter_map(|r| r.clean_over_the_air.as_ref().map(|o| o.wer)),
+            ),
             defense_accuracy: settings
                 .defenses
                 .iter()
@@ -399,6 +416,10 @@ impl Report {
             cells.push(Cell {
                 examples: runs.len(),
                 success_rate: share(runs.iter().map(|(_, a)| a.success)),
+                over_the_air_success: mean(
+                    runs.iter()
+                        .filter_map(|(_, a)| a.over_the_air.as_ref().map(|o| o.goal_met)),
+                ),
                 adversarial_wer: mean(col(|a| a.wer).into_iter()).unwrap_or(0.0),
                 adversarial_cer: mean(col(|a| a.cer).into_iter()).unwrap_or(0.0),
                 snr_db: Spread::of(&col(|a| a.snr_db)),

@@ -1475,3 +1475,98 @@ fn an_ultrasonic_emission_is_demodulated_by_the_simulated_microphone() {
     assert!(!dir.join("audible.wav").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `eval --over-the-air --rir`: every signal heard through the same fixed draws of a playback
+/// channel with a measured room (here one written by the test), reported next to success on
+/// the file; `--eot` makes PGD expect that channel. Options that need the channel are refused
+/// without it.
+#[test]
+fn eval_hears_examples_over_the_air_through_measured_rooms() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-air-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A small room: direct path, one reflection after 10 ms, a short decaying tail.
+    let mut rir = vec![0.0f32; 2400];
+    rir[0] = 1.0;
+    rir[160] = 0.4;
+    for (n, v) in rir.iter_mut().enumerate().skip(200) {
+        *v += 0.05 * (-(n as f32) / 400.0).exp() * if n % 3 == 0 { 1.0 } else { -0.5 };
+    }
+    let room = dir.join("room.wav");
+    advox::audio::write_wav(&room, &rir, 16_000, advox::audio::WavFormat::Float32, &[]).unwrap();
+    let manifest = dir.join("m.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input\n{}\n",
+            common::root().join("samples/call_my_mother.wav").display()
+        ),
+    )
+    .unwrap();
+    let eval = |extra: &[&str], out: &str| {
+        advox()
+            .args(["eval", "--manifest"])
+            .arg(&manifest)
+            .args([
+                "--attacks",
+                "pgd",
+                "--eps",
+                "0.02",
+                "--steps",
+                "8",
+                "--defenses",
+                "none",
+                "--detectors",
+                "none",
+            ])
+            .args(extra)
+            .arg("-o")
+            .arg(dir.join(out))
+            .output()
+            .unwrap()
+    };
+    let room_arg = room.display().to_string();
+    let o = eval(&["--over-the-air", "--rir", &room_arg, "--eot"], "air");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("air/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["settings"]["eot"], true);
+    let channel = report["settings"]["over_the_air"].as_str().unwrap();
+    assert!(channel.contains("1 measured rooms"), "{channel}");
+    let r = &report["records"][0];
+    let clean_air = &r["clean_over_the_air"];
+    assert_eq!(
+        clean_air["transcripts"].as_array().unwrap().len(),
+        2,
+        "{clean_air}"
+    );
+    // Speech in a small room stays intelligible.
+    assert!(clean_air["wer"].as_f64().unwrap() <= 0.5, "{clean_air}");
+    let a = &r["attacks"][0]["over_the_air"];
+    let clean = r["clean_transcript"].as_str().unwrap();
+    let met = a["transcripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| advox::metrics::wer(clean, t.as_str().unwrap()) >= 0.5)
+        .count();
+    assert_eq!(a["goal_met"].as_f64().unwrap(), met as f64 / 2.0, "{a}");
+    assert_eq!(
+        report["cells"][0]["over_the_air_success"].as_f64(),
+        a["goal_met"].as_f64()
+    );
+    for (extra, why) in [
+        (vec!["--rir", room_arg.as_str()], "need --over-the-air"),
+        (vec!["--eot"], "need --over-the-air"),
+        (
+            vec!["--over-the-air", "--rir", "/nonexistent/rooms"],
+            "/nonexistent/rooms",
+        ),
+    ] {
+        let o = eval(&extra, "refused");
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(why), "{extra:?}: {e}");
+    }
+}

@@ -79,6 +79,21 @@ pub struct Args {
     /// [default: 2].
     #[arg(long)]
     adaptive_samples: Option<usize>,
+    /// Also hear every clean and adversarial signal over the air: through 2 fixed draws of a
+    /// playback channel (gain ±6 dB, up to 50 ms delay, loudspeaker/microphone band-pass
+    /// 50–200 Hz to 4–7.5 kHz, a room, noise at --air-snr-db), the same draws per example.
+    #[arg(long)]
+    over_the_air: bool,
+    /// Over the air: measured room impulse responses (a WAV or a directory of them) in place
+    /// of synthetic rooms (RT60 0.1–0.3 s).
+    #[arg(long)]
+    rir: Option<PathBuf>,
+    /// Over the air: background noise SNR (dB) [default: 30].
+    #[arg(long)]
+    air_snr_db: Option<f32>,
+    /// FGSM and PGD use expectation over the over-the-air channel (the attacker knows it).
+    #[arg(long)]
+    eot: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -125,6 +140,29 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if args.no_adaptive && args.adaptive_samples.is_some() {
         bail!("--adaptive-samples does not apply with --no-adaptive");
     }
+    if !args.over_the_air && (args.rir.is_some() || args.air_snr_db.is_some() || args.eot) {
+        bail!("--rir, --air-snr-db and --eot need --over-the-air");
+    }
+    if args.eot && attacks.contains(&AttackKind::Cw) {
+        bail!("--eot applies to fgsm and pgd; CW has no EOT (drop cw from --attacks)");
+    }
+    let over_the_air = if args.over_the_air {
+        let defaults = advox::attack::eot::EotConfig::default();
+        let snr = args.air_snr_db.unwrap_or(30.0);
+        if !snr.is_finite() {
+            bail!("--air-snr-db must be a number of dB");
+        }
+        Some(advox::attack::eot::EotConfig {
+            noise_snr_db: Some(snr),
+            rirs: match &args.rir {
+                Some(path) => advox::attack::eot::load_rirs(path)?,
+                None => defaults.rirs.clone(),
+            },
+            ..defaults
+        })
+    } else {
+        None
+    };
     let adaptive_samples = args
         .adaptive_samples
         .unwrap_or(advox::defend::adaptive::DEFAULT_SAMPLES);
@@ -170,6 +208,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         seed: args.seed,
         adaptive: !args.no_adaptive,
         adaptive_samples,
+        over_the_air: over_the_air.clone(),
+        eot: args.eot,
     };
     let settings = Settings {
         manifest: manifest.display().to_string(),
@@ -185,6 +225,18 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         seed: args.seed,
         adaptive: !args.no_adaptive,
         adaptive_samples,
+        over_the_air: over_the_air.as_ref().map(|c| {
+            format!(
+                "{} draws; {}; noise at {} dB SNR",
+                c.check_transforms,
+                match &args.rir {
+                    Some(p) => format!("{} measured rooms from {}", c.rirs.len(), p.display()),
+                    None => "synthetic rooms RT60 0.1–0.3 s".into(),
+                },
+                c.noise_snr_db.unwrap_or(f32::INFINITY)
+            )
+        }),
+        eot: args.eot,
     };
     let chosen: Vec<(usize, &advox::manifest::ManifestEntry)> = entries
         .iter()
@@ -285,11 +337,15 @@ fn write_report(report: &Report, dir: &Path) -> Result<()> {
     let html = write_html(report, dir)?;
     for c in &report.cells {
         println!(
-            "{:<5} eps {:<6} success {:>4.0} %  WER {:.2}",
+            "{:<5} eps {:<6} success {:>4.0} %  WER {:.2}{}",
             c.attack,
             c.eps.map_or("-".into(), |e| e.to_string()),
             100.0 * c.success_rate,
-            c.adversarial_wer
+            c.adversarial_wer,
+            c.over_the_air_success.map_or(String::new(), |a| format!(
+                "  over the air {:.0} %",
+                100.0 * a
+            ))
         );
         for (d, v) in c.defenses.iter().filter(|(d, _)| *d != "none") {
             println!(
