@@ -5,18 +5,19 @@
 //! example holds everything measured; [`report::Report`] aggregates records, so shards of a
 //! manifest ([`shard`]) merge into exactly the report of one run.
 
+pub mod adaptive;
 pub mod cloak;
 #[cfg(feature = "plots")]
 pub mod html;
 pub mod report;
 pub mod shard;
 
+pub use adaptive::{AdaptiveRecord, AirRecord, EvasionRecord};
+
 use crate::attack::cw::CwConfig;
-use crate::attack::eot::{self, EotConfig};
-use crate::attack::{run_attack_through, Attack, AttackConfig, AttackKind, Method};
-use crate::defend::adaptive::DefenseChannel;
+use crate::attack::eot::EotConfig;
+use crate::attack::{Attack, AttackConfig, AttackKind, Method};
 use crate::defend::Defense;
-use crate::detect::adaptive::DetectorChannel;
 use crate::detect::{Context, Detector, Input};
 use crate::manifest::ManifestEntry;
 use crate::metrics::{cer, dbx, linf, snr_db, wer};
@@ -74,17 +75,6 @@ pub struct EvalConfig {
     pub eot: bool,
 }
 
-/// A signal heard over the air: through each fixed draw of the channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AirRecord {
-    /// The transcript of each draw.
-    pub transcripts: Vec<String>,
-    /// Mean WER of those against the clean transcript.
-    pub wer: f64,
-    /// Share of the draws whose transcript meets the goal.
-    pub goal_met: f64,
-}
-
 /// One attack at one bound on one example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttackRecord {
@@ -121,48 +111,6 @@ pub struct AttackRecord {
     /// The adversarial example over the air (with `over_the_air`).
     #[serde(default)]
     pub over_the_air: Option<AirRecord>,
-}
-
-/// The same attack and bound made to evade one detector
-/// ([`crate::detect::adaptive::DetectorChannel`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvasionRecord {
-    /// What each view was driven to (the plain signal first).
-    pub targets: Vec<String>,
-    /// Whether every view was heard as its target (the goal met, the detector comparing equal
-    /// transcripts).
-    pub consistent: bool,
-    /// Whether the goal was met (undefended).
-    pub success: bool,
-    /// Transcript of the evasive example.
-    pub transcript: String,
-    /// The detector's score of it.
-    pub score: f64,
-    /// Signal-to-perturbation ratio (dB).
-    pub snr_db: f64,
-    /// Gradient steps taken.
-    pub steps: usize,
-    /// Wall time.
-    pub seconds: f64,
-}
-
-/// The same attack and bound run through one defence (it knows the defence).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdaptiveRecord {
-    /// How the gradient passed through the defence ([`DefenseChannel::gradient`]).
-    pub gradient: String,
-    /// The adaptive example, defended and judged.
-    pub defended: DefendedRecord,
-    /// Undefended transcript of the adaptive example.
-    pub transcript: String,
-    /// Signal-to-perturbation ratio (dB).
-    pub snr_db: f64,
-    /// Largest |δ|.
-    pub linf: f64,
-    /// Gradient steps taken.
-    pub steps: usize,
-    /// Wall time.
-    pub seconds: f64,
 }
 
 /// A defended transcription, judged.
@@ -261,7 +209,7 @@ fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result
     }
 }
 
-fn defended(
+pub(crate) fn defended(
     defense: &Defense,
     models: &[&LoadedModel],
     cfg: &EvalConfig,
@@ -314,29 +262,17 @@ pub fn evaluate_example(
             .map(|d| Ok((d.name(), d.score(&ctx, &input)?)))
             .collect()
     };
-    // The same fixed draws of the playback channel for every signal of this example.
-    let air = |y: &[f32]| -> Result<Option<AirRecord>> {
-        let Some(channel) = &cfg.over_the_air else {
-            return Ok(None);
-        };
-        let mut rng = crate::rng::Rng::new(cfg.seed ^ 0xA1B ^ ((index as u64) << 16));
-        let mut transcripts = Vec::new();
-        for _ in 0..channel.check_transforms.max(1) {
-            // Drawn for the clean input's level: the same room and noise for every signal.
-            let t = eot::Transform::sample(channel, x, crate::audio::SAMPLE_RATE, &mut rng);
-            transcripts.push(transcribe(model, &t.apply(y), &cfg.decode)?.text);
-        }
-        let n = transcripts.len() as f64;
-        Ok(Some(AirRecord {
-            wer: transcripts.iter().map(|t| wer(&clean.text, t)).sum::<f64>() / n,
-            goal_met: transcripts
-                .iter()
-                .filter(|t| goal.is_met(&clean.text, t))
-                .count() as f64
-                / n,
-            transcripts,
-        }))
+    let example = adaptive::Example {
+        models,
+        x,
+        index,
+        goal: &goal,
+        clean: &clean,
+        objective: &objective,
+        cfg,
+        ctx: &ctx,
     };
+    let air = |y: &[f32]| adaptive::over_the_air(&example, y);
     let defended_all = |y: &[f32]| -> Result<BTreeMap<String, DefendedRecord>> {
         cfg.defenses
             .iter()
@@ -355,94 +291,17 @@ pub fn evaluate_example(
             let out = plan.run(model, x, &objective, cancel, &mut |_| {})?.outcome;
             let seconds = start.elapsed().as_secs_f64();
             on_adversarial(attack, eps, None, &out.adversarial)?;
-            let mut adaptive = BTreeMap::new();
-            let mut evasive = BTreeMap::new();
+            let (mut adaptive, mut evasive) = (BTreeMap::new(), BTreeMap::new());
             if let (true, Attack::Pgd(pgd)) = (cfg.adaptive, &plan) {
+                let run = adaptive::Run {
+                    example: &example,
+                    attack,
+                    eps,
+                    pgd,
+                };
                 let success = out.success.then_some(out.transcript.as_str());
-                for detector in &cfg.detectors {
-                    let Some(channel) = DetectorChannel::new(
-                        detector,
-                        model,
-                        x,
-                        &goal,
-                        &clean,
-                        success,
-                        &cfg.decode,
-                    )?
-                    else {
-                        continue;
-                    };
-                    let start = Instant::now();
-                    let a = run_attack_through(
-                        model,
-                        x,
-                        &objective,
-                        pgd,
-                        Some(&channel),
-                        cancel,
-                        &mut |_| {},
-                    )?;
-                    let seconds = start.elapsed().as_secs_f64();
-                    let label = format!("evasive:{}", detector.name());
-                    on_adversarial(attack, eps, Some(&label), &a.adversarial)?;
-                    let input = Input::new(&a.adversarial);
-                    evasive.insert(
-                        detector.name(),
-                        EvasionRecord {
-                            targets: channel.targets(),
-                            consistent: a.success,
-                            success: goal.is_met(&clean.text, &a.transcript),
-                            score: detector.score(&ctx, &input)?,
-                            transcript: a.transcript,
-                            snr_db: snr_db(x, &a.perturbation),
-                            steps: a.steps,
-                            seconds,
-                        },
-                    );
-                }
-                for defense in cfg.defenses.iter().filter(|d| **d != Defense::None) {
-                    let channel = DefenseChannel::new(
-                        defense,
-                        models,
-                        x,
-                        &goal,
-                        &clean,
-                        &cfg.decode,
-                        cfg.adaptive_samples,
-                    )?;
-                    let start = Instant::now();
-                    let a = run_attack_through(
-                        model,
-                        x,
-                        &objective,
-                        pgd,
-                        Some(&channel),
-                        cancel,
-                        &mut |_| {},
-                    )?;
-                    let seconds = start.elapsed().as_secs_f64();
-                    let label = format!("adaptive:{}", defense.name());
-                    on_adversarial(attack, eps, Some(&label), &a.adversarial)?;
-                    adaptive.insert(
-                        defense.name(),
-                        AdaptiveRecord {
-                            gradient: channel.gradient(),
-                            defended: defended(
-                                defense,
-                                models,
-                                cfg,
-                                &a.adversarial,
-                                &clean.text,
-                                &goal,
-                            )?,
-                            transcript: a.transcript,
-                            snr_db: snr_db(x, &a.perturbation),
-                            linf: linf(&a.perturbation),
-                            steps: a.steps,
-                            seconds,
-                        },
-                    );
-                }
+                evasive = adaptive::evading_detectors(&run, success, cancel, on_adversarial)?;
+                adaptive = adaptive::through_defenses(&run, cancel, on_adversarial)?;
             }
             let transcript = out.transcript;
             let delta = out.perturbation;
