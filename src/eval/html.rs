@@ -129,7 +129,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
              smoothing noise, every view of a vote); only this column says how robust a defence \
              is. – where it was not run (CW, <code>--no-adaptive</code>).</p>\
              <table><tr><th class=l rowspan=2>attack</th><th rowspan=2>L∞</th><th class=l rowspan=2>defence</th>\
-             <th colspan=3>non-adaptive</th><th colspan=3>adaptive</th><th class=l rowspan=2>adaptive gradient</th></tr>\
+             <th colspan=3>non-adaptive</th><th colspan=3>adaptive</th><th rowspan=2>attack success, better of both</th><th class=l rowspan=2>adaptive gradient</th></tr>\
              <tr><th>robust accuracy</th><th>attack success</th><th>abstained</th>\
              <th>robust accuracy</th><th>attack success</th><th>abstained</th></tr>"
         );
@@ -147,13 +147,16 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
                 let _ = write!(
                     h,
                     "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                     <td>{ra}</td><td>{asr}</td><td>{ab}</td><td class=l>{}</td></tr>",
+                     <td>{ra}</td><td>{asr}</td><td>{ab}</td><td>{}</td><td class=l>{}</td></tr>",
                     c.attack,
                     eps_name(c.eps),
                     esc(d),
                     pct(n.robust_accuracy),
                     pct(n.attack_success_rate),
                     pct(n.abstain_rate),
+                    v.worst_case
+                        .as_ref()
+                        .map_or("–".into(), |w| pct(w.attack_success_rate)),
                     esc(v.gradient.as_deref().unwrap_or(""))
                 );
             }

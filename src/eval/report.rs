@@ -109,6 +109,12 @@ pub struct DefenseSummary {
     pub adaptive: Option<DefenseNumbers>,
     /// How the adaptive attack's gradient passed through the defence (first example's).
     pub gradient: Option<String>,
+    /// Per example the better of the two attacks (an attacker may try both): success where
+    /// either met the goal through the defence, robust where both were answered correctly,
+    /// abstained where neither succeeded and one was refused (`None` where the adaptive
+    /// attack did not run). An approximate gradient (BPDA) can make the adaptive attack the
+    /// weaker one.
+    pub worst_case: Option<DefenseNumbers>,
 }
 
 /// One detector against the successful adversarial examples of one attack cell.
@@ -361,12 +367,42 @@ impl Report {
                         (!runs.is_empty() && adaptive_runs.len() == runs.len())
                             .then(|| DefenseNumbers::of(adaptive_runs.iter().map(|a| &a.defended)))
                     };
+                    let pairs: Vec<(&super::DefendedRecord, &super::DefendedRecord)> = runs
+                        .iter()
+                        .filter_map(|(_, a)| {
+                            let plain = a.defended.get(d)?;
+                            let adaptive = if d == "none" {
+                                plain
+                            } else {
+                                &a.adaptive.get(d)?.defended
+                            };
+                            Some((plain, adaptive))
+                        })
+                        .collect();
+                    let worst_case = (adaptive.is_some() && pairs.len() == runs.len()).then(|| {
+                        let success =
+                            |(p, a): &(&super::DefendedRecord, &super::DefendedRecord)| {
+                                p.attack_success || a.attack_success
+                            };
+                        DefenseNumbers {
+                            robust_accuracy: share(
+                                pairs.iter().map(|(p, a)| p.correct && a.correct),
+                            ),
+                            attack_success_rate: share(pairs.iter().map(success)),
+                            abstain_rate: share(
+                                pairs
+                                    .iter()
+                                    .map(|pa| !success(pa) && (pa.0.abstained || pa.1.abstained)),
+                            ),
+                        }
+                    });
                     (
                         d.clone(),
                         DefenseSummary {
                             non_adaptive,
                             adaptive,
                             gradient: adaptive_runs.first().map(|a| a.gradient.clone()),
+                            worst_case,
                         },
                     )
                 })

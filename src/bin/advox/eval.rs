@@ -349,9 +349,14 @@ fn write_report(report: &Report, dir: &Path) -> Result<()> {
         );
         for (d, v) in c.defenses.iter().filter(|(d, _)| *d != "none") {
             println!(
-                "      through {d}: attack success {:>4.0} % non-adaptive, {} adaptive",
+                "      through {d}: attack success {:>4.0} % non-adaptive, {} adaptive, {} \
+                 either",
                 100.0 * v.non_adaptive.attack_success_rate,
                 v.adaptive.as_ref().map_or("–".into(), |a| format!(
+                    "{:.0} %",
+                    100.0 * a.attack_success_rate
+                )),
+                v.worst_case.as_ref().map_or("–".into(), |a| format!(
                     "{:.0} %",
                     100.0 * a.attack_success_rate
                 ))
