@@ -25,8 +25,26 @@ pub trait Channel {
         rng: &mut Rng,
     ) -> Result<(f32, Vec<f32>)>;
 
-    /// Whether `adv` is a success; `plain` says whether its plain transcript meets the goal.
-    fn judge(&self, adv: &[f32], plain: bool) -> Result<bool>;
+    /// Whether `adv` is a success, given its plain transcript and whether that meets the goal.
+    fn judge(&self, adv: &[f32], transcript: &str, plain: bool) -> Result<bool>;
+}
+
+/// The mean loss and gradient of `n` draws (`draw(i)` gives the i-th; a gradient shorter than
+/// `len`, e.g. of a prefix, covers its first samples only).
+pub fn averaged(
+    n: usize,
+    len: usize,
+    mut draw: impl FnMut(usize) -> Result<(f32, Vec<f32>)>,
+) -> Result<(f32, Vec<f32>)> {
+    let (mut loss, mut grad) = (0.0, vec![0.0f32; len]);
+    for i in 0..n {
+        let (l, g) = draw(i)?;
+        loss += l / n as f32;
+        for (acc, v) in grad.iter_mut().zip(&g) {
+            *acc += v / n as f32;
+        }
+    }
+    Ok((loss, grad))
 }
 
 /// Expectation over random transformations ([`eot`]): a success meets the goal as it stands
@@ -51,21 +69,14 @@ impl Channel for EotChannel<'_> {
         adv: &[f32],
         rng: &mut Rng,
     ) -> Result<(f32, Vec<f32>)> {
-        let n = self.config.samples.max(1);
-        let mut loss = 0.0;
-        let mut grad = vec![0.0f32; adv.len()];
-        for _ in 0..n {
+        averaged(self.config.samples.max(1), adv.len(), |_| {
             let t = eot::Transform::sample(self.config, adv, crate::audio::SAMPLE_RATE, rng);
             let (l, g) = objective_at(self.model, self.objective, front, &t.apply(adv))?;
-            loss += l / n as f32;
-            for (acc, v) in grad.iter_mut().zip(t.adjoint(&g)) {
-                *acc += v / n as f32;
-            }
-        }
-        Ok((loss, grad))
+            Ok((l, t.adjoint(&g)))
+        })
     }
 
-    fn judge(&self, adv: &[f32], plain: bool) -> Result<bool> {
+    fn judge(&self, adv: &[f32], _transcript: &str, plain: bool) -> Result<bool> {
         if !plain {
             return Ok(false);
         }

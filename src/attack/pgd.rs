@@ -237,7 +237,7 @@ pub fn run_attack_through(
                 let plain = track.succeeds(&adv, &transcript)?;
                 let success = match channel {
                     None => plain,
-                    Some(c) => c.judge(&adv, plain)?,
+                    Some(c) => c.judge(&adv, &transcript, plain)?,
                 };
                 info.transcript = Some(transcript.clone());
                 track.offer(adv, success, transcript, loss, loss);

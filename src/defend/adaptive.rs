@@ -12,8 +12,8 @@
 //! A point succeeds when the goal is met *through the defence*, as the defence answers (an
 //! abstention is no success).
 
-use crate::attack::channel::{objective_at, Channel};
-use crate::defend::Defense;
+use crate::attack::channel::{averaged, objective_at, Channel};
+use crate::defend::{purify, Defense};
 use crate::detect::transforms::Transform;
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
@@ -124,13 +124,6 @@ impl<'a> DefenseChannel<'a> {
     }
 }
 
-/// `acc += v / n`.
-fn accumulate(acc: &mut [f32], v: &[f32], n: usize) {
-    for (a, b) in acc.iter_mut().zip(v) {
-        *a += b / n as f32;
-    }
-}
-
 impl Channel for DefenseChannel<'_> {
     fn loss_and_grad(
         &self,
@@ -141,27 +134,16 @@ impl Channel for DefenseChannel<'_> {
         match self.defense {
             Defense::None => self.model_loss(0, front, adv),
             Defense::Purify(transforms) => {
-                let mut y = adv.to_vec();
-                for t in transforms {
-                    y = t.apply(&y)?;
-                }
-                let (loss, mut g) = self.model_loss(0, front, &y)?;
+                let (loss, mut g) = self.model_loss(0, front, &purify(transforms, adv)?)?;
                 for t in transforms.iter().rev() {
                     g = t.backward(&g)?;
                 }
                 Ok((loss, g))
             }
-            Defense::Smoothing(cfg) => {
-                let n = self.samples;
-                let (mut loss, mut grad) = (0.0, vec![0.0f32; adv.len()]);
-                for _ in 0..n {
-                    let y: Vec<f32> = adv.iter().map(|v| v + cfg.sigma * rng.normal()).collect();
-                    let (l, g) = self.model_loss(0, front, &y)?;
-                    loss += l / n as f32;
-                    accumulate(&mut grad, &g, n);
-                }
-                Ok((loss, grad))
-            }
+            Defense::Smoothing(cfg) => averaged(self.samples, adv.len(), |_| {
+                let y: Vec<f32> = adv.iter().map(|v| v + cfg.sigma * rng.normal()).collect();
+                self.model_loss(0, front, &y)
+            }),
             Defense::Vote(transforms) => {
                 // Draw distinct views: (model, plain or a transform).
                 let total = self.views(transforms);
@@ -169,26 +151,22 @@ impl Channel for DefenseChannel<'_> {
                 for i in (1..total).rev() {
                     order.swap(i, rng.below(i + 1));
                 }
-                let n = self.samples.min(total);
-                let (mut loss, mut grad) = (0.0, vec![0.0f32; adv.len()]);
-                for &view in &order[..n] {
+                averaged(self.samples.min(total), adv.len(), |i| {
+                    let view = order[i];
                     let (m, t) = (view / (1 + transforms.len()), view % (1 + transforms.len()));
-                    let (l, g) = match t.checked_sub(1).map(|i| transforms[i]) {
-                        None => self.model_loss(m, front, adv)?,
+                    match t.checked_sub(1).map(|i| transforms[i]) {
+                        None => self.model_loss(m, front, adv),
                         Some(t) => {
                             let (l, g) = self.model_loss(m, front, &t.apply(adv)?)?;
-                            (l, t.backward(&g)?)
+                            Ok((l, t.backward(&g)?))
                         }
-                    };
-                    loss += l / n as f32;
-                    accumulate(&mut grad, &g, n);
-                }
-                Ok((loss, grad))
+                    }
+                })
             }
         }
     }
 
-    fn judge(&self, adv: &[f32], _plain: bool) -> Result<bool> {
+    fn judge(&self, adv: &[f32], _transcript: &str, _plain: bool) -> Result<bool> {
         if let Defense::Smoothing(cfg) = self.defense {
             // One noisy copy first: the full vote costs every copy's decode.
             let mut rng = Rng::new(cfg.seed ^ 0xADA);

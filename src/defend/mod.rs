@@ -111,13 +111,9 @@ impl Defense {
         };
         match self {
             Defense::None => Ok(plain(transcribe(first, x, decode)?.text)),
-            Defense::Purify(transforms) => {
-                let mut y = x.to_vec();
-                for t in transforms {
-                    y = t.apply(&y)?;
-                }
-                Ok(plain(transcribe(first, &y, decode)?.text))
-            }
+            Defense::Purify(transforms) => Ok(plain(
+                transcribe(first, &purify(transforms, x)?, decode)?.text,
+            )),
             Defense::Smoothing(cfg) => {
                 let s = smoothed_transcribe(first, decode, x, cfg)?;
                 Ok(Defended {
@@ -148,6 +144,15 @@ impl Defense {
             }
         }
     }
+}
+
+/// `x` through `transforms` in order (what [`Defense::Purify`] transcribes).
+pub fn purify(transforms: &[Transform], x: &[f32]) -> Result<Vec<f32>> {
+    let mut y = x.to_vec();
+    for t in transforms {
+        y = t.apply(&y)?;
+    }
+    Ok(y)
 }
 
 /// The most frequent transcript after normalisation (ties: the earliest ballot) and its votes.

@@ -16,12 +16,11 @@
 
 use super::transforms::Transform;
 use super::Detector;
-use crate::attack::channel::{objective_at, Channel};
+use crate::attack::channel::{averaged, objective_at, Channel};
 use crate::mel::MelFrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::{Goal, Objective};
 use crate::rng::Rng;
-use crate::text::normalize_transcript;
 use crate::transcribe::{transcribe, Transcript};
 use crate::Result;
 
@@ -146,39 +145,33 @@ impl Channel for DetectorChannel<'_> {
         adv: &[f32],
         _rng: &mut Rng,
     ) -> Result<(f32, Vec<f32>)> {
-        let n = self.views.len();
-        let (mut loss, mut grad) = (0.0, vec![0.0f32; adv.len()]);
-        for v in &self.views {
+        // A prefix's gradient covers its samples only.
+        averaged(self.views.len(), adv.len(), |i| {
+            let v = &self.views[i];
             let (l, g) = objective_at(
                 self.model,
                 &v.objective,
                 front,
                 &self.input(v.through, adv)?,
             )?;
-            let g = match v.through {
-                Through::Transform(t) => t.backward(&g)?,
-                _ => g,
-            };
-            loss += l / n as f32;
-            // A prefix's gradient covers its samples only.
-            for (acc, gi) in grad.iter_mut().zip(&g) {
-                *acc += gi / n as f32;
+            match v.through {
+                Through::Transform(t) => Ok((l, t.backward(&g)?)),
+                _ => Ok((l, g)),
             }
-        }
-        Ok((loss, grad))
+        })
     }
 
-    fn judge(&self, adv: &[f32], plain: bool) -> Result<bool> {
+    fn judge(&self, adv: &[f32], transcript: &str, plain: bool) -> Result<bool> {
         if !plain {
             return Ok(false);
         }
         for v in &self.views {
-            let heard = transcribe(self.model, &self.input(v.through, adv)?, self.decode)?.text;
-            let ok = match &v.target {
-                Goal::Targeted(t) => normalize_transcript(&heard) == normalize_transcript(t),
-                other => other.is_met(&self.clean, &heard),
+            // The plain view's transcript is the attack's own.
+            let heard = match v.through {
+                Through::Plain => transcript.to_string(),
+                through => transcribe(self.model, &self.input(through, adv)?, self.decode)?.text,
             };
-            if !ok {
+            if !v.target.is_met(&self.clean, &heard) {
                 return Ok(false);
             }
         }

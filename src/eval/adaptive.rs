@@ -3,7 +3,8 @@
 //! and every signal heard over the air (fixed draws of a playback channel).
 
 use super::{defended, AdversarialSink, DefendedRecord, EvalConfig};
-use crate::attack::{eot, run_attack_through, AttackConfig, AttackKind};
+use crate::attack::channel::Channel;
+use crate::attack::{eot, run_attack_through, AttackConfig, AttackKind, AttackOutcome};
 use crate::defend::adaptive::DefenseChannel;
 use crate::defend::Defense;
 use crate::detect::adaptive::DetectorChannel;
@@ -103,6 +104,31 @@ pub(crate) struct Run<'a> {
     pub pgd: &'a AttackConfig,
 }
 
+/// The cell's attack with its gradient through `channel`, timed; its example goes to `sink`
+/// under `label`.
+fn attack_through(
+    run: &Run,
+    channel: &dyn Channel,
+    label: &str,
+    cancel: &AtomicBool,
+    sink: &mut AdversarialSink,
+) -> Result<(AttackOutcome, f64)> {
+    let ex = run.example;
+    let start = Instant::now();
+    let a = run_attack_through(
+        ex.models[0],
+        ex.x,
+        ex.objective,
+        run.pgd,
+        Some(channel),
+        cancel,
+        &mut |_| {},
+    )?;
+    let seconds = start.elapsed().as_secs_f64();
+    sink(run.attack, run.eps, Some(label), &a.adversarial)?;
+    Ok((a, seconds))
+}
+
 /// The cell's attack through each defence but `none`.
 pub(crate) fn through_defenses(
     run: &Run,
@@ -122,19 +148,8 @@ pub(crate) fn through_defenses(
             &cfg.decode,
             cfg.adaptive_samples,
         )?;
-        let start = Instant::now();
-        let a = run_attack_through(
-            ex.models[0],
-            ex.x,
-            ex.objective,
-            run.pgd,
-            Some(&channel),
-            cancel,
-            &mut |_| {},
-        )?;
-        let seconds = start.elapsed().as_secs_f64();
         let label = format!("adaptive:{}", defense.name());
-        sink(run.attack, run.eps, Some(&label), &a.adversarial)?;
+        let (a, seconds) = attack_through(run, &channel, &label, cancel, sink)?;
         let heard = defended(
             defense,
             ex.models,
@@ -183,19 +198,8 @@ pub(crate) fn evading_detectors(
         else {
             continue;
         };
-        let start = Instant::now();
-        let a = run_attack_through(
-            model,
-            ex.x,
-            ex.objective,
-            run.pgd,
-            Some(&channel),
-            cancel,
-            &mut |_| {},
-        )?;
-        let seconds = start.elapsed().as_secs_f64();
         let label = format!("evasive:{}", detector.name());
-        sink(run.attack, run.eps, Some(&label), &a.adversarial)?;
+        let (a, seconds) = attack_through(run, &channel, &label, cancel, sink)?;
         let input = Input::new(&a.adversarial);
         records.insert(
             detector.name(),

@@ -16,6 +16,12 @@ pub fn cell_stem(attack: &str, eps: Option<f32>) -> String {
     }
 }
 
+/// `name` (a defence or detector, `purify:lowpass-4000+lpc-16`) as part of a file name
+/// (`purify_lowpass-4000_lpc-16`).
+pub fn file_part(name: &str) -> String {
+    name.replace([':', '+', '/'], "_")
+}
+
 /// The spectrogram picture of example `index` under one attack cell, relative to the report.
 pub fn example_picture(index: usize, attack: &str, eps: Option<f32>) -> String {
     format!("examples/{index:04}_{}.png", cell_stem(attack, eps))
@@ -166,7 +172,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
             if curve.is_empty() {
                 continue;
             }
-            let file = format!("certified_{}.png", d.replace([':', '+', '/'], "_"));
+            let file = format!("certified_{}.png", file_part(d));
             let title = format!("{d}: certified accuracy on clean inputs");
             let mut points = Vec::new();
             for w in curve.windows(2) {

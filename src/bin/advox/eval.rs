@@ -6,7 +6,7 @@ use advox::attack::AttackKind;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::defend::Defense;
 use advox::detect::Detector;
-use advox::eval::html::{cell_stem, example_picture, write_html};
+use advox::eval::html::{cell_stem, example_picture, file_part, write_html};
 use advox::eval::report::{Report, Settings};
 use advox::eval::shard::{merge, Shard};
 use advox::eval::{evaluate_example, parse_eval_attack, EvalConfig};
@@ -277,7 +277,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             let stem = cell_stem(attack.name(), eps);
             if let Some(label) = adapted {
                 // An adaptive example: the WAV only.
-                let name = adapted_stem(label);
+                let name = file_part(label);
                 let wav = dir.join(format!("examples/{index:04}_{stem}_{name}.wav"));
                 write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
                 bar.inc(1);
@@ -325,11 +325,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     bar.finish_and_clear();
     let report = Report::from_records(settings, shard.map(|s| s.name()), records)?;
     write_report(&report, dir)
-}
-
-/// `adaptive:purify:lowpass-4000` → `adaptive_purify_lowpass-4000` (a file-name part).
-fn adapted_stem(label: &str) -> String {
-    label.replace([':', '+', '/'], "_")
 }
 
 fn write_report(report: &Report, dir: &Path) -> Result<()> {
