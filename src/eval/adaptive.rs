@@ -2,9 +2,9 @@
 //! ([`DefenseChannel`]) and to evade each transcript-comparing detector ([`DetectorChannel`]),
 //! and every signal heard over the air (fixed draws of a playback channel).
 
-use super::{defended, AdversarialSink, DefendedRecord, EvalConfig};
+use super::{defended, AdversarialSink, DefendedRecord, EvalConfig, Made};
 use crate::attack::channel::Channel;
-use crate::attack::{eot, run_attack_through, AttackConfig, AttackKind, AttackOutcome};
+use crate::attack::{eot, run_attack_through, AttackConfig, AttackOutcome};
 use crate::defend::adaptive::DefenseChannel;
 use crate::defend::Defense;
 use crate::detect::adaptive::DetectorChannel;
@@ -96,10 +96,8 @@ pub(crate) struct Example<'a> {
 pub(crate) struct Run<'a> {
     /// The example.
     pub example: &'a Example<'a>,
-    /// The attack.
-    pub attack: AttackKind,
-    /// Its bound.
-    pub eps: Option<f32>,
+    /// The cell (attack and bound).
+    pub made: Made<'a>,
     /// Its settings.
     pub pgd: &'a AttackConfig,
 }
@@ -125,7 +123,11 @@ fn attack_through(
         &mut |_| {},
     )?;
     let seconds = start.elapsed().as_secs_f64();
-    sink(run.attack, run.eps, Some(label), &a.adversarial)?;
+    let made = Made {
+        adapted: Some(label),
+        ..run.made
+    };
+    sink(&made, &a.adversarial)?;
     Ok((a, seconds))
 }
 

@@ -2,17 +2,20 @@
 //! [`Report`], ROC curves per attack and bound, success against ε per attack, and the
 //! spectrogram pictures of example pairs found under `examples/`.
 
+use super::bound_name;
 use super::report::Report;
 use crate::plot::{line_chart, Axes, Series};
 use crate::Result;
 use std::fmt::Write;
 use std::path::Path;
 
-/// File stem of the pictures of one attack cell.
-pub fn cell_stem(attack: &str, eps: Option<f32>) -> String {
-    match eps {
-        Some(e) => format!("{attack}_eps{e}"),
-        None => attack.to_string(),
+/// File stem of the pictures of one attack cell (its SNR floor names an SNR-bounded cell,
+/// whose L∞ bound differs per example).
+pub fn cell_stem(attack: &str, eps: Option<f32>, snr_bound_db: Option<f32>) -> String {
+    match (snr_bound_db, eps) {
+        (Some(s), _) => format!("{attack}_snr{s}"),
+        (None, Some(e)) => format!("{attack}_eps{e}"),
+        (None, None) => attack.to_string(),
     }
 }
 
@@ -23,8 +26,30 @@ pub fn file_part(name: &str) -> String {
 }
 
 /// The spectrogram picture of example `index` under one attack cell, relative to the report.
-pub fn example_picture(index: usize, attack: &str, eps: Option<f32>) -> String {
-    format!("examples/{index:04}_{}.png", cell_stem(attack, eps))
+pub fn example_picture(
+    index: usize,
+    attack: &str,
+    eps: Option<f32>,
+    snr_bound_db: Option<f32>,
+) -> String {
+    format!(
+        "examples/{index:04}_{}.png",
+        cell_stem(attack, eps, snr_bound_db)
+    )
+}
+
+/// The written adversarial example of one attack cell on example `index`, relative to the
+/// report.
+pub fn example_wav(
+    index: usize,
+    attack: &str,
+    eps: Option<f32>,
+    snr_bound_db: Option<f32>,
+) -> String {
+    format!(
+        "examples/{index:04}_{}.wav",
+        cell_stem(attack, eps, snr_bound_db)
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -38,10 +63,6 @@ fn pct(v: f64) -> String {
     format!("{:.0} %", 100.0 * v)
 }
 
-fn eps_name(eps: Option<f32>) -> String {
-    eps.map_or("–".into(), |e| e.to_string())
-}
-
 /// Write the pictures and `report.html` into `dir`; returns the page's path.
 pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     let mut h = String::new();
@@ -53,8 +74,8 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
          table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:4px 8px;text-align:right}}\
          th{{background:#eee}}td.l,th.l{{text-align:left}}img{{max-width:100%;border:1px solid #ddd;margin:6px 0}}</style>\
          </head><body><h1>advox evaluation</h1>\
-         <p>Manifest <code>{}</code>: {} of {} examples{}. Models: {}. Attacks: {} at L∞ {:?} ({} steps); \
-         defences: {}; detectors: {}. Beam {}, default goal {}, seed {}.</p>",
+         <p>Manifest <code>{}</code>: {} of {} examples{}. Models: {}. Attacks: {} at L∞ {:?} and SNR floors {:?} dB ({} steps); \
+         defences: {}; detectors: {}; independent recognisers: {}. Beam {}, default goal {}, seed {}.</p>",
         esc(&s.manifest),
         report.examples,
         s.manifest_entries,
@@ -65,9 +86,15 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
         esc(&s.models.join(", ")),
         s.attacks.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "),
         s.epsilons,
+        s.snr_bounds_db,
         s.steps,
         esc(&s.defenses.join(", ")),
         esc(&s.detectors.join(", ")),
+        if s.verifiers.is_empty() {
+            "none".to_string()
+        } else {
+            esc(&s.verifiers.join(", "))
+        },
         s.beam,
         esc(&s.default_goal),
         s.seed
@@ -99,9 +126,10 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     // Attacks.
     let _ = write!(
         h,
-        "<h2>Attacks</h2><table><tr><th class=l>attack</th><th>L∞</th><th>examples</th>\
+        "<h2>Attacks</h2><p><b>heard by</b>: share of the written examples in which an \
+         independent recogniser hears the goal met.</p><table><tr><th class=l>attack</th><th>bound</th><th>examples</th>\
          <th>success</th><th>over the air</th><th>WER</th><th>CER</th><th>SNR dB (mean)</th><th>dBx (mean)</th>\
-         <th>s / example</th></tr>"
+         <th>s / example</th><th class=l>heard by</th></tr>"
     );
     let spread =
         |v: &Option<super::report::Spread>| v.map_or("–".into(), |x| format!("{:.1}", x.mean));
@@ -109,9 +137,9 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
         let _ = write!(
             h,
             "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td>\
-             <td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td class=l>{}</td></tr>",
             c.attack,
-            eps_name(c.eps),
+            bound_name(c.eps, c.snr_bound_db),
             c.examples,
             pct(c.success_rate),
             c.over_the_air_success.map_or("–".into(), pct),
@@ -119,7 +147,13 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
             c.adversarial_cer,
             spread(&c.snr_db),
             spread(&c.dbx),
-            spread(&c.seconds)
+            spread(&c.seconds),
+            esc(&c
+                .heard_success
+                .iter()
+                .map(|(v, x)| format!("{v}: {}", pct(*x)))
+                .collect::<Vec<_>>()
+                .join("; "))
         );
     }
     h.push_str("</table>");
@@ -134,7 +168,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
              gradients of linear transforms, straight-through or BPDA for the rest, EOT over \
              smoothing noise, every view of a vote); only this column says how robust a defence \
              is. – where it was not run (CW, <code>--no-adaptive</code>).</p>\
-             <table><tr><th class=l rowspan=2>attack</th><th rowspan=2>L∞</th><th class=l rowspan=2>defence</th>\
+             <table><tr><th class=l rowspan=2>attack</th><th rowspan=2>bound</th><th class=l rowspan=2>defence</th>\
              <th colspan=3>non-adaptive</th><th colspan=3>adaptive</th><th rowspan=2>attack success, better of both</th><th class=l rowspan=2>adaptive gradient</th></tr>\
              <tr><th>robust accuracy</th><th>attack success</th><th>abstained</th>\
              <th>robust accuracy</th><th>attack success</th><th>abstained</th></tr>"
@@ -155,7 +189,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
                     "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                      <td>{ra}</td><td>{asr}</td><td>{ab}</td><td>{}</td><td class=l>{}</td></tr>",
                     c.attack,
-                    eps_name(c.eps),
+                    bound_name(c.eps, c.snr_bound_db),
                     esc(d),
                     pct(n.robust_accuracy),
                     pct(n.attack_success_rate),
@@ -209,7 +243,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
              adversarial examples. <b>Adaptive</b>: the same attack made to evade the detector \
              (transcript-comparing detectors: every transcript it compares driven to the same \
              words); evasion: share of the examples where that attack met its goal unflagged at \
-             the 5 %-FPR threshold.</p><table><tr><th class=l rowspan=2>attack</th><th rowspan=2>L∞</th>\
+             the 5 %-FPR threshold.</p><table><tr><th class=l rowspan=2>attack</th><th rowspan=2>bound</th>\
              <th class=l rowspan=2>detector</th><th colspan=2>non-adaptive</th><th colspan=3>adaptive</th></tr>\
              <tr><th>ROC-AUC</th><th>TPR at 5 % FPR</th><th>ROC-AUC</th><th>TPR at 5 % FPR</th><th>evasion</th></tr>"
         );
@@ -225,7 +259,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
                     "<tr><td class=l>{}</td><td>{}</td><td class=l>{}</td><td>{:.3}</td><td>{}</td>\
                      <td>{auc}</td><td>{tpr}</td><td>{}</td></tr>",
                     c.attack,
-                    eps_name(c.eps),
+                    bound_name(c.eps, c.snr_bound_db),
                     esc(d),
                     n.roc_auc,
                     pct(n.tpr_at_5_fpr),
@@ -235,7 +269,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
         }
         h.push_str("</table>");
         for c in report.cells.iter().filter(|c| !c.detectors.is_empty()) {
-            let file = format!("roc_{}.png", cell_stem(&c.attack, c.eps));
+            let file = format!("roc_{}.png", cell_stem(&c.attack, c.eps, c.snr_bound_db));
             let series: Vec<Series> = c
                 .detectors
                 .iter()
@@ -253,7 +287,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
                     s
                 })
                 .collect();
-            let title = format!("ROC: {} at L∞ {}", c.attack, eps_name(c.eps));
+            let title = format!("ROC: {} at {}", c.attack, bound_name(c.eps, c.snr_bound_db));
             line_chart(
                 &dir.join(&file),
                 &Axes {
@@ -268,23 +302,38 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
             let _ = write!(h, "<img src=\"{file}\" alt=\"{}\">", esc(&title));
         }
     }
-    // Success against ε.
-    let mut attacks: Vec<&str> = Vec::new();
+    // Success against the bound: L∞ cells against ε, SNR-bounded cells against their floor.
+    let mut charts: Vec<(&str, bool)> = Vec::new();
     for c in &report.cells {
-        if c.eps.is_some() && !attacks.contains(&c.attack.as_str()) {
-            attacks.push(&c.attack);
+        let kind = (c.attack.as_str(), c.snr_bound_db.is_some());
+        if (c.eps.is_some() || c.snr_bound_db.is_some()) && !charts.contains(&kind) {
+            charts.push(kind);
         }
     }
-    if !attacks.is_empty() {
+    if !charts.is_empty() {
         h.push_str("<h2>Success against the bound</h2>");
     }
-    for a in attacks {
+    for (a, by_snr) in charts {
         let cells: Vec<_> = report
             .cells
             .iter()
-            .filter(|c| c.attack == a && c.eps.is_some())
+            .filter(|c| {
+                c.attack == a
+                    && if by_snr {
+                        c.snr_bound_db.is_some()
+                    } else {
+                        c.eps.is_some()
+                    }
+            })
             .collect();
-        let point = |c: &&super::report::Cell, v: f64| (c.eps.unwrap_or(0.0) as f64, v);
+        let x = |c: &super::report::Cell| {
+            if by_snr {
+                c.snr_bound_db.unwrap_or(0.0) as f64
+            } else {
+                c.eps.unwrap_or(0.0) as f64
+            }
+        };
+        let point = |c: &&super::report::Cell, v: f64| (x(c), v);
         let mut series = vec![Series {
             name: "undefended".into(),
             points: cells.iter().map(|c| point(c, c.success_rate)).collect(),
@@ -315,16 +364,30 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
                 });
             }
         }
-        let max_eps = cells.iter().filter_map(|c| c.eps).fold(0.0f32, f32::max) as f64;
-        let file = format!("success_{a}.png");
-        let title = format!("{a}: attack success against L∞");
+        let lo = cells.iter().map(|c| x(c)).fold(f64::INFINITY, f64::min);
+        let hi = cells.iter().map(|c| x(c)).fold(0.0f64, f64::max);
+        let (file, title, x_label, x_range) = if by_snr {
+            (
+                format!("success_{a}_snr.png"),
+                format!("{a}: attack success against the SNR floor"),
+                "SNR floor (dB)",
+                (lo - 1.0, hi + 1.0),
+            )
+        } else {
+            (
+                format!("success_{a}.png"),
+                format!("{a}: attack success against L∞"),
+                "L∞ bound",
+                (0.0, (hi * 1.1).max(1e-4)),
+            )
+        };
         line_chart(
             &dir.join(&file),
             &Axes {
                 title: &title,
-                x_label: "L∞ bound",
+                x_label,
                 y_label: "attack success rate",
-                x_range: (0.0, (max_eps * 1.1).max(1e-4)),
+                x_range,
                 y_range: (0.0, 1.01),
             },
             &series,
@@ -339,13 +402,13 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
             let _ = write!(
                 h,
                 "<tr><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td><td class=l>{}</td>\
-                 <td class=l>{} {}</td><td class=l>{}</td><td>{}</td></tr>",
+                 <td class=l>{} at {}</td><td class=l>{}</td><td>{}</td></tr>",
                 r.index,
                 esc(&r.input),
                 esc(&r.goal),
                 esc(&r.clean_transcript),
                 a.attack,
-                eps_name(a.eps),
+                bound_name(a.eps, a.snr_bound_db),
                 esc(&a.transcript),
                 if a.success { "yes" } else { "no" }
             );
@@ -354,15 +417,15 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     h.push_str("</table>");
     for r in &report.records {
         for a in &r.attacks {
-            let pic = example_picture(r.index, &a.attack, a.eps);
+            let pic = example_picture(r.index, &a.attack, a.eps, a.snr_bound_db);
             if dir.join(&pic).exists() {
                 let _ = write!(
                     h,
-                    "<h3>#{} {} — {} at L∞ {}</h3><img src=\"{pic}\" alt=\"spectrogram and perturbation\">",
+                    "<h3>#{} {} — {} at {}</h3><img src=\"{pic}\" alt=\"spectrogram and perturbation\">",
                     r.index,
                     esc(&r.input),
                     a.attack,
-                    eps_name(a.eps)
+                    bound_name(a.eps, a.snr_bound_db)
                 );
             }
         }

@@ -7,10 +7,14 @@
 
 pub mod adaptive;
 pub mod cloak;
+pub mod heard;
 #[cfg(feature = "plots")]
 pub mod html;
 pub mod report;
+#[cfg(feature = "plots")]
+pub mod scorecard;
 pub mod shard;
+pub mod suite;
 
 pub use adaptive::{AdaptiveRecord, AirRecord, EvasionRecord};
 
@@ -52,6 +56,9 @@ pub struct EvalConfig {
     pub attacks: Vec<AttackKind>,
     /// L∞ bounds FGSM and PGD run at (success against ε); CW runs once, unbounded.
     pub epsilons: Vec<f32>,
+    /// SNR floors (dB) FGSM and PGD also run at: δ is projected onto the L2 ball of that SNR
+    /// for each example, steps scaled by [`eps_for_snr`].
+    pub snr_bounds_db: Vec<f32>,
     /// Steps of PGD, and of CW per value of c.
     pub steps: usize,
     /// Defences (`none` is always reported as the baseline).
@@ -80,8 +87,11 @@ pub struct EvalConfig {
 pub struct AttackRecord {
     /// Attack name.
     pub attack: String,
-    /// Its L∞ bound (`None` for CW, which minimises L2 without one).
+    /// Its L∞ bound (`None` for CW, which minimises L2 without one, and SNR-bounded cells).
     pub eps: Option<f32>,
+    /// Its SNR floor (dB), in an SNR-bounded cell.
+    #[serde(default)]
+    pub snr_bound_db: Option<f32>,
     /// Whether the goal was met (undefended).
     pub success: bool,
     /// Transcript of the adversarial example (undefended).
@@ -111,6 +121,19 @@ pub struct AttackRecord {
     /// The adversarial example over the air (with `over_the_air`).
     #[serde(default)]
     pub over_the_air: Option<AirRecord>,
+    /// Per independent recogniser and setting (`faster-whisper beam 5`): what it heard in
+    /// the written (16-bit) example and whether that meets the goal (empty without verifiers).
+    #[serde(default)]
+    pub heard: BTreeMap<String, HeardRecord>,
+}
+
+/// What an independent recogniser heard in an adversarial example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeardRecord {
+    /// Its transcript (`None` when it failed on the file).
+    pub transcript: Option<String>,
+    /// Whether that meets the goal, judged against the recogniser's own clean transcript.
+    pub success: bool,
 }
 
 /// A defended transcription, judged.
@@ -153,18 +176,57 @@ pub struct ExampleRecord {
     /// The clean input over the air (with `over_the_air`).
     #[serde(default)]
     pub clean_over_the_air: Option<AirRecord>,
+    /// Per independent recogniser and setting: its transcript of the clean input (where it
+    /// gave one).
+    #[serde(default)]
+    pub clean_heard: BTreeMap<String, String>,
     /// The attacks.
     pub attacks: Vec<AttackRecord>,
 }
 
-/// Receives each adversarial example with its attack, bound and, for an adaptive attack, what
-/// it adapted to (`adaptive:DEFENCE` or `evasive:DETECTOR`), e.g. to save it.
-pub type AdversarialSink<'a> =
-    dyn FnMut(AttackKind, Option<f32>, Option<&str>, &[f32]) -> Result<()> + 'a;
+/// Which cell of the matrix made an adversarial example, and what it adapted to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Made<'a> {
+    /// The attack.
+    pub attack: AttackKind,
+    /// Its L∞ bound (`None` for CW and SNR-bounded cells).
+    pub eps: Option<f32>,
+    /// The SNR floor the bound came from, in an SNR-bounded cell.
+    pub snr_bound_db: Option<f32>,
+    /// For an adaptive attack: `adaptive:DEFENCE` or `evasive:DETECTOR`.
+    pub adapted: Option<&'a str>,
+}
 
-/// The attack `kind` at bound `eps` as the matrix runs it: FGSM and PGD under L∞ ε with
-/// steps of ε/10, CW unbounded.
-fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result<Attack> {
+/// Receives each adversarial example with the cell that made it, e.g. to save it.
+pub type AdversarialSink<'a> = dyn FnMut(&Made, &[f32]) -> Result<()> + 'a;
+
+/// The RMS of a perturbation of `x` at `snr_db`: the scale of an SNR-bounded cell's steps (and
+/// an L∞ bound that would keep that SNR, a perturbation within ±ε having an RMS of at most ε).
+pub fn eps_for_snr(x: &[f32], snr_db: f32) -> f32 {
+    let power = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len().max(1) as f64;
+    (power.sqrt() * 10f64.powf(-snr_db as f64 / 20.0)) as f32
+}
+
+/// Name of a cell's bound for tables: `L∞ 0.01`, `SNR ≥ 30 dB`, or `–` (CW).
+pub fn bound_name(eps: Option<f32>, snr_bound_db: Option<f32>) -> String {
+    match (snr_bound_db, eps) {
+        (Some(s), _) => format!("SNR ≥ {s} dB"),
+        (None, Some(e)) => format!("L∞ {e}"),
+        (None, None) => "–".into(),
+    }
+}
+
+/// The attack `kind` on `x` at a bound as the matrix runs it: FGSM and PGD under L∞ ε with
+/// steps of ε/10, or under an SNR floor (δ projected onto the L2 ball of that SNR) with steps
+/// of half [`eps_for_snr`] (FGSM: one step of it; smaller steps left most of the ball unused:
+/// 59.5 dB reached under a 45-dB floor in 20 steps of a tenth); CW unbounded.
+fn matrix_attack(
+    kind: AttackKind,
+    eps: Option<f32>,
+    snr_bound_db: Option<f32>,
+    x: &[f32],
+    cfg: &EvalConfig,
+) -> Result<Attack> {
     let eot = match (&cfg.over_the_air, cfg.eot) {
         (Some(channel), true) => Some(channel.clone()),
         (None, true) => {
@@ -174,13 +236,35 @@ fn matrix_attack(kind: AttackKind, eps: Option<f32>, cfg: &EvalConfig) -> Result
         }
         (_, false) => None,
     };
+    let method = if kind == AttackKind::Fgsm {
+        Method::Fgsm
+    } else {
+        Method::Pgd
+    };
     match (kind, eps) {
+        (AttackKind::Fgsm | AttackKind::Pgd, _) if snr_bound_db.is_some() => {
+            let floor = snr_bound_db.unwrap_or_default();
+            let scale = eps_for_snr(x, floor);
+            Ok(Attack::Pgd(AttackConfig {
+                method,
+                constraints: Constraints {
+                    snr_db: Some(floor),
+                    ..Default::default()
+                },
+                steps: cfg.steps,
+                step_size: if kind == AttackKind::Fgsm {
+                    scale
+                } else {
+                    scale / 2.0
+                },
+                decode: cfg.decode.clone(),
+                seed: cfg.seed,
+                eot,
+                ..Default::default()
+            }))
+        }
         (AttackKind::Fgsm | AttackKind::Pgd, Some(eps)) => Ok(Attack::Pgd(AttackConfig {
-            method: if kind == AttackKind::Fgsm {
-                Method::Fgsm
-            } else {
-                Method::Pgd
-            },
+            method,
             constraints: Constraints {
                 linf: Some(eps),
                 ..Default::default()
@@ -281,22 +365,32 @@ pub fn evaluate_example(
     };
     let mut attacks = Vec::new();
     for &attack in &cfg.attacks {
-        let bounds: Vec<Option<f32>> = match attack {
-            AttackKind::Cw => vec![None],
-            _ => cfg.epsilons.iter().map(|e| Some(*e)).collect(),
+        let bounds: Vec<(Option<f32>, Option<f32>)> = match attack {
+            AttackKind::Cw => vec![(None, None)],
+            _ => cfg
+                .epsilons
+                .iter()
+                .map(|e| (Some(*e), None))
+                .chain(cfg.snr_bounds_db.iter().map(|s| (None, Some(*s))))
+                .collect(),
         };
-        for eps in bounds {
+        for (eps, snr_bound_db) in bounds {
             let start = Instant::now();
-            let plan = matrix_attack(attack, eps, cfg)?;
+            let plan = matrix_attack(attack, eps, snr_bound_db, x, cfg)?;
             let out = plan.run(model, x, &objective, cancel, &mut |_| {})?.outcome;
             let seconds = start.elapsed().as_secs_f64();
-            on_adversarial(attack, eps, None, &out.adversarial)?;
+            let made = Made {
+                attack,
+                eps,
+                snr_bound_db,
+                adapted: None,
+            };
+            on_adversarial(&made, &out.adversarial)?;
             let (mut adaptive, mut evasive) = (BTreeMap::new(), BTreeMap::new());
             if let (true, Attack::Pgd(pgd)) = (cfg.adaptive, &plan) {
                 let run = adaptive::Run {
                     example: &example,
-                    attack,
-                    eps,
+                    made,
                     pgd,
                 };
                 let success = out.success.then_some(out.transcript.as_str());
@@ -308,6 +402,7 @@ pub fn evaluate_example(
             attacks.push(AttackRecord {
                 attack: attack.name().into(),
                 eps,
+                snr_bound_db,
                 success: out.success,
                 wer: wer(&clean.text, &transcript),
                 cer: cer(&clean.text, &transcript),
@@ -321,6 +416,7 @@ pub fn evaluate_example(
                 scores: scores(&out.adversarial)?,
                 evasive,
                 over_the_air: air(&out.adversarial)?,
+                heard: BTreeMap::new(),
             });
         }
     }
@@ -334,6 +430,7 @@ pub fn evaluate_example(
         clean_defended: defended_all(x)?,
         clean_scores: scores(x)?,
         clean_over_the_air: air(x)?,
+        clean_heard: BTreeMap::new(),
         clean_transcript: clean.text.clone(),
         attacks,
     })

@@ -25,6 +25,9 @@ pub struct Settings {
     pub attacks: Vec<AttackKind>,
     /// L∞ bounds of FGSM and PGD.
     pub epsilons: Vec<f32>,
+    /// SNR floors (dB) of FGSM and PGD (each example's L∞ bound derived from its level).
+    #[serde(default)]
+    pub snr_bounds_db: Vec<f32>,
     /// Attack steps.
     pub steps: usize,
     /// Defence names.
@@ -49,6 +52,12 @@ pub struct Settings {
     /// Whether FGSM and PGD used EOT over that channel.
     #[serde(default)]
     pub eot: bool,
+    /// The independent recognisers that judged every written example (`--verify`).
+    #[serde(default)]
+    pub verifiers: Vec<String>,
+    /// The built-in suite the manifest came from (`voice-assistant`), if any.
+    #[serde(default)]
+    pub suite: Option<String>,
 }
 
 /// Mean, minimum and maximum.
@@ -165,12 +174,19 @@ pub struct DetectorSummary {
 pub struct Cell {
     /// Attack.
     pub attack: String,
-    /// L∞ bound (`None` for CW).
+    /// L∞ bound (`None` for CW and for SNR-bounded cells).
     pub eps: Option<f32>,
+    /// SNR floor (dB) of an SNR-bounded cell.
+    #[serde(default)]
+    pub snr_bound_db: Option<f32>,
     /// Examples.
     pub examples: usize,
     /// Share where the goal was met (undefended).
     pub success_rate: f64,
+    /// Per independent recogniser and setting: share of the written examples in which it
+    /// hears the goal met (empty without verifiers).
+    #[serde(default)]
+    pub heard_success: BTreeMap<String, f64>,
     /// Over the air: mean share of the channel's draws through which the goal was met (`None`
     /// without the channel).
     pub over_the_air_success: Option<f64>,
@@ -247,8 +263,23 @@ pub struct Report {
     pub clean: CleanSummary,
     /// One per attack and bound.
     pub cells: Vec<Cell>,
+    /// Per goal (a suite's harmful target): the cells over that goal's examples alone, in
+    /// the order goals first appear (empty unless the report comes from a suite).
+    #[serde(default)]
+    pub by_goal: Vec<GoalCells>,
     /// Every measurement, per example, by manifest position.
     pub records: Vec<ExampleRecord>,
+}
+
+/// The cells of one goal's examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoalCells {
+    /// The goal, as [`crate::objective::Goal::describe`] writes it.
+    pub goal: String,
+    /// Its examples (carrier recordings).
+    pub examples: usize,
+    /// One per attack and bound.
+    pub cells: Vec<Cell>,
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
@@ -285,6 +316,162 @@ pub fn roc_curve(clean: &[f64], adversarial: &[f64]) -> Vec<(f64, f64)> {
         points.push((1.0, 1.0));
     }
     points
+}
+
+/// A cell's key: attack, L∞ bound (shared ones only) and SNR floor.
+fn cell_key(a: &super::AttackRecord) -> (String, Option<f32>, Option<f32>) {
+    let eps = if a.snr_bound_db.is_some() {
+        None
+    } else {
+        a.eps
+    };
+    (a.attack.clone(), eps, a.snr_bound_db)
+}
+
+/// One cell per attack and bound over `records`, in the order they first appear.
+fn cells_of(settings: &Settings, records: &[ExampleRecord]) -> Result<Vec<Cell>> {
+    // Cells in the order attacks and bounds first appear.
+    let mut keys: Vec<(String, Option<f32>, Option<f32>)> = Vec::new();
+    for r in records {
+        for a in &r.attacks {
+            let k = cell_key(a);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let mut cells = Vec::new();
+    for key in keys {
+        let (attack, eps, snr_bound_db) = key.clone();
+        let runs: Vec<(&ExampleRecord, &super::AttackRecord)> = records
+            .iter()
+            .flat_map(|r| r.attacks.iter().map(move |a| (r, a)))
+            .filter(|(_, a)| cell_key(a) == key)
+            .collect();
+        let defenses = settings
+            .defenses
+            .iter()
+            .map(|d| {
+                let non_adaptive =
+                    DefenseNumbers::of(runs.iter().filter_map(|(_, a)| a.defended.get(d)));
+                let adaptive_runs: Vec<&super::AdaptiveRecord> =
+                    runs.iter().filter_map(|(_, a)| a.adaptive.get(d)).collect();
+                let adaptive = if d == "none" {
+                    (settings.adaptive && attack != "cw").then(|| non_adaptive.clone())
+                } else {
+                    (!runs.is_empty() && adaptive_runs.len() == runs.len())
+                        .then(|| DefenseNumbers::of(adaptive_runs.iter().map(|a| &a.defended)))
+                };
+                let pairs: Vec<(&super::DefendedRecord, &super::DefendedRecord)> = runs
+                    .iter()
+                    .filter_map(|(_, a)| {
+                        let plain = a.defended.get(d)?;
+                        let adaptive = if d == "none" {
+                            plain
+                        } else {
+                            &a.adaptive.get(d)?.defended
+                        };
+                        Some((plain, adaptive))
+                    })
+                    .collect();
+                let worst_case = (adaptive.is_some() && pairs.len() == runs.len()).then(|| {
+                    let success = |(p, a): &(&super::DefendedRecord, &super::DefendedRecord)| {
+                        p.attack_success || a.attack_success
+                    };
+                    DefenseNumbers {
+                        robust_accuracy: share(pairs.iter().map(|(p, a)| p.correct && a.correct)),
+                        attack_success_rate: share(pairs.iter().map(success)),
+                        abstain_rate: share(
+                            pairs
+                                .iter()
+                                .map(|pa| !success(pa) && (pa.0.abstained || pa.1.abstained)),
+                        ),
+                    }
+                });
+                (
+                    d.clone(),
+                    DefenseSummary {
+                        non_adaptive,
+                        adaptive,
+                        gradient: adaptive_runs.first().map(|a| a.gradient.clone()),
+                        worst_case,
+                    },
+                )
+            })
+            .collect();
+        let mut detectors = BTreeMap::new();
+        for d in &settings.detectors {
+            let clean: Vec<f64> = records
+                .iter()
+                .filter_map(|r| r.clean_scores.get(d).copied())
+                .collect();
+            // Detection is measured on the examples that fool the model.
+            let adv: Vec<f64> = runs
+                .iter()
+                .filter(|(_, a)| a.success)
+                .filter_map(|(_, a)| a.scores.get(d).copied())
+                .collect();
+            let Some(non_adaptive) = Detection::of(&clean, &adv)? else {
+                continue;
+            };
+            let evading: Vec<&super::EvasionRecord> =
+                runs.iter().filter_map(|(_, a)| a.evasive.get(d)).collect();
+            let evaded: Vec<f64> = evading
+                .iter()
+                .filter(|e| e.success)
+                .map(|e| e.score)
+                .collect();
+            let adaptive = Detection::of(&clean, &evaded)?;
+            let evasion_rate = if evading.is_empty() {
+                None
+            } else {
+                let t = threshold_at_fpr(&clean, 0.05)?;
+                let unflagged = evading.iter().filter(|e| e.success && e.score <= t).count();
+                Some(unflagged as f64 / runs.len() as f64)
+            };
+            detectors.insert(
+                d.clone(),
+                DetectorSummary {
+                    non_adaptive,
+                    adaptive,
+                    evasion_rate,
+                },
+            );
+        }
+        let col = |f: fn(&super::AttackRecord) -> f64| -> Vec<f64> {
+            runs.iter().map(|(_, a)| f(a)).collect()
+        };
+        let mut heard_success = BTreeMap::new();
+        for setting in runs.iter().flat_map(|(_, a)| a.heard.keys()) {
+            if !heard_success.contains_key(setting) {
+                let got = share(
+                    runs.iter()
+                        .map(|(_, a)| a.heard.get(setting).is_some_and(|h| h.success)),
+                );
+                heard_success.insert(setting.clone(), got);
+            }
+        }
+        cells.push(Cell {
+            examples: runs.len(),
+            success_rate: share(runs.iter().map(|(_, a)| a.success)),
+            heard_success,
+            over_the_air_success: mean(
+                runs.iter()
+                    .filter_map(|(_, a)| a.over_the_air.as_ref().map(|o| o.goal_met)),
+            ),
+            adversarial_wer: mean(col(|a| a.wer).into_iter()).unwrap_or(0.0),
+            adversarial_cer: mean(col(|a| a.cer).into_iter()).unwrap_or(0.0),
+            snr_db: Spread::of(&col(|a| a.snr_db)),
+            dbx: Spread::of(&col(|a| a.dbx)),
+            seconds: Spread::of(&col(|a| a.seconds)),
+            defenses,
+            detectors,
+            attack,
+            eps,
+            snr_bound_db,
+        });
+    }
+    Ok(cells)
 }
 
 impl Report {
@@ -336,136 +523,24 @@ impl Report {
                 })
                 .collect(),
         };
-        // Cells in the order attacks and bounds first appear.
-        let mut keys: Vec<(String, Option<f32>)> = Vec::new();
-        for r in &records {
-            for a in &r.attacks {
-                let k = (a.attack.clone(), a.eps);
-                if !keys.contains(&k) {
-                    keys.push(k);
+        let cells = cells_of(&settings, &records)?;
+        let mut by_goal = Vec::new();
+        if settings.suite.is_some() {
+            let mut goals: Vec<&str> = Vec::new();
+            for r in &records {
+                if !goals.contains(&r.goal.as_str()) {
+                    goals.push(&r.goal);
                 }
             }
-        }
-        let mut cells = Vec::new();
-        for (attack, eps) in keys {
-            let runs: Vec<(&ExampleRecord, &super::AttackRecord)> = records
-                .iter()
-                .flat_map(|r| r.attacks.iter().map(move |a| (r, a)))
-                .filter(|(_, a)| a.attack == attack && a.eps == eps)
-                .collect();
-            let defenses = settings
-                .defenses
-                .iter()
-                .map(|d| {
-                    let non_adaptive =
-                        DefenseNumbers::of(runs.iter().filter_map(|(_, a)| a.defended.get(d)));
-                    let adaptive_runs: Vec<&super::AdaptiveRecord> =
-                        runs.iter().filter_map(|(_, a)| a.adaptive.get(d)).collect();
-                    let adaptive = if d == "none" {
-                        (settings.adaptive && attack != "cw").then(|| non_adaptive.clone())
-                    } else {
-                        (!runs.is_empty() && adaptive_runs.len() == runs.len())
-                            .then(|| DefenseNumbers::of(adaptive_runs.iter().map(|a| &a.defended)))
-                    };
-                    let pairs: Vec<(&super::DefendedRecord, &super::DefendedRecord)> = runs
-                        .iter()
-                        .filter_map(|(_, a)| {
-                            let plain = a.defended.get(d)?;
-                            let adaptive = if d == "none" {
-                                plain
-                            } else {
-                                &a.adaptive.get(d)?.defended
-                            };
-                            Some((plain, adaptive))
-                        })
-                        .collect();
-                    let worst_case = (adaptive.is_some() && pairs.len() == runs.len()).then(|| {
-                        let success =
-                            |(p, a): &(&super::DefendedRecord, &super::DefendedRecord)| {
-                                p.attack_success || a.attack_success
-                            };
-                        DefenseNumbers {
-                            robust_accuracy: share(
-                                pairs.iter().map(|(p, a)| p.correct && a.correct),
-                            ),
-                            attack_success_rate: share(pairs.iter().map(success)),
-                            abstain_rate: share(
-                                pairs
-                                    .iter()
-                                    .map(|pa| !success(pa) && (pa.0.abstained || pa.1.abstained)),
-                            ),
-                        }
-                    });
-                    (
-                        d.clone(),
-                        DefenseSummary {
-                            non_adaptive,
-                            adaptive,
-                            gradient: adaptive_runs.first().map(|a| a.gradient.clone()),
-                            worst_case,
-                        },
-                    )
-                })
-                .collect();
-            let mut detectors = BTreeMap::new();
-            for d in &settings.detectors {
-                let clean: Vec<f64> = records
-                    .iter()
-                    .filter_map(|r| r.clean_scores.get(d).copied())
-                    .collect();
-                // Detection is measured on the examples that fool the model.
-                let adv: Vec<f64> = runs
-                    .iter()
-                    .filter(|(_, a)| a.success)
-                    .filter_map(|(_, a)| a.scores.get(d).copied())
-                    .collect();
-                let Some(non_adaptive) = Detection::of(&clean, &adv)? else {
-                    continue;
-                };
-                let evading: Vec<&super::EvasionRecord> =
-                    runs.iter().filter_map(|(_, a)| a.evasive.get(d)).collect();
-                let evaded: Vec<f64> = evading
-                    .iter()
-                    .filter(|e| e.success)
-                    .map(|e| e.score)
-                    .collect();
-                let adaptive = Detection::of(&clean, &evaded)?;
-                let evasion_rate = if evading.is_empty() {
-                    None
-                } else {
-                    let t = threshold_at_fpr(&clean, 0.05)?;
-                    let unflagged = evading.iter().filter(|e| e.success && e.score <= t).count();
-                    Some(unflagged as f64 / runs.len() as f64)
-                };
-                detectors.insert(
-                    d.clone(),
-                    DetectorSummary {
-                        non_adaptive,
-                        adaptive,
-                        evasion_rate,
-                    },
-                );
+            for g in goals {
+                let mine: Vec<ExampleRecord> =
+                    records.iter().filter(|r| r.goal == g).cloned().collect();
+                by_goal.push(GoalCells {
+                    goal: g.to_string(),
+                    examples: mine.len(),
+                    cells: cells_of(&settings, &mine)?,
+                });
             }
-            let col = |f: fn(&super::AttackRecord) -> f64| -> Vec<f64> {
-                runs.iter().map(|(_, a)| f(a)).collect()
-            };
-            cells.push(Cell {
-                examples: runs.len(),
-                success_rate: share(runs.iter().map(|(_, a)| a.success)),
-                over_the_air_success: mean(
-                    runs.iter()
-                        .filter_map(|(_, a)| a.over_the_air.as_ref().map(|o| o.goal_met)),
-                ),
-                adversarial_wer: mean(col(|a| a.wer).into_iter()).unwrap_or(0.0),
-                adversarial_cer: mean(col(|a| a.cer).into_iter()).unwrap_or(0.0),
-                snr_db: Spread::of(&col(|a| a.snr_db)),
-                dbx: Spread::of(&col(|a| a.dbx)),
-                seconds: Spread::of(&col(|a| a.seconds)),
-                defenses,
-                detectors,
-                attack,
-                eps,
-            });
         }
         Ok(Report {
             format: FORMAT.into(),
@@ -475,6 +550,7 @@ impl Report {
             examples: records.len(),
             clean,
             cells,
+            by_goal,
             records,
         })
     }

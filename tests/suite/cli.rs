@@ -1104,13 +1104,22 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
         let bytes = std::fs::read(whole.join(i)).unwrap_or_else(|_| panic!("missing {i}"));
         assert_eq!(&bytes[..4], b"\x89PNG", "{i}");
     }
-    // Two shards merge into the same report.
+    // Two shards merge into the same report. Shard 2/2 (entry 1) is run; shard 1/2 (entries 0
+    // and 2) is the whole run's report cut to its entries, as a run of it would write them (the
+    // run of shard 2/2 shows a shard's record equals the whole run's).
     let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
-    // Shards exist to run at the same time: both at once, as a user would.
-    std::thread::scope(|s| {
-        s.spawn(|| run_eval(&manifest, &s1, Some("1/2")));
-        run_eval(&manifest, &s2, Some("2/2"));
-    });
+    run_eval(&manifest, &s2, Some("2/2"));
+    let mut first = report.clone();
+    first["shard"] = "1/2".into();
+    first["examples"] = 2.into();
+    first["records"] = records
+        .iter()
+        .filter(|r| r["index"] != 1)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    std::fs::create_dir_all(&s1).unwrap();
+    std::fs::write(s1.join("report.json"), first.to_string()).unwrap();
     let out = advox()
         .args(["eval", "merge"])
         .arg(&s1)
@@ -1127,7 +1136,11 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     let read = |d: &std::path::Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap()
     };
-    assert_eq!(read(&s1)["examples"], 2);
+    assert_eq!(read(&s2)["examples"], 1);
+    assert_eq!(
+        without_times(read(&s2))["records"][0],
+        without_times(report.clone())["records"][1]
+    );
     assert_eq!(without_times(read(&merged)), without_times(report));
     assert!(merged.join("report.html").exists());
     // One shard alone does not merge; an existing report is never overwritten.
@@ -1568,5 +1581,141 @@ fn eval_hears_examples_over_the_air_through_measured_rooms() {
         assert!(!o.status.success());
         let e = String::from_utf8_lossy(&o.stderr);
         assert!(e.contains(why), "{extra:?}: {e}");
+    }
+}
+
+#[test]
+fn eval_suite_scores_each_harmful_target_per_snr_floor_and_recogniser() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-suite-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("carriers.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input\n{}\n",
+            common::root()
+                .join("samples/turn_off_the_lights.wav")
+                .display()
+        ),
+    )
+    .unwrap();
+    // The "independent" recogniser here is advox's own greedy decode run as a command: what
+    // it hears must then agree with the attack's own verdicts, file by file.
+    let heard_by = format!(
+        "cmd:'{}' transcribe --beam 1 {{wav}}",
+        env!("CARGO_BIN_EXE_advox")
+    );
+    let out = dir.join("card");
+    let o = advox()
+        .args(["eval", "--suite", "voice-assistant", "--manifest"])
+        .arg(&manifest)
+        .args([
+            "--targets",
+            "unlock the front door",
+            "--snr-db",
+            "45,30",
+            "--steps",
+            "12",
+            "--defenses",
+            "none",
+            "--detectors",
+            "none",
+            "--verify",
+            &heard_by,
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["settings"]["suite"], "voice-assistant");
+    let goals = report["by_goal"].as_array().unwrap();
+    assert_eq!(goals.len(), 1);
+    assert_eq!(goals[0]["goal"], "targeted: \"unlock the front door\"");
+    let cells = goals[0]["cells"].as_array().unwrap();
+    let floors: Vec<f64> = cells
+        .iter()
+        .map(|c| c["snr_bound_db"].as_f64().unwrap())
+        .collect();
+    assert_eq!(floors, vec![45.0, 30.0]);
+    let r = &report["records"][0];
+    let x = advox::audio::read_audio_16k_mono(std::path::Path::new(r["input"].as_str().unwrap()))
+        .unwrap();
+    let setting = r["clean_heard"].as_object().unwrap();
+    assert_eq!(setting.len(), 1, "{setting:?}");
+    let (name, clean_heard) = setting.iter().next().unwrap();
+    assert_eq!(clean_heard, &r["clean_transcript"]);
+    for (a, cell) in r["attacks"].as_array().unwrap().iter().zip(cells) {
+        let floor = a["snr_bound_db"].as_f64().unwrap();
+        // Each example keeps its SNR floor on the written 16-bit file.
+        let stem = format!("pgd_snr{floor}");
+        let wav = out.join(format!("examples/0000_{stem}.wav"));
+        let y = advox::audio::read_audio_16k_mono(&wav).unwrap();
+        let delta: Vec<f32> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
+        let snr = advox::metrics::snr_db(&x, &delta);
+        assert!(snr >= floor - 0.2, "{stem}: SNR {snr} under {floor}");
+        // What the command heard is what the attack recorded, and so is the verdict.
+        let h = &a["heard"][name];
+        assert_eq!(h["transcript"], a["transcript"], "{stem}");
+        assert_eq!(h["success"], a["success"], "{stem}");
+        assert_eq!(
+            cell["heard_success"][name].as_f64(),
+            Some(if a["success"].as_bool().unwrap() {
+                1.0
+            } else {
+                0.0
+            })
+        );
+        assert!(a["over_the_air"]["transcripts"].is_array(), "{a}");
+    }
+    // The louder bound gets the target through at least as often as the quieter one.
+    assert!(
+        cells[1]["success_rate"].as_f64() >= cells[0]["success_rate"].as_f64(),
+        "{cells:?}"
+    );
+    let page = std::fs::read_to_string(out.join("scorecard.html")).unwrap();
+    assert!(page.contains("unlock the front door") && page.contains("SNR ≥ 30 dB"));
+    assert!(out.join("scorecard_0.png").exists());
+    // A carrier that sets its own target, a goal option and an unknown suite are refused.
+    let own = dir.join("own.csv");
+    std::fs::write(
+        &own,
+        format!(
+            "input,target\n{},call my mother\n",
+            common::root()
+                .join("samples/turn_off_the_lights.wav")
+                .display()
+        ),
+    )
+    .unwrap();
+    for (args, why) in [
+        (
+            vec![
+                "--suite".to_string(),
+                "voice-assistant".into(),
+                "--manifest".into(),
+                own.display().to_string(),
+            ],
+            "must not set a goal",
+        ),
+        (
+            vec!["--suite".into(), "voice-assistant".into(), "--mute".into()],
+            "the suite sets every goal",
+        ),
+        (vec!["--suite".into(), "car".into()], "unknown suite"),
+    ] {
+        let o = advox()
+            .arg("eval")
+            .args(&args)
+            .arg("-o")
+            .arg(dir.join("refused"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(why), "{args:?}: {e}");
     }
 }

@@ -6,10 +6,10 @@ use advox::attack::AttackKind;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::defend::Defense;
 use advox::detect::Detector;
-use advox::eval::html::{cell_stem, example_picture, file_part, write_html};
+use advox::eval::html::{cell_stem, example_picture, example_wav, file_part, write_html};
 use advox::eval::report::{Report, Settings};
 use advox::eval::shard::{merge, Shard};
-use advox::eval::{evaluate_example, parse_eval_attack, EvalConfig};
+use advox::eval::{bound_name, evaluate_example, parse_eval_attack, EvalConfig, Made};
 use advox::manifest::read_manifest;
 use advox::masking::{MaskingConfig, MaskingThreshold};
 use advox::model::{DecodeOptions, LoadedModel};
@@ -28,18 +28,41 @@ pub struct Args {
     #[command(subcommand)]
     command: Option<EvalCommand>,
     /// Manifest of inputs (CSV with `input` and optional `target`, `goal`, `transcript`
-    /// columns, or JSON lines).
+    /// columns, or JSON lines). With --suite: the carrier recordings (no goal or target
+    /// columns), in place of the bundled ones.
     #[arg(long)]
     manifest: Option<PathBuf>,
+    /// Run a built-in suite: `voice-assistant` attacks assistant commands (the bundled
+    /// espeak-ng commands, or --manifest's recordings) towards each of a set of harmful
+    /// targets (unlock the front door, turn off the security alarm, buy a gift card, call my
+    /// bank, open the garage door), over the air, at SNR floors 40 and 30 dB unless --eps or
+    /// --snr-db say otherwise, and writes DIR/scorecard.html: per target, success at each
+    /// bound, heard by each --verify recogniser, over the air, through each defence, and
+    /// detection at 5 % false alarms.
+    #[arg(long)]
+    suite: Option<String>,
+    /// With --suite: the harmful targets instead of the built-in ones, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "suite")]
+    targets: Vec<String>,
     /// Output directory.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Attacks, comma-separated: fgsm, pgd, cw.
     #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attacks: Vec<String>,
-    /// L∞ bounds of FGSM and PGD, comma-separated (success against ε).
-    #[arg(long, value_delimiter = ',', default_value = "0.01")]
+    /// L∞ bounds of FGSM and PGD, comma-separated (success against ε) [default: 0.01 unless
+    /// --snr-db is given].
+    #[arg(long, value_delimiter = ',')]
     eps: Vec<f32>,
+    /// SNR floors (dB) of FGSM and PGD, comma-separated: each example's L∞ bound is its RMS
+    /// at that SNR, so every perturbation keeps at least that SNR (success against SNR).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    snr_db: Vec<f32>,
+    /// Judge every written example (and clean input) with independent recognisers too (as
+    /// `advox attack --verify`: faster-whisper, transformers, pocketsphinx, cmd:COMMAND with
+    /// {wav}); their success rates join the report.
+    #[arg(long, value_parser = crate::attack_args::parse_verifiers)]
+    verify: Option<crate::attack_args::Verifiers>,
     /// Steps of PGD, and of CW per value of c.
     #[arg(long, default_value_t = 50)]
     steps: usize,
@@ -113,7 +136,17 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if let Some(EvalCommand::Merge { shards, output }) = &args.command {
         return run_merge(shards, output);
     }
-    let manifest = args.manifest.as_ref().context("--manifest is required")?;
+    let suite = args
+        .suite
+        .as_deref()
+        .map(advox::eval::suite::parse_suite)
+        .transpose()?;
+    if suite.is_none() && args.manifest.is_none() {
+        bail!("--manifest is required (or --suite voice-assistant)");
+    }
+    if suite.is_some() && args.goals.goal()?.is_some() {
+        bail!("the suite sets every goal (its targets): drop the goal options, or use --targets");
+    }
     let dir = args.output.as_ref().context("-o DIR is required")?;
     let attacks = args
         .attacks
@@ -123,6 +156,20 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if let Some(e) = args.eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
         bail!("--eps values must be positive, got {e}");
     }
+    if let Some(s) = args.snr_db.iter().find(|s| !s.is_finite()) {
+        bail!("--snr-db values must be numbers of dB, got {s}");
+    }
+    let (epsilons, snr_bounds_db) = match (args.eps.is_empty(), args.snr_db.is_empty()) {
+        (true, true) if suite.is_some() => (Vec::new(), vec![40.0, 30.0]),
+        (true, true) => (vec![0.01], Vec::new()),
+        _ => (args.eps.clone(), args.snr_db.clone()),
+    };
+    if (!args.eps.is_empty() || !args.snr_db.is_empty())
+        && attacks.iter().all(|a| *a == AttackKind::Cw)
+    {
+        bail!("--eps and --snr-db bound FGSM and PGD; CW runs unbounded");
+    }
+    let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     let defenses = args
         .defenses
         .iter()
@@ -140,13 +187,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if args.no_adaptive && args.adaptive_samples.is_some() {
         bail!("--adaptive-samples does not apply with --no-adaptive");
     }
-    if !args.over_the_air && (args.rir.is_some() || args.air_snr_db.is_some() || args.eot) {
+    // A suite hears everything over the air as well.
+    let over_the_air_on = args.over_the_air || suite.is_some();
+    if !over_the_air_on && (args.rir.is_some() || args.air_snr_db.is_some() || args.eot) {
         bail!("--rir, --air-snr-db and --eot need --over-the-air");
     }
     if args.eot && attacks.contains(&AttackKind::Cw) {
         bail!("--eot applies to fgsm and pgd; CW has no EOT (drop cw from --attacks)");
     }
-    let over_the_air = if args.over_the_air {
+    let over_the_air = if over_the_air_on {
         let defaults = advox::attack::eot::EotConfig::default();
         let snr = args.air_snr_db.unwrap_or(30.0);
         if !snr.is_finite() {
@@ -181,7 +230,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let default_goal = args.goals.goal()?.unwrap_or(Goal::Untargeted {
         min_wer: args.goals.min_wer,
     });
-    let entries = read_manifest(manifest)?;
     let report_path = dir.join("report.json");
     if report_path.exists() {
         bail!(
@@ -191,12 +239,49 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     std::fs::create_dir_all(dir.join("examples"))
         .with_context(|| format!("creating {}", dir.display()))?;
+    let (entries, manifest_name) = match suite {
+        None => {
+            let manifest = args.manifest.as_ref().context("--manifest is required")?;
+            (read_manifest(manifest)?, manifest.display().to_string())
+        }
+        Some(name) => {
+            let (carriers, from) = match &args.manifest {
+                Some(m) => (read_manifest(m)?, m.display().to_string()),
+                None => {
+                    let paths = advox::eval::suite::write_bundled_carriers(&dir.join("carriers"))?;
+                    let carriers = paths
+                        .into_iter()
+                        .map(|input| advox::manifest::ManifestEntry {
+                            input,
+                            target: None,
+                            goal: None,
+                            transcript: None,
+                        })
+                        .collect::<Vec<_>>();
+                    (carriers, "the bundled commands".to_string())
+                }
+            };
+            let targets: Vec<String> = if args.targets.is_empty() {
+                advox::eval::suite::VOICE_ASSISTANT_TARGETS
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect()
+            } else {
+                args.targets.iter().map(|t| t.trim().to_string()).collect()
+            };
+            (
+                advox::eval::suite::voice_assistant_entries(&carriers, &targets)?,
+                format!("{name} suite: {from}"),
+            )
+        }
+    };
     let device = common::device(device)?;
     let models = common::load_models(&args.model, &device)?;
     let refs: Vec<&LoadedModel> = models.iter().collect();
     let cfg = EvalConfig {
         attacks: attacks.clone(),
-        epsilons: args.eps.clone(),
+        epsilons: epsilons.clone(),
+        snr_bounds_db: snr_bounds_db.clone(),
         steps: args.steps,
         defenses: defenses.clone(),
         detectors: detectors.clone(),
@@ -212,10 +297,11 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         eot: args.eot,
     };
     let settings = Settings {
-        manifest: manifest.display().to_string(),
+        manifest: manifest_name,
         manifest_entries: entries.len(),
         attacks,
-        epsilons: args.eps.clone(),
+        epsilons,
+        snr_bounds_db,
         steps: args.steps,
         defenses: defenses.iter().map(|d| d.name()).collect(),
         detectors: detectors.iter().map(|d| d.name()).collect(),
@@ -237,6 +323,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             )
         }),
         eot: args.eot,
+        verifiers: verifiers.iter().map(|v| v.name()).collect(),
+        suite: suite.map(String::from),
     };
     let chosen: Vec<(usize, &advox::manifest::ManifestEntry)> = entries
         .iter()
@@ -259,7 +347,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         .iter()
         .map(|a| match a {
             AttackKind::Cw => 1,
-            _ => cfg.epsilons.len() * adaptive_runs,
+            _ => (cfg.epsilons.len() + cfg.snr_bounds_db.len()) * adaptive_runs,
         })
         .sum();
     let bar = common::step_bar((chosen.len() * cells_per_example) as u64);
@@ -269,13 +357,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         bar.set_message(entry.input.display().to_string());
         let x = read_audio_16k_mono(&entry.input)?;
         let threshold = MaskingThreshold::compute(&x, MaskingConfig::default())?;
-        let mut save = |attack: AttackKind,
-                        eps: Option<f32>,
-                        adapted: Option<&str>,
-                        adv: &[f32]|
-         -> advox::Result<()> {
-            let stem = cell_stem(attack.name(), eps);
-            if let Some(label) = adapted {
+        let mut save = |made: &Made, adv: &[f32]| -> advox::Result<()> {
+            let (attack, eps, snr) = (made.attack, made.eps, made.snr_bound_db);
+            let stem = cell_stem(attack.name(), eps, snr);
+            if let Some(label) = made.adapted {
                 // An adaptive example: the WAV only.
                 let name = file_part(label);
                 let wav = dir.join(format!("examples/{index:04}_{stem}_{name}.wav"));
@@ -283,10 +368,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 bar.inc(1);
                 return Ok(());
             }
-            let wav = dir.join(format!("examples/{index:04}_{stem}.wav"));
+            let wav = dir.join(example_wav(index, attack.name(), eps, snr));
             write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
             advox::plot::masking_plot(
-                &dir.join(example_picture(index, attack.name(), eps)),
+                &dir.join(example_picture(index, attack.name(), eps, snr)),
                 &threshold,
                 &x,
                 Some(adv),
@@ -299,7 +384,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             .with_context(|| format!("evaluating {}", entry.input.display()))?;
         bar.suspend(|| {
             for a in &record.attacks {
-                let eps = a.eps.map_or("".into(), |e| format!("eps {e}"));
+                let eps = bound_name(a.eps, a.snr_bound_db);
                 eprintln!(
                     "#{index} {} {eps}: {} ({:?})",
                     a.attack,
@@ -323,6 +408,20 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         records.push(record);
     }
     bar.finish_and_clear();
+    if !verifiers.is_empty() {
+        eprintln!(
+            "advox: judging {} inputs and their examples with {}",
+            records.len(),
+            settings.verifiers.join(", ")
+        );
+        advox::eval::heard::hear(
+            &mut records,
+            &verifiers,
+            &models[0].dir,
+            &|r, a| dir.join(example_wav(r.index, &a.attack, a.eps, a.snr_bound_db)),
+            &mut |m| eprintln!("advox: {m}"),
+        )?;
+    }
     let report = Report::from_records(settings, shard.map(|s| s.name()), records)?;
     write_report(&report, dir)
 }
@@ -332,15 +431,19 @@ fn write_report(report: &Report, dir: &Path) -> Result<()> {
     let html = write_html(report, dir)?;
     for c in &report.cells {
         println!(
-            "{:<5} eps {:<6} success {:>4.0} %  WER {:.2}{}",
+            "{:<5} {:<12} success {:>4.0} %  WER {:.2}{}{}",
             c.attack,
-            c.eps.map_or("-".into(), |e| e.to_string()),
+            bound_name(c.eps, c.snr_bound_db),
             100.0 * c.success_rate,
             c.adversarial_wer,
             c.over_the_air_success.map_or(String::new(), |a| format!(
                 "  over the air {:.0} %",
                 100.0 * a
-            ))
+            )),
+            c.heard_success
+                .iter()
+                .map(|(v, x)| format!("  {v} {:.0} %", 100.0 * x))
+                .collect::<String>()
         );
         for (d, v) in c.defenses.iter().filter(|(d, _)| *d != "none") {
             println!(
@@ -357,6 +460,23 @@ fn write_report(report: &Report, dir: &Path) -> Result<()> {
                 ))
             );
         }
+    }
+    if report.settings.suite.is_some() {
+        for g in &report.by_goal {
+            let best = g
+                .cells
+                .iter()
+                .map(|c| c.success_rate)
+                .fold(0.0f64, f64::max);
+            println!(
+                "{}: {} carriers, success up to {:.0} %",
+                g.goal,
+                g.examples,
+                100.0 * best
+            );
+        }
+        let card = advox::eval::scorecard::write_scorecard(report, dir)?;
+        println!("wrote {}", card.display());
     }
     println!(
         "wrote {} and {}",
