@@ -263,7 +263,8 @@ impl Verifier {
     }
 
     /// What this recogniser hears in each of `wavs`, in every setting it has (one adapter
-    /// run for all of them: the model loads once). A file it fails on gets an `Err` text.
+    /// run for all of them: the model loads once; a path given twice is heard once and answered
+    /// at both places). A file it fails on gets an `Err` text.
     pub fn transcribe_files(
         &self,
         model_dir: &Path,
@@ -300,26 +301,38 @@ impl Verifier {
         if let Some(l) = language {
             cmd.args(["--language", l]);
         }
-        let lines = run_adapter(cmd.args(wavs), adapter.name)?;
+        // Each path once; a path given twice gets the same answers twice.
+        let mut unique: Vec<&PathBuf> = Vec::new();
+        for w in wavs {
+            if !unique.contains(&w) {
+                unique.push(w);
+            }
+        }
+        let lines = run_adapter(cmd.args(unique), adapter.name)?;
         let mut per_file: Vec<Vec<Heard>> = wavs.iter().map(|_| Vec::new()).collect();
         for v in lines {
             let file = v["file"].as_str().unwrap_or_default();
-            let Some(i) = wavs.iter().position(|w| w.as_os_str() == file) else {
+            let at: Vec<usize> = (0..wavs.len())
+                .filter(|i| wavs[*i].as_os_str() == file)
+                .collect();
+            if at.is_empty() {
                 return Err(Error::Provision(format!(
                     "the {} adapter printed a result for {file:?}, which it was not given",
                     adapter.name
                 )));
-            };
-            let text = match (v["text"].as_str(), v["error"].as_str()) {
-                (Some(t), _) => Ok(t.to_string()),
-                (None, Some(e)) => Err(e.to_string()),
-                (None, None) => Err("the adapter printed no text".to_string()),
-            };
-            per_file[i].push(heard(
-                v["beam"].as_u64().map(|b| b as usize),
-                v["timestamps"].as_bool(),
-                text,
-            ));
+            }
+            for j in at {
+                let text = match (v["text"].as_str(), v["error"].as_str()) {
+                    (Some(t), _) => Ok(t.to_string()),
+                    (None, Some(e)) => Err(e.to_string()),
+                    (None, None) => Err("the adapter printed no text".to_string()),
+                };
+                per_file[j].push(heard(
+                    v["beam"].as_u64().map(|b| b as usize),
+                    v["timestamps"].as_bool(),
+                    text,
+                ));
+            }
         }
         Ok(per_file)
     }
