@@ -52,14 +52,16 @@ pub fn example_wav(
     )
 }
 
-fn esc(s: &str) -> String {
+/// `s` escaped for HTML text and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn pct(v: f64) -> String {
+/// A share as a whole percentage (`42 %`).
+pub(crate) fn pct(v: f64) -> String {
     format!("{:.0} %", 100.0 * v)
 }
 

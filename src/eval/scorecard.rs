@@ -5,22 +5,12 @@
 //! it at a 5 % false-alarm rate — and how often an attack made to evade it gets through.
 
 use super::bound_name;
+use super::html::{esc, pct};
 use super::report::{Cell, Report};
 use crate::plot::{line_chart, Axes, Series};
 use crate::Result;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.0} %", 100.0 * v)
-}
 
 /// The verifier settings that appear in `cells`, in first-seen order.
 fn heard_settings(cells: &[Cell]) -> Vec<String> {
