@@ -1600,10 +1600,10 @@ fn eval_suite_scores_each_harmful_target_per_snr_floor_and_recogniser() {
         ),
     )
     .unwrap();
-    // The "independent" recogniser here is advox's own greedy decode run as a command: what
-    // it hears must then agree with the attack's own verdicts, file by file.
+    // The assistant's recogniser (`--asr-cmd`) here is advox's own greedy decode run as a
+    // command: what it hears must then agree with the attack's own verdicts, file by file.
     let heard_by = format!(
-        "cmd:'{}' transcribe --beam 1 {{wav}}",
+        "'{}' transcribe --beam 1 {{wav}}",
         env!("CARGO_BIN_EXE_advox")
     );
     let out = dir.join("card");
@@ -1621,7 +1621,7 @@ fn eval_suite_scores_each_harmful_target_per_snr_floor_and_recogniser() {
             "none",
             "--detectors",
             "none",
-            "--verify",
+            "--asr-cmd",
             &heard_by,
             "-o",
         ])

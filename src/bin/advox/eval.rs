@@ -63,6 +63,10 @@ pub struct Args {
     /// {wav}); their success rates join the report.
     #[arg(long, value_parser = crate::attack_args::parse_verifiers)]
     verify: Option<crate::attack_args::Verifiers>,
+    /// Judge with any recogniser too, given as a shell command printing the transcript of
+    /// `{wav}` (the same as `--verify cmd:COMMAND`): e.g. the assistant's own recogniser.
+    #[arg(long)]
+    asr_cmd: Option<String>,
     /// Steps of PGD, and of CW per value of c.
     #[arg(long, default_value_t = 50)]
     steps: usize,
@@ -169,7 +173,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     {
         bail!("--eps and --snr-db bound FGSM and PGD; CW runs unbounded");
     }
-    let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
+    let mut verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
+    if let Some(cmd) = &args.asr_cmd {
+        verifiers.push(format!("cmd:{cmd}").parse().context("--asr-cmd")?);
+    }
     let defenses = args
         .defenses
         .iter()
