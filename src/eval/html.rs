@@ -25,31 +25,10 @@ pub fn file_part(name: &str) -> String {
     name.replace([':', '+', '/'], "_")
 }
 
-/// The spectrogram picture of example `index` under one attack cell, relative to the report.
-pub fn example_picture(
-    index: usize,
-    attack: &str,
-    eps: Option<f32>,
-    snr_bound_db: Option<f32>,
-) -> String {
-    format!(
-        "examples/{index:04}_{}.png",
-        cell_stem(attack, eps, snr_bound_db)
-    )
-}
-
-/// The written adversarial example of one attack cell on example `index`, relative to the
-/// report.
-pub fn example_wav(
-    index: usize,
-    attack: &str,
-    eps: Option<f32>,
-    snr_bound_db: Option<f32>,
-) -> String {
-    format!(
-        "examples/{index:04}_{}.wav",
-        cell_stem(attack, eps, snr_bound_db)
-    )
+/// A file of example `index` under `stem` (a [`cell_stem`], with what an adaptive attack
+/// adapted to), relative to the report: `examples/0003_pgd_snr30.wav`, `….png`.
+pub fn example_file(index: usize, stem: &str, ext: &str) -> String {
+    format!("examples/{index:04}_{stem}.{ext}")
 }
 
 /// `s` escaped for HTML text and attribute values.
@@ -419,7 +398,7 @@ pub fn write_html(report: &Report, dir: &Path) -> Result<std::path::PathBuf> {
     h.push_str("</table>");
     for r in &report.records {
         for a in &r.attacks {
-            let pic = example_picture(r.index, &a.attack, a.eps, a.snr_bound_db);
+            let pic = example_file(r.index, &cell_stem(&a.attack, a.eps, a.snr_bound_db), "png");
             if dir.join(&pic).exists() {
                 let _ = write!(
                     h,

@@ -191,7 +191,7 @@ pub struct Made<'a> {
     pub attack: AttackKind,
     /// Its L∞ bound (`None` for CW and SNR-bounded cells).
     pub eps: Option<f32>,
-    /// The SNR floor the bound came from, in an SNR-bounded cell.
+    /// Its SNR floor (dB), in an SNR-bounded cell.
     pub snr_bound_db: Option<f32>,
     /// For an adaptive attack: `adaptive:DEFENCE` or `evasive:DETECTOR`.
     pub adapted: Option<&'a str>,
@@ -236,46 +236,44 @@ fn matrix_attack(
         }
         (_, false) => None,
     };
-    let method = if kind == AttackKind::Fgsm {
-        Method::Fgsm
-    } else {
-        Method::Pgd
+    let pgd = |constraints: Constraints, step_size: f32| {
+        Ok(Attack::Pgd(AttackConfig {
+            method: if kind == AttackKind::Fgsm {
+                Method::Fgsm
+            } else {
+                Method::Pgd
+            },
+            constraints,
+            steps: cfg.steps,
+            step_size,
+            decode: cfg.decode.clone(),
+            seed: cfg.seed,
+            eot: eot.clone(),
+            ..Default::default()
+        }))
     };
     match (kind, eps) {
         (AttackKind::Fgsm | AttackKind::Pgd, _) if snr_bound_db.is_some() => {
             let floor = snr_bound_db.unwrap_or_default();
             let scale = eps_for_snr(x, floor);
-            Ok(Attack::Pgd(AttackConfig {
-                method,
-                constraints: Constraints {
-                    snr_db: Some(floor),
-                    ..Default::default()
-                },
-                steps: cfg.steps,
-                step_size: if kind == AttackKind::Fgsm {
-                    scale
-                } else {
-                    scale / 2.0
-                },
-                decode: cfg.decode.clone(),
-                seed: cfg.seed,
-                eot,
+            let constraints = Constraints {
+                snr_db: Some(floor),
                 ..Default::default()
-            }))
+            };
+            let step = if kind == AttackKind::Fgsm {
+                scale
+            } else {
+                scale / 2.0
+            };
+            pgd(constraints, step)
         }
-        (AttackKind::Fgsm | AttackKind::Pgd, Some(eps)) => Ok(Attack::Pgd(AttackConfig {
-            method,
-            constraints: Constraints {
+        (AttackKind::Fgsm | AttackKind::Pgd, Some(eps)) => {
+            let constraints = Constraints {
                 linf: Some(eps),
                 ..Default::default()
-            },
-            steps: cfg.steps,
-            step_size: eps / 10.0,
-            decode: cfg.decode.clone(),
-            seed: cfg.seed,
-            eot,
-            ..Default::default()
-        })),
+            };
+            pgd(constraints, eps / 10.0)
+        }
         (AttackKind::Fgsm | AttackKind::Pgd, None) => Err(Error::InvalidArgument(
             "FGSM and PGD need an L∞ bound".into(),
         )),

@@ -25,7 +25,7 @@ pub struct Settings {
     pub attacks: Vec<AttackKind>,
     /// L∞ bounds of FGSM and PGD.
     pub epsilons: Vec<f32>,
-    /// SNR floors (dB) of FGSM and PGD (each example's L∞ bound derived from its level).
+    /// SNR floors (dB) of FGSM and PGD (δ kept within each example's L2 ball of that SNR).
     #[serde(default)]
     pub snr_bounds_db: Vec<f32>,
     /// Attack steps.
@@ -330,7 +330,6 @@ fn cell_key(a: &super::AttackRecord) -> (String, Option<f32>, Option<f32>) {
 
 /// One cell per attack and bound over `records`, in the order they first appear.
 fn cells_of(settings: &Settings, records: &[ExampleRecord]) -> Result<Vec<Cell>> {
-    // Cells in the order attacks and bounds first appear.
     let mut keys: Vec<(String, Option<f32>, Option<f32>)> = Vec::new();
     for r in records {
         for a in &r.attacks {

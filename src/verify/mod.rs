@@ -321,17 +321,18 @@ impl Verifier {
                     adapter.name
                 )));
             }
+            let text = match (v["text"].as_str(), v["error"].as_str()) {
+                (Some(t), _) => Ok(t.to_string()),
+                (None, Some(e)) => Err(e.to_string()),
+                (None, None) => Err("the adapter printed no text".to_string()),
+            };
+            let answer = heard(
+                v["beam"].as_u64().map(|b| b as usize),
+                v["timestamps"].as_bool(),
+                text,
+            );
             for j in at {
-                let text = match (v["text"].as_str(), v["error"].as_str()) {
-                    (Some(t), _) => Ok(t.to_string()),
-                    (None, Some(e)) => Err(e.to_string()),
-                    (None, None) => Err("the adapter printed no text".to_string()),
-                };
-                per_file[j].push(heard(
-                    v["beam"].as_u64().map(|b| b as usize),
-                    v["timestamps"].as_bool(),
-                    text,
-                ));
+                per_file[j].push(answer.clone());
             }
         }
         Ok(per_file)

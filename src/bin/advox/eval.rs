@@ -6,7 +6,7 @@ use advox::attack::AttackKind;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::defend::Defense;
 use advox::detect::Detector;
-use advox::eval::html::{cell_stem, example_picture, example_wav, file_part, write_html};
+use advox::eval::html::{cell_stem, example_file, file_part, write_html};
 use advox::eval::report::{Report, Settings};
 use advox::eval::shard::{merge, Shard};
 use advox::eval::{bound_name, evaluate_example, parse_eval_attack, EvalConfig, Made};
@@ -370,15 +370,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             if let Some(label) = made.adapted {
                 // An adaptive example: the WAV only.
                 let name = file_part(label);
-                let wav = dir.join(format!("examples/{index:04}_{stem}_{name}.wav"));
+                let wav = dir.join(example_file(index, &format!("{stem}_{name}"), "wav"));
                 write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
                 bar.inc(1);
                 return Ok(());
             }
-            let wav = dir.join(example_wav(index, attack.name(), eps, snr));
+            let wav = dir.join(example_file(index, &stem, "wav"));
             write_wav(&wav, adv, SAMPLE_RATE, WavFormat::Pcm16, &[&entry.input])?;
             advox::plot::masking_plot(
-                &dir.join(example_picture(index, attack.name(), eps, snr)),
+                &dir.join(example_file(index, &stem, "png")),
                 &threshold,
                 &x,
                 Some(adv),
@@ -425,7 +425,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             &mut records,
             &verifiers,
             &models[0].dir,
-            &|r, a| dir.join(example_wav(r.index, &a.attack, a.eps, a.snr_bound_db)),
+            &|r, a| {
+                let stem = cell_stem(&a.attack, a.eps, a.snr_bound_db);
+                dir.join(example_file(r.index, &stem, "wav"))
+            },
             &mut |m| eprintln!("advox: {m}"),
         )?;
     }
