@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The black-box table of the README: every input of a manifest attacked through an external
-# recogniser (`advox attack --blackbox`), with and without the surrogate prior, then one table
-# of successes, queries (to the first success and in all), wall time and SNR per recogniser.
+# recogniser (`advox attack --blackbox`), with each prior and without, then one table of
+# successes, queries (to the first success and in all), wall time and SNR per recogniser.
 #
 #   bench/blackbox.sh [MANIFEST] [OUT]
 #
 # Environment (defaults in brackets): ADVOX [target/release/advox], RECOGNISERS
 # [faster-whisper pocketsphinx], SEARCH [nes], GOAL [--untargeted], SNR_DB [25],
-# QUERIES [500], SURROGATE ["with without"], SEED [1]. Reports already in OUT are kept (a
-# stopped run resumes).
+# QUERIES [500], PRIORS ["surrogate none"]: each of none, surrogate (--surrogate), quiet
+# (--quiet-prior) or surrogate+quiet; SEED [1]. Reports already in OUT are kept (a stopped run
+# resumes).
 set -euo pipefail
 manifest=${1:-bench/heldout.csv}
 out=${2:-$(mktemp -d -t advox-blackbox-XXXX)}
@@ -18,7 +19,7 @@ search=${SEARCH:-nes}
 goal=${GOAL:---untargeted}
 snr=${SNR_DB:-25}
 queries=${QUERIES:-500}
-surrogate=${SURROGATE:-with without}
+priors=${PRIORS:-surrogate none}
 seed=${SEED:-1}
 base=$(dirname "$manifest")
 mkdir -p "$out"
@@ -26,12 +27,18 @@ tail -n +2 "$manifest" | cut -d, -f1 | while read -r rel; do
   name=$(basename "$rel" .wav)
   case "$rel" in /*) input=$rel ;; *) input=$base/$rel ;; esac
   for r in $recognisers; do
-    for s in $surrogate; do
+    for s in $priors; do
       flag=""
-      [ "$s" = with ] && flag="--surrogate"
+      case "$s" in
+        none) ;;
+        surrogate) flag="--surrogate" ;;
+        quiet) flag="--quiet-prior" ;;
+        surrogate+quiet) flag="--surrogate --quiet-prior" ;;
+        *) echo "unknown prior $s (none, surrogate, quiet, surrogate+quiet)" >&2; exit 1 ;;
+      esac
       o="$out/$r--$s--$name.wav"
       [ -e "${o%.wav}.json" ] && continue
-      echo "== $r, $s surrogate, $name" >&2
+      echo "== $r, prior $s, $name" >&2
       # Exit code 2 is a failed attack, recorded in its report: not an error of the script.
       # shellcheck disable=SC2086
       "$advox" attack "$input" --blackbox "$search" --asr "$r" $goal --snr-db "$snr" \
@@ -46,7 +53,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "*--*--*.json"))):
     rec, s, _ = os.path.basename(f).split("--")
     rows.setdefault((rec, s), []).append(json.load(open(f)))
 med = lambda v: statistics.median(v) if v else float("nan")
-print("| recogniser | surrogate | success | queries to success (median) | queries (median) "
+print("| recogniser | prior | success | queries to success (median) | queries (median) "
       "| wall time (median) | SNR of successes (median) |")
 print("|---|---|---|---|---|---|---|")
 for (rec, s), rs in sorted(rows.items()):

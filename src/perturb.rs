@@ -151,6 +151,18 @@ impl Constraints {
         Ok(())
     }
 
+    /// The largest Euclidean norm δ may have on input `x`: the tighter of `l2` and the norm
+    /// the `snr_db` floor allows (`None`: neither is set).
+    pub fn max_l2(&self, x: &[f32]) -> Option<f64> {
+        let from_snr = self
+            .snr_db
+            .map(|snr| crate::metrics::l2(x) * 10f64.powf(-snr as f64 / 20.0));
+        match (self.l2.map(f64::from), from_snr) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Project δ (for signal `x`) onto the constraint set: band, then time mask, then the
     /// masking bound (which keeps the time mask), then the L∞ bound (a clip, or with a masking
     /// bound a scaling, which keeps it), then one scaling for the tightest of the L2 and SNR
@@ -183,13 +195,7 @@ impl Constraints {
                 delta.iter_mut().for_each(|d| *d = d.clamp(-eps, eps));
             }
         }
-        let mut max_l2 = f64::INFINITY;
-        if let Some(b) = self.l2 {
-            max_l2 = max_l2.min(b as f64);
-        }
-        if let Some(snr) = self.snr_db {
-            max_l2 = max_l2.min(crate::metrics::l2(x) * 10f64.powf(-snr as f64 / 20.0));
-        }
+        let max_l2 = self.max_l2(x).unwrap_or(f64::INFINITY);
         let norm = crate::metrics::l2(delta);
         if norm > max_l2 {
             // A small margin keeps the bound after 16-bit quantisation adds its noise.

@@ -21,6 +21,7 @@ pub mod nes;
 pub mod pgd;
 pub mod plan;
 pub mod query;
+pub mod quiet_prior;
 pub mod step;
 mod track;
 pub mod universal;

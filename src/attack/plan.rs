@@ -12,6 +12,7 @@ use super::imperceptible::ImperceptibleConfig;
 use super::jsma::JsmaConfig;
 use super::nes::{Estimator, NesConfig};
 use super::query::{QueryPlan, Surrogate, SURROGATE_ROUNDS};
+use super::quiet_prior::{QuietPrior, QUIET_ROUNDS};
 use super::windowed::{attack_windows, WindowPlan, WindowedAttack};
 use super::StepInfo;
 use super::{Attack, AttackConfig, AttackKind, AttackRun, BlackBox, Method, Rule, Schedule};
@@ -150,6 +151,12 @@ pub struct AttackOptions {
     /// `--surrogate-rounds` (black-box with `--surrogate`; default
     /// [`super::query::SURROGATE_ROUNDS`]).
     pub surrogate_rounds: Option<usize>,
+    /// `--quiet-prior` (black-box): noise in the input's quietest frames, one query per
+    /// candidate, before the search ([`super::quiet_prior`]).
+    pub quiet_prior: bool,
+    /// `--quiet-rounds` (black-box with `--quiet-prior`; default
+    /// [`super::quiet_prior::QUIET_ROUNDS`]).
+    pub quiet_rounds: Option<usize>,
 }
 
 /// The constraints an attack applied, as reports record them.
@@ -189,7 +196,7 @@ impl AttackOptions {
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
         const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
         const QUERY_BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa];
-        let options: [(&str, bool, &[AttackKind]); 37] = [
+        let options: [(&str, bool, &[AttackKind]); 39] = [
             ("--margin", self.margin.is_some(), WHITE),
             ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
             ("--front-ends", self.front_ends.is_some(), WHITE),
@@ -255,6 +262,8 @@ impl AttackOptions {
             ("--tile", self.tile.is_some(), ESTIMATED),
             ("--surrogate", self.surrogate, BLACK),
             ("--surrogate-rounds", self.surrogate_rounds.is_some(), BLACK),
+            ("--quiet-prior", self.quiet_prior, BLACK),
+            ("--quiet-rounds", self.quiet_rounds.is_some(), BLACK),
         ];
         for (name, set, applies) in options {
             if set && !applies.contains(&kind) {
@@ -283,6 +292,16 @@ impl AttackOptions {
         if self.surrogate_rounds == Some(0) {
             return Err(Error::InvalidArgument(
                 "--surrogate-rounds must be at least 1".into(),
+            ));
+        }
+        if self.quiet_rounds.is_some() && !self.quiet_prior {
+            return Err(Error::InvalidArgument(
+                "--quiet-rounds needs --quiet-prior".into(),
+            ));
+        }
+        if self.quiet_rounds == Some(0) {
+            return Err(Error::InvalidArgument(
+                "--quiet-rounds must be at least 1".into(),
             ));
         }
         if self.eot_samples.is_some() && !self.eot {
@@ -554,6 +573,10 @@ impl AttackOptions {
             search,
             constraints: self.constraints(x, masking),
             surrogate,
+            quiet: self.quiet_prior.then(|| QuietPrior {
+                rounds: self.quiet_rounds.unwrap_or(QUIET_ROUNDS),
+                seed: self.seed,
+            }),
             shrink: true,
         })
     }
@@ -829,6 +852,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--rir needs --eot"));
+        let ga = Some(AttackKind::Ga);
+        let rounds = AttackOptions {
+            kind: ga,
+            quiet_rounds: Some(5),
+            ..Default::default()
+        };
+        assert!(rounds
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--quiet-rounds needs --quiet-prior"));
+        let zero = AttackOptions {
+            kind: ga,
+            quiet_prior: true,
+            quiet_rounds: Some(0),
+            ..Default::default()
+        };
+        assert!(zero
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        let white = AttackOptions {
+            eps: Some(0.01),
+            quiet_prior: true,
+            ..Default::default()
+        };
+        assert!(white
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--quiet-prior does not apply"));
         // What applies passes.
         let pgd = AttackOptions {
             eps: Some(0.02),

@@ -6,10 +6,13 @@
 //!    the surrogate (untargeted: a WER threshold 0.25 higher; targeted or mute: twice the
 //!    margin), each one query. This is the transfer prior of TREMBA-style attacks: the
 //!    surrogate's gradient spends no queries, the target only judges.
-//! 2. **Search**: the chosen query-based search (GA, NES, SPSA) from the surrogate's best point
-//!    (by the target's transcript), or from the clean input without a surrogate, on what is
-//!    left of the budget.
-//! 3. **Shrinking**: after a success, the remaining queries (up to [`SHRINK_PROBES`]) search
+//! 2. **Quiet-frame prior** (optional, [`super::quiet_prior`]): noise that spends the whole
+//!    bound in the input's quietest frames, one query per candidate, for targets the
+//!    surrogate does not resemble.
+//! 3. **Search**: the chosen query-based search (GA, NES, SPSA) from the priors' best point
+//!    (by the target's transcript), or from the clean input without a prior, on what is left
+//!    of the budget.
+//! 4. **Shrinking**: after a success, the remaining queries (up to [`SHRINK_PROBES`]) search
 //!    the least scale `α` of δ at which the target still meets the goal (bisection, as
 //!    decision-based attacks do), recording the SNR after each query that shrank it.
 //!
@@ -19,6 +22,7 @@
 use super::bounded::Bounded;
 use super::ga::{fitness, BlackBoxOutcome};
 use super::plan::AttackOptions;
+use super::quiet_prior::{quiet_noise, round_share, QuietPrior, QuietRound};
 use super::windowed::{attack_windows, WindowPlan};
 use super::{AttackOutcome, BlackBox, StepInfo};
 use crate::mel::N_SAMPLES;
@@ -27,6 +31,7 @@ use crate::model::LoadedModel;
 use crate::objective::{Goal, Robustness};
 use crate::perturb::Constraints;
 use crate::recognizer::Recognizer;
+use crate::rng::Rng;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +62,8 @@ pub struct QueryPlan<'m> {
     pub constraints: Constraints,
     /// The surrogate prior, if any.
     pub surrogate: Option<Surrogate<'m>>,
+    /// The quiet-frame prior, if any (after the surrogate's rounds).
+    pub quiet: Option<QuietPrior>,
     /// Shrink δ after a success with the queries left.
     pub shrink: bool,
 }
@@ -98,7 +105,9 @@ pub struct QueryOutcome {
     pub queries: usize,
     /// The surrogate rounds (empty without a surrogate).
     pub surrogate: Vec<SurrogateRound>,
-    /// Queries of the search phase (0 where the surrogate alone succeeded).
+    /// The quiet-frame prior's candidates (empty without it).
+    pub quiet: Vec<QuietRound>,
+    /// Queries of the search phase (0 where a prior alone succeeded).
     pub search_queries: usize,
     /// Queries when the goal was first met (`None`: never).
     pub first_success_queries: Option<usize>,
@@ -124,6 +133,49 @@ pub fn round_goal(goal: &Goal, options: &AttackOptions, round: usize) -> (Goal, 
     (goal, options)
 }
 
+/// The best point so far by the target's verdict: (fitness, heard signal, transcript).
+type Best = Option<(f64, Vec<f32>, String)>;
+
+/// One prior candidate as the target heard it.
+struct Probe {
+    heard: Vec<f32>,
+    transcript: String,
+    met: bool,
+    fitness: f64,
+    snr_db: f64,
+}
+
+impl Probe {
+    /// Project `x + delta` onto the bound and query the target with it (one query).
+    fn hear(bounded: &mut Bounded, delta: &[f32], goal: &Goal, original: &str) -> Result<Self> {
+        let x = bounded.clean();
+        let proposed: Vec<f32> = x.iter().zip(delta).map(|(a, d)| a + d).collect();
+        let heard = bounded.apply(&proposed)?;
+        let transcript = bounded.hear(&heard)?;
+        let x = bounded.clean();
+        let heard_delta: Vec<f32> = heard.iter().zip(x).map(|(a, b)| a - b).collect();
+        Ok(Probe {
+            met: goal.is_met(original, &transcript),
+            fitness: fitness(goal, original, &transcript),
+            snr_db: snr_db(x, &heard_delta),
+            heard,
+            transcript,
+        })
+    }
+
+    /// Keep the probe as the best point if it is, and as the success if it met the goal;
+    /// whether it did.
+    fn keep(self, best: &mut Best, success: &mut Option<(Vec<f32>, String)>) -> bool {
+        if best.as_ref().is_none_or(|b| self.fitness > b.0) {
+            *best = Some((self.fitness, self.heard.clone(), self.transcript.clone()));
+        }
+        if self.met {
+            *success = Some((self.heard, self.transcript));
+        }
+        self.met
+    }
+}
+
 /// Run the attack through `recognizer` on 16-kHz samples `x` whose clean transcript (by that
 /// recogniser) is `original`.
 pub fn run_query_attack(
@@ -142,8 +194,7 @@ pub fn run_query_attack(
     let used = |b: &Bounded| b.queries() - start_queries;
     let cancelled = || cancel.load(Ordering::Relaxed);
     let mut rounds = Vec::new();
-    // The best point so far by the target's verdict: (fitness, heard signal, transcript).
-    let mut best: Option<(f64, Vec<f32>, String)> = None;
+    let mut best: Best = None;
     let mut success: Option<(Vec<f32>, String)> = None;
     let mut steps = 0;
     if let Some(surrogate) = &plan.surrogate {
@@ -172,15 +223,7 @@ pub fn run_query_attack(
             };
             let seconds = started.elapsed().as_secs_f64();
             steps += windowed.steps();
-            let proposed: Vec<f32> = x
-                .iter()
-                .zip(&windowed.perturbation)
-                .map(|(a, d)| a + d)
-                .collect();
-            let heard = bounded.apply(&proposed)?;
-            let transcript = bounded.hear(&heard)?;
-            let met = goal.is_met(original, &transcript);
-            let delta: Vec<f32> = heard.iter().zip(x).map(|(a, b)| a - b).collect();
+            let q = Probe::hear(&mut bounded, &windowed.perturbation, goal, original)?;
             rounds.push(SurrogateRound {
                 goal: round_goal.describe(),
                 margin: (!matches!(goal, Goal::Untargeted { .. }))
@@ -188,28 +231,50 @@ pub fn run_query_attack(
                     .flatten(),
                 surrogate_success: windowed.succeeded() == windowed.attacked(),
                 seconds,
-                transcript: transcript.clone(),
-                success: met,
-                snr_db: snr_db(x, &delta),
+                transcript: q.transcript.clone(),
+                success: q.met,
+                snr_db: q.snr_db,
             });
-            let f = fitness(goal, original, &transcript);
-            if best.as_ref().is_none_or(|b| f > b.0) {
-                best = Some((f, heard.clone(), transcript.clone()));
-            }
-            if met {
-                success = Some((heard, transcript));
+            if q.keep(&mut best, &mut success) {
                 break;
             }
         }
     }
-    let surrogate_queries = used(&bounded);
+    let mut quiet = Vec::new();
+    if let Some(prior) = &plan.quiet {
+        let mut rng = Rng::new(prior.seed ^ 0x5157);
+        let mut best_share = 0.5f32;
+        let mut best_fitness = f64::NEG_INFINITY;
+        for round in 0..prior.rounds {
+            if success.is_some() || cancelled() || used(&bounded) >= budget {
+                break;
+            }
+            let share = round_share(round, best_share, &mut rng);
+            let seed = prior.seed.wrapping_add(round as u64);
+            let delta = quiet_noise(x, share, seed, &plan.constraints);
+            let q = Probe::hear(&mut bounded, &delta, goal, original)?;
+            quiet.push(QuietRound {
+                share,
+                seed,
+                transcript: q.transcript.clone(),
+                success: q.met,
+                snr_db: q.snr_db,
+            });
+            if q.fitness > best_fitness {
+                best_fitness = q.fitness;
+                best_share = share;
+            }
+            q.keep(&mut best, &mut success);
+        }
+    }
+    let prior_queries = used(&bounded);
     let mut search_queries = 0;
     let mut last: Option<(Vec<f32>, String, f32)> = None;
-    if success.is_none() && !cancelled() && surrogate_queries < budget {
-        // The search starts from the surrogate's best point (or the clean input) and keeps
-        // every candidate inside the bound through `bounded`.
+    if success.is_none() && !cancelled() && prior_queries < budget {
+        // The search starts from the priors' best point (or the clean input) and keeps every
+        // candidate inside the bound through `bounded`.
         let from = best.as_ref().map_or(x.to_vec(), |b| b.1.clone());
-        let search = plan.search.with_budget(budget - surrogate_queries);
+        let search = plan.search.with_budget(budget - prior_queries);
         let BlackBoxOutcome { attack, queries } =
             search.run(&mut bounded, &from, goal, original, cancel, on_step)?;
         search_queries = queries;
@@ -259,6 +324,7 @@ pub fn run_query_attack(
         },
         queries: used(&bounded),
         surrogate: rounds,
+        quiet,
         search_queries,
         first_success_queries,
         snr_trajectory,
@@ -340,6 +406,106 @@ mod tests {
         }
     }
 
+    /// A recogniser that mishears when δ in one of the input's 20-ms pause frames (the
+    /// 200-ms blocks 1, 3, 5, …) is louder than a threshold: a front end that hears the
+    /// pauses' noise as sounds.
+    struct PauseSensitive {
+        x: Vec<f32>,
+        threshold: f64,
+        queries: usize,
+    }
+
+    impl Recognizer for PauseSensitive {
+        fn transcribe(&mut self, samples: &[f32]) -> Result<String> {
+            self.queries += 1;
+            let delta: Vec<f32> = samples.iter().zip(&self.x).map(|(s, x)| s - x).collect();
+            let loudest = delta
+                .chunks(320)
+                .enumerate()
+                .filter(|(f, _)| (f / 10) % 2 == 1)
+                .map(|(_, d)| crate::metrics::l2(d) / (d.len() as f64).sqrt())
+                .fold(0.0, f64::max);
+            Ok(if loudest > self.threshold {
+                "something else entirely".into()
+            } else {
+                "the clean words".into()
+            })
+        }
+        fn queries(&self) -> usize {
+            self.queries
+        }
+        fn describe(&self) -> String {
+            "pause-sensitive".into()
+        }
+    }
+
+    #[test]
+    fn the_quiet_frame_prior_finds_a_recogniser_that_hears_the_pauses() {
+        // Loud bursts (0.3) in 200-ms blocks 0, 2, 4, 6, 8; pauses (0.002) in between.
+        let x: Vec<f32> = (0..32000usize)
+            .map(|i| {
+                let a = if (i / 3200).is_multiple_of(2) {
+                    0.3
+                } else {
+                    0.002
+                };
+                a * (i as f32 * 0.05).sin()
+            })
+            .collect();
+        let constraints = Constraints {
+            linf: Some(0.05),
+            snr_db: Some(25.0),
+            ..Default::default()
+        };
+        // At 25 dB, δ's RMS spread evenly is 0.0095 in every frame; in the quietest half of
+        // the frames (exactly the pauses) 0.013; in the quietest 30 % 0.017. The threshold
+        // sits between the last two: the prior's first share (0.5) fails, its second (0.3)
+        // succeeds.
+        let run = |quiet: Option<QuietPrior>, budget: usize| {
+            let mut rec = PauseSensitive {
+                x: x.clone(),
+                threshold: 0.016,
+                queries: 0,
+            };
+            let plan = QueryPlan {
+                search: BlackBox::Ga(GaConfig {
+                    linf: 0.05,
+                    query_budget: budget,
+                    seed: 3,
+                    ..Default::default()
+                }),
+                constraints: constraints.clone(),
+                surrogate: None,
+                quiet,
+                shrink: false,
+            };
+            let out = run_query_attack(
+                &mut rec,
+                &x,
+                &Goal::Untargeted { min_wer: 0.5 },
+                "the clean words",
+                &plan,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(out.queries, rec.queries);
+            out
+        };
+        let out = run(Some(QuietPrior { rounds: 5, seed: 1 }), 30);
+        assert!(out.attack.success, "{:?}", out.quiet);
+        let shares: Vec<f32> = out.quiet.iter().map(|r| r.share).collect();
+        assert_eq!(shares, [0.5, 0.3], "{:?}", out.quiet);
+        assert_eq!(out.first_success_queries, Some(2));
+        assert_eq!(out.search_queries, 0);
+        assert!(out.quiet.iter().all(|r| r.snr_db >= 25.0 - 0.05));
+        let snr = snr_db(&x, &out.attack.perturbation);
+        assert!(snr >= 25.0 - 0.05, "SNR {snr}");
+        // Without the prior the same budget of GA queries, spread over every sample, does not.
+        let plain = run(None, 30);
+        assert!(!plain.attack.success && plain.quiet.is_empty());
+    }
+
     #[test]
     fn a_success_is_shrunk_by_bisection_inside_the_bound_and_the_budget() {
         let x: Vec<f32> = (0..8000).map(|i| 0.2 * (i as f32 * 0.03).sin()).collect();
@@ -362,6 +528,7 @@ mod tests {
                 ..Default::default()
             },
             surrogate: None,
+            quiet: None,
             shrink: true,
         };
         let goal = Goal::Untargeted { min_wer: 0.5 };

@@ -26,7 +26,10 @@ pub struct BlackBoxStats {
     /// The surrogate prior's rounds, one query each (empty without `--surrogate`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub surrogate: Vec<crate::attack::query::SurrogateRound>,
-    /// Queries of the search after the surrogate rounds.
+    /// The quiet-frame prior's candidates, one query each (empty without `--quiet-prior`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quiet_prior: Vec<crate::attack::quiet_prior::QuietRound>,
+    /// Queries of the search after the priors.
     #[serde(default)]
     pub search_queries: usize,
     /// Queries when the goal was first met (`null`: never).
@@ -385,6 +388,7 @@ mod tests {
             queries: 3,
             query_budget: 10,
             surrogate: Vec::new(),
+            quiet_prior: Vec::new(),
             search_queries: 3,
             first_success_queries: None,
             snr_trajectory: Vec::new(),

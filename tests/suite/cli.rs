@@ -1369,6 +1369,75 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The quiet-frame prior against a recogniser unlike Whisper: PocketSphinx, as an external
+/// server, on held-out real speech (LibriVox 0930) at a 25-dB SNR floor. Noise in the quietest
+/// frames moves its transcript within a few queries, the written example is inside the bound,
+/// and PocketSphinx run afresh on the written file hears it as the attack did.
+#[test]
+fn a_quiet_frame_prior_moves_pocketsphinx_within_a_few_queries_inside_the_snr_bound() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-quiet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip =
+        common::shared().join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0930.wav");
+    let out = dir.join("adv.wav");
+    let run = advox()
+        .arg("attack")
+        .arg(&clip)
+        .args([
+            "--blackbox",
+            "nes",
+            "--asr",
+            "pocketsphinx",
+            "--untargeted",
+            "--snr-db",
+            "25",
+            "--quiet-prior",
+            "--quiet-rounds",
+            "4",
+            "--queries",
+            "12",
+            "--seed",
+            "1",
+            "--verify",
+            "pocketsphinx",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    let bb = &report["black_box"];
+    assert_eq!(report["success"], true, "{stderr}");
+    let rounds = bb["quiet_prior"].as_array().unwrap();
+    assert!(
+        !rounds.is_empty() && rounds.last().unwrap()["success"] == true,
+        "{bb}"
+    );
+    assert_eq!(rounds[0]["share"], 0.5);
+    assert!(bb["first_success_queries"].as_u64().unwrap() <= 4, "{bb}");
+    assert_eq!(bb["search_queries"], 0);
+    assert!(bb["queries"].as_u64().unwrap() <= 12);
+    let snr = report["snr_db"].as_f64().unwrap();
+    assert!(snr >= 24.95, "{snr}");
+    // PocketSphinx run afresh on the written 16-bit file.
+    let ps = &report["verified_by"].as_array().unwrap()[0];
+    assert_eq!(ps["recognizer"], "pocketsphinx", "{ps}");
+    assert_eq!(ps["success"], true, "{ps}");
+    // The prior applies to black-box attacks only, and its rounds need it.
+    let refused = advox()
+        .arg("attack")
+        .arg(&clip)
+        .args(["--untargeted", "--eps", "0.01", "--quiet-prior", "-o"])
+        .arg(dir.join("white.wav"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--quiet-prior does not apply"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A recording longer than Whisper's 30-s window: real speech (the held-out clips of
 /// `common::corpus_test`, then LJ Speech clips of `common::corpus_train`, 35 s in all) is
 /// attacked window by window, untargeted; the example is as long as the input, every window is

@@ -253,6 +253,15 @@ pub struct Args {
     /// Black-box with --surrogate: surrogate rounds, one query each (default 3).
     #[arg(long)]
     surrogate_rounds: Option<usize>,
+    /// Black-box: a quiet-frame prior. Candidates spend the whole bound as noise in the
+    /// input's quietest 20-ms frames (a share of them: half, then fewer and more, then near
+    /// the best), one query each, after any surrogate rounds; the search goes on from the
+    /// best of them. Needs no model: for recognisers unlike Whisper (e.g. PocketSphinx).
+    #[arg(long)]
+    quiet_prior: bool,
+    /// Black-box with --quiet-prior: candidates, one query each (default 20).
+    #[arg(long)]
+    quiet_rounds: Option<usize>,
 }
 
 impl Args {
@@ -316,6 +325,8 @@ impl Args {
             no_timestamp_prompt: self.plain_prompt_only,
             surrogate: self.surrogate,
             surrogate_rounds: self.surrogate_rounds,
+            quiet_prior: self.quiet_prior,
+            quiet_rounds: self.quiet_rounds,
         })
     }
 }

@@ -144,6 +144,7 @@ fn attack_one(
         queries: out.queries,
         query_budget: attack.budget(),
         surrogate: out.surrogate.clone(),
+        quiet_prior: out.quiet.clone(),
         search_queries: out.search_queries,
         first_success_queries: out.first_success_queries,
         snr_trajectory: out.snr_trajectory.clone(),
@@ -173,6 +174,23 @@ fn attack_one(
             r.snr_db,
             r.transcript,
             if r.success { " (goal met)" } else { "" }
+        );
+    }
+    if let Some(met) = out.quiet.iter().position(|r| r.success) {
+        let r = &out.quiet[met];
+        eprintln!(
+            "quiet-frame prior: candidate {} of {} (noise in the quietest {:.0} % of frames, \
+             SNR {:.1} dB) met the goal: {:?}",
+            met + 1,
+            out.quiet.len(),
+            100.0 * r.share,
+            r.snr_db,
+            r.transcript
+        );
+    } else if !out.quiet.is_empty() {
+        eprintln!(
+            "quiet-frame prior: none of {} candidates met the goal",
+            out.quiet.len()
         );
     }
     if let (Some(first), Some(last)) = (out.snr_trajectory.first(), out.snr_trajectory.last()) {
