@@ -1,6 +1,6 @@
 //! Transcription of whole recordings, window by window (30 s each).
 
-use crate::mel::{log_mel_with, N_FRAMES, N_SAMPLES};
+use crate::mel::{log_mel_with, FrontEnd, N_FRAMES, N_SAMPLES};
 use crate::model::{decode::decode, DecodeOptions, LoadedModel};
 use crate::Result;
 use candle_core::Tensor;
@@ -37,18 +37,11 @@ pub struct TimedText {
 /// Shortest trailing window worth decoding (0.1 s); shorter tails are ignored.
 const MIN_WINDOW_SAMPLES: usize = 1_600;
 
-/// Transcribe 16-kHz mono samples.
-pub fn transcribe(
-    model: &LoadedModel,
-    samples: &[f32],
-    opts: &DecodeOptions,
-) -> Result<Transcript> {
-    let n_mels = model.whisper.config().num_mel_bins;
-    let mut texts = Vec::new();
-    let mut tokens = Vec::new();
-    let mut language = None;
-    let mut segments = Vec::new();
-    let (mut sum_logprob, mut decoded_tokens) = (0.0f32, 0usize);
+/// The 30-s windows Whisper reads a recording in, with their first sample: from the start,
+/// [`N_SAMPLES`] each (the last one shorter); a trailing window under 0.1 s is dropped, and an
+/// empty input is one empty window.
+pub fn windows(samples: &[f32]) -> Vec<(usize, &[f32])> {
+    let mut out = Vec::new();
     let mut start = 0;
     while start < samples.len() || start == 0 {
         let end = (start + N_SAMPLES).min(samples.len());
@@ -56,9 +49,33 @@ pub fn transcribe(
         if start > 0 && window.len() < MIN_WINDOW_SAMPLES {
             break;
         }
-        let mel = log_mel_with(window, n_mels, opts.front_end);
-        let mel = Tensor::from_vec(mel, (1, n_mels, N_FRAMES), model.whisper.device())?;
-        let features = model.whisper.encode(&mel)?;
+        out.push((start, window));
+        start += N_SAMPLES;
+    }
+    out
+}
+
+/// The encoder's features `(1, 1500, D)` of one window (at most 30 s) through `front_end`.
+pub fn encode_window(model: &LoadedModel, window: &[f32], front_end: FrontEnd) -> Result<Tensor> {
+    let n_mels = model.whisper.config().num_mel_bins;
+    let mel = log_mel_with(window, n_mels, front_end);
+    let mel = Tensor::from_vec(mel, (1, n_mels, N_FRAMES), model.whisper.device())?;
+    model.whisper.encode(&mel)
+}
+
+/// Transcribe 16-kHz mono samples.
+pub fn transcribe(
+    model: &LoadedModel,
+    samples: &[f32],
+    opts: &DecodeOptions,
+) -> Result<Transcript> {
+    let mut texts = Vec::new();
+    let mut tokens = Vec::new();
+    let mut language = None;
+    let mut segments = Vec::new();
+    let (mut sum_logprob, mut decoded_tokens) = (0.0f32, 0usize);
+    for (start, window) in windows(samples) {
+        let features = encode_window(model, window, opts.front_end)?;
         let decoded = decode(&model.whisper, &model.tokenizer, &features, opts)?;
         let text = model.tokenizer.decode(&decoded.tokens)?;
         texts.push(text.trim().to_string());
@@ -74,7 +91,6 @@ pub fn transcribe(
                 text: model.tokenizer.decode(&seg.tokens)?.trim().to_string(),
             });
         }
-        start += N_SAMPLES;
     }
     let text = texts
         .into_iter()

@@ -7,15 +7,20 @@
 //! - [`Detector::Temporal`]: temporal dependency (Yang et al. 2019): the transcript of the first
 //!   portion of `x` against the same-length prefix of the full transcript.
 //! - [`Detector::Confidence`]: the decoder's mean token log-probability (negated).
+//! - [`Detector::Activations`]: encoder activations' distance from clean speech's, layer by
+//!   layer ([`activations`]).
+//! - [`Detector::Entropy`]: the decoder's mean next-token entropy over its steps ([`entropy`]).
 //! - [`Detector::NoiseFloor`], [`Detector::HighBand`], [`Detector::MaskedEnergy`]: spectral
 //!   statistics ([`statistics`]), no model needed.
 //! - [`Detector::Autoencoder`]: log-mel reconstruction error ([`autoencoder`]).
 //! - [`Detector::Ensemble`]: logistic regression on other detectors' scores ([`ensemble`]).
 
+pub mod activations;
 pub mod adaptive;
 pub mod autoencoder;
 pub mod calibration;
 pub mod ensemble;
+pub mod entropy;
 pub mod statistics;
 pub mod transforms;
 
@@ -24,6 +29,7 @@ use crate::model::{DecodeOptions, LoadedModel};
 use crate::text::normalize_transcript;
 use crate::transcribe::{transcribe, Transcript};
 use crate::{Error, Result};
+use activations::ActivationModel;
 use autoencoder::MelAutoencoder;
 use ensemble::Ensemble;
 use std::cell::OnceCell;
@@ -44,6 +50,10 @@ pub enum Detector {
     },
     /// Minus the decoder's mean token log-probability.
     Confidence,
+    /// The decoder's mean next-token entropy over the decoded steps (nats).
+    Entropy,
+    /// Encoder activations' Mahalanobis distance from clean speech's, the largest over layers.
+    Activations(Arc<ActivationModel>),
     /// Share of the energy above 4 kHz.
     HighBand,
     /// Level of the quietest frames relative to the loudest (dB).
@@ -80,6 +90,11 @@ impl Detector {
             Detector::Consistency(t) => format!("consistency:{}", t.name()),
             Detector::Temporal { .. } => "temporal".into(),
             Detector::Confidence => "confidence".into(),
+            Detector::Entropy => "entropy".into(),
+            Detector::Activations(a) => match &a.path {
+                Some(p) => format!("activations:{}", p.display()),
+                None => "activations".into(),
+            },
             Detector::HighBand => "high-band".into(),
             Detector::NoiseFloor => "noise-floor".into(),
             Detector::MaskedEnergy => "masked-energy".into(),
@@ -104,18 +119,24 @@ impl Detector {
             let ae = MelAutoencoder::load(Path::new(p), &candle_core::Device::Cpu)?;
             return Ok(Detector::Autoencoder(Arc::new(ae)));
         }
+        if let Some(p) = s.strip_prefix("activations:") {
+            return Ok(Detector::Activations(Arc::new(ActivationModel::load(
+                Path::new(p),
+            )?)));
+        }
         if let Some(p) = s.strip_prefix("ensemble:") {
             return Ok(Detector::Ensemble(Arc::new(Ensemble::load(Path::new(p))?)));
         }
         match s {
             "temporal" => Ok(Detector::Temporal { portion: 0.5 }),
             "confidence" => Ok(Detector::Confidence),
+            "entropy" => Ok(Detector::Entropy),
             "high-band" => Ok(Detector::HighBand),
             "noise-floor" => Ok(Detector::NoiseFloor),
             "masked-energy" => Ok(Detector::MaskedEnergy),
             _ => Err(Error::InvalidArgument(format!(
-                "unknown detector {s:?} (consistency:TRANSFORM, temporal, confidence, noise-floor, \
-                 high-band, masked-energy, autoencoder:WEIGHTS, ensemble:FILE)"
+                "unknown detector {s:?} (consistency:TRANSFORM, temporal, confidence, entropy, noise-floor, \
+                 high-band, masked-energy, autoencoder:WEIGHTS, activations:FILE, ensemble:FILE)"
             ))),
         }
     }
@@ -176,6 +197,8 @@ impl Detector {
                 cer(&prefix, &part).min(1.0)
             }
             Detector::Confidence => -input.transcript(ctx)?.avg_logprob as f64,
+            Detector::Entropy => entropy::decoding_entropy(ctx.model()?, x, &ctx.decode)?,
+            Detector::Activations(a) => a.score(ctx.model()?, x)?,
             Detector::HighBand => statistics::high_band_share(x)?,
             Detector::NoiseFloor => statistics::noise_floor_db(x)?,
             Detector::MaskedEnergy => statistics::masked_energy_db(x)?,
@@ -197,11 +220,13 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
+    fn model(&self) -> Result<&LoadedModel> {
+        self.model
+            .ok_or_else(|| Error::InvalidArgument("this detector needs a recogniser model".into()))
+    }
+
     fn transcribe(&self, x: &[f32]) -> Result<Transcript> {
-        let model = self.model.ok_or_else(|| {
-            Error::InvalidArgument("this detector needs a recogniser model".into())
-        })?;
-        transcribe(model, x, &self.decode)
+        transcribe(self.model()?, x, &self.decode)
     }
 }
 

@@ -152,6 +152,17 @@ impl Whisper {
 
     /// OpenAI's `AudioEncoder.forward` (model.py#L143 at f572f216).
     fn encode_impl(&self, mel: &Tensor, record: bool) -> Result<(Tensor, Option<EncoderTape>)> {
+        self.encode_tapped(mel, record, None)
+    }
+
+    /// [`Whisper::encode_impl`] that also pushes the residual stream after every layer onto
+    /// `taps`.
+    fn encode_tapped(
+        &self,
+        mel: &Tensor,
+        record: bool,
+        mut taps: Option<&mut Vec<Tensor>>,
+    ) -> Result<(Tensor, Option<EncoderTape>)> {
         self.check_mel(mel)?;
         let mel = mel.to_dtype(DType::F32)?.to_device(&self.device)?;
         let c1 = ops::conv1d_k3(&mel, &self.conv1_w, &self.conv1_b, 1)?;
@@ -172,6 +183,9 @@ impl Whisper {
             let (x_out, tape) = layer.forward(x, save)?;
             layers.extend(tape);
             x = x_out;
+            if let Some(t) = taps.as_deref_mut() {
+                t.push(x.clone());
+            }
         }
         let out = self.enc_ln.forward(&x)?;
         let tape = record.then_some(EncoderTape {
@@ -196,6 +210,14 @@ impl Whisper {
     /// Encoder forward: log-mel `(B, n_mels, 3000)` -> audio features `(B, 1500, D)`.
     pub fn encode(&self, mel: &Tensor) -> Result<Tensor> {
         Ok(self.encode_impl(mel, false)?.0)
+    }
+
+    /// The encoder's residual stream after each of its layers, `(B, 1500, D)` each (the
+    /// activations an anomaly detector watches), and its output features.
+    pub fn encode_layers(&self, mel: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut taps = Vec::with_capacity(self.enc_layers.len());
+        let (out, _) = self.encode_tapped(mel, false, Some(&mut taps))?;
+        Ok((out, taps))
     }
 
     fn embed_tokens(&self, tokens: &Tensor, offset: usize) -> Result<Tensor> {

@@ -880,6 +880,86 @@ fn detect_calibrates_on_clean_speech_and_scores_files() {
     let p = score.as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p));
     assert_eq!(v["verdicts"][name], p > 0.5);
+    // The activation detector fitted by the CLI on six clips (20.6 s), calibrated with the
+    // entropy detector beside it; its own fitting clips score about 1 (their mean is the
+    // reference).
+    let six = dir.join("six.csv");
+    let mut csv = String::from("input\n");
+    for c in common::corpus_train(6) {
+        csv += &format!("{}\n", samples.join(&c.name).display());
+    }
+    std::fs::write(&six, csv).unwrap();
+    let act = dir.join("act.safetensors");
+    let out = advox()
+        .args(["detect", "fit-activations", "--clean"])
+        .arg(&six)
+        .arg("-o")
+        .arg(&act)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let both = format!("activations:{},entropy", act.display());
+    let cal2 = dir.join("cal2.json");
+    let out = advox()
+        .args(["detect", "--calibrate"])
+        .arg(&manifest)
+        .args(["--fpr", "0", "--detectors", &both, "-o"])
+        .arg(&cal2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fitted: Vec<std::path::PathBuf> = common::corpus_train(6)
+        .iter()
+        .map(|c| samples.join(&c.name))
+        .collect();
+    let out = advox()
+        .args(["detect", "--detectors", &both, "--calibration"])
+        .arg(&cal2)
+        .args(&fitted)
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let a_name = format!("activations:{}", act.display());
+    let scores: Vec<f64> = lines
+        .iter()
+        .map(|l| l["scores"][&a_name].as_f64().unwrap())
+        .collect();
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    assert!(scores.iter().all(|s| *s > 0.5 && *s < 2.0), "{scores:?}");
+    assert!(mean <= 1.05, "{scores:?}");
+    assert_eq!(lines.len(), 6);
+    // Calibrated at 0 % FPR on the first three: their verdicts are "clean".
+    for l in &lines[..3] {
+        assert_eq!(l["verdicts"][&a_name], false, "{l}");
+        assert_eq!(l["verdicts"]["entropy"], false, "{l}");
+        assert!(l["scores"]["entropy"].as_f64().unwrap() >= 0.0);
+    }
+    // Too little clean speech to fit (the three short clips: 6.3 s, 315 frames of the 384
+    // needed).
+    let out = advox()
+        .args(["detect", "fit-activations", "--clean"])
+        .arg(&manifest)
+        .arg("-o")
+        .arg(dir.join("short.safetensors"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 384 frames"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `report.json` without wall times (which differ between runs).

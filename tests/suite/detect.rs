@@ -119,8 +119,10 @@ type ScoreTable = std::collections::HashMap<String, (Vec<f64>, Vec<f64>)>;
 fn table() -> &'static ScoreTable {
     static TABLE: OnceLock<ScoreTable> = OnceLock::new();
     TABLE.get_or_init(|| {
-        // Every detector these tests use: the default set.
-        let list = Detector::default_set();
+        // Every detector these tests use: the default set, the entropy detector and the
+        // activation detector fitted on the train split's clean clips.
+        let mut list = Detector::default_set();
+        list.extend([Detector::Entropy, activation_detector()]);
         let adv = adversarial();
         let t0 = std::time::Instant::now();
         let (c, a) = std::thread::scope(|s| {
@@ -133,6 +135,16 @@ fn table() -> &'static ScoreTable {
             .map(|(d, pair)| (d.name(), pair))
             .collect()
     })
+}
+
+/// The activation detector fitted on the train split's clean clips (LJ Speech): made once.
+fn activation_detector() -> Detector {
+    use advox::detect::activations::ActivationModel;
+    static FITTED: OnceLock<std::sync::Arc<ActivationModel>> = OnceLock::new();
+    let fitted = FITTED.get_or_init(|| {
+        std::sync::Arc::new(ActivationModel::fit(common::model(), &clean()[..TRAIN_CLEAN]).unwrap())
+    });
+    Detector::Activations(fitted.clone())
 }
 
 /// The clean and adversarial scores of `d`.
@@ -220,6 +232,44 @@ fn lpc_consistency_separates_clean_from_pgd_examples() {
 #[test]
 fn confidence_separates_clean_from_pgd_examples() {
     check(&[(Detector::Confidence, 0.9)]);
+}
+
+/// Floors of the entropy and activation detectors on this fixture (measured 2026-12-07; see
+/// their tests).
+const ENTROPY_FLOOR: f64 = 0.9;
+const ACTIVATION_FLOOR: f64 = 0.9;
+
+/// The decoder's mean next-token entropy: an example pushed just over the line to its target
+/// leaves the decoder split between words.
+#[test]
+fn entropy_separates_clean_from_pgd_examples() {
+    check(&[(Detector::Entropy, ENTROPY_FLOOR)]);
+}
+
+/// The activation detector, fitted on the train split's clean speech (four short LJ Speech
+/// clips, one reader), against PGD examples of that reader that it never saw: their encoder
+/// activations sit far from the fitted Gaussians (measured 2026-12-07: clean 0.97–1.05,
+/// examples 3.7–4.5). The clean side is the fitting data itself, so this shows the detector
+/// responds to the perturbation, not that it generalises: see the next test.
+#[test]
+fn activation_distance_flags_pgd_examples_of_the_speaker_it_was_fitted_on() {
+    let (c, a) = of(&activation_detector());
+    let auc = roc_auc(&c[..ATTACKED], &a[..ATTACKED]).unwrap();
+    eprintln!("activations, fitted speaker: AUC {auc:.3}: clean {c:.3?} adversarial {a:.3?}");
+    assert!(auc >= ACTIVATION_FLOOR, "AUC {auc}");
+}
+
+/// Judged on another speaker (LibriVox), measured 2026-12-07: AUC 0.22 — that reader's clean
+/// clips score 6.5–7.2 and his PGD examples 6.0–6.8: the speaker moves the activations more
+/// than a 30-dB perturbation does. Fitted on 43 clips of two corpora, 12 held-out clips gave
+/// 0.76 pooled and 0.84–1.00 within each speaker (README): fit it on the speakers it watches.
+#[test]
+#[ignore = "fails on a held-out speaker: activations AUC 0.22 (fitted on 4 clips of one reader)"]
+fn activation_distance_separates_held_out_clean_speech_from_pgd_examples() {
+    let (c, a) = of(&activation_detector());
+    let auc = roc_auc(&c[TRAIN_CLEAN..], &a[ATTACKED..]).unwrap();
+    eprintln!("activations, held-out speaker: AUC {auc:.3}: clean {c:.3?} adversarial {a:.3?}");
+    assert!(auc >= 0.75, "AUC {auc}");
 }
 
 /// Temporal dependency (the first half's transcript against the first half of the whole one),

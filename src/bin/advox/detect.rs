@@ -2,6 +2,7 @@
 
 use crate::common;
 use advox::audio::read_audio_16k_mono;
+use advox::detect::activations::ActivationModel;
 use advox::detect::autoencoder::{MelAutoencoder, TrainConfig};
 use advox::detect::calibration::{roc_auc, threshold_at_fpr};
 use advox::detect::ensemble::Ensemble;
@@ -26,9 +27,11 @@ pub struct Args {
     /// Audio files to score.
     #[arg(required_unless_present = "calibrate", conflicts_with = "calibrate")]
     files: Vec<PathBuf>,
-    /// Detectors, comma-separated (default: all): consistency:TRANSFORM (resample-8000,
-    /// quantize-8, lowpass-4000, lpc-16, mel-80, lossy), temporal, confidence, high-band,
-    /// noise-floor.
+    /// Detectors, comma-separated (default: the consistency transforms, temporal, confidence,
+    /// noise-floor): consistency:TRANSFORM (resample-8000, quantize-8, lowpass-4000, lpc-16,
+    /// mel-80, lossy), temporal, confidence, entropy, high-band, noise-floor, masked-energy,
+    /// autoencoder:WEIGHTS (detect train-ae), activations:FILE (detect fit-activations),
+    /// ensemble:FILE (detect train-ensemble).
     #[arg(long, value_delimiter = ',')]
     detectors: Vec<String>,
     /// Thresholds from `advox detect --calibrate` (default: the built-in character-error-rate
@@ -70,6 +73,19 @@ enum DetectCommand {
         /// Seed of the initialisation and the windows.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Fit the activation-anomaly detector on clean speech: per encoder layer, a Gaussian of
+    /// the activations of every 20-ms frame; use it as `--detectors activations:FILE`.
+    FitActivations {
+        /// Clean utterances (manifest).
+        #[arg(long)]
+        clean: PathBuf,
+        /// Output (safetensors).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Model directory or known name (the detector works with this model only).
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Fit a logistic-regression ensemble of detectors on clean and adversarial examples; use
     /// it as `--detectors ensemble:ENSEMBLE.json`.
@@ -137,6 +153,32 @@ fn run_command(cmd: &DetectCommand, device: &str) -> Result<()> {
                 output.display(),
                 errors.iter().sum::<f64>() / errors.len() as f64,
                 errors.iter().copied().fold(0.0, f64::max)
+            );
+            Ok(())
+        }
+        DetectCommand::FitActivations {
+            clean,
+            output,
+            model,
+        } => {
+            advox::audio::refuse_overwrite(output, &[clean.as_path()])?;
+            let set: Vec<Vec<f32>> = read_set(clean)?.into_iter().map(|(_, x)| x).collect();
+            let device = common::device(device)?;
+            let model = common::load_model(model.as_deref(), &device)?;
+            let fitted = ActivationModel::fit(&model, &set)
+                .with_context(|| format!("fitting on {}", clean.display()))?;
+            fitted.save(output)?;
+            let scores: Vec<f64> = set
+                .iter()
+                .map(|x| fitted.score(&model, x))
+                .collect::<advox::Result<_>>()?;
+            println!(
+                "wrote {} ({} clips of {}; score on them: mean {:.3}, max {:.3})",
+                output.display(),
+                set.len(),
+                model.id(),
+                scores.iter().sum::<f64>() / scores.len() as f64,
+                scores.iter().copied().fold(0.0, f64::max)
             );
             Ok(())
         }
