@@ -22,6 +22,14 @@ pub enum Domain {
         /// Hop.
         hop: usize,
     },
+    /// On the phases of the input's STFT coefficients alone, magnitudes kept (FGSM and PGD
+    /// only; see [`crate::attack::phase`]).
+    Phase {
+        /// Frame size.
+        n_fft: usize,
+        /// Hop.
+        hop: usize,
+    },
 }
 
 impl Default for Domain {

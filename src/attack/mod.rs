@@ -19,6 +19,7 @@ pub mod jsma;
 mod kind;
 pub mod nes;
 pub mod pgd;
+pub mod phase;
 pub mod plan;
 pub mod query;
 pub mod quiet_prior;

@@ -145,6 +145,14 @@ pub fn run_attack_through(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<AttackOutcome> {
+    if let Domain::Phase { .. } = cfg.domain {
+        if channel.is_some() {
+            return Err(Error::InvalidArgument(
+                "the phase domain attacks the plain model (no EOT, no defence)".into(),
+            ));
+        }
+        return super::phase::run_phase_attack(model, x, objective, cfg, cancel, on_step);
+    }
     let mut track = Tracker::new(model, x, objective, &cfg.decode, Keep::LowestLoss)?;
     if !(cfg.step_size.is_finite() && cfg.step_size > 0.0) {
         return Err(Error::InvalidArgument(

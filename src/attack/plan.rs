@@ -11,6 +11,7 @@ use super::ga::GaConfig;
 use super::imperceptible::ImperceptibleConfig;
 use super::jsma::JsmaConfig;
 use super::nes::{Estimator, NesConfig};
+use super::phase::phase_bound_for_snr;
 use super::query::{QueryPlan, Surrogate, SURROGATE_ROUNDS};
 use super::quiet_prior::{QuietPrior, QUIET_ROUNDS};
 use super::windowed::{attack_windows, WindowPlan, WindowedAttack};
@@ -294,6 +295,32 @@ impl AttackOptions {
                 "--surrogate-rounds must be at least 1".into(),
             ));
         }
+        if let Some(Domain::Phase { .. }) = self.domain {
+            if !matches!(kind, Fgsm | Pgd) {
+                return Err(Error::InvalidArgument(format!(
+                    "--domain phase does not apply to {kind} (only to fgsm, pgd)"
+                )));
+            }
+            let other = [
+                ("--eps", self.eps.is_some()),
+                ("--l2", self.l2.is_some()),
+                ("--masking-margin-db", self.masking_margin_db.is_some()),
+                ("--band", self.band.is_some()),
+                ("--speech-only", self.speech_only),
+                ("--eot", self.eot),
+            ];
+            if let Some((name, _)) = other.iter().find(|(_, set)| *set) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} does not apply to --domain phase: its one bound is --snr-db, which \
+                     becomes a bound on the phase offsets"
+                )));
+            }
+            if self.snr_db.is_none() {
+                return Err(Error::InvalidArgument(
+                    "--domain phase needs --snr-db (its bound)".into(),
+                ));
+            }
+        }
         if self.quiet_rounds.is_some() && !self.quiet_prior {
             return Err(Error::InvalidArgument(
                 "--quiet-rounds needs --quiet-prior".into(),
@@ -418,9 +445,11 @@ impl AttackOptions {
             domain,
             constraints: self.constraints(x, masking.clone()),
             steps: self.steps.unwrap_or(PGD_STEPS),
-            step_size: self
-                .step_size
-                .unwrap_or(self.eps.map_or(0.001, |e| e / 10.0)),
+            step_size: self.step_size.unwrap_or(match (domain, self.snr_db) {
+                // Radians: a tenth of the phase bound the SNR floor allows.
+                (Domain::Phase { .. }, Some(snr)) => phase_bound_for_snr(snr) / 10.0,
+                _ => self.eps.map_or(0.001, |e| e / 10.0),
+            }),
             rule: self.rule.unwrap_or(Rule::Adam),
             schedule: self.schedule.unwrap_or(Schedule::Constant),
             random_start: self.random_start,
@@ -874,6 +903,47 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at least 1"));
+        let phase = Some(Domain::Phase {
+            n_fft: 512,
+            hop: 128,
+        });
+        for (opts, says) in [
+            (
+                AttackOptions {
+                    domain: phase,
+                    eps: Some(0.01),
+                    snr_db: Some(30.0),
+                    ..Default::default()
+                },
+                "--eps does not apply to --domain phase",
+            ),
+            (
+                AttackOptions {
+                    domain: phase,
+                    ..Default::default()
+                },
+                "needs --snr-db",
+            ),
+            (
+                AttackOptions {
+                    kind: Some(AttackKind::Cw),
+                    domain: phase,
+                    snr_db: Some(30.0),
+                    ..Default::default()
+                },
+                "does not apply to cw",
+            ),
+        ] {
+            let e = opts.check(None).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        AttackOptions {
+            domain: phase,
+            snr_db: Some(30.0),
+            ..Default::default()
+        }
+        .check(Some(&targeted()))
+        .unwrap();
         let white = AttackOptions {
             eps: Some(0.01),
             quiet_prior: true,

@@ -48,6 +48,9 @@ impl StepSpace {
                     frames,
                 })
             }
+            Domain::Phase { .. } => Err(crate::Error::InvalidArgument(
+                "the phase domain is for FGSM and PGD (--attack fgsm|pgd) only".into(),
+            )),
         }
     }
 

@@ -24,6 +24,8 @@ enum RuleArg {
 enum DomainArg {
     Stft,
     Waveform,
+    /// The input's STFT phases alone (FGSM, PGD; bound: --snr-db only).
+    Phase,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,7 +145,9 @@ pub struct Args {
     /// Imperceptible: initial weight α of the masking loss (default: balance the gradients).
     #[arg(long)]
     alpha: Option<f32>,
-    /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible).
+    /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible); `phase`
+    /// (FGSM, PGD) changes only the phases of the input's STFT (Hann 512 / hop 128), within the
+    /// phase bound that keeps --snr-db (its only bound).
     #[arg(long, value_enum)]
     domain: Option<DomainArg>,
     /// Steps: PGD's per run (default 300), CW's per value of c (default 40; 100 under a
@@ -283,6 +287,10 @@ impl Args {
             domain: self.domain.map(|d| match d {
                 DomainArg::Stft => Domain::default(),
                 DomainArg::Waveform => Domain::Waveform,
+                DomainArg::Phase => Domain::Phase {
+                    n_fft: 512,
+                    hop: 128,
+                },
             }),
             steps: self.steps,
             step_size: self.step_size,
