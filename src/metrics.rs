@@ -57,6 +57,14 @@ pub fn l2(x: &[f32]) -> f64 {
     x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()
 }
 
+/// Mean energy (mean square) of each `frame`-sample chunk of `x`, the last one possibly
+/// shorter.
+pub fn frame_energies(x: &[f32], frame: usize) -> Vec<f64> {
+    x.chunks(frame.max(1))
+        .map(|c| c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.len() as f64)
+        .collect()
+}
+
 /// Largest absolute value.
 pub fn linf(x: &[f32]) -> f64 {
     x.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64))

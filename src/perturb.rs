@@ -218,10 +218,7 @@ impl Constraints {
 /// widened by 100 ms on each side.
 pub fn speech_mask(x: &[f32], sample_rate: u32) -> Vec<bool> {
     let frame = (sample_rate as usize / 50).max(1);
-    let energies: Vec<f64> = x
-        .chunks(frame)
-        .map(|c| c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.len() as f64)
-        .collect();
+    let energies = crate::metrics::frame_energies(x, frame);
     let max = energies.iter().copied().fold(0.0, f64::max);
     let threshold = max * 1e-4;
     let widen = 5;

@@ -55,12 +55,21 @@ pub fn windows(samples: &[f32]) -> Vec<(usize, &[f32])> {
     out
 }
 
-/// The encoder's features `(1, 1500, D)` of one window (at most 30 s) through `front_end`.
-pub fn encode_window(model: &LoadedModel, window: &[f32], front_end: FrontEnd) -> Result<Tensor> {
+/// The log-mel input `(1, n_mels, 3000)` of one window (at most 30 s) through `front_end`, on
+/// the model's device.
+pub fn window_mel(model: &LoadedModel, window: &[f32], front_end: FrontEnd) -> Result<Tensor> {
     let n_mels = model.whisper.config().num_mel_bins;
     let mel = log_mel_with(window, n_mels, front_end);
-    let mel = Tensor::from_vec(mel, (1, n_mels, N_FRAMES), model.whisper.device())?;
-    model.whisper.encode(&mel)
+    Ok(Tensor::from_vec(
+        mel,
+        (1, n_mels, N_FRAMES),
+        model.whisper.device(),
+    )?)
+}
+
+/// The encoder's features `(1, 1500, D)` of one window (at most 30 s) through `front_end`.
+pub fn encode_window(model: &LoadedModel, window: &[f32], front_end: FrontEnd) -> Result<Tensor> {
+    model.whisper.encode(&window_mel(model, window, front_end)?)
 }
 
 /// Transcribe 16-kHz mono samples.

@@ -81,8 +81,9 @@ impl PhaseSpace {
             })
             .collect();
         Spectrogram {
+            frames: self.spec.frames,
+            bins: self.spec.bins,
             data,
-            ..self.spec.clone()
         }
     }
 

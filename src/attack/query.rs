@@ -379,20 +379,20 @@ mod tests {
     use super::*;
     use crate::attack::ga::GaConfig;
 
-    /// A recogniser that hears the goal when δ's RMS exceeds a threshold: the search must
-    /// find a success and the shrinking must bring δ down towards the threshold.
-    struct Loudness {
+    /// A recogniser that mishears ("something else entirely") when `measure` of δ (the heard
+    /// signal minus the clean input) exceeds a threshold.
+    struct Threshold {
         x: Vec<f32>,
+        measure: fn(&[f32]) -> f64,
         threshold: f64,
         queries: usize,
     }
 
-    impl Recognizer for Loudness {
+    impl Recognizer for Threshold {
         fn transcribe(&mut self, samples: &[f32]) -> Result<String> {
             self.queries += 1;
             let d: Vec<f32> = samples.iter().zip(&self.x).map(|(a, b)| a - b).collect();
-            let rms = crate::metrics::l2(&d) / (d.len() as f64).sqrt();
-            Ok(if rms > self.threshold {
+            Ok(if (self.measure)(&d) > self.threshold {
                 "something else entirely".into()
             } else {
                 "the clean words".into()
@@ -402,41 +402,24 @@ mod tests {
             self.queries
         }
         fn describe(&self) -> String {
-            "loudness".into()
+            "threshold".into()
         }
     }
 
-    /// A recogniser that mishears when δ in one of the input's 20-ms pause frames (the
-    /// 200-ms blocks 1, 3, 5, …) is louder than a threshold: a front end that hears the
-    /// pauses' noise as sounds.
-    struct PauseSensitive {
-        x: Vec<f32>,
-        threshold: f64,
-        queries: usize,
+    /// δ's RMS: a recogniser that hears any loud enough change.
+    fn loudness(d: &[f32]) -> f64 {
+        crate::metrics::l2(d) / (d.len() as f64).sqrt()
     }
 
-    impl Recognizer for PauseSensitive {
-        fn transcribe(&mut self, samples: &[f32]) -> Result<String> {
-            self.queries += 1;
-            let delta: Vec<f32> = samples.iter().zip(&self.x).map(|(s, x)| s - x).collect();
-            let loudest = delta
-                .chunks(320)
-                .enumerate()
-                .filter(|(f, _)| (f / 10) % 2 == 1)
-                .map(|(_, d)| crate::metrics::l2(d) / (d.len() as f64).sqrt())
-                .fold(0.0, f64::max);
-            Ok(if loudest > self.threshold {
-                "something else entirely".into()
-            } else {
-                "the clean words".into()
-            })
-        }
-        fn queries(&self) -> usize {
-            self.queries
-        }
-        fn describe(&self) -> String {
-            "pause-sensitive".into()
-        }
+    /// δ's largest RMS in one of the 20-ms pause frames of the bursts below (200-ms blocks 1,
+    /// 3, 5, …): a front end that hears the pauses' noise as sounds.
+    fn pause_loudness(d: &[f32]) -> f64 {
+        crate::metrics::frame_energies(d, 320)
+            .iter()
+            .enumerate()
+            .filter(|(f, _)| (f / 10) % 2 == 1)
+            .map(|(_, e)| e.sqrt())
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -462,8 +445,9 @@ mod tests {
         // sits between the last two: the prior's first share (0.5) fails, its second (0.3)
         // succeeds.
         let run = |quiet: Option<QuietPrior>, budget: usize| {
-            let mut rec = PauseSensitive {
+            let mut rec = Threshold {
                 x: x.clone(),
+                measure: pause_loudness,
                 threshold: 0.016,
                 queries: 0,
             };
@@ -509,8 +493,9 @@ mod tests {
     #[test]
     fn a_success_is_shrunk_by_bisection_inside_the_bound_and_the_budget() {
         let x: Vec<f32> = (0..8000).map(|i| 0.2 * (i as f32 * 0.03).sin()).collect();
-        let mut rec = Loudness {
+        let mut rec = Threshold {
             x: x.clone(),
+            measure: loudness,
             threshold: 0.002,
             queries: 0,
         };

@@ -65,17 +65,15 @@ pub fn round_share(round: usize, best: f32, rng: &mut Rng) -> f32 {
 /// Per sample, whether its 20-ms frame is among the quietest `share` of `x`'s frames (by
 /// RMS; ties at the threshold count as quiet, so at least one frame is chosen).
 pub fn quiet_gate(x: &[f32], share: f32) -> Vec<bool> {
-    let rms: Vec<f64> = x
-        .chunks(QUIET_FRAME)
-        .map(|c| (c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
-        .collect();
-    let mut sorted = rms.clone();
+    // Mean energies order the frames as their RMS does.
+    let energy = crate::metrics::frame_energies(x, QUIET_FRAME);
+    let mut sorted = energy.clone();
     sorted.sort_by(f64::total_cmp);
     let k = ((share.clamp(0.0, 1.0) * sorted.len() as f32).ceil() as usize).clamp(1, sorted.len());
     let threshold = sorted[k - 1];
     let mut gate = Vec::with_capacity(x.len());
-    for (frame, r) in x.chunks(QUIET_FRAME).zip(&rms) {
-        gate.extend(std::iter::repeat_n(*r <= threshold, frame.len()));
+    for (frame, e) in x.chunks(QUIET_FRAME).zip(&energy) {
+        gate.extend(std::iter::repeat_n(*e <= threshold, frame.len()));
     }
     gate
 }

@@ -14,9 +14,9 @@
 //! and the score is the largest over the layers. A threshold comes from `advox detect
 //! --calibrate` on clean speech of the deployment, as for every detector.
 
-use crate::mel::{log_mel_with, FrontEnd, N_FRAMES};
+use crate::mel::{FrontEnd, N_FRAMES};
 use crate::model::LoadedModel;
-use crate::transcribe::windows;
+use crate::transcribe::{window_mel, windows};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -56,11 +56,9 @@ fn covered_frames(len: usize) -> usize {
 /// Per encoder layer, the residual stream's frame vectors (frames × D, row-major) of every
 /// frame the audio covers, over all 30-s windows of `samples`.
 pub fn layer_frames(model: &LoadedModel, samples: &[f32]) -> Result<Vec<Vec<f32>>> {
-    let n_mels = model.whisper.config().num_mel_bins;
     let mut per_layer: Vec<Vec<f32>> = Vec::new();
     for (_, window) in windows(samples) {
-        let mel = log_mel_with(window, n_mels, FrontEnd::Openai);
-        let mel = Tensor::from_vec(mel, (1, n_mels, N_FRAMES), model.whisper.device())?;
+        let mel = window_mel(model, window, FrontEnd::Openai)?;
         let (_, taps) = model.whisper.encode_layers(&mel)?;
         per_layer.resize(taps.len(), Vec::new());
         let n = covered_frames(window.len());

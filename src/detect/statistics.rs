@@ -49,11 +49,9 @@ pub fn high_band_share(x: &[f32]) -> Result<f64> {
 /// (≤ 0; −120 for digital silence).
 pub fn noise_floor_db(x: &[f32]) -> Result<f64> {
     check(x)?;
-    let mut energy: Vec<f64> = x
-        .chunks(N_FFT / 2)
-        .filter(|c| c.len() == N_FFT / 2)
-        .map(|c| c.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c.len() as f64)
-        .collect();
+    // Whole frames only.
+    let frame = N_FFT / 2;
+    let mut energy = crate::metrics::frame_energies(&x[..x.len() - x.len() % frame], frame);
     energy.sort_by(f64::total_cmp);
     let k = (energy.len() / 10).max(1);
     let quiet = energy[..k].iter().sum::<f64>() / k as f64;

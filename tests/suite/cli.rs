@@ -1378,6 +1378,28 @@ fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_be
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
 }
 
+/// `advox attack CLIP --blackbox nes ARGS -o DIR/adv.wav`: its report, which must say success.
+fn black_box_report(
+    dir: &std::path::Path,
+    clip: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let run = advox()
+        .arg("attack")
+        .arg(clip)
+        .args(["--blackbox", "nes"])
+        .args(args)
+        .arg("-o")
+        .arg(dir.join("adv.wav"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+    assert_eq!(report["success"], true, "{stderr}");
+    report
+}
+
 /// The surrogate prior against a real external recogniser: on held-out real speech (a
 /// LibriVox reader none of advox's tuning used), an untargeted black-box attack on
 /// faster-whisper (`--asr faster-whisper`, the same tiny.en weights in CTranslate2, beam 5)
@@ -1390,13 +1412,10 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
     let clip = common::shared()
         .join("corpus")
         .join(&common::corpus_test(1)[0].name);
-    let out = dir.join("adv.wav");
-    let run = advox()
-        .arg("attack")
-        .arg(&clip)
-        .args([
-            "--blackbox",
-            "nes",
+    let report = black_box_report(
+        &dir,
+        &clip,
+        &[
             "--asr",
             "faster-whisper",
             "--untargeted",
@@ -1409,16 +1428,9 @@ fn a_surrogate_prior_moves_faster_whisper_in_a_few_queries_inside_the_snr_bound(
             "1",
             "--verify",
             "faster-whisper",
-            "-o",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+        ],
+    );
     let bb = &report["black_box"];
-    assert_eq!(report["success"], true, "{stderr}");
     let rounds = bb["surrogate"].as_array().unwrap();
     assert!(
         !rounds.is_empty() && rounds.last().unwrap()["success"] == true,
@@ -1459,13 +1471,10 @@ fn a_quiet_frame_prior_moves_pocketsphinx_within_a_few_queries_inside_the_snr_bo
     std::fs::create_dir_all(&dir).unwrap();
     let clip =
         common::shared().join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0930.wav");
-    let out = dir.join("adv.wav");
-    let run = advox()
-        .arg("attack")
-        .arg(&clip)
-        .args([
-            "--blackbox",
-            "nes",
+    let report = black_box_report(
+        &dir,
+        &clip,
+        &[
             "--asr",
             "pocketsphinx",
             "--untargeted",
@@ -1480,16 +1489,9 @@ fn a_quiet_frame_prior_moves_pocketsphinx_within_a_few_queries_inside_the_snr_bo
             "1",
             "--verify",
             "pocketsphinx",
-            "-o",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("adv.json")).unwrap()).unwrap();
+        ],
+    );
     let bb = &report["black_box"];
-    assert_eq!(report["success"], true, "{stderr}");
     let rounds = bb["quiet_prior"].as_array().unwrap();
     assert!(
         !rounds.is_empty() && rounds.last().unwrap()["success"] == true,
