@@ -9,6 +9,7 @@ use super::ga::{run_ga, BlackBoxOutcome, GaConfig};
 use super::imperceptible::{run_imperceptible, ImperceptibleConfig};
 use super::jsma::{run_jsma, JsmaConfig};
 use super::nes::{run_nes, Estimator, NesConfig};
+use super::newton::{run_newton, NewtonConfig};
 use super::{run_attack, AttackConfig, AttackOutcome, Method, StepInfo};
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::{Goal, Objective};
@@ -33,6 +34,8 @@ pub enum AttackKind {
     Jsma,
     /// Qin et al.'s imperceptible targeted attack (PGD, then the masking loss).
     Imperceptible,
+    /// Trust-region Newton–CG with finite-difference Hessian–vector products.
+    Newton,
     /// Black-box genetic algorithm.
     Ga,
     /// Black-box NES gradient estimation.
@@ -43,13 +46,14 @@ pub enum AttackKind {
 
 impl AttackKind {
     /// Every attack.
-    pub const ALL: [AttackKind; 9] = [
+    pub const ALL: [AttackKind; 10] = [
         AttackKind::Fgsm,
         AttackKind::Pgd,
         AttackKind::Cw,
         AttackKind::Deepfool,
         AttackKind::Jsma,
         AttackKind::Imperceptible,
+        AttackKind::Newton,
         AttackKind::Ga,
         AttackKind::Nes,
         AttackKind::Spsa,
@@ -64,6 +68,7 @@ impl AttackKind {
             AttackKind::Deepfool => "deepfool",
             AttackKind::Jsma => "jsma",
             AttackKind::Imperceptible => "imperceptible",
+            AttackKind::Newton => "newton",
             AttackKind::Ga => "ga",
             AttackKind::Nes => "nes",
             AttackKind::Spsa => "spsa",
@@ -122,6 +127,8 @@ pub enum Attack {
     Jsma(JsmaConfig),
     /// The imperceptible attack.
     Imperceptible(ImperceptibleConfig),
+    /// Trust-region Newton–CG.
+    Newton(NewtonConfig),
 }
 
 /// What an attack measured beyond the common outcome.
@@ -146,6 +153,17 @@ pub enum AttackDetails {
         alpha: f32,
         /// Masking loss of the kept example.
         masking_loss: f32,
+    },
+    /// Newton–CG: its iterations and what they cost.
+    Newton {
+        /// Trust-region iterations.
+        iterations: usize,
+        /// Hessian–vector products (one gradient evaluation each).
+        hessian_products: usize,
+        /// Trial steps rejected.
+        rejected_steps: usize,
+        /// Trust radius at the end (L2, waveform units).
+        trust_radius: f32,
     },
     /// A recording longer than one 30-s window, attacked window by window.
     Windows {
@@ -173,6 +191,7 @@ impl Attack {
             Attack::DeepFool(_) => AttackKind::Deepfool,
             Attack::Jsma(_) => AttackKind::Jsma,
             Attack::Imperceptible(_) => AttackKind::Imperceptible,
+            Attack::Newton(_) => AttackKind::Newton,
         }
     }
 
@@ -184,6 +203,7 @@ impl Attack {
             Attack::DeepFool(c) => &c.decode,
             Attack::Jsma(c) => &c.decode,
             Attack::Imperceptible(c) => &c.stage1.decode,
+            Attack::Newton(c) => &c.decode,
         }
     }
 
@@ -196,6 +216,7 @@ impl Attack {
             Attack::DeepFool(c) => c.max_iterations.max(1),
             Attack::Jsma(c) => c.iterations.max(1),
             Attack::Imperceptible(c) => c.stage1_budget() + c.steps,
+            Attack::Newton(c) => c.iterations.max(1),
         }
     }
 
@@ -235,6 +256,18 @@ impl Attack {
                         stage1_margin_db: out.stage1_margin_db,
                         alpha: out.alpha,
                         masking_loss: out.masking_loss,
+                    },
+                }
+            }
+            Attack::Newton(c) => {
+                let out = run_newton(model, x, objective, c, cancel, on_step)?;
+                AttackRun {
+                    outcome: out.attack,
+                    details: AttackDetails::Newton {
+                        iterations: out.iterations,
+                        hessian_products: out.hessian_products,
+                        rejected_steps: out.rejected,
+                        trust_radius: out.radius,
                     },
                 }
             }

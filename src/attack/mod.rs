@@ -1,7 +1,7 @@
 //! Attacks. The white-box ones share one loop state ([`track`]: input checks, cancellation,
 //! step count, decoding, the lead gate and the kept point) and differ in their step rule:
-//! FGSM/PGD ([`pgd`]), Carlini–Wagner ([`cw`]), DeepFool ([`deepfool`]), JSMA ([`jsma`]) and
-//! the imperceptible attack ([`imperceptible`]); the black-box ones ([`ga`], [`nes`]) query a
+//! FGSM/PGD ([`pgd`]), Carlini–Wagner ([`cw`]), DeepFool ([`deepfool`]), JSMA ([`jsma`]),
+//! trust-region Newton–CG ([`newton`]) and the imperceptible attack ([`imperceptible`]); the black-box ones ([`ga`], [`nes`]) query a
 //! [`crate::recognizer::Recognizer`]. [`Attack`] names them all and runs any of them with its
 //! settings; [`plan`] turns a user's options into one, with the library's defaults.
 
@@ -18,6 +18,7 @@ pub mod imperceptible;
 pub mod jsma;
 mod kind;
 pub mod nes;
+pub mod newton;
 pub mod pgd;
 pub mod phase;
 pub mod plan;

@@ -11,6 +11,7 @@ use super::ga::GaConfig;
 use super::imperceptible::ImperceptibleConfig;
 use super::jsma::JsmaConfig;
 use super::nes::{Estimator, NesConfig};
+use super::newton::NewtonConfig;
 use super::phase::phase_bound_for_snr;
 use super::query::{QueryPlan, Surrogate, SURROGATE_ROUNDS};
 use super::quiet_prior::{QuietPrior, QUIET_ROUNDS};
@@ -49,6 +50,10 @@ pub const CW_BOUNDED_C: f32 = 100.0;
 pub const DEEPFOOL_STEPS: usize = 50;
 /// Default steps: JSMA's most iterations.
 pub const JSMA_STEPS: usize = 100;
+/// Default steps: Newton–CG's most trust-region iterations.
+pub const NEWTON_STEPS: usize = 50;
+/// Default Hessian–vector products per Newton–CG iteration.
+pub const NEWTON_CG_ITERATIONS: usize = 6;
 /// Stage 1 of the imperceptible attack needs an L∞ ball; without any bound it gets this one
 /// (Qin et al.'s is much louder).
 pub const IMPERCEPTIBLE_LINF: f32 = 0.02;
@@ -124,6 +129,10 @@ pub struct AttackOptions {
     pub masked_share: Option<f64>,
     /// `--alpha` (imperceptible).
     pub alpha: Option<f32>,
+    /// `--cg-iterations` (newton): Hessian–vector products per iteration.
+    pub cg_iterations: Option<usize>,
+    /// `--trust-radius` (newton): the first trust radius (L2, waveform units).
+    pub trust_radius: Option<f32>,
     /// `--queries` (black-box).
     pub queries: Option<usize>,
     /// `--population` (black-box).
@@ -190,21 +199,21 @@ impl AttackOptions {
     pub fn check(&self, goal: Option<&Goal>) -> Result<()> {
         use AttackKind::*;
         let kind = self.kind();
-        const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible];
+        const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Newton];
         const PGD_LIKE: &[AttackKind] = &[Pgd, Imperceptible];
-        const STEPPED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible];
+        const STEPPED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Newton];
         const BLACK: &[AttackKind] = &[Ga, Nes, Spsa];
         const ESTIMATED: &[AttackKind] = &[Nes, Spsa];
-        const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible];
-        const QUERY_BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa];
-        let options: [(&str, bool, &[AttackKind]); 39] = [
+        const WHITE: &[AttackKind] = &[Fgsm, Pgd, Cw, Deepfool, Jsma, Imperceptible, Newton];
+        const QUERY_BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Newton, Ga, Nes, Spsa];
+        let options: [(&str, bool, &[AttackKind]); 41] = [
             ("--margin", self.margin.is_some(), WHITE),
             ("--plain-prompt-only", self.no_timestamp_prompt, WHITE),
             ("--front-ends", self.front_ends.is_some(), WHITE),
             (
                 "--eps",
                 self.eps.is_some(),
-                &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa],
+                &[Fgsm, Pgd, Cw, Imperceptible, Newton, Ga, Nes, Spsa],
             ),
             ("--l2", self.l2.is_some(), BOUNDED),
             ("--snr-db", self.snr_db.is_some(), QUERY_BOUNDED),
@@ -213,13 +222,13 @@ impl AttackOptions {
             (
                 "--masking-margin-db",
                 self.masking_margin_db.is_some(),
-                &[Fgsm, Pgd, Cw, Imperceptible, Ga, Nes, Spsa],
+                &[Fgsm, Pgd, Cw, Imperceptible, Newton, Ga, Nes, Spsa],
             ),
             ("--domain", self.domain.is_some(), STEPPED),
             (
                 "--steps",
                 self.steps.is_some(),
-                &[Pgd, Cw, Deepfool, Jsma, Imperceptible],
+                &[Pgd, Cw, Deepfool, Jsma, Imperceptible, Newton],
             ),
             (
                 "--step-size",
@@ -257,6 +266,8 @@ impl AttackOptions {
                 &[Imperceptible],
             ),
             ("--alpha", self.alpha.is_some(), &[Imperceptible]),
+            ("--cg-iterations", self.cg_iterations.is_some(), &[Newton]),
+            ("--trust-radius", self.trust_radius.is_some(), &[Newton]),
             ("--queries", self.queries.is_some(), BLACK),
             ("--population", self.population.is_some(), BLACK),
             ("--sigma", self.sigma.is_some(), ESTIMATED),
@@ -337,7 +348,12 @@ impl AttackOptions {
         if self.rirs.is_some() && !self.eot {
             return Err(Error::InvalidArgument("--rir needs --eot".into()));
         }
-        if matches!(kind, Fgsm | Pgd)
+        if self.cg_iterations == Some(0) {
+            return Err(Error::InvalidArgument(
+                "--cg-iterations must be at least 1".into(),
+            ));
+        }
+        if matches!(kind, Fgsm | Pgd | Newton)
             && self.eps.is_none()
             && self.l2.is_none()
             && self.snr_db.is_none()
@@ -535,6 +551,17 @@ impl AttackOptions {
                     ..d
                 })
             }
+            AttackKind::Newton => Attack::Newton(NewtonConfig {
+                iterations: self.steps.unwrap_or(NEWTON_STEPS),
+                cg_iterations: self.cg_iterations.unwrap_or(NEWTON_CG_ITERATIONS),
+                initial_radius: self.trust_radius,
+                domain,
+                check_every: self
+                    .check_every
+                    .unwrap_or(NewtonConfig::default().check_every),
+                decode,
+                constraints: pgd.constraints.clone(),
+            }),
             k => {
                 return Err(Error::InvalidArgument(format!(
                     "{k} is a black-box attack (--blackbox {k})"

@@ -55,7 +55,7 @@ impl StepSpace {
     }
 
     /// Gradient w.r.t. the waveform -> gradient w.r.t. the step parameters.
-    fn to_params(&self, grad: &[f32]) -> Vec<f32> {
+    pub(crate) fn to_params(&self, grad: &[f32]) -> Vec<f32> {
         match &self.stft {
             None => grad.to_vec(),
             Some(stft) => stft
@@ -68,7 +68,7 @@ impl StepSpace {
     }
 
     /// Step parameters -> waveform.
-    fn to_wave(&self, params: &[f32]) -> Result<Vec<f32>> {
+    pub(crate) fn to_wave(&self, params: &[f32]) -> Result<Vec<f32>> {
         match &self.stft {
             None => Ok(params.to_vec()),
             Some(stft) => {

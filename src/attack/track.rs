@@ -187,16 +187,42 @@ impl<'a> Tracker<'a> {
         evaluate: impl FnOnce(&MelFrontEnd, Prompt, &Tensor) -> Result<Evaluated>,
     ) -> Result<Evaluated> {
         let turn = self.steps % self.fronts.len();
+        let mut e = self.probe_view(adv, turn, evaluate)?;
+        e.lead = self.note_lead(turn, e.lead);
+        Ok(e)
+    }
+
+    /// How many views the objective has (gradient steps take turns over them).
+    pub(crate) fn view_count(&self) -> usize {
+        self.fronts.len()
+    }
+
+    /// Score `adv` with `evaluate` under view `turn` (front end and prompt) without noting
+    /// its lead: one gradient step at a point that is not the attack's (a finite-difference
+    /// probe).
+    pub(crate) fn probe_view(
+        &mut self,
+        adv: &[f32],
+        turn: usize,
+        evaluate: impl FnOnce(&MelFrontEnd, Prompt, &Tensor) -> Result<Evaluated>,
+    ) -> Result<Evaluated> {
+        let turn = turn % self.fronts.len();
         let prompt = self.views[turn].prompt;
-        let mut e = evaluate(&self.fronts[turn], prompt, &self.wave(adv)?)?;
+        let e = evaluate(&self.fronts[turn], prompt, &self.wave(adv)?)?;
         self.count_step();
-        self.leads[turn] = e.lead;
-        e.lead = if self.leads.iter().any(|l| l.is_nan()) {
+        Ok(e)
+    }
+
+    /// Note `lead` as the attack's latest under view `turn`; the smallest of the latest under
+    /// each view (NaN until each has been scored once).
+    pub(crate) fn note_lead(&mut self, turn: usize, lead: f32) -> f32 {
+        let turn = turn % self.fronts.len();
+        self.leads[turn] = lead;
+        if self.leads.iter().any(|l| l.is_nan()) {
             f32::NAN
         } else {
             self.leads.iter().copied().fold(f32::INFINITY, f32::min)
-        };
-        Ok(e)
+        }
     }
 
     /// Whether a point of (combined) lead `lead` leads as success needs: by the margin.

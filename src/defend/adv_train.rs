@@ -302,13 +302,24 @@ impl TrainableWhisper {
         Ok(out.matmul(&embed.t()?)?)
     }
 
-    /// Mean cross-entropy of an example's targets (through the encoder when it is trained).
-    pub fn loss(&self, ex: &TrainingExample) -> Result<Tensor> {
+    /// Teacher-forced logits `(L, vocab)` of an example (through the encoder when it is
+    /// trained, else from the base model's features).
+    pub fn logits_of(&self, ex: &TrainingExample) -> Result<Tensor> {
         let features = match self.scope {
             Scope::Decoder => ex.features.clone(),
             Scope::All => self.encode(&ex.mel)?,
         };
-        let logits = self.logits(&features, &ex.input)?;
+        self.logits(&features, &ex.input)
+    }
+
+    /// The trainable weights, for an optimiser.
+    pub(crate) fn trainable_vars(&self) -> Vec<Var> {
+        self.vars.values().cloned().collect()
+    }
+
+    /// Mean cross-entropy of an example's targets (through the encoder when it is trained).
+    pub fn loss(&self, ex: &TrainingExample) -> Result<Tensor> {
+        let logits = self.logits_of(ex)?;
         let (l, v) = logits.dims2()?;
         let t = ex.targets.len();
         if t == 0 || t > l {
@@ -350,8 +361,7 @@ impl TrainableWhisper {
                 "the adversarial weight must be in [0, 1] and the learning rate positive".into(),
             ));
         }
-        let mut opt =
-            crate::autodiff::adam(self.vars.values().cloned().collect(), cfg.learning_rate)?;
+        let mut opt = crate::autodiff::adam(self.trainable_vars(), cfg.learning_rate)?;
         let mut rng = Rng::new(cfg.seed);
         for step in 1..=cfg.steps {
             let c = &clean[rng.below(clean.len())];

@@ -8,6 +8,7 @@
 
 pub mod adaptive;
 pub mod adv_train;
+pub mod distill;
 pub mod smoothing;
 
 use crate::detect::transforms::Transform;

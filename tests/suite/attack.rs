@@ -318,6 +318,49 @@ fn deepfool_changes_the_transcript_with_less_l2_than_pgd() {
     );
 }
 
+#[test]
+fn newton_cg_moves_real_speech_within_the_snr_floor_using_curvature() {
+    use advox::attack::newton::{run_newton, NewtonConfig};
+    let m = common::model();
+    let clip = &common::corpus_test(1)[0];
+    let greedy = DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    };
+    let t = transcribe(m, &clip.samples, &greedy).unwrap();
+    let obj = Objective::new(m, Goal::Untargeted { min_wer: 0.5 }, &t.text, &t.tokens).unwrap();
+    let out = run_newton(
+        m,
+        &clip.samples,
+        &obj,
+        &NewtonConfig {
+            iterations: 15,
+            constraints: Constraints {
+                snr_db: Some(35.0),
+                ..Default::default()
+            },
+            decode: greedy.clone(),
+            ..Default::default()
+        },
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    eprintln!(
+        "Newton-CG: {} iterations, {} products, {} rejected, {} gradient evaluations, {:?}",
+        out.iterations, out.hessian_products, out.rejected, out.attack.steps, out.attack.transcript
+    );
+    assert!(out.attack.success, "transcript {:?}", out.attack.transcript);
+    let snr = snr_db(&clip.samples, &out.attack.perturbation);
+    assert!(snr >= 35.0 - 0.01, "SNR {snr}");
+    // Every gradient evaluation is counted: one per iteration's point (or reused), one per
+    // product, one per trial.
+    assert!(out.hessian_products >= out.iterations - 1, "{out:?}");
+    assert!(out.attack.steps >= out.iterations + out.hessian_products);
+    let written = read_back(&out.attack.adversarial);
+    assert!(wer(&t.text, &transcribe(m, &written, &greedy).unwrap().text) >= 0.5);
+}
+
 fn read_back(adv: &[f32]) -> Vec<f32> {
     let dir = std::env::temp_dir().join(format!("advox-attack-rb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1245,6 +1245,117 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
 }
 
 #[test]
+fn defensive_distillation_masks_the_gradient_and_the_attacks_walk_through() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-distill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let manifest = dir.join("train.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input\n{}\n{}\n",
+            samples.join("open_the_front_door.wav").display(),
+            samples.join("play_some_music.wav").display(),
+        ),
+    )
+    .unwrap();
+    // Held out: a LibriVox speaker none of the training clips is.
+    let held_out = dir.join("held_out.csv");
+    std::fs::write(
+        &held_out,
+        format!(
+            "input\n{}\n",
+            common::shared()
+                .join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
+                .display()
+        ),
+    )
+    .unwrap();
+    let student = dir.join("student");
+    let out = advox()
+        .args(["defend", "distill", "--train"])
+        .arg(&manifest)
+        .arg("--held-out")
+        .arg(&held_out)
+        .args(["--steps", "4", "--attack-steps", "10", "-o"])
+        .arg(&student)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(student.join("distill.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["losses"].as_array().unwrap().len(), 4, "{r}");
+    assert_eq!(r["examples"], 4, "each clip clean and with noise");
+    let (base, distilled) = (&r["held_out"]["base"], &r["held_out"]["student"]);
+    // Deployed at temperature 1, the student's logits are 20 times the teacher's: it hears the
+    // held-out clip as the base model does, and the cross-entropy gradient at it vanishes
+    // (measured 2026-12-07: 12 → 5e-14).
+    assert_eq!(distilled["clean_wer"], base["clean_wer"], "{r}");
+    let (g_base, g_student) = (
+        base["clean_gradient_norm"].as_f64().unwrap(),
+        distilled["clean_gradient_norm"].as_f64().unwrap(),
+    );
+    assert!(
+        g_base > 1e-3 && g_student < 1e-6 * g_base,
+        "{g_base} → {g_student}"
+    );
+    // Every attack still reports on the student: the masking is measured, not assumed to help.
+    for attack in ["fgsm", "pgd", "cw"] {
+        let score = &distilled["attacks"][attack];
+        assert!(score["success"].as_f64().is_some(), "{attack}: {r}");
+    }
+    // PGD's Adam steps normalise the gradient's scale away: the masked gradient still leads it
+    // to success on the student as on the base model (measured: 1/1 and 1/1 at 10 steps).
+    assert_eq!(distilled["attacks"]["pgd"]["success"], 1.0, "{r}");
+    // The student is a model directory every command loads, and it hears speech as before.
+    let heard = advox()
+        .args(["transcribe", "--model"])
+        .arg(&student)
+        .arg(common::shared().join("samples/jfk.wav"))
+        .output()
+        .unwrap();
+    assert!(heard.status.success());
+    let heard = normalize_transcript(&String::from_utf8_lossy(&heard.stdout));
+    assert!(
+        advox::metrics::wer(
+            "and so my fellow americans ask not what your country can do for you ask what you can do for your country",
+            &heard
+        ) <= 0.1,
+        "{heard}"
+    );
+    // A temperature under 1 and an existing output are refused.
+    for (args, to, says) in [
+        (
+            vec!["--temperature", "0.5"],
+            dir.join("other"),
+            "temperature",
+        ),
+        (vec![], student.clone(), "exists"),
+    ] {
+        let out = advox()
+            .args(["defend", "distill", "--train"])
+            .arg(&manifest)
+            .args(&args)
+            .arg("-o")
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn adversarial_fine_tuning_writes_a_model_that_hears_its_adversarial_examples_better() {
     let dir = std::env::temp_dir().join(format!("advox-cli-advtrain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

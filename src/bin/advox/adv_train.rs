@@ -2,7 +2,7 @@
 //! directory, and how both models hear the clean and adversarial inputs.
 
 use crate::common;
-use advox::attack::{run_attack, AttackConfig};
+use advox::attack::{run_attack, Attack, AttackConfig};
 use advox::audio::read_audio_16k_mono;
 use advox::defend::adv_train::{AdvTrainConfig, Scope, TrainableWhisper, TrainingExample};
 use advox::manifest::read_manifest;
@@ -27,53 +27,6 @@ pub struct Settings<'a> {
     pub seed: u64,
     pub model: Option<&'a str>,
     pub held_out: Option<&'a Path>,
-}
-
-/// How one model fares on held-out speech: clean WER and a fresh attack on it.
-#[derive(serde::Serialize)]
-struct HeldOut {
-    /// Mean WER of its clean transcripts against the references.
-    clean_wer: f64,
-    /// Share of the utterances whose PGD example meets the goal (WER ≥ 0.5 from this model's
-    /// own clean transcript).
-    pgd_success: f64,
-    /// Mean WER of the PGD examples' transcripts against this model's clean transcripts.
-    pgd_wer: f64,
-    /// Wall time of the attacks.
-    attack_seconds: f64,
-}
-
-/// Clean WER against `references` and fresh PGD (`cfg`) on `model` for each held-out input.
-fn held_out_measure(
-    model: &LoadedModel,
-    inputs: &[(Vec<f32>, String)],
-    cfg: &AttackConfig,
-) -> Result<HeldOut> {
-    let (mut clean_wer, mut success, mut pgd_wer) = (0.0, 0usize, 0.0);
-    let start = std::time::Instant::now();
-    for (x, reference) in inputs {
-        let t = transcribe(model, x, &cfg.decode)?;
-        clean_wer += wer(reference, &t.text);
-        let objective =
-            Objective::new(model, Goal::Untargeted { min_wer: 0.5 }, &t.text, &t.tokens)?;
-        let out = run_attack(
-            model,
-            x,
-            &objective,
-            cfg,
-            &AtomicBool::new(false),
-            &mut |_| {},
-        )?;
-        success += usize::from(out.success);
-        pgd_wer += wer(&t.text, &out.transcript);
-    }
-    let n = inputs.len().max(1) as f64;
-    Ok(HeldOut {
-        clean_wer: clean_wer / n,
-        pgd_success: success as f64 / n,
-        pgd_wer: pgd_wer / n,
-        attack_seconds: start.elapsed().as_secs_f64(),
-    })
 }
 
 /// Mean WER of each signal's transcript against its clean transcript, and the share heard
@@ -108,13 +61,6 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
     let device = common::device(device)?;
     let model = common::load_model(s.model, &device)?;
     let entries = read_manifest(s.train)?;
-    let held_out = match s.held_out {
-        Some(path) => read_manifest(path)?
-            .into_iter()
-            .map(|e| Ok((read_audio_16k_mono(&e.input)?, e.transcript)))
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
     let decode = DecodeOptions {
         beam_size: 1,
         ..Default::default()
@@ -206,43 +152,29 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
     let (base_adv, base_adv_exact) = hearing(&model, &adv_pairs)?;
     let (tuned_clean, tuned_clean_exact) = hearing(&tuned, &clean_pairs)?;
     let (tuned_adv, tuned_adv_exact) = hearing(&tuned, &adv_pairs)?;
-    let held_out_report = if held_out.is_empty() {
-        None
-    } else {
-        // References: the manifest's, else what the base model hears in the clean input.
-        let mut inputs = Vec::new();
-        for (x, reference) in held_out {
-            let reference = match reference {
-                Some(r) => r,
-                None => transcribe(&model, &x, &decode)?.text,
-            };
-            inputs.push((x, reference));
-        }
-        eprintln!(
-            "held out: attacking the base and the tuned model on {} utterances",
-            inputs.len()
-        );
-        let base = held_out_measure(&model, &inputs, &cfg)?;
-        let tuned = held_out_measure(&tuned, &inputs, &cfg)?;
-        println!(
-            "held out ({} utterances, fresh PGD on each model):",
-            inputs.len()
-        );
-        println!("                 clean WER  PGD success  PGD WER");
-        for (name, h) in [("base model", &base), ("tuned model", &tuned)] {
-            println!(
-                "{name:<16} {:>9.2}  {:>10.0} %  {:>7.2}",
-                h.clean_wer,
-                100.0 * h.pgd_success,
-                h.pgd_wer
+    let held_out_report = match s.held_out {
+        None => None,
+        Some(path) => {
+            let inputs = crate::held_out::read_inputs(path, &model, &decode)?;
+            eprintln!(
+                "held out: attacking the base and the tuned model on {} utterances",
+                inputs.len()
             );
+            let attacks = [("pgd", Attack::Pgd(cfg.clone()))];
+            let base = crate::held_out::measure(&model, &inputs, &attacks, &decode)?;
+            let tuned = crate::held_out::measure(&tuned, &inputs, &attacks, &decode)?;
+            println!(
+                "held out ({} utterances, fresh PGD on each model):",
+                inputs.len()
+            );
+            crate::held_out::print_table(&[("base model", &base), ("tuned model", &tuned)]);
+            Some(serde_json::json!({
+                "manifest": path.display().to_string(),
+                "utterances": inputs.len(),
+                "base": base,
+                "tuned": tuned,
+            }))
         }
-        Some(serde_json::json!({
-            "manifest": s.held_out.map(|p| p.display().to_string()),
-            "utterances": inputs.len(),
-            "base": base,
-            "tuned": tuned,
-        }))
     };
     let report = serde_json::json!({
         "base_model": model.id(),

@@ -145,6 +145,14 @@ pub struct Args {
     /// Imperceptible: initial weight α of the masking loss (default: balance the gradients).
     #[arg(long)]
     alpha: Option<f32>,
+    /// Newton: Hessian–vector products (CG iterations) per trust-region iteration (default 6;
+    /// each costs one gradient).
+    #[arg(long)]
+    cg_iterations: Option<usize>,
+    /// Newton: first trust radius, the L2 norm of a step in waveform units (default a quarter
+    /// of the L2 norm the bounds allow).
+    #[arg(long)]
+    trust_radius: Option<f32>,
     /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible); `phase`
     /// (FGSM, PGD) changes only the phases of the input's STFT (Hann 512 / hop 128), within the
     /// phase bound that keeps --snr-db (its only bound).
@@ -152,7 +160,8 @@ pub struct Args {
     domain: Option<DomainArg>,
     /// Steps: PGD's per run (default 300), CW's per value of c (default 40; 100 under a
     /// bound), DeepFool's most linearisations (default 50), JSMA's most iterations (default
-    /// 100), the imperceptible attack's stage 1 (default 300; its first masked try gets half).
+    /// 100), the imperceptible attack's stage 1 (default 300; its first masked try gets half),
+    /// Newton's most trust-region iterations (default 50).
     #[arg(long)]
     steps: Option<usize>,
     /// CW: first value of the trade-off constant c (default 0.1; 10 under a bound).
@@ -321,6 +330,8 @@ impl Args {
             stage2_lr: self.stage2_lr,
             masked_share: self.masked_share,
             alpha: self.alpha,
+            cg_iterations: self.cg_iterations,
+            trust_radius: self.trust_radius,
             queries: self.queries,
             population: self.population,
             sigma: self.sigma,

@@ -13,7 +13,9 @@ mod bench_suite;
 mod common;
 mod defend;
 mod detect;
+mod distill;
 mod eval;
+mod held_out;
 mod live;
 #[cfg(feature = "audio-devices")]
 mod live_devices;
