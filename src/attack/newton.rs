@@ -407,17 +407,6 @@ pub fn run_newton(
             cfg.constraints.project(&mut trial, x, band.as_ref())?;
             let t = track.probe_view(&point(x, &trial), view, evaluate)?;
             let rho = (e.loss - t.loss) / predicted;
-            if std::env::var_os("ADVOX_DEBUG_NEWTON").is_some() {
-                eprintln!(
-                    "it {it} view {view} f {:.4} trial {:.4} pred {predicted:.4} gp {:.4} php {:.4} rho {rho:.3} |u| {step:.4} |p| {:.4} radius {radius:.4} cg {}",
-                    e.loss,
-                    t.loss,
-                    dot(&g, &u),
-                    dot(&u, &hu),
-                    norm(&p),
-                    path.points.len() - 1
-                );
-            }
             if rho < 0.25 {
                 radius = 0.25 * step;
             } else if rho > 0.75 && step >= 0.99 * radius {

@@ -1014,6 +1014,56 @@ mod tests {
         deepfool
             .check(Some(&Goal::Untargeted { min_wer: 0.5 }))
             .unwrap();
+        // Newton-CG: needs a bound, takes its own options, refuses PGD's step rule and none
+        // products.
+        let newton = |o: AttackOptions| AttackOptions {
+            kind: Some(AttackKind::Newton),
+            ..o
+        };
+        let bounded = AttackOptions {
+            snr_db: Some(30.0),
+            ..Default::default()
+        };
+        assert!(newton(AttackOptions::default())
+            .check(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--eps"));
+        newton(AttackOptions {
+            cg_iterations: Some(4),
+            trust_radius: Some(0.1),
+            domain: Some(Domain::Waveform),
+            ..bounded.clone()
+        })
+        .check(Some(&targeted()))
+        .unwrap();
+        for (bad, says) in [
+            (
+                AttackOptions {
+                    rule: Some(Rule::Sign),
+                    ..bounded.clone()
+                },
+                "--rule does not apply to newton",
+            ),
+            (
+                AttackOptions {
+                    cg_iterations: Some(0),
+                    ..bounded.clone()
+                },
+                "--cg-iterations must be at least 1",
+            ),
+        ] {
+            let e = newton(bad).check(None).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let e = AttackOptions {
+            cg_iterations: Some(4),
+            ..bounded
+        }
+        .check(None)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--cg-iterations does not apply to pgd"), "{e}");
     }
 
     #[test]
@@ -1064,5 +1114,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(nes.white_box(&targeted(), &x, &threshold).is_err());
+        let newton = AttackOptions {
+            kind: Some(AttackKind::Newton),
+            snr_db: Some(30.0),
+            ..Default::default()
+        };
+        match newton.white_box(&targeted(), &x, &threshold).unwrap() {
+            Attack::Newton(c) => {
+                assert_eq!(c.iterations, NEWTON_STEPS);
+                assert_eq!(c.cg_iterations, NEWTON_CG_ITERATIONS);
+                assert_eq!(c.constraints.snr_db, Some(30.0));
+                assert_eq!(c.initial_radius, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

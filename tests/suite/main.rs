@@ -27,6 +27,7 @@ mod model_reference;
 mod perturb;
 mod recognizer;
 mod robustness;
+mod slurm;
 mod small_model;
 mod stream;
 mod universal;
