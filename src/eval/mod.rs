@@ -20,6 +20,7 @@ pub use adaptive::{AdaptiveRecord, AirRecord, EvasionRecord};
 
 use crate::attack::cw::CwConfig;
 use crate::attack::eot::EotConfig;
+use crate::attack::newton::NewtonConfig;
 use crate::attack::{Attack, AttackConfig, AttackKind, Method};
 use crate::defend::Defense;
 use crate::detect::{Context, Detector, Input};
@@ -36,14 +37,23 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 /// The attacks the evaluation matrix runs.
-pub const EVAL_ATTACKS: [AttackKind; 3] = [AttackKind::Fgsm, AttackKind::Pgd, AttackKind::Cw];
+pub const EVAL_ATTACKS: [AttackKind; 4] = [
+    AttackKind::Fgsm,
+    AttackKind::Pgd,
+    AttackKind::Cw,
+    AttackKind::Newton,
+];
 
-/// Parse an attack of the evaluation matrix (`fgsm`, `pgd` or `cw`).
+/// Newton–CG's iterations in a cell: `--steps` over this, so that its gradient evaluations
+/// (about three an iteration, products and trials included) match PGD's budget.
+pub const NEWTON_EVALUATIONS_PER_ITERATION: usize = 3;
+
+/// Parse an attack of the evaluation matrix (`fgsm`, `pgd`, `cw` or `newton`).
 pub fn parse_eval_attack(s: &str) -> Result<AttackKind> {
     let kind: AttackKind = s.parse()?;
     if !EVAL_ATTACKS.contains(&kind) {
         return Err(Error::InvalidArgument(format!(
-            "attack {kind} is not in eval's matrix (fgsm, pgd, cw)"
+            "attack {kind} is not in eval's matrix (fgsm, pgd, cw, newton)"
         )));
     }
     Ok(kind)
@@ -285,8 +295,34 @@ fn matrix_attack(
             decode: cfg.decode.clone(),
             ..Default::default()
         })),
+        (AttackKind::Newton, _) if eot.is_some() => Err(Error::InvalidArgument(
+            "Newton-CG has no EOT: run eval's EOT with fgsm and pgd".into(),
+        )),
+        (AttackKind::Newton, _) => {
+            let constraints = match (snr_bound_db, eps) {
+                (Some(floor), _) => Constraints {
+                    snr_db: Some(floor),
+                    ..Default::default()
+                },
+                (None, Some(eps)) => Constraints {
+                    linf: Some(eps),
+                    ..Default::default()
+                },
+                (None, None) => {
+                    return Err(Error::InvalidArgument(
+                        "Newton-CG needs an L∞ or SNR bound".into(),
+                    ))
+                }
+            };
+            Ok(Attack::Newton(NewtonConfig {
+                iterations: (cfg.steps / NEWTON_EVALUATIONS_PER_ITERATION).max(1),
+                constraints,
+                decode: cfg.decode.clone(),
+                ..Default::default()
+            }))
+        }
         (k, _) => Err(Error::InvalidArgument(format!(
-            "attack {k} is not in eval's matrix (fgsm, pgd, cw)"
+            "attack {k} is not in eval's matrix (fgsm, pgd, cw, newton)"
         ))),
     }
 }

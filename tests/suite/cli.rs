@@ -1013,6 +1013,75 @@ fn run_eval(manifest: &std::path::Path, out: &std::path::Path, shard: Option<&st
 }
 
 #[test]
+fn eval_runs_newton_cg_in_bounded_cells() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-eval-newton-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("m.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "input\n{}\n",
+            common::root().join("samples/play_some_music.wav").display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = advox()
+        .args(["eval", "--manifest"])
+        .arg(&manifest)
+        .args([
+            "--attacks",
+            "newton",
+            "--eps",
+            "0.02",
+            "--snr-db",
+            "30",
+            "--steps",
+            "9",
+            "--defenses",
+            "none",
+            "--detectors",
+            "noise-floor",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let attacks = report["records"][0]["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2, "one L∞ and one SNR cell: {report}");
+    let x = advox::audio::read_audio_16k_mono(&common::root().join("samples/play_some_music.wav"))
+        .unwrap();
+    for a in attacks {
+        assert_eq!(a["attack"], "newton");
+        // The written example is inside its cell's bound.
+        let name = match a["snr_bound_db"].as_f64() {
+            Some(_) => "examples/0000_newton_snr30.wav",
+            None => "examples/0000_newton_eps0.02.wav",
+        };
+        let y = advox::audio::read_audio_16k_mono(&out.join(name)).unwrap();
+        let delta: Vec<f32> = y.iter().zip(&x).map(|(a, b)| a - b).collect();
+        match a["snr_bound_db"].as_f64() {
+            Some(floor) => assert!(advox::metrics::snr_db(&x, &delta) >= floor - 0.01),
+            None => assert!(advox::metrics::linf(&delta) <= 0.02 + 1.0 / 32768.0),
+        }
+    }
+    // Newton-CG has no EOT.
+    let o = advox()
+        .args(["eval", "--manifest"])
+        .arg(&manifest)
+        .args(["--attacks", "newton", "--over-the-air", "--eot", "-o"])
+        .arg(dir.join("eot"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no EOT"));
+}
+
+#[test]
 fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     use advox::detect::calibration::roc_auc;
     let dir = std::env::temp_dir().join(format!("advox-cli-eval-{}", std::process::id()));

@@ -47,7 +47,8 @@ pub struct Args {
     /// Output directory.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Attacks, comma-separated: fgsm, pgd, cw.
+    /// Attacks, comma-separated: fgsm, pgd, cw, newton (Newton-CG: bounded cells, plain runs
+    /// only, --steps / 3 iterations for about PGD's gradient budget).
     #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attacks: Vec<String>,
     /// L∞ bounds of FGSM and PGD, comma-separated (success against ε) [default: 0.01 unless
@@ -171,7 +172,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if (!args.eps.is_empty() || !args.snr_db.is_empty())
         && attacks.iter().all(|a| *a == AttackKind::Cw)
     {
-        bail!("--eps and --snr-db bound FGSM and PGD; CW runs unbounded");
+        bail!("--eps and --snr-db bound FGSM, PGD and Newton-CG; CW runs unbounded");
     }
     let mut verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     if let Some(cmd) = &args.asr_cmd {
@@ -199,8 +200,12 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if !over_the_air_on && (args.rir.is_some() || args.air_snr_db.is_some() || args.eot) {
         bail!("--rir, --air-snr-db and --eot need --over-the-air");
     }
-    if args.eot && attacks.contains(&AttackKind::Cw) {
-        bail!("--eot applies to fgsm and pgd; CW has no EOT (drop cw from --attacks)");
+    if args.eot
+        && attacks
+            .iter()
+            .any(|a| matches!(a, AttackKind::Cw | AttackKind::Newton))
+    {
+        bail!("--eot applies to fgsm and pgd; CW and Newton-CG have no EOT (drop them from --attacks)");
     }
     let over_the_air = if over_the_air_on {
         let defaults = advox::attack::eot::EotConfig::default();
@@ -227,7 +232,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let adaptive_applies = (defenses.iter().any(|d| *d != Defense::None)
         || detectors.iter().any(|d| d.compares_transcripts()))
-        && attacks.iter().any(|a| *a != AttackKind::Cw);
+        && attacks
+            .iter()
+            .any(|a| matches!(a, AttackKind::Fgsm | AttackKind::Pgd));
     if !args.no_adaptive && !adaptive_applies {
         eprintln!(
             "note: no adaptive attack runs (no defence but none and no transcript-comparing \
@@ -354,6 +361,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         .iter()
         .map(|a| match a {
             AttackKind::Cw => 1,
+            // Plain runs only: the adaptive attacks are PGD's.
+            AttackKind::Newton => cfg.epsilons.len() + cfg.snr_bounds_db.len(),
             _ => (cfg.epsilons.len() + cfg.snr_bounds_db.len()) * adaptive_runs,
         })
         .sum();
