@@ -1,6 +1,8 @@
 //! The model check behind Sentinel: a background thread that keeps the last seconds of a
 //! stream and, every few seconds of new audio, scores them with a Whisper-based detector
-//! (transform consistency by default), publishing the score through atomics.
+//! (transform consistency by default; any detector that listens with a model, its score scaled
+//! by a calibrated threshold where it is not on a 0..1 scale), publishing the score through
+//! atomics.
 //!
 //! The audio thread only pushes samples into a lock-free single-producer ring
 //! ([`MonitorFeed::push`], dropping samples when the worker falls behind) and reads atomics;
@@ -99,6 +101,23 @@ pub struct MonitorConfig {
     pub interval_seconds: f32,
     /// The detector (one that needs a model).
     pub detector: Detector,
+    /// The detector's calibrated threshold (`advox detect --calibrate`), for a detector whose
+    /// scores are not on a 0..1 scale (entropy in nats, activations relative to clean speech):
+    /// the published score is then `score / (2·threshold)`, so that the calibrated threshold
+    /// sits at Sentinel's default detection threshold, 0.5. `None`: the score as it is.
+    pub threshold: Option<f64>,
+}
+
+impl MonitorConfig {
+    /// The score published for a detector score `score`: scaled by the threshold if one is
+    /// set, clamped to 0..1.
+    pub fn publish(&self, score: f64) -> f32 {
+        let s = match self.threshold {
+            Some(t) => score / (2.0 * t),
+            None => score,
+        };
+        (s as f32).clamp(0.0, 1.0)
+    }
 }
 
 impl Default for MonitorConfig {
@@ -110,6 +129,7 @@ impl Default for MonitorConfig {
             detector: Detector::Consistency(crate::detect::transforms::Transform::LowPass {
                 cutoff_hz: 4_000.0,
             }),
+            threshold: None,
         }
     }
 }
@@ -137,10 +157,11 @@ pub fn spawn_monitor(
         && config.sample_rate >= 8_000.0
         && config.window_seconds > 0.0
         && config.interval_seconds > 0.0;
-    if !valid || !config.detector.needs_model() {
+    let threshold_ok = config.threshold.is_none_or(|t| t.is_finite() && t > 0.0);
+    if !valid || !threshold_ok || !config.detector.needs_model() {
         return Err(Error::InvalidArgument(
-            "monitor: needs a sample rate ≥ 8 kHz, positive window and interval, and a \
-             detector that listens with a model"
+            "monitor: needs a sample rate ≥ 8 kHz, positive window and interval, a positive \
+             threshold if any, and a detector that listens with a model"
                 .into(),
         ));
     }
@@ -225,7 +246,7 @@ fn run(
                 decode: decode.clone(),
             };
             match config.detector.score(&ctx, &Input::new(&x16)) {
-                Ok(s) => (s as f32).clamp(0.0, 1.0),
+                Ok(s) => config.publish(s),
                 Err(_) => continue,
             }
         };

@@ -326,3 +326,92 @@ fn the_streaming_model_mode_renders_offline_like_the_file_mode() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+#[test]
+fn the_model_check_takes_any_model_detector_with_its_calibration() {
+    let dir = std::env::temp_dir().join(format!("advox-live-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let samples = common::root().join("samples");
+    let input = samples.join("lock_the_back_door.wav");
+    let advox = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_advox"));
+        c.env(advox::model::provision::MODEL_ENV, common::model_dir());
+        c
+    };
+    let live = |extra: &[&str], out: &str| {
+        advox()
+            .args(["live", "--sentinel", "--model-check", "--input-file"])
+            .arg(&input)
+            .arg("-o")
+            .arg(dir.join(out))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Entropy is scored in nats: without a calibration the check refuses to guess a scale.
+    let o = live(&["--model-check-detector", "entropy"], "a.wav");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--model-check-calibration"));
+    // A detector that does not listen with the model is not a model check.
+    let o = live(&["--model-check-detector", "noise-floor"], "b.wav");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("listens with the model"));
+    // A calibration of entropy on clean speech makes it usable; one without it is refused.
+    let clean = dir.join("clean.csv");
+    std::fs::write(
+        &clean,
+        format!(
+            "input\n{}\n{}\n",
+            samples.join("open_the_front_door.wav").display(),
+            samples.join("play_some_music.wav").display()
+        ),
+    )
+    .unwrap();
+    let cal = dir.join("cal.json");
+    let o = advox()
+        .args(["detect", "--calibrate"])
+        .arg(&clean)
+        .args(["--detectors", "entropy", "-o"])
+        .arg(&cal)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = live(
+        &[
+            "--model-check-detector",
+            "confidence",
+            "--model-check-calibration",
+            cal.to_str().unwrap(),
+        ],
+        "c.wav",
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no threshold for confidence"));
+    let o = live(
+        &[
+            "--model-check-detector",
+            "entropy",
+            "--model-check-calibration",
+            cal.to_str().unwrap(),
+        ],
+        "d.wav",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("d.wav").exists());
+    // The detector option needs the model check.
+    let o = advox()
+        .args([
+            "live",
+            "--sentinel",
+            "--model-check-detector",
+            "entropy",
+            "--input-file",
+        ])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.join("e.wav"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}

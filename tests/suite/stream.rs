@@ -295,6 +295,40 @@ fn the_monitor_reports_a_failed_model_load_and_scores_windows_like_the_detector(
     );
     assert!(matches!(detector, Detector::Consistency(_)));
     state.stop();
+    // The output-entropy detector (nats, not 0..1) with a calibrated threshold: the window's
+    // score is published relative to it, the threshold at 0.5.
+    let threshold = 0.8;
+    let config = MonitorConfig {
+        sample_rate: 48_000.0,
+        window_seconds: 4.0,
+        interval_seconds: 4.0,
+        detector: Detector::Entropy,
+        threshold: Some(threshold),
+    };
+    let (mut feed, state, _thread) = spawn_monitor(config, || {
+        advox::model::LoadedModel::load(&common::model_dir(), &candle_core::Device::Cpu)
+    })
+    .unwrap();
+    for &v in &x {
+        while !feed.push(v) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    wait(&|| state.checks() >= 1);
+    let entropy = Detector::Entropy.score(&ctx, &Input::new(&x16)).unwrap();
+    let expected = (entropy / (2.0 * threshold)).clamp(0.0, 1.0) as f32;
+    assert!(
+        (state.score() - expected).abs() < 1e-6,
+        "{} vs {expected} (entropy {entropy})",
+        state.score()
+    );
+    state.stop();
+    // A threshold that is not positive is refused.
+    let bad = MonitorConfig {
+        threshold: Some(0.0),
+        ..Default::default()
+    };
+    assert!(spawn_monitor(bad, || unreachable!()).is_err());
 }
 
 #[test]

@@ -79,10 +79,19 @@ pub struct Args {
     /// Sentinel: mute the output while detected.
     #[arg(long)]
     gate: bool,
-    /// Sentinel: also run the Whisper transform-consistency check (default model) in the
-    /// background.
+    /// Sentinel: also run a Whisper-based check (default model) in the background: transform
+    /// consistency unless --model-check-detector says otherwise.
     #[arg(long)]
     model_check: bool,
+    /// Sentinel: the model check's detector, any that listens with the model (default
+    /// consistency:lowpass-4000; e.g. entropy, activations:ACT.safetensors, confidence).
+    #[arg(long, requires = "model_check")]
+    model_check_detector: Option<String>,
+    /// Sentinel: a calibration file (`advox detect --calibrate`) holding the model check's
+    /// detector: its score is published relative to the calibrated threshold (the threshold at
+    /// 0.5). Needed for detectors not scored 0..1 (everything but consistency and temporal).
+    #[arg(long, requires = "model_check")]
+    model_check_calibration: Option<PathBuf>,
 }
 
 /// Either plugin's processing.
@@ -176,10 +185,7 @@ pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Proce
         })
     } else if args.sentinel {
         let monitor = if args.model_check {
-            let config = advox::stream::monitor::MonitorConfig {
-                sample_rate: rate,
-                ..Default::default()
-            };
+            let config = model_check_config(args, rate)?;
             let (feed, state, _thread) = advox::stream::monitor::spawn_monitor(config, || {
                 let dir =
                     advox::model::provision::resolve_model(None, &mut |m| eprintln!("advox: {m}"))?;
@@ -288,4 +294,60 @@ pub fn run(args: Args) -> Result<()> {
         Some(input) if !args.list => run_file(&args, input),
         _ => devices(&args),
     }
+}
+
+/// The model check's settings from `--model-check-detector` and `--model-check-calibration`.
+fn model_check_config(args: &Args, rate: f32) -> Result<advox::stream::monitor::MonitorConfig> {
+    use advox::detect::Detector;
+    let defaults = advox::stream::monitor::MonitorConfig::default();
+    let detector = match &args.model_check_detector {
+        Some(spec) => Detector::parse(spec).context("--model-check-detector")?,
+        None => defaults.detector.clone(),
+    };
+    if !detector.needs_model() {
+        bail!(
+            "--model-check-detector {}: the model check runs a detector that listens with the \
+             model (consistency:T, temporal, confidence, entropy, activations:FILE)",
+            detector.name()
+        );
+    }
+    let threshold = match &args.model_check_calibration {
+        Some(path) => {
+            let thresholds = advox::formats::calibration::Calibration::read(path)?.thresholds();
+            let name = detector.name();
+            let t = *thresholds.get(&name).with_context(|| {
+                format!(
+                    "{} has no threshold for {name} (it has {})",
+                    path.display(),
+                    thresholds.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            if !(t.is_finite() && t > 0.0) {
+                bail!(
+                    "{}: the threshold of {name} is {t}, not positive",
+                    path.display()
+                );
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let unit_scored = matches!(
+        detector,
+        Detector::Consistency(_) | Detector::Temporal { .. }
+    );
+    if threshold.is_none() && !unit_scored {
+        bail!(
+            "{} is not scored on 0..1: give --model-check-calibration (advox detect --calibrate \
+             CLEAN.csv --detectors {} -o CAL.json)",
+            detector.name(),
+            detector.name()
+        );
+    }
+    Ok(advox::stream::monitor::MonitorConfig {
+        sample_rate: rate,
+        detector,
+        threshold,
+        ..defaults
+    })
 }
