@@ -181,32 +181,56 @@ pub struct Utterance {
     pub objective: Objective,
 }
 
-/// Transcribe each clean utterance and bind `goal` to it (prefix mode always mutes).
+/// Transcribe each clean utterance and bind `goal` to it (prefix mode always mutes). A
+/// recording longer than Whisper's 30-s window becomes one utterance per window, as long-form
+/// transcription without timestamps reads it (consecutive 30-s windows from the start, a short
+/// tail dropped as [`crate::transcribe::windows`] does), named `NAME@Ts` by the window's start;
+/// a window of digital silence, or one the model hears as nothing, is left out. The perturbation then starts where
+/// each window starts.
 pub fn prepare(
     model: &LoadedModel,
     set: Vec<(String, Vec<f32>)>,
     goal: &Goal,
     decode: &DecodeOptions,
 ) -> Result<Vec<Utterance>> {
-    set.into_iter()
-        .map(|(name, samples)| {
-            if samples.is_empty() || samples.len() > N_SAMPLES {
-                return Err(Error::InvalidArgument(format!(
-                    "{name}: universal perturbations work on 1 to {N_SAMPLES} samples, got {}",
-                    samples.len()
-                )));
+    let mut out = Vec::new();
+    for (name, samples) in set {
+        if samples.is_empty() {
+            return Err(Error::InvalidArgument(format!("{name}: no samples")));
+        }
+        let long = samples.len() > N_SAMPLES;
+        let pieces: Vec<(String, Vec<f32>)> = if long {
+            crate::transcribe::windows(&samples)
+                .into_iter()
+                .map(|(start, w)| {
+                    let at = start / crate::audio::SAMPLE_RATE as usize;
+                    (format!("{name}@{at}s"), w.to_vec())
+                })
+                .collect()
+        } else {
+            vec![(name, samples)]
+        };
+        for (name, samples) in pieces {
+            // Whisper hallucinates on digital silence ("you"): such a window has no speech to
+            // move, nor one heard as nothing.
+            if long && samples.iter().all(|v| v.abs() < super::windowed::SILENCE) {
+                continue;
             }
             let clean = transcribe(model, &samples, decode)?;
+            if long && clean.text.trim().is_empty() {
+                continue;
+            }
             let objective =
                 Objective::for_decoding(model, goal.clone(), &clean.text, &clean.tokens, decode)
                     .map_err(|e| Error::InvalidArgument(format!("{name}: {e}")))?;
-            Ok(Utterance {
+            out.push(Utterance {
                 name,
                 samples,
                 objective,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Train a universal perturbation on `set`.

@@ -86,7 +86,7 @@ pub struct WindowPlan {
 }
 
 /// A window whose every sample is under this is digital silence and is left alone.
-const SILENCE: f32 = 1e-4;
+pub(crate) const SILENCE: f32 = 1e-4;
 
 /// Refuse a window length outside 1..=[`N_SAMPLES`].
 pub fn check_window(window: usize) -> Result<()> {

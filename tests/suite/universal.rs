@@ -184,3 +184,35 @@ fn universal_modes_combine_as_documented() {
     assert_eq!(pre[0], q(0.5));
     assert_eq!(pre[3], q(0.1));
 }
+
+#[test]
+fn a_long_recording_trains_window_by_window() {
+    use advox::mel::N_SAMPLES;
+    let model = common::model();
+    let decode = DecodeOptions {
+        beam_size: 1,
+        ..Default::default()
+    };
+    let clips = common::corpus_test(2);
+    // 75 s: the first clip padded to 30 s, 30 s of digital silence, then the second clip.
+    let mut x = clips[0].samples.clone();
+    x.resize(2 * N_SAMPLES, 0.0);
+    x.extend_from_slice(&clips[1].samples);
+    let goal = Goal::Untargeted { min_wer: 0.5 };
+    let set = prepare(model, vec![("long.wav".into(), x)], &goal, &decode).unwrap();
+    let names: Vec<&str> = set.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["long.wav@0s", "long.wav@60s"],
+        "the silent window is left out"
+    );
+    assert_eq!(set[0].samples.len(), N_SAMPLES);
+    assert_eq!(set[1].samples, clips[1].samples);
+    let cfg = UniversalConfig {
+        steps: 2,
+        ..UniversalConfig::additive()
+    };
+    let delta = train_universal(model, &set, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(delta.len(), cfg.length);
+    assert!(delta.iter().any(|d| *d != 0.0));
+}
