@@ -162,8 +162,10 @@ pub enum AttackDetails {
         hessian_products: usize,
         /// Trial steps rejected.
         rejected_steps: usize,
-        /// Trust radius at the end (L2, waveform units).
-        trust_radius: f32,
+        /// Trust radius at the end (L2 in the preconditioned step space; absent when the
+        /// attack ended before its first step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trust_radius: Option<f32>,
     },
     /// A recording longer than one 30-s window, attacked window by window.
     Windows {

@@ -70,8 +70,9 @@ pub struct NewtonOutcome {
     pub hessian_products: usize,
     /// Trial steps rejected (actual decrease too small beside the predicted one).
     pub rejected: usize,
-    /// The trust radius at the end.
-    pub radius: f32,
+    /// The trust radius at the end (in the preconditioned step space); `None` when the attack
+    /// ended before its first step.
+    pub radius: Option<f32>,
 }
 
 /// Finite-difference scale of the products, relative to the trust radius: the curvature at
@@ -442,7 +443,7 @@ pub fn run_newton(
         iterations: taken,
         hessian_products,
         rejected,
-        radius,
+        radius: (!radius.is_nan()).then_some(radius),
     })
 }
 
