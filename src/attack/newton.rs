@@ -1,6 +1,7 @@
 //! A second-order attack: trust-region Newton–CG (Steihaug 1983; Nocedal & Wright, *Numerical
 //! Optimization*, §7.1) on PGD's loss, with Hessian–vector products from finite differences
-//! of the exact waveform gradient, `H·v ≈ (∇f(x + h·v̂) − ∇f(x)) · |v| / h`.
+//! of the exact waveform gradient, `H·v ≈ (∇f(x + h·v) − ∇f(x)) / h` (a secant at the scale of
+//! the step: [`FD_SCALE`]).
 //!
 //! Each iteration: the gradient at the current point under one of the objective's views
 //! (they take turns, as PGD's steps do), then conjugate gradients on the quadratic model
@@ -75,8 +76,10 @@ pub struct NewtonOutcome {
     pub radius: Option<f32>,
 }
 
-/// Finite-difference scale of the products, relative to the trust radius: the curvature at
-/// the scale of the step, far above f32's rounding of the gradient.
+/// Finite-difference scale of the products: a product with direction `w` probes the point
+/// moved by `FD_SCALE · Δ · |w|` in waveform L2 norm (Δ the trust radius) — a secant at the
+/// scale of the step (CG's directions carry the gradient's norm), far above f32's rounding of
+/// the gradient. Not unit-consistent in `|w|`; the figures in the README were measured so.
 const FD_SCALE: f32 = 0.05;
 /// Accept a step whose actual decrease is at least this share of the predicted one.
 const ETA: f32 = 0.05;
@@ -374,7 +377,7 @@ pub fn run_newton(
             min_radius = 1e-4 * radius;
         }
         // The quadratic model's path in `u`, products at this point under this view: the
-        // waveform product by a finite difference at 5 % of the step's waveform size.
+        // waveform product by a finite difference (see FD_SCALE), pulled back into `u`.
         let fd_wave = FD_SCALE * radius;
         let scaled_ref = &scaled;
         let mut hvp = |w: &[f32]| -> Result<Vec<f32>> {

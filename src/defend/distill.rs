@@ -102,18 +102,24 @@ pub fn with_noise(x: &[f32], snr_db: f32, rng: &mut Rng) -> Vec<f32> {
 }
 
 /// The examples of one clip `x` whose teacher transcript is `tokens`: the clip clean and with
-/// noise, each against the teacher's softened outputs on the clean clip. `teacher` is the base
-/// model rebuilt for teacher forcing ([`TrainableWhisper`]), `model` the base model.
+/// noise, each against the teacher's softened outputs on the clean clip (`model`'s own logits,
+/// from the features the example already holds).
 pub fn examples_of_clip(
     model: &LoadedModel,
-    teacher: &TrainableWhisper,
     x: &[f32],
     tokens: &[u32],
     cfg: &DistillConfig,
     rng: &mut Rng,
 ) -> Result<Vec<DistillExample>> {
     let clean = TrainingExample::new(model, x, tokens)?;
-    let logits = teacher.logits(&clean.features, &clean.input)?.detach();
+    let device = model.whisper.device();
+    let input = Tensor::new(clean.input.as_slice(), device)?.unsqueeze(0)?;
+    let logits = model
+        .whisper
+        .decoder_logits(&clean.features.to_device(device)?, &input)?
+        .squeeze(0)?
+        .to_device(&candle_core::Device::Cpu)?
+        .to_dtype(DType::F32)?;
     let (l, _) = logits.dims2()?;
     let t = clean.targets.len();
     if t == 0 || t > l {

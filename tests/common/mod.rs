@@ -136,3 +136,20 @@ fn corpus(names: &[&str]) -> Vec<Clip> {
         })
         .collect()
 }
+
+/// A fresh, empty directory for one test: `advox-TAG-PID` under the temporary directory.
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("advox-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Write a manifest at `path` with one `input` line per file.
+pub fn write_manifest(path: &std::path::Path, inputs: &[PathBuf]) {
+    let mut text = String::from("input\n");
+    for input in inputs {
+        text += &format!("{}\n", input.display());
+    }
+    std::fs::write(path, text).unwrap();
+}

@@ -1014,18 +1014,12 @@ fn run_eval(manifest: &std::path::Path, out: &std::path::Path, shard: Option<&st
 
 #[test]
 fn eval_runs_newton_cg_in_bounded_cells() {
-    let dir = std::env::temp_dir().join(format!("advox-cli-eval-newton-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("cli-eval-newton");
     let manifest = dir.join("m.csv");
-    std::fs::write(
+    common::write_manifest(
         &manifest,
-        format!(
-            "input\n{}\n",
-            common::root().join("samples/play_some_music.wav").display()
-        ),
-    )
-    .unwrap();
+        &[common::root().join("samples/play_some_music.wav")],
+    );
     let out = dir.join("out");
     let o = advox()
         .args(["eval", "--manifest"])
@@ -1315,32 +1309,22 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
 
 #[test]
 fn defensive_distillation_masks_the_gradient_and_the_attacks_walk_through() {
-    let dir = std::env::temp_dir().join(format!("advox-cli-distill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("cli-distill");
     let samples = common::root().join("samples");
     let manifest = dir.join("train.csv");
-    std::fs::write(
+    common::write_manifest(
         &manifest,
-        format!(
-            "input\n{}\n{}\n",
-            samples.join("open_the_front_door.wav").display(),
-            samples.join("play_some_music.wav").display(),
-        ),
-    )
-    .unwrap();
+        &[
+            samples.join("open_the_front_door.wav"),
+            samples.join("play_some_music.wav"),
+        ],
+    );
     // Held out: a LibriVox speaker none of the training clips is.
     let held_out = dir.join("held_out.csv");
-    std::fs::write(
+    common::write_manifest(
         &held_out,
-        format!(
-            "input\n{}\n",
-            common::shared()
-                .join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0930.wav")
-                .display()
-        ),
-    )
-    .unwrap();
+        &[common::shared().join("corpus/librivox/sense_and_sensibility_01_austen_64kb-0930.wav")],
+    );
     let student = dir.join("student");
     let out = advox()
         .args(["defend", "distill", "--train"])

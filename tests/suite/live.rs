@@ -329,9 +329,7 @@ fn the_streaming_model_mode_renders_offline_like_the_file_mode() {
 
 #[test]
 fn the_model_check_takes_any_model_detector_with_its_calibration() {
-    let dir = std::env::temp_dir().join(format!("advox-live-check-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("live-check");
     let samples = common::root().join("samples");
     let input = samples.join("lock_the_back_door.wav");
     let advox = || {
@@ -359,15 +357,13 @@ fn the_model_check_takes_any_model_detector_with_its_calibration() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("listens with the model"));
     // A calibration of entropy on clean speech makes it usable; one without it is refused.
     let clean = dir.join("clean.csv");
-    std::fs::write(
+    common::write_manifest(
         &clean,
-        format!(
-            "input\n{}\n{}\n",
-            samples.join("open_the_front_door.wav").display(),
-            samples.join("play_some_music.wav").display()
-        ),
-    )
-    .unwrap();
+        &[
+            samples.join("open_the_front_door.wav"),
+            samples.join("play_some_music.wav"),
+        ],
+    );
     let cal = dir.join("cal.json");
     let o = advox()
         .args(["detect", "--calibrate"])

@@ -52,18 +52,16 @@ impl Drop for Cluster {
 
 #[test]
 fn eval_shards_run_as_a_slurm_array_and_merge_in_a_dependent_job() {
-    let dir = std::env::temp_dir().join(format!("advox-slurm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("slurm");
     let cluster = Cluster::start(&dir.join("cluster"));
     let samples = common::root().join("samples");
     let manifest = dir.join("m.csv");
     let names = ["open_the_front_door", "play_some_music", "call_my_mother"];
-    let mut lines = String::from("input\n");
-    for n in names {
-        lines += &format!("{}\n", samples.join(format!("{n}.wav")).display());
-    }
-    std::fs::write(&manifest, lines).unwrap();
+    let inputs: Vec<PathBuf> = names
+        .iter()
+        .map(|n| samples.join(format!("{n}.wav")))
+        .collect();
+    common::write_manifest(&manifest, &inputs);
     let out = dir.join("out");
     let submitted = Command::new(common::root().join("bench/slurm/eval-array.sh"))
         .arg(&manifest)

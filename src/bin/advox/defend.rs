@@ -3,7 +3,6 @@
 use crate::common;
 use advox::audio::read_audio_16k_mono;
 use advox::defend::adv_train::Scope;
-use advox::defend::distill::DistillConfig;
 use advox::defend::Defense;
 use advox::model::{DecodeOptions, LoadedModel};
 use anyhow::{bail, Context, Result};
@@ -92,45 +91,7 @@ enum DefendCommand {
     /// Defensive distillation (Papernot et al. 2016): a student trained at temperature T on
     /// the teacher's softened outputs, deployed at temperature 1 (its logits T times the
     /// teacher's). Saved as a model directory (`--model DIR` everywhere) with distill.json.
-    Distill {
-        /// Training utterances (manifest).
-        #[arg(long)]
-        train: PathBuf,
-        /// Output model directory (Hugging Face layout, with distill.json).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Temperature T of training.
-        #[arg(long, default_value_t = 20.0)]
-        temperature: f64,
-        /// Distillation steps (AdamW, one example each: a clip clean or with noise).
-        #[arg(long, default_value_t = 40)]
-        steps: usize,
-        /// Learning rate (AdamW).
-        #[arg(long, default_value_t = 2e-5)]
-        lr: f64,
-        /// SNR (dB) of the white noise on the student's noisy copy of each clip.
-        #[arg(long, default_value_t = 30.0)]
-        noise_snr_db: f32,
-        /// What to train: `decoder` or `all` (as adv-train).
-        #[arg(long, default_value = "decoder")]
-        scope: String,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Base (teacher) model directory or known name.
-        #[arg(long)]
-        model: Option<String>,
-        /// Held-out utterances (manifest): their clean WER and fresh untargeted PGD and CW
-        /// (L∞ --eps, --attack-steps) on the base model and on the student.
-        #[arg(long)]
-        held_out: Option<PathBuf>,
-        /// L∞ bound of the held-out attacks.
-        #[arg(long, default_value_t = 0.01)]
-        eps: f32,
-        /// Steps of each held-out attack.
-        #[arg(long, default_value_t = 20)]
-        attack_steps: usize,
-    },
+    Distill(crate::distill::Args),
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
@@ -164,40 +125,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             device,
         );
     }
-    if let Some(DefendCommand::Distill {
-        train,
-        output,
-        temperature,
-        steps,
-        lr,
-        noise_snr_db,
-        scope,
-        seed,
-        model,
-        held_out,
-        eps,
-        attack_steps,
-    }) = &args.command
-    {
-        return crate::distill::run(
-            &crate::distill::Settings {
-                train,
-                output,
-                distill: DistillConfig {
-                    temperature: *temperature,
-                    steps: *steps,
-                    learning_rate: *lr,
-                    noise_snr_db: *noise_snr_db,
-                    seed: *seed,
-                },
-                scope: Scope::parse(scope)?,
-                model: model.as_deref(),
-                held_out: held_out.as_deref(),
-                eps: *eps,
-                attack_steps: *attack_steps,
-            },
-            device,
-        );
+    if let Some(DefendCommand::Distill(distill)) = &args.command {
+        return crate::distill::run(distill, device);
     }
     let mut defense = Defense::parse(&args.defense)?;
     if let Defense::Smoothing(cfg) = &mut defense {

@@ -18,44 +18,80 @@ use advox::perturb::Constraints;
 use advox::rng::Rng;
 use advox::transcribe::transcribe;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::PathBuf;
 
-/// What the command line gives distillation.
-pub struct Settings<'a> {
-    pub train: &'a Path,
-    pub output: &'a Path,
-    pub distill: DistillConfig,
-    pub scope: Scope,
-    pub model: Option<&'a str>,
-    pub held_out: Option<&'a Path>,
-    pub eps: f32,
-    pub attack_steps: usize,
+/// `advox defend distill`'s options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Training utterances (manifest).
+    #[arg(long)]
+    train: PathBuf,
+    /// Output model directory (Hugging Face layout, with distill.json).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Temperature T of training.
+    #[arg(long, default_value_t = 20.0)]
+    temperature: f64,
+    /// Distillation steps (AdamW, one example each: a clip clean or with noise).
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Learning rate (AdamW).
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
+    /// SNR (dB) of the white noise on the student's noisy copy of each clip.
+    #[arg(long, default_value_t = 30.0)]
+    noise_snr_db: f32,
+    /// What to train: `decoder` or `all` (as adv-train).
+    #[arg(long, default_value = "decoder")]
+    scope: String,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Base (teacher) model directory or known name.
+    #[arg(long)]
+    model: Option<String>,
+    /// Held-out utterances (manifest): their clean WER and fresh untargeted FGSM, PGD and CW
+    /// (L∞ --eps, --attack-steps) on the base model and on the student.
+    #[arg(long)]
+    held_out: Option<PathBuf>,
+    /// L∞ bound of the held-out attacks.
+    #[arg(long, default_value_t = 0.01)]
+    eps: f32,
+    /// Steps of each held-out attack.
+    #[arg(long, default_value_t = 20)]
+    attack_steps: usize,
 }
 
-pub fn run(s: &Settings, device: &str) -> Result<()> {
+pub fn run(s: &Args, device: &str) -> Result<()> {
     if s.output.exists() {
         bail!(
             "{} exists: choose a new directory for the student model",
             s.output.display()
         );
     }
-    s.distill.validate()?;
-    if s.distill.steps == 0 {
+    let distill = DistillConfig {
+        temperature: s.temperature,
+        steps: s.steps,
+        learning_rate: s.lr,
+        noise_snr_db: s.noise_snr_db,
+        seed: s.seed,
+    };
+    distill.validate()?;
+    let scope = Scope::parse(&s.scope)?;
+    if s.steps == 0 {
         bail!("--steps must be positive");
     }
     if !(s.eps > 0.0 && s.eps.is_finite()) || s.attack_steps == 0 {
         bail!("--eps and --attack-steps must be positive");
     }
     let device = common::device(device)?;
-    let model = common::load_model(s.model, &device)?;
+    let model = common::load_model(s.model.as_deref(), &device)?;
     let decode = DecodeOptions {
         beam_size: 1,
         ..Default::default()
     };
-    let entries = read_manifest(s.train)?;
-    let (config, base_weights) = load_weights(&model.dir, &candle_core::Device::Cpu)?;
-    let teacher = TrainableWhisper::from_weights(&config, &base_weights, Scope::Decoder)?;
-    let mut rng = Rng::new(s.distill.seed ^ 0x5eed);
+    let entries = read_manifest(&s.train)?;
+    let mut rng = Rng::new(distill.seed ^ 0x5eed);
     let bar = common::step_bar(entries.len() as u64);
     let mut examples = Vec::new();
     for e in &entries {
@@ -63,27 +99,26 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
         let x = read_audio_16k_mono(&e.input)?;
         let t = transcribe(&model, &x, &decode)?;
         examples.extend(
-            examples_of_clip(&model, &teacher, &x, &t.tokens, &s.distill, &mut rng)
+            examples_of_clip(&model, &x, &t.tokens, &distill, &mut rng)
                 .with_context(|| e.input.display().to_string())?,
         );
         bar.inc(1);
     }
     bar.finish_and_clear();
-    drop(teacher);
-    let mut weights = base_weights;
-    fold_temperature(&mut weights, s.distill.temperature)?;
-    let mut student = TrainableWhisper::from_weights(&config, &weights, s.scope)?;
+    let (config, mut weights) = load_weights(&model.dir, &candle_core::Device::Cpu)?;
+    fold_temperature(&mut weights, distill.temperature)?;
+    let mut student = TrainableWhisper::from_weights(&config, &weights, scope)?;
     eprintln!(
         "distilling at T = {} into {} parameters (scope {}) from {} examples",
-        s.distill.temperature,
+        distill.temperature,
         student.trainable_parameters(),
-        s.scope.name(),
+        scope.name(),
         examples.len()
     );
-    let bar = common::step_bar(s.distill.steps as u64);
+    let bar = common::step_bar(distill.steps as u64);
     let training = std::time::Instant::now();
-    let mut losses = Vec::with_capacity(s.distill.steps);
-    student.distill(&examples, &s.distill, &mut |_, loss| {
+    let mut losses = Vec::with_capacity(distill.steps);
+    student.distill(&examples, &distill, &mut |_, loss| {
         losses.push(loss);
         bar.inc(1);
         bar.set_message(format!("loss {loss:.4}"));
@@ -98,12 +133,12 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
     bar.finish_and_clear();
     let train_seconds = training.elapsed().as_secs_f64();
     student.write_into(&mut weights)?;
-    advox::atomic_file::write_atomic(s.output, |tmp| {
+    advox::atomic_file::write_atomic(&s.output, |tmp| {
         save_hf(tmp, &config, &weights, &model.dir.join("tokenizer.json"))
     })
     .with_context(|| format!("creating {}", s.output.display()))?;
-    let distilled = LoadedModel::load(s.output, &device)?;
-    let held_out_report = match s.held_out {
+    let distilled = LoadedModel::load(&s.output, &device)?;
+    let held_out_report = match &s.held_out {
         None => None,
         Some(path) => {
             let inputs = crate::held_out::read_inputs(path, &model, &decode)?;
@@ -171,12 +206,12 @@ pub fn run(s: &Settings, device: &str) -> Result<()> {
         "train_manifest": s.train.display().to_string(),
         "clips": entries.len(),
         "examples": examples.len(),
-        "temperature": s.distill.temperature,
-        "scope": s.scope.name(),
-        "steps": s.distill.steps,
-        "learning_rate": s.distill.learning_rate,
-        "noise_snr_db": s.distill.noise_snr_db,
-        "seed": s.distill.seed,
+        "temperature": distill.temperature,
+        "scope": scope.name(),
+        "steps": distill.steps,
+        "learning_rate": distill.learning_rate,
+        "noise_snr_db": distill.noise_snr_db,
+        "seed": distill.seed,
         "first_quarter_loss": first_loss,
         "last_quarter_loss": last_loss,
         "losses": losses,
