@@ -22,6 +22,7 @@ use crate::audio::{resample, SAMPLE_RATE};
 use crate::mel::N_SAMPLES;
 use crate::model::LoadedModel;
 use crate::{Error, Result};
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -267,12 +268,13 @@ impl Drop for ModelCloakStream {
     }
 }
 
-/// Start the worker for a stream of `channels` channels: `load` runs on it. Returns the audio
-/// thread's end and the worker's thread.
-pub fn spawn_model_cloak(
+/// Start the worker for a stream of `channels` channels: `load` runs on it, unless the worker
+/// is stopped first; it may hand over a model of its own or a shared one (`Arc<LoadedModel>`).
+/// Returns the audio thread's end and the worker's thread.
+pub fn spawn_model_cloak<M: Borrow<LoadedModel> + 'static>(
     config: ModelStreamConfig,
     channels: usize,
-    load: impl FnOnce() -> Result<LoadedModel> + Send + 'static,
+    load: impl FnOnce() -> Result<M> + Send + 'static,
 ) -> Result<(ModelCloakStream, JoinHandle<()>)> {
     let rate = config.sample_rate;
     let valid = rate.is_finite()
@@ -349,7 +351,14 @@ fn drain(inbox: &mut rtrb::Consumer<f32>, pending: &mut Vec<f32>) {
 }
 
 impl Worker {
-    fn run(mut self, load: impl FnOnce() -> Result<LoadedModel>) {
+    fn run<M: Borrow<LoadedModel>>(mut self, load: impl FnOnce() -> Result<M>) {
+        if self.state.stop.load(Ordering::Relaxed) {
+            // Stopped before it began (a host that restarts at once): no model to load.
+            self.state
+                .status
+                .store(ModelCloakStatus::Stopped as u8, Ordering::Relaxed);
+            return;
+        }
         let model = match load() {
             Ok(m) => {
                 self.state
@@ -375,7 +384,7 @@ impl Worker {
             let input: Vec<f32> = self.pending.drain(..self.chunk).collect();
             let start = index * self.chunk as u64;
             let delta = match &model {
-                Some(model) => self.attack(model, &input, start),
+                Some(model) => self.attack(model.borrow(), &input, start),
                 None => vec![0.0; self.chunk],
             };
             if !self.send(&delta) {

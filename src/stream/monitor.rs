@@ -12,6 +12,7 @@ use crate::audio::resample;
 use crate::detect::{Context, Detector, Input};
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::{Error, Result};
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -148,10 +149,12 @@ impl MonitorFeed {
 }
 
 /// Start the worker: `load` runs on it (so a slow or failing model load never touches the
-/// audio thread). Returns the feed for the audio thread, the shared state and the thread.
-pub fn spawn_monitor(
+/// audio thread), unless the worker is stopped first. `load` may hand over a model of its own
+/// or a shared one (`Arc<LoadedModel>`), so that restarts need not load it again. Returns the
+/// feed for the audio thread, the shared state and the thread.
+pub fn spawn_monitor<M: Borrow<LoadedModel> + 'static>(
     config: MonitorConfig,
-    load: impl FnOnce() -> Result<LoadedModel> + Send + 'static,
+    load: impl FnOnce() -> Result<M> + Send + 'static,
 ) -> Result<(MonitorFeed, Arc<MonitorState>, JoinHandle<()>)> {
     let valid = config.sample_rate.is_finite()
         && config.sample_rate >= 8_000.0
@@ -176,13 +179,20 @@ pub fn spawn_monitor(
     Ok((MonitorFeed { producer }, state, handle))
 }
 
-fn run(
+fn run<M: Borrow<LoadedModel>>(
     config: MonitorConfig,
     window: usize,
     mut consumer: rtrb::Consumer<f32>,
     state: Arc<MonitorState>,
-    load: impl FnOnce() -> Result<LoadedModel>,
+    load: impl FnOnce() -> Result<M>,
 ) {
+    if state.stop.load(Ordering::Relaxed) {
+        // Stopped before it began (a host that restarts at once): no model to load.
+        state
+            .status
+            .store(MonitorStatus::Stopped as u8, Ordering::Relaxed);
+        return;
+    }
     let model = match load() {
         Ok(m) => {
             state
@@ -242,7 +252,7 @@ fn run(
                 continue;
             };
             let ctx = Context {
-                model: Some(model),
+                model: Some(model.borrow()),
                 decode: decode.clone(),
             };
             match config.detector.score(&ctx, &Input::new(&x16)) {
