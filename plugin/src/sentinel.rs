@@ -6,8 +6,8 @@ use advox::stream::processors::SentinelProcessor;
 use advox::stream::sentinel::SentinelSettings;
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// MIDI key of the detection note.
 pub const DETECTION_KEY: u8 = 60;
@@ -24,9 +24,24 @@ pub struct SentinelParams {
     /// Mute the output while flagged.
     #[id = "gate"]
     pub gate: BoolParam,
-    /// Run the Whisper transform-consistency check on a background thread.
+    /// Run the Whisper model check on a background thread.
     #[id = "model_check"]
     pub model_check: BoolParam,
+    /// The model check's detector, named as `advox detect` names it (`entropy`, `confidence`,
+    /// `activations:FILE`, `consistency:T`, `temporal`); empty: transform consistency through
+    /// a 4-kHz low-pass. Takes effect at the next activation, which the plugin asks the host
+    /// for when [`SentinelParams::model_check_edits`] moves.
+    #[persist = "model-check-detector"]
+    pub model_check_detector: Arc<RwLock<String>>,
+    /// A calibration (`advox detect --calibrate` JSON) whose threshold for the detector scales
+    /// its score so that the threshold sits at 0.5; needed for a detector not scored on 0..1.
+    #[persist = "model-check-calibration"]
+    pub model_check_calibration: Arc<RwLock<String>>,
+    /// What the model check runs, or why it does not (written at each activation).
+    #[persist = "model-check-status"]
+    pub model_check_status: Arc<RwLock<String>>,
+    /// Bumped by the editor when it changes the detector or calibration.
+    pub model_check_edits: Arc<AtomicU32>,
 }
 
 impl Default for SentinelParams {
@@ -47,6 +62,10 @@ impl Default for SentinelParams {
             .with_step_size(0.01),
             gate: BoolParam::new("Gate", false),
             model_check: BoolParam::new("Model check", true),
+            model_check_detector: Arc::new(RwLock::new(String::new())),
+            model_check_calibration: Arc::new(RwLock::new(String::new())),
+            model_check_status: Arc::new(RwLock::new(String::new())),
+            model_check_edits: Arc::new(AtomicU32::new(0)),
         }
     }
 }
@@ -82,6 +101,10 @@ pub struct Sentinel {
     params: Arc<SentinelParams>,
     meters: Arc<SentinelMeters>,
     processor: Option<SentinelProcessor>,
+    /// [`SentinelParams::model_check_edits`] at the last activation.
+    active_edits: u32,
+    /// A restart was requested since the last activation.
+    restart_requested: bool,
 }
 
 impl Default for Sentinel {
@@ -90,6 +113,8 @@ impl Default for Sentinel {
             params: Arc::new(SentinelParams::default()),
             meters: Arc::new(SentinelMeters::default()),
             processor: None,
+            active_edits: 0,
+            restart_requested: false,
         }
     }
 }
@@ -139,21 +164,41 @@ impl Plugin for Sentinel {
         let rate = buffer_config.sample_rate;
         // Dropping the old processor stops its model check.
         self.processor = None;
-        let monitor = if self.params.model_check.value() {
-            let config = MonitorConfig {
-                sample_rate: rate,
-                ..Default::default()
-            };
-            match spawn_monitor(config, crate::load_default_model) {
-                Ok((feed, state, _thread)) => Some((feed, state)),
+        self.active_edits = self.params.model_check_edits.load(Ordering::Relaxed);
+        self.restart_requested = false;
+        let (monitor, status) = if self.params.model_check.value() {
+            let read =
+                |l: &RwLock<String>| l.read().map(|s| s.trim().to_string()).unwrap_or_default();
+            let detector = read(&self.params.model_check_detector);
+            let calibration = read(&self.params.model_check_calibration);
+            let config = MonitorConfig::for_detector(
+                rate,
+                (!detector.is_empty()).then_some(detector.as_str()),
+                (!calibration.is_empty()).then(|| std::path::Path::new(&calibration)),
+            );
+            let started = config.and_then(|c| {
+                let status = match c.threshold {
+                    Some(t) => format!(
+                        "model check: {} (threshold {t:.4} at 0.5)",
+                        c.detector.name()
+                    ),
+                    None => format!("model check: {}", c.detector.name()),
+                };
+                spawn_monitor(c, crate::load_default_model).map(|m| (m, status))
+            });
+            match started {
+                Ok(((feed, state, _thread), status)) => (Some((feed, state)), status),
                 Err(e) => {
                     nice_log!("advox Sentinel: model check unavailable: {e}");
-                    None
+                    (None, format!("model check off: {e}"))
                 }
             }
         } else {
-            None
+            (None, "model check off".to_string())
         };
+        if let Ok(mut s) = self.params.model_check_status.write() {
+            *s = status;
+        }
         match SentinelProcessor::new(rate, monitor) {
             Ok(p) => {
                 self.processor = Some(p);
@@ -190,6 +235,13 @@ impl Plugin for Sentinel {
             smoothing_seconds: self.params.smoothing_seconds.value(),
             gate: self.params.gate.value(),
         };
+        // A new detector or calibration from the editor needs a new worker: ask the host to
+        // restart processing (the next activation starts it).
+        let edits = self.params.model_check_edits.load(Ordering::Relaxed);
+        if edits != self.active_edits && !self.restart_requested {
+            self.restart_requested = true;
+            context.request_restart();
+        }
         let model_check = self.params.model_check.value();
         processor.process(buffer.as_slice(), &settings, model_check, &mut |d| {
             let timing = d.offset as u32;

@@ -484,3 +484,95 @@ fn cloak_model_mode_in_an_offline_render_keeps_faster_whisper_from_the_words() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Sentinel's persisted model-check fields set to `detector` and `calibration` (empty: none).
+fn with_model_check(state: &[u8], detector: &str, calibration: &str) -> Vec<u8> {
+    let mut v = state_json(state);
+    for (field, value) in [
+        ("model-check-detector", detector),
+        ("model-check-calibration", calibration),
+    ] {
+        v["fields"][field] = serde_json::Value::String(serde_json::to_string(value).unwrap());
+    }
+    json_state(&v)
+}
+
+fn model_check_status(plugin: &mut clack_host::prelude::PluginInstance<TestHost>) -> String {
+    let v = state_json(&save_state(plugin));
+    serde_json::from_str(v["fields"]["model-check-status"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn sentinel_model_check_runs_the_detector_and_calibration_its_state_names() {
+    use advox::formats::calibration::{Calibration, DetectorThreshold};
+    let dir = std::env::temp_dir().join(format!("advox-sentinel-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // An entropy calibration whose threshold any speech passes many times over.
+    let cal = dir.join("entropy.json");
+    let calibration = Calibration::new(
+        0.05,
+        std::path::Path::new("clean.csv"),
+        2,
+        Some("tiny.en".into()),
+        1,
+        vec![DetectorThreshold {
+            name: "entropy".into(),
+            threshold: 1e-9,
+            clean_min: 0.0,
+            clean_max: 1e-9,
+        }],
+    );
+    std::fs::write(&cal, serde_json::to_string(&calibration).unwrap()).unwrap();
+
+    let entry = entry();
+    let mut plugin = instance(&entry, SENTINEL);
+    let rate = 48_000u32;
+    // The default: transform consistency.
+    let run = start(&mut plugin, rate as f64, 4_800, 2);
+    assert_eq!(
+        model_check_status(&mut plugin),
+        "model check: consistency:lowpass-4000"
+    );
+    run.stop(&mut plugin);
+    // Entropy is not scored on 0..1: without a calibration the check stays off, and says why.
+    let state = with_model_check(&save_state(&mut plugin), "entropy", "");
+    load_state(&mut plugin, &state).unwrap();
+    let run = start(&mut plugin, rate as f64, 4_800, 2);
+    let status = model_check_status(&mut plugin);
+    assert!(
+        status.starts_with("model check off:") && status.contains("calibration"),
+        "{status}"
+    );
+    run.stop(&mut plugin);
+    // With the calibration, entropy scaled by its threshold flags real speech by itself (the
+    // frame score alone does not: the first seconds pass unflagged).
+    let state = with_model_check(&save_state(&mut plugin), "entropy", cal.to_str().unwrap());
+    load_state(&mut plugin, &state).unwrap();
+    let mut run = start(&mut plugin, rate as f64, 4_800, 2);
+    let status = model_check_status(&mut plugin);
+    assert!(
+        status.contains("entropy") && status.contains("threshold"),
+        "{status}"
+    );
+    let x = corpus("ljspeech/LJ001-0008.wav", rate);
+    let input = vec![x.clone(), x.clone()];
+    run.process(&input, &[4_800], &[]);
+    assert!(
+        run.notes.iter().all(|n| !n.on),
+        "flagged before any model check"
+    );
+    let block: Vec<Vec<f32>> = vec![x[..4_800].to_vec(), x[..4_800].to_vec()];
+    for _ in 0..600 {
+        if run.notes.iter().any(|n| n.on) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        run.process(&block, &[4_800], &[]);
+    }
+    assert!(
+        run.notes.iter().any(|n| n.on),
+        "the entropy check never flagged"
+    );
+    run.stop(&mut plugin);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,9 +10,11 @@
 
 use crate::audio::resample;
 use crate::detect::{Context, Detector, Input};
+use crate::formats::calibration::Calibration;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::{Error, Result};
 use std::borrow::Borrow;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -110,6 +112,66 @@ pub struct MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// The model check at `sample_rate` with `detector` (a name as `advox detect` takes it, e.g.
+    /// `entropy` or `activations:FILE`; `None`: the default transform consistency), its score
+    /// scaled by the threshold that `calibration` (an `advox detect --calibrate` file) holds
+    /// for it. A detector that does not listen with the model is refused, and so is one not
+    /// scored on 0..1 (anything but consistency and temporal) without a calibration.
+    pub fn for_detector(
+        sample_rate: f32,
+        detector: Option<&str>,
+        calibration: Option<&Path>,
+    ) -> Result<Self> {
+        let defaults = MonitorConfig::default();
+        let detector = match detector {
+            Some(spec) => Detector::parse(spec)?,
+            None => defaults.detector.clone(),
+        };
+        let name = detector.name();
+        if !detector.needs_model() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: the model check runs a detector that listens with the model \
+                 (consistency:T, temporal, confidence, entropy, activations:FILE)"
+            )));
+        }
+        let threshold = match calibration {
+            Some(path) => {
+                let thresholds = Calibration::read(path)?.thresholds();
+                let t = *thresholds.get(&name).ok_or_else(|| {
+                    let known: Vec<&str> = thresholds.keys().map(String::as_str).collect();
+                    Error::bad_file(
+                        path,
+                        format!("no threshold for {name} (it has {})", known.join(", ")),
+                    )
+                })?;
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(Error::bad_file(
+                        path,
+                        format!("the threshold of {name} is {t}, not positive"),
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let unit_scored = matches!(
+            detector,
+            Detector::Consistency(_) | Detector::Temporal { .. }
+        );
+        if threshold.is_none() && !unit_scored {
+            return Err(Error::InvalidArgument(format!(
+                "{name} is not scored on 0..1: it needs a calibration (advox detect \
+                 --calibrate CLEAN.csv --detectors {name} -o CAL.json)"
+            )));
+        }
+        Ok(MonitorConfig {
+            sample_rate,
+            detector,
+            threshold,
+            ..defaults
+        })
+    }
+
     /// The score published for a detector score `score`: scaled by the threshold if one is
     /// set, clamped to 0..1.
     pub fn publish(&self, score: f64) -> f32 {

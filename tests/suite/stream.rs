@@ -249,7 +249,7 @@ fn the_monitor_reports_a_failed_model_load_and_scores_windows_like_the_detector(
     };
     // A model that cannot be loaded: the worker says why, the feed keeps accepting samples.
     let (mut feed, state, thread) = spawn_monitor(MonitorConfig::default(), || {
-        Err(advox::Error::bad_model("/nowhere", "no model here"))
+        Err::<advox::model::LoadedModel, _>(advox::Error::bad_model("/nowhere", "no model here"))
     })
     .unwrap();
     wait(&|| state.status() == MonitorStatus::Failed);
@@ -328,7 +328,12 @@ fn the_monitor_reports_a_failed_model_load_and_scores_windows_like_the_detector(
         threshold: Some(0.0),
         ..Default::default()
     };
-    assert!(spawn_monitor(bad, || unreachable!()).is_err());
+    assert!(
+        spawn_monitor(bad, || -> advox::Result<advox::model::LoadedModel> {
+            unreachable!()
+        })
+        .is_err()
+    );
 }
 
 #[test]

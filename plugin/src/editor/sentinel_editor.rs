@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Window size (logical pixels).
-pub const SIZE: (u32, u32) = (760, 440);
+pub const SIZE: (u32, u32) = (760, 500);
 /// Seconds of score history shown.
 pub const HISTORY_SECONDS: f64 = 20.0;
 
@@ -28,6 +28,8 @@ pub struct SentinelEditor {
     gui: Option<GuiContext>,
     history: ScoreHistory,
     start: Instant,
+    /// The detector and calibration entries (from the parameters when first shown).
+    entries: Option<(String, String)>,
 }
 
 /// Make Sentinel's editor.
@@ -48,6 +50,7 @@ pub fn create(
             gui: None,
             history: ScoreHistory::new(HISTORY_SECONDS, 30.0),
             start: Instant::now(),
+            entries: None,
         },
     )
 }
@@ -112,7 +115,7 @@ impl SentinelEditor {
                     s if s == MonitorStatus::Stopped as u8 => "stopped".into(),
                     _ => format!("{model_score:.2}"),
                 };
-                ui.label("Model check (Whisper consistency)");
+                ui.label("Model check (Whisper)");
                 ui.label(
                     egui::RichText::new(model_text)
                         .color(colours::PERTURBATION)
@@ -122,6 +125,56 @@ impl SentinelEditor {
                 self.controls(ui);
             });
         });
+        ui.separator();
+        self.detector_rows(ui);
+    }
+
+    /// The model check's detector and calibration: entries, an apply button, the status.
+    fn detector_rows(&mut self, ui: &mut egui::Ui) {
+        let p = &self.params;
+        if self.entries.is_none() {
+            let read =
+                |l: &std::sync::RwLock<String>| l.read().map(|s| s.clone()).unwrap_or_default();
+            self.entries = Some((
+                read(&p.model_check_detector),
+                read(&p.model_check_calibration),
+            ));
+        }
+        let Some((detector, calibration)) = self.entries.as_mut() else {
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label("Detector");
+            ui.add(
+                egui::TextEdit::singleline(detector)
+                    .hint_text("consistency:lowpass-4000")
+                    .desired_width(220.0),
+            );
+            ui.label("Calibration");
+            ui.add(egui::TextEdit::singleline(calibration).desired_width(260.0));
+            if ui.button("Apply").clicked() {
+                for (lock, value) in [
+                    (&p.model_check_detector, detector.trim()),
+                    (&p.model_check_calibration, calibration.trim()),
+                ] {
+                    if let Ok(mut v) = lock.write() {
+                        *v = value.to_string();
+                    }
+                }
+                p.model_check_edits.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let status = p
+            .model_check_status
+            .try_read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        let colour = if status.starts_with("model check off:") {
+            colours::ALERT
+        } else {
+            colours::LABEL
+        };
+        ui.label(egui::RichText::new(status).small().color(colour));
     }
 
     /// The scrolling score history with the threshold line.

@@ -298,56 +298,10 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The model check's settings from `--model-check-detector` and `--model-check-calibration`.
 fn model_check_config(args: &Args, rate: f32) -> Result<advox::stream::monitor::MonitorConfig> {
-    use advox::detect::Detector;
-    let defaults = advox::stream::monitor::MonitorConfig::default();
-    let detector = match &args.model_check_detector {
-        Some(spec) => Detector::parse(spec).context("--model-check-detector")?,
-        None => defaults.detector.clone(),
-    };
-    if !detector.needs_model() {
-        bail!(
-            "--model-check-detector {}: the model check runs a detector that listens with the \
-             model (consistency:T, temporal, confidence, entropy, activations:FILE)",
-            detector.name()
-        );
-    }
-    let threshold = match &args.model_check_calibration {
-        Some(path) => {
-            let thresholds = advox::formats::calibration::Calibration::read(path)?.thresholds();
-            let name = detector.name();
-            let t = *thresholds.get(&name).with_context(|| {
-                format!(
-                    "{} has no threshold for {name} (it has {})",
-                    path.display(),
-                    thresholds.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            })?;
-            if !(t.is_finite() && t > 0.0) {
-                bail!(
-                    "{}: the threshold of {name} is {t}, not positive",
-                    path.display()
-                );
-            }
-            Some(t)
-        }
-        None => None,
-    };
-    let unit_scored = matches!(
-        detector,
-        Detector::Consistency(_) | Detector::Temporal { .. }
-    );
-    if threshold.is_none() && !unit_scored {
-        bail!(
-            "{} is not scored on 0..1: give --model-check-calibration (advox detect --calibrate \
-             CLEAN.csv --detectors {} -o CAL.json)",
-            detector.name(),
-            detector.name()
-        );
-    }
-    Ok(advox::stream::monitor::MonitorConfig {
-        sample_rate: rate,
-        detector,
-        threshold,
-        ..defaults
-    })
+    advox::stream::monitor::MonitorConfig::for_detector(
+        rate,
+        args.model_check_detector.as_deref(),
+        args.model_check_calibration.as_deref(),
+    )
+    .context("the model check (--model-check-detector, --model-check-calibration)")
 }
