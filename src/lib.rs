@@ -7,6 +7,7 @@
 
 pub mod atomic_file;
 pub mod attack;
+pub mod attribute;
 pub mod audio;
 pub mod autodiff;
 pub mod defend;

@@ -69,21 +69,12 @@ impl Ensemble {
                 "a member score is not finite".into(),
             ));
         }
-        let rows: Vec<&Vec<f64>> = clean.iter().chain(adversarial).collect();
-        let n = rows.len() as f64;
-        let mean: Vec<f64> = (0..k)
-            .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n)
+        let rows: Vec<&[f64]> = clean
+            .iter()
+            .chain(adversarial)
+            .map(|r| r.as_slice())
             .collect();
-        let scale: Vec<f64> = (0..k)
-            .map(|j| {
-                let var = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
-                if var > 1e-24 {
-                    var.sqrt()
-                } else {
-                    1.0
-                }
-            })
-            .collect();
+        let (mean, scale) = crate::attribute::classifier::column_stats(&rows);
         let z =
             |r: &Vec<f64>| -> Vec<f64> { (0..k).map(|j| (r[j] - mean[j]) / scale[j]).collect() };
         let data: Vec<(Vec<f64>, f64, f64)> = clean

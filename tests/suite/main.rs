@@ -11,6 +11,7 @@
 mod common;
 
 mod attack;
+mod attribute;
 mod audio_io;
 mod blackbox;
 mod cli;

@@ -5,6 +5,7 @@ mod adv_train;
 mod attack;
 mod attack_args;
 mod attack_blackbox;
+mod attribute;
 mod bench;
 mod bench_cloak;
 mod bench_compare;
@@ -45,6 +46,9 @@ struct Cli {
 enum Command {
     /// Make an adversarial example against Whisper (FGSM, PGD, CW, DeepFool, JSMA, imperceptible).
     Attack(Box<attack::Args>),
+    /// Which attack most likely made a recording (or none), from a classifier advox trains on
+    /// its own examples; `attribute train` makes one.
+    Attribute(attribute::Args),
     /// Transcribe audio files with Whisper (greedy or beam search, 30-s windows).
     Transcribe(transcribe::Args),
     /// Fetch, inspect and convert models.
@@ -80,6 +84,7 @@ fn main() {
     let done = |r: anyhow::Result<()>| r.map(|()| common::Outcome::Done);
     let result = match cli.command {
         Command::Attack(args) => attack::run(*args, &cli.device),
+        Command::Attribute(args) => done(attribute::run(args, &cli.device)),
         Command::Transcribe(args) => done(transcribe::run(args, &cli.device)),
         Command::Model(cmd) => done(model_cmd::run(cmd)),
         Command::Bench(args) => done(bench::run(args, &cli.device)),
