@@ -287,7 +287,8 @@ fn standardise(x: &[f64], mean: &[f64], scale: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn argmax(p: &[f64]) -> usize {
+/// Index of the largest probability (the first of equals: 0 for none).
+pub(crate) fn argmax(p: &[f64]) -> usize {
     p.iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))

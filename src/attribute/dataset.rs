@@ -151,11 +151,7 @@ pub fn evaluate(classifier: &Classifier, records: &[Record]) -> Result<Evaluatio
             continue;
         }
         n += 1;
-        let best = p
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
+        let best = super::classifier::argmax(&p);
         right_any += usize::from(classifier.classes[best] == r.class);
         let s = per_class.entry(r.class.clone()).or_insert(ClassScore {
             examples: 0,

@@ -144,16 +144,23 @@ fn kurtosis(v: &[f32]) -> f64 {
 
 fn correlation(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len().min(b.len());
+    pearson(|| a[..n].iter().copied(), || b[..n].iter().copied(), n)
+}
+
+/// Pearson correlation of two sequences of `n` values, each given as a way to walk it (walked
+/// twice: means, then deviations); 0 where either is constant or `n < 2`.
+fn pearson<A, B>(a: impl Fn() -> A, b: impl Fn() -> B, n: usize) -> f64
+where
+    A: Iterator<Item = f64>,
+    B: Iterator<Item = f64>,
+{
     if n < 2 {
         return 0.0;
     }
-    let (ma, mb) = (
-        a[..n].iter().sum::<f64>() / n as f64,
-        b[..n].iter().sum::<f64>() / n as f64,
-    );
+    let (ma, mb) = (a().sum::<f64>() / n as f64, b().sum::<f64>() / n as f64);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (da, db) = (a[i] - ma, b[i] - mb);
+    for (x, y) in a().zip(b()) {
+        let (da, db) = (x - ma, y - mb);
         sab += da * db;
         saa += da * da;
         sbb += db * db;
@@ -165,14 +172,17 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Lag-`k` autocorrelation of `v` (0 for a constant signal).
+/// Lag-`k` autocorrelation of `v` (0 for a constant signal), without copying it.
 fn autocorrelation(v: &[f32], k: usize) -> f64 {
     if v.len() <= k + 1 {
         return 0.0;
     }
-    let a: Vec<f64> = v[..v.len() - k].iter().map(|x| *x as f64).collect();
-    let b: Vec<f64> = v[k..].iter().map(|x| *x as f64).collect();
-    correlation(&a, &b)
+    let n = v.len() - k;
+    pearson(
+        || v[..n].iter().map(|x| *x as f64),
+        || v[k..].iter().map(|x| *x as f64),
+        n,
+    )
 }
 
 /// The second difference `x[n] − (x[n−1] + x[n+1]) / 2`: speech (mostly low) cancels, a
