@@ -39,6 +39,15 @@ pub enum Error {
     /// it should be.
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
+    /// An error with what was being done when it happened.
+    #[error("{context}: {source}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: Box<Error>,
+    },
     /// Buffers or tensors of mismatched shapes or lengths passed between library routines.
     #[error("shape mismatch: {0}")]
     Shape(String),
@@ -82,4 +91,12 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// The error for a name that is none of `known`: `unknown WHAT "NAME" (one of a, b, c)`.
+pub fn unknown_name(what: &str, name: &str, known: &[&str]) -> Error {
+    Error::InvalidArgument(format!(
+        "unknown {what} {name:?} (one of {})",
+        known.join(", ")
+    ))
 }

@@ -46,6 +46,30 @@ pub enum Goal {
     Mute,
 }
 
+impl Goal {
+    /// The goal a user's choice sets: a target text, untargeted (success at `min_wer` from the
+    /// original transcript) or mute; `None` when none was chosen, an error when more than one
+    /// was.
+    pub fn choose(
+        target: Option<&str>,
+        untargeted: bool,
+        mute: bool,
+        min_wer: f64,
+    ) -> Result<Option<Goal>> {
+        Ok(match (target, untargeted, mute) {
+            (Some(t), false, false) => Some(Goal::Targeted(t.to_string())),
+            (None, true, false) => Some(Goal::Untargeted { min_wer }),
+            (None, false, true) => Some(Goal::Mute),
+            (None, false, false) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "choose one goal: --target TEXT, --untargeted or --mute".into(),
+                ))
+            }
+        })
+    }
+}
+
 /// What a success must survive beyond the attack's own decode: the goal must hold under every
 /// listed front end (deployed Whisper implementations fill the window past a short signal
 /// differently, see [`FrontEnd`]), and where success needs the goal's tokens to lead under
@@ -726,5 +750,26 @@ impl Goal {
         s.strip_prefix("targeted: ")
             .and_then(|q| serde_json::from_str::<String>(q).ok())
             .map(Goal::Targeted)
+    }
+}
+
+#[cfg(test)]
+mod goal_choice_tests {
+    use super::Goal;
+
+    #[test]
+    fn one_goal_at_most_is_chosen() {
+        assert_eq!(
+            Goal::choose(Some("hi"), false, false, 0.5).unwrap(),
+            Some(Goal::Targeted("hi".into()))
+        );
+        assert_eq!(
+            Goal::choose(None, true, false, 0.7).unwrap(),
+            Some(Goal::Untargeted { min_wer: 0.7 })
+        );
+        assert_eq!(Goal::choose(None, false, true, 0.5).unwrap(), Some(Goal::Mute));
+        assert_eq!(Goal::choose(None, false, false, 0.5).unwrap(), None);
+        let err = Goal::choose(Some("hi"), false, true, 0.5).unwrap_err();
+        assert!(err.to_string().contains("choose one goal"), "{err}");
     }
 }

@@ -41,6 +41,27 @@ impl Default for Domain {
     }
 }
 
+impl Domain {
+    /// Every domain's name, as `--domain` takes it (the STFT ones with 512-sample frames and a
+    /// 128-sample hop).
+    pub const NAMES: [&'static str; 3] = ["stft", "waveform", "phase"];
+}
+
+impl std::str::FromStr for Domain {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "stft" => Ok(Domain::default()),
+            "waveform" => Ok(Domain::Waveform),
+            "phase" => Ok(Domain::Phase {
+                n_fft: 512,
+                hop: 128,
+            }),
+            other => Err(crate::error::unknown_name("domain", other, &Self::NAMES)),
+        }
+    }
+}
+
 /// The constraints a perturbation must satisfy; all that are set hold together.
 #[derive(Debug, Clone, Default)]
 pub struct Constraints {

@@ -27,6 +27,7 @@ pub mod quiet_prior;
 pub mod step;
 mod track;
 pub mod universal;
+pub mod universal_plan;
 pub mod windowed;
 
 pub use kind::{Attack, AttackDetails, AttackKind, AttackRun, BlackBox};

@@ -32,6 +32,22 @@ pub enum Schedule {
     Cosine,
 }
 
+impl Schedule {
+    /// Every schedule's name, as `--schedule` takes it.
+    pub const NAMES: [&'static str; 2] = ["constant", "cosine"];
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(crate::error::unknown_name("schedule", other, &Self::NAMES)),
+        }
+    }
+}
+
 /// Settings of a gradient attack.
 #[derive(Debug, Clone)]
 pub struct AttackConfig {

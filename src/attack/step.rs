@@ -23,6 +23,25 @@ pub enum Rule {
     Momentum,
 }
 
+impl Rule {
+    /// Every rule's name, as `--rule` takes it.
+    pub const NAMES: [&'static str; 5] = ["adam", "sign", "l2", "rmsprop", "momentum"];
+}
+
+impl std::str::FromStr for Rule {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "adam" => Rule::Adam,
+            "sign" => Rule::Sign,
+            "l2" => Rule::L2,
+            "rmsprop" => Rule::RmsProp,
+            "momentum" => Rule::Momentum,
+            other => return Err(crate::error::unknown_name("rule", other, &Self::NAMES)),
+        })
+    }
+}
+
 /// The space steps are formed in, and the map between it and the waveform.
 pub struct StepSpace {
     stft: Option<Stft>,
@@ -188,6 +207,21 @@ impl Stepper {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_parse_to_rules_schedules_and_domains() {
+        use crate::attack::Schedule;
+        for name in Rule::NAMES {
+            assert!(name.parse::<Rule>().is_ok(), "{name}");
+        }
+        assert_eq!("rmsprop".parse::<Rule>().unwrap(), Rule::RmsProp);
+        assert_eq!("cosine".parse::<Schedule>().unwrap(), Schedule::Cosine);
+        assert_eq!("stft".parse::<Domain>().unwrap(), Domain::default());
+        assert!(matches!("phase".parse::<Domain>().unwrap(), Domain::Phase { .. }));
+        let err = "newton".parse::<Rule>().unwrap_err().to_string();
+        assert!(err.contains("unknown rule \"newton\" (one of adam, sign"), "{err}");
+    }
+
     use super::*;
 
     fn waveform(rule: Rule) -> Stepper {

@@ -45,6 +45,27 @@ pub struct Defended {
 }
 
 impl Defense {
+    /// Set randomised smoothing's estimation: `samples` noisy copies estimate the answer's
+    /// probability at error probability `alpha` (in (0, 1)), the noise drawn from `seed`. An
+    /// error for any other defence, or for settings out of range.
+    pub fn set_smoothing(&mut self, samples: usize, alpha: f64, seed: u64) -> Result<()> {
+        let Defense::Smoothing(cfg) = self else {
+            return Err(Error::InvalidArgument(format!(
+                "--samples, --alpha and --seed apply to smoothing only, not {}",
+                self.name()
+            )));
+        };
+        if samples == 0 || !(alpha > 0.0 && alpha < 1.0) {
+            return Err(Error::InvalidArgument(
+                "--samples must be positive and --alpha in (0, 1)".into(),
+            ));
+        }
+        cfg.estimation_samples = samples;
+        cfg.alpha = alpha;
+        cfg.seed = seed;
+        Ok(())
+    }
+
     /// Parse `none`, `purify:T1+T2…` (transform names as in [`Transform::parse`]),
     /// `smoothing[:SIGMA]` or `vote[:T1+T2…]` (default: every default transform).
     pub fn parse(s: &str) -> Result<Defense> {

@@ -23,6 +23,7 @@ pub mod ensemble;
 pub mod entropy;
 pub mod statistics;
 pub mod transforms;
+pub mod verdict;
 
 use crate::metrics::cer;
 use crate::model::{DecodeOptions, LoadedModel};

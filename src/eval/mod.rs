@@ -59,6 +59,47 @@ pub fn parse_eval_attack(s: &str) -> Result<AttackKind> {
     Ok(kind)
 }
 
+/// The bounds of the matrix from a user's `--eps` and `--snr-db` lists: each must be a
+/// positive ε or a number of dB, and bounds need an attack that takes them; with neither, L∞
+/// 0.01 (a suite: SNR 40 and 30 dB). Returns (epsilons, SNR floors).
+pub fn matrix_bounds(
+    eps: &[f32],
+    snr_db: &[f32],
+    attacks: &[AttackKind],
+    suite: bool,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    if let Some(e) = eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "--eps values must be positive, got {e}"
+        )));
+    }
+    if let Some(s) = snr_db.iter().find(|s| !s.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "--snr-db values must be numbers of dB, got {s}"
+        )));
+    }
+    if (!eps.is_empty() || !snr_db.is_empty()) && attacks.iter().all(|a| *a == AttackKind::Cw) {
+        return Err(Error::InvalidArgument(
+            "--eps and --snr-db bound FGSM, PGD and Newton-CG; CW runs unbounded".into(),
+        ));
+    }
+    Ok(match (eps.is_empty(), snr_db.is_empty()) {
+        (true, true) if suite => (Vec::new(), vec![40.0, 30.0]),
+        (true, true) => (vec![0.01], Vec::new()),
+        _ => (eps.to_vec(), snr_db.to_vec()),
+    })
+}
+
+/// The detectors of the matrix from their names: none given, the default set; `none`, no
+/// detector.
+pub fn matrix_detectors(names: &[String]) -> Result<Vec<Detector>> {
+    match names {
+        [] => Ok(Detector::default_set()),
+        [n] if n == "none" => Ok(Vec::new()),
+        names => names.iter().map(|n| Detector::parse(n)).collect(),
+    }
+}
+
 /// The evaluation matrix and its settings.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
@@ -90,6 +131,39 @@ pub struct EvalConfig {
     pub over_the_air: Option<EotConfig>,
     /// FGSM and PGD use EOT over the `over_the_air` channel (the attacker knows the room).
     pub eot: bool,
+}
+
+impl EvalConfig {
+    /// The report's record of these settings, for `entries` inputs of `manifest` against
+    /// `models` (identifiers, the first attacked); no over-the-air description, verifier or
+    /// suite (set them on the result where they apply).
+    pub fn settings(
+        &self,
+        manifest: String,
+        entries: usize,
+        models: Vec<String>,
+    ) -> report::Settings {
+        report::Settings {
+            manifest,
+            manifest_entries: entries,
+            attacks: self.attacks.clone(),
+            epsilons: self.epsilons.clone(),
+            snr_bounds_db: self.snr_bounds_db.clone(),
+            steps: self.steps,
+            defenses: self.defenses.iter().map(|d| d.name()).collect(),
+            detectors: self.detectors.iter().map(|d| d.name()).collect(),
+            models,
+            beam: self.decode.beam_size,
+            default_goal: self.default_goal.describe(),
+            seed: self.seed,
+            adaptive: self.adaptive,
+            adaptive_samples: self.adaptive_samples,
+            over_the_air: None,
+            eot: self.eot,
+            verifiers: Vec::new(),
+            suite: None,
+        }
+    }
 }
 
 /// One attack at one bound on one example.
@@ -468,4 +542,33 @@ pub fn evaluate_example(
         clean_transcript: clean.text.clone(),
         attacks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_bounds_default_check_and_refuse_what_does_not_apply() {
+        let pgd = [AttackKind::Pgd];
+        assert_eq!(matrix_bounds(&[], &[], &pgd, false).unwrap(), (vec![0.01], vec![]));
+        assert_eq!(
+            matrix_bounds(&[], &[], &pgd, true).unwrap(),
+            (vec![], vec![40.0, 30.0])
+        );
+        assert_eq!(
+            matrix_bounds(&[0.02], &[35.0], &pgd, false).unwrap(),
+            (vec![0.02], vec![35.0])
+        );
+        assert!(matrix_bounds(&[0.0], &[], &pgd, false).is_err());
+        assert!(matrix_bounds(&[], &[f32::NAN], &pgd, false).is_err());
+        let cw = [AttackKind::Cw];
+        assert!(matrix_bounds(&[0.01], &[], &cw, false)
+            .unwrap_err()
+            .to_string()
+            .contains("CW runs unbounded"));
+        assert_eq!(matrix_detectors(&["none".into()]).unwrap(), vec![]);
+        assert_eq!(matrix_detectors(&[]).unwrap(), Detector::default_set());
+        assert!(matrix_detectors(&["psychic".into()]).is_err());
+    }
 }

@@ -8,31 +8,7 @@ use advox::attack::{AttackKind, Rule, Schedule};
 use advox::perturb::Domain;
 use advox::verify::Verifier;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::ValueEnum;
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum RuleArg {
-    Adam,
-    Sign,
-    L2,
-    Rmsprop,
-    Momentum,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DomainArg {
-    Stft,
-    Waveform,
-    /// The input's STFT phases alone (FGSM, PGD; bound: --snr-db only).
-    Phase,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ScheduleArg {
-    Constant,
-    Cosine,
-}
 
 /// The independent recognisers of `--verify`.
 #[derive(Clone, Debug)]
@@ -49,6 +25,14 @@ pub(crate) fn parse_verifiers(s: &str) -> Result<Verifiers, String> {
 pub(crate) fn kind_parser(black_box: bool) -> impl TypedValueParser<Value = AttackKind> {
     PossibleValuesParser::new(AttackKind::names(black_box))
         .try_map(|name| name.parse::<AttackKind>())
+}
+
+/// A value the library parses from one of `names` (listed by `--help` and in errors).
+fn named<T, const N: usize>(names: [&'static str; N]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = advox::Error> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| name.parse::<T>())
 }
 
 /// Make an adversarial example against Whisper (white-box, gradient-based), or against any
@@ -156,8 +140,8 @@ pub struct Args {
     /// Domain the steps are formed in (default stft; FGSM, PGD, CW, imperceptible); `phase`
     /// (FGSM, PGD) changes only the phases of the input's STFT (Hann 512 / hop 128), within the
     /// phase bound that keeps --snr-db (its only bound).
-    #[arg(long, value_enum)]
-    domain: Option<DomainArg>,
+    #[arg(long, value_parser = named::<Domain, 3>(Domain::NAMES))]
+    domain: Option<Domain>,
     /// Steps: PGD's per run (default 300), CW's per value of c (default 40; 100 under a
     /// bound), DeepFool's most linearisations (default 50), JSMA's most iterations (default
     /// 100), the imperceptible attack's stage 1 (default 300; its first masked try gets half),
@@ -196,11 +180,11 @@ pub struct Args {
     /// Step rule (PGD, imperceptible; default adam): adam, sign, l2, rmsprop or momentum
     /// (SGD with heavy-ball momentum 0.9); every rule but l2 scales the step's largest sample
     /// to the step size.
-    #[arg(long, value_enum)]
-    rule: Option<RuleArg>,
+    #[arg(long, value_parser = named::<Rule, 5>(Rule::NAMES))]
+    rule: Option<Rule>,
     /// Step-size schedule (PGD, imperceptible; default constant).
-    #[arg(long, value_enum)]
-    schedule: Option<ScheduleArg>,
+    #[arg(long, value_parser = named::<Schedule, 2>(Schedule::NAMES))]
+    schedule: Option<Schedule>,
     /// Start from a random point of the L-infinity ball (PGD, imperceptible).
     #[arg(long)]
     random_start: bool,
@@ -293,27 +277,11 @@ impl Args {
             band: self.band,
             speech_only: self.speech_only,
             masking_margin_db: self.masking_margin_db,
-            domain: self.domain.map(|d| match d {
-                DomainArg::Stft => Domain::default(),
-                DomainArg::Waveform => Domain::Waveform,
-                DomainArg::Phase => Domain::Phase {
-                    n_fft: 512,
-                    hop: 128,
-                },
-            }),
+            domain: self.domain,
             steps: self.steps,
             step_size: self.step_size,
-            rule: self.rule.map(|r| match r {
-                RuleArg::Adam => Rule::Adam,
-                RuleArg::Sign => Rule::Sign,
-                RuleArg::L2 => Rule::L2,
-                RuleArg::Rmsprop => Rule::RmsProp,
-                RuleArg::Momentum => Rule::Momentum,
-            }),
-            schedule: self.schedule.map(|s| match s {
-                ScheduleArg::Constant => Schedule::Constant,
-                ScheduleArg::Cosine => Schedule::Cosine,
-            }),
+            rule: self.rule,
+            schedule: self.schedule,
             random_start: self.random_start,
             restarts: self.restarts,
             eot: self.eot,

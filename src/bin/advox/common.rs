@@ -150,16 +150,12 @@ pub struct GoalArgs {
 impl GoalArgs {
     /// The goal the flags set, if any.
     pub fn goal(&self) -> Result<Option<advox::objective::Goal>> {
-        use advox::objective::Goal;
-        Ok(match (&self.target, self.untargeted, self.mute) {
-            (Some(t), false, false) => Some(Goal::Targeted(t.clone())),
-            (None, true, false) => Some(Goal::Untargeted {
-                min_wer: self.min_wer,
-            }),
-            (None, false, true) => Some(Goal::Mute),
-            (None, false, false) => None,
-            _ => bail!("choose one goal: --target TEXT, --untargeted or --mute"),
-        })
+        Ok(advox::objective::Goal::choose(
+            self.target.as_deref(),
+            self.untargeted,
+            self.mute,
+            self.min_wer,
+        )?)
     }
 }
 

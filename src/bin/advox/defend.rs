@@ -129,13 +129,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         return crate::distill::run(distill, device);
     }
     let mut defense = Defense::parse(&args.defense)?;
-    if let Defense::Smoothing(cfg) = &mut defense {
-        if args.samples == 0 || !(args.alpha > 0.0 && args.alpha < 1.0) {
-            bail!("--samples must be positive and --alpha in (0, 1)");
-        }
-        cfg.estimation_samples = args.samples;
-        cfg.alpha = args.alpha;
-        cfg.seed = args.seed;
+    if matches!(defense, Defense::Smoothing(_)) {
+        defense.set_smoothing(args.samples, args.alpha, args.seed)?;
     }
     if args.beam == 0 {
         bail!("--beam must be at least 1");

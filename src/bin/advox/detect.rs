@@ -6,6 +6,7 @@ use advox::detect::activations::ActivationModel;
 use advox::detect::autoencoder::{MelAutoencoder, TrainConfig};
 use advox::detect::calibration::{roc_auc, threshold_at_fpr};
 use advox::detect::ensemble::Ensemble;
+use advox::detect::verdict::detect_signal;
 use advox::detect::{Context, Detector, Input};
 use advox::formats::{Calibration, DetectorThreshold};
 use advox::manifest::read_manifest;
@@ -323,37 +324,13 @@ fn score_one(
     calibration: Option<&BTreeMap<String, f64>>,
 ) -> Result<serde_json::Value> {
     let x = read_audio_16k_mono(file)?;
-    let input = Input::new(&x);
-    let mut scores = serde_json::Map::new();
-    let mut thresholds = serde_json::Map::new();
-    let mut verdicts = serde_json::Map::new();
-    let mut flagged_by = Vec::new();
-    for d in detectors {
-        let name = d.name();
-        let score = d
-            .score(ctx, &input)
-            .with_context(|| format!("{}: detector {name}", file.display()))?;
-        let threshold = match calibration {
-            Some(c) => c.get(&name).copied(),
-            None => d.default_threshold(),
-        };
-        let verdict = threshold.map(|t| score > t);
-        if verdict == Some(true) {
-            flagged_by.push(name.clone());
-        }
-        scores.insert(name.clone(), score.into());
-        thresholds.insert(name.clone(), threshold.into());
-        verdicts.insert(name, verdict.into());
+    let detection = detect_signal(detectors, ctx, &x, calibration)
+        .with_context(|| file.display().to_string())?;
+    let mut value = serde_json::to_value(detection)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("file".into(), file.display().to_string().into());
     }
-    Ok(serde_json::json!({
-        "file": file.display().to_string(),
-        "transcript": input.known_transcript().map(|t| t.text.clone()),
-        "scores": scores,
-        "thresholds": thresholds,
-        "verdicts": verdicts,
-        "flagged_by": flagged_by,
-        "adversarial": !flagged_by.is_empty(),
-    }))
+    Ok(value)
 }
 
 fn calibrate(

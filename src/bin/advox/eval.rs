@@ -5,7 +5,6 @@ use crate::common;
 use advox::attack::AttackKind;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::defend::Defense;
-use advox::detect::Detector;
 use advox::eval::html::{cell_stem, example_file, file_part, write_html};
 use advox::eval::report::{Report, Settings};
 use advox::eval::shard::{merge, Shard};
@@ -158,22 +157,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         .iter()
         .map(|a| parse_eval_attack(a))
         .collect::<advox::Result<Vec<_>>>()?;
-    if let Some(e) = args.eps.iter().find(|e| !(e.is_finite() && **e > 0.0)) {
-        bail!("--eps values must be positive, got {e}");
-    }
-    if let Some(s) = args.snr_db.iter().find(|s| !s.is_finite()) {
-        bail!("--snr-db values must be numbers of dB, got {s}");
-    }
-    let (epsilons, snr_bounds_db) = match (args.eps.is_empty(), args.snr_db.is_empty()) {
-        (true, true) if suite.is_some() => (Vec::new(), vec![40.0, 30.0]),
-        (true, true) => (vec![0.01], Vec::new()),
-        _ => (args.eps.clone(), args.snr_db.clone()),
-    };
-    if (!args.eps.is_empty() || !args.snr_db.is_empty())
-        && attacks.iter().all(|a| *a == AttackKind::Cw)
-    {
-        bail!("--eps and --snr-db bound FGSM, PGD and Newton-CG; CW runs unbounded");
-    }
+    let (epsilons, snr_bounds_db) =
+        advox::eval::matrix_bounds(&args.eps, &args.snr_db, &attacks, suite.is_some())?;
     let mut verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     if let Some(cmd) = &args.asr_cmd {
         verifiers.push(format!("cmd:{cmd}").parse().context("--asr-cmd")?);
@@ -183,14 +168,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         .iter()
         .map(|d| Defense::parse(d))
         .collect::<advox::Result<Vec<_>>>()?;
-    let detectors = match args.detectors.as_slice() {
-        [] => Detector::default_set(),
-        [n] if n == "none" => Vec::new(),
-        names => names
-            .iter()
-            .map(|n| Detector::parse(n))
-            .collect::<advox::Result<Vec<_>>>()?,
-    };
+    let detectors = advox::eval::matrix_detectors(&args.detectors)?;
     let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     if args.no_adaptive && args.adaptive_samples.is_some() {
         bail!("--adaptive-samples does not apply with --no-adaptive");
@@ -311,20 +289,6 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         eot: args.eot,
     };
     let settings = Settings {
-        manifest: manifest_name,
-        manifest_entries: entries.len(),
-        attacks,
-        epsilons,
-        snr_bounds_db,
-        steps: args.steps,
-        defenses: defenses.iter().map(|d| d.name()).collect(),
-        detectors: detectors.iter().map(|d| d.name()).collect(),
-        models: models.iter().map(|m| m.id()).collect(),
-        beam: args.beam,
-        default_goal: default_goal.describe(),
-        seed: args.seed,
-        adaptive: !args.no_adaptive,
-        adaptive_samples,
         over_the_air: over_the_air.as_ref().map(|c| {
             format!(
                 "{} draws; {}; noise at {} dB SNR",
@@ -336,9 +300,13 @@ pub fn run(args: Args, device: &str) -> Result<()> {
                 c.noise_snr_db.unwrap_or(f32::INFINITY)
             )
         }),
-        eot: args.eot,
         verifiers: verifiers.iter().map(|v| v.name()).collect(),
         suite: suite.map(String::from),
+        ..cfg.settings(
+            manifest_name,
+            entries.len(),
+            models.iter().map(|m| m.id()).collect(),
+        )
     };
     let chosen: Vec<(usize, &advox::manifest::ManifestEntry)> = entries
         .iter()

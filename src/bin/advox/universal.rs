@@ -1,9 +1,9 @@
 //! `advox universal`.
 
 use crate::common;
-use advox::attack::universal::{
-    evaluate_universal_shaped, prepare, train_universal, Shaping, UniversalConfig, UniversalMode,
-    Utterance,
+use advox::attack::universal::{prepare, train_universal, UniversalMode, Utterance};
+use advox::attack::universal_plan::{
+    judge_against_noise, sidecar as sidecar_of, UniversalSettings,
 };
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
@@ -11,7 +11,6 @@ use advox::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
 use advox::manifest::read_manifest;
 use advox::model::{DecodeOptions, LoadedModel};
 use advox::objective::Goal;
-use advox::rng::Rng;
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
@@ -152,44 +151,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if args.through_cloak {
         return crate::universal_cloak::run(args, device);
     }
-    let mode = match args.mode {
-        ModeArg::Additive => UniversalMode::Additive,
-        ModeArg::PrefixMute => UniversalMode::PrefixMute,
-    };
-    let goal = match (mode, args.goals.goal()?) {
-        (UniversalMode::PrefixMute, Some(Goal::Targeted(_))) => {
-            bail!("prefix-mute mutes; drop --target")
-        }
-        (UniversalMode::PrefixMute, _) => Goal::Mute,
-        (_, Some(goal)) => goal,
-        (_, None) => Goal::Untargeted {
-            min_wer: args.goals.min_wer,
+    let settings = UniversalSettings {
+        mode: match args.mode {
+            ModeArg::Additive => UniversalMode::Additive,
+            ModeArg::PrefixMute => UniversalMode::PrefixMute,
         },
-    };
-    let base = match mode {
-        UniversalMode::PrefixMute => UniversalConfig::prefix_mute(),
-        UniversalMode::Additive => UniversalConfig::additive(),
-    };
-    let length = match args.length_s {
-        Some(s) if !(s.is_finite() && s > 0.0 && s <= 30.0) => {
-            bail!("--length-s must be in (0, 30], got {s}")
-        }
-        Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
-        None => base.length,
-    };
-    let cfg = UniversalConfig {
-        length,
-        linf: args.eps.unwrap_or(0.02),
+        goal: args.goals.goal()?,
+        min_wer: args.goals.min_wer,
+        eps: args.eps,
+        length_s: args.length_s,
         steps: args.steps,
         batch: args.batch,
-        step_size: args.step_size.unwrap_or(base.step_size),
+        step_size: args.step_size,
         seed: args.seed,
-        shaping: Shaping {
-            snr_db: args.snr_db,
-            masking_margin_db: args.masking_margin_db,
-        },
-        ..base
+        snr_db: args.snr_db,
+        masking_margin_db: args.masking_margin_db,
+        timestamps: args.timestamps,
+        beam: args.beam,
     };
+    let goal = settings.goal()?;
+    let cfg = settings.config()?;
     let sidecar = args.output.with_extension("json");
     let mut inputs = vec![args.train.as_path()];
     if let Some(e) = &args.eval {
@@ -200,11 +181,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let device = common::device(device)?;
     let model = common::load_model(args.model.as_deref(), &device)?;
-    let decode = DecodeOptions {
-        beam_size: args.beam.max(1),
-        timestamps: args.timestamps || mode == UniversalMode::PrefixMute,
-        ..Default::default()
-    };
+    let decode = settings.decode();
     let train = load_set(&model, &args.train, &goal, &decode)?;
     let eval = match &args.eval {
         Some(p) => Some(load_set(&model, p, &goal, &decode)?),
@@ -213,26 +190,17 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let (delta, train_seconds) = with_step_bar(cfg.steps, |on_step| {
         train_universal(&model, &train, &cfg, &AtomicBool::new(false), on_step)
     })?;
-    // Control: uniform noise of the same bound and length.
-    let mut rng = Rng::new(args.seed ^ 0xC0);
-    let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
     let judge = |set: &[Utterance]| -> Result<UniversalJudgement> {
-        let with =
-            evaluate_universal_shaped(&model, set, mode, &delta, &cfg.shaping, &decode, args.seed)?;
-        let control =
-            evaluate_universal_shaped(&model, set, mode, &noise, &cfg.shaping, &decode, args.seed)?;
+        let judged = judge_against_noise(&model, set, &cfg, &delta, &decode)?;
         eprintln!(
             "{} utterances: success {:.0} % (random noise {:.0} %), mean WER {:.2} (noise {:.2})",
             set.len(),
-            100.0 * with.success_rate,
-            100.0 * control.success_rate,
-            with.mean_wer,
-            control.mean_wer
+            100.0 * judged.perturbation.success_rate,
+            100.0 * judged.random_noise.success_rate,
+            judged.perturbation.mean_wer,
+            judged.random_noise.mean_wer
         );
-        Ok(UniversalJudgement {
-            perturbation: with,
-            random_noise: control,
-        })
+        Ok(judged)
     };
     let train_judged = judge(&train)?;
     let eval_judged = match &eval {
@@ -247,28 +215,17 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         &inputs,
     )?;
     let report = UniversalSidecar {
-        snr_db: cfg.shaping.snr_db,
-        masking_margin_db: cfg.shaping.masking_margin_db,
-        goal: Some(goal.clone()),
-        model: Some(model.id()),
-        steps: Some(cfg.steps),
-        batch: Some(cfg.batch),
-        step_size: Some(cfg.step_size),
-        decoding: Some(
-            if decode.timestamps {
-                "timestamps"
-            } else {
-                "plain"
-            }
-            .into(),
-        ),
-        seed: Some(cfg.seed),
-        train_seconds: Some(train_seconds),
         train_manifest: Some(args.train.display().to_string()),
         eval_manifest: args.eval.as_ref().map(|p| p.display().to_string()),
-        train: Some(train_judged),
-        eval: eval_judged,
-        ..UniversalSidecar::new(SAMPLE_RATE, delta.len(), mode, Some(cfg.linf))
+        ..sidecar_of(
+            &cfg,
+            &goal,
+            model.id(),
+            &decode,
+            train_seconds,
+            train_judged,
+            eval_judged,
+        )
     };
     common::write_json(&sidecar, &report)?;
     println!("wrote {} and {}", args.output.display(), sidecar.display());

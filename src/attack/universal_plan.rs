@@ -1,0 +1,226 @@
+//! From a user's choices to a universal perturbation: [`UniversalSettings`] holds what
+//! `advox universal` (and the Python package's `universal`) was given and fills in the
+//! library's defaults; [`judge_against_noise`] measures a perturbation next to random noise of
+//! the same bound and length.
+
+use super::universal::{
+    evaluate_universal_shaped, Shaping, UniversalConfig, UniversalMode, Utterance,
+};
+use crate::audio::SAMPLE_RATE;
+use crate::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
+use crate::model::{DecodeOptions, LoadedModel};
+use crate::objective::Goal;
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// L∞ bound of a universal perturbation without `--eps`.
+pub const UNIVERSAL_LINF: f32 = 0.02;
+
+/// A user's settings of universal training; `None` means the mode's default.
+#[derive(Debug, Clone)]
+pub struct UniversalSettings {
+    /// Additive or prefix-mute.
+    pub mode: UniversalMode,
+    /// The goal chosen (additive: default untargeted at `min_wer`; prefix-mute always mutes).
+    pub goal: Option<Goal>,
+    /// WER that counts as an untargeted success.
+    pub min_wer: f64,
+    /// `--eps`: L∞ bound (default [`UNIVERSAL_LINF`]).
+    pub eps: Option<f32>,
+    /// `--length-s`: length in seconds, in (0, 30] (default 0.64 prefix-mute, 1.0 additive).
+    pub length_s: Option<f32>,
+    /// `--steps`: minibatch steps.
+    pub steps: usize,
+    /// `--batch`: utterances per minibatch.
+    pub batch: usize,
+    /// `--step-size`: largest sample change of one Adam step (default per mode).
+    pub step_size: Option<f32>,
+    /// `--seed` of every random choice.
+    pub seed: u64,
+    /// `--snr-db` (additive): scaled where applied to keep this SNR to each input.
+    pub snr_db: Option<f32>,
+    /// `--masking-margin-db` (additive): projected under each input's masking threshold.
+    pub masking_margin_db: Option<f32>,
+    /// `--timestamps`: judge (and train a mute goal) against timestamp decoding; always on
+    /// for prefix-mute.
+    pub timestamps: bool,
+    /// `--beam`: beam size of the evaluations.
+    pub beam: usize,
+}
+
+impl UniversalSettings {
+    /// The goal: prefix-mute mutes (a target is an error), the additive mode pursues the chosen
+    /// goal, untargeted by default.
+    pub fn goal(&self) -> Result<Goal> {
+        match (self.mode, &self.goal) {
+            (UniversalMode::PrefixMute, Some(Goal::Targeted(_))) => Err(Error::InvalidArgument(
+                "prefix-mute mutes; drop --target".into(),
+            )),
+            (UniversalMode::PrefixMute, _) => Ok(Goal::Mute),
+            (_, Some(goal)) => Ok(goal.clone()),
+            (_, None) => Ok(Goal::Untargeted {
+                min_wer: self.min_wer,
+            }),
+        }
+    }
+
+    /// The training configuration, defaults filled in.
+    pub fn config(&self) -> Result<UniversalConfig> {
+        let base = match self.mode {
+            UniversalMode::PrefixMute => UniversalConfig::prefix_mute(),
+            UniversalMode::Additive => UniversalConfig::additive(),
+        };
+        let length = match self.length_s {
+            Some(s) if !(s.is_finite() && s > 0.0 && s <= 30.0) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--length-s must be in (0, 30], got {s}"
+                )))
+            }
+            Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
+            None => base.length,
+        };
+        if self.steps == 0 || self.batch == 0 || self.beam == 0 {
+            return Err(Error::InvalidArgument(
+                "--steps, --batch and --beam must be at least 1".into(),
+            ));
+        }
+        Ok(UniversalConfig {
+            length,
+            linf: self.eps.unwrap_or(UNIVERSAL_LINF),
+            steps: self.steps,
+            batch: self.batch,
+            step_size: self.step_size.unwrap_or(base.step_size),
+            seed: self.seed,
+            shaping: Shaping {
+                snr_db: self.snr_db,
+                masking_margin_db: self.masking_margin_db,
+            },
+            ..base
+        })
+    }
+
+    /// The decoding of the clean transcripts and the evaluations.
+    pub fn decode(&self) -> DecodeOptions {
+        DecodeOptions {
+            beam_size: self.beam.max(1),
+            timestamps: self.timestamps || self.mode == UniversalMode::PrefixMute,
+            ..Default::default()
+        }
+    }
+}
+
+/// Judge `delta` on `set` (as [`evaluate_universal_shaped`] does) next to a control: uniform
+/// noise within ±`cfg.linf` of the same length, drawn from `cfg.seed`.
+pub fn judge_against_noise(
+    model: &LoadedModel,
+    set: &[Utterance],
+    cfg: &UniversalConfig,
+    delta: &[f32],
+    decode: &DecodeOptions,
+) -> Result<UniversalJudgement> {
+    let mut rng = Rng::new(cfg.seed ^ 0xC0);
+    let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(cfg.linf)).collect();
+    let judge = |d: &[f32]| {
+        evaluate_universal_shaped(model, set, cfg.mode, d, &cfg.shaping, decode, cfg.seed)
+    };
+    Ok(UniversalJudgement {
+        perturbation: judge(delta)?,
+        random_noise: judge(&noise)?,
+    })
+}
+
+/// The sidecar of a perturbation trained with `cfg` towards `goal` on `model_id`, judged with
+/// `decode` on the training set (`train`) and a held-out one (`eval`), in `train_seconds`;
+/// the caller adds the manifests' names where there are files.
+pub fn sidecar(
+    cfg: &UniversalConfig,
+    goal: &Goal,
+    model_id: String,
+    decode: &DecodeOptions,
+    train_seconds: f64,
+    train: UniversalJudgement,
+    eval: Option<UniversalJudgement>,
+) -> UniversalSidecar {
+    UniversalSidecar {
+        snr_db: cfg.shaping.snr_db,
+        masking_margin_db: cfg.shaping.masking_margin_db,
+        goal: Some(goal.clone()),
+        model: Some(model_id),
+        steps: Some(cfg.steps),
+        batch: Some(cfg.batch),
+        step_size: Some(cfg.step_size),
+        decoding: Some(
+            if decode.timestamps {
+                "timestamps"
+            } else {
+                "plain"
+            }
+            .into(),
+        ),
+        seed: Some(cfg.seed),
+        train_seconds: Some(train_seconds),
+        train: Some(train),
+        eval,
+        ..UniversalSidecar::new(SAMPLE_RATE, cfg.length, cfg.mode, Some(cfg.linf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: UniversalMode) -> UniversalSettings {
+        UniversalSettings {
+            mode,
+            goal: None,
+            min_wer: 0.5,
+            eps: None,
+            length_s: None,
+            steps: 10,
+            batch: 2,
+            step_size: None,
+            seed: 0,
+            snr_db: None,
+            masking_margin_db: None,
+            timestamps: false,
+            beam: 5,
+        }
+    }
+
+    #[test]
+    fn choices_become_goals_and_configurations_with_the_modes_defaults() {
+        let additive = settings(UniversalMode::Additive);
+        assert_eq!(additive.goal().unwrap(), Goal::Untargeted { min_wer: 0.5 });
+        let cfg = additive.config().unwrap();
+        assert_eq!((cfg.length, cfg.linf, cfg.step_size), (16_000, 0.02, 0.002));
+        assert!(!additive.decode().timestamps);
+        let prefix = settings(UniversalMode::PrefixMute);
+        assert_eq!(prefix.goal().unwrap(), Goal::Mute);
+        assert_eq!(prefix.config().unwrap().length, 10_240);
+        assert!(prefix.decode().timestamps);
+        let targeted = UniversalSettings {
+            goal: Some(Goal::Targeted("x".into())),
+            ..settings(UniversalMode::PrefixMute)
+        };
+        assert!(targeted.goal().unwrap_err().to_string().contains("prefix-mute mutes"));
+        for s in [0.0, 31.0, f32::NAN] {
+            let bad = UniversalSettings {
+                length_s: Some(s),
+                ..settings(UniversalMode::Additive)
+            };
+            assert!(bad.config().is_err(), "{s}");
+        }
+        let half = UniversalSettings {
+            length_s: Some(0.5),
+            eps: Some(0.01),
+            ..settings(UniversalMode::Additive)
+        };
+        let cfg = half.config().unwrap();
+        assert_eq!((cfg.length, cfg.linf), (8_000, 0.01));
+        let no_steps = UniversalSettings {
+            steps: 0,
+            ..settings(UniversalMode::Additive)
+        };
+        assert!(no_steps.config().is_err());
+    }
+}
