@@ -767,7 +767,10 @@ mod goal_choice_tests {
             Goal::choose(None, true, false, 0.7).unwrap(),
             Some(Goal::Untargeted { min_wer: 0.7 })
         );
-        assert_eq!(Goal::choose(None, false, true, 0.5).unwrap(), Some(Goal::Mute));
+        assert_eq!(
+            Goal::choose(None, false, true, 0.5).unwrap(),
+            Some(Goal::Mute)
+        );
         assert_eq!(Goal::choose(None, false, false, 0.5).unwrap(), None);
         let err = Goal::choose(Some("hi"), false, true, 0.5).unwrap_err();
         assert!(err.to_string().contains("choose one goal"), "{err}");

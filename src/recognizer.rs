@@ -7,6 +7,7 @@
 //! - [`server::ServerRecognizer`]: an external recogniser started once, answering one WAV path
 //!   per line on stdin with one transcript line on stdout (its model loads once).
 
+pub mod external;
 pub mod server;
 
 use crate::audio::{write_wav, WavFormat, SAMPLE_RATE};

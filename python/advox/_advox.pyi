@@ -59,6 +59,10 @@ def attack(
     model: ModelLike = None,
     verify: Optional[Sequence[str]] = None,
     progress: Optional[Progress] = None,
+    asr: Optional[str] = None,
+    asr_cmd: Optional[str] = None,
+    asr_server: Optional[str] = None,
+    timeout_s: Optional[float] = None,
     attack: str = "pgd",
     eps: Optional[float] = None,
     l2: Optional[float] = None,
@@ -96,9 +100,19 @@ def attack(
     margin: Optional[float] = None,
     front_ends: Optional[Sequence[str]] = None,
     plain_prompt_only: bool = False,
+    queries: Optional[int] = None,
+    population: Optional[int] = None,
+    sigma: Optional[float] = None,
+    tile: Optional[int] = None,
+    surrogate: bool = False,
+    surrogate_rounds: Optional[int] = None,
+    quiet_prior: bool = False,
+    quiet_rounds: Optional[int] = None,
 ) -> Tuple[npt.NDArray[np.float32], Report]:
-    """A white-box attack (fgsm, pgd, cw, deepfool, jsma, imperceptible, newton): the example
-    at 16 kHz and ``advox attack``'s report. Options as ``advox attack`` names them."""
+    """Any attack of ``advox attack`` — white-box (fgsm, pgd, cw, deepfool, jsma, imperceptible,
+    newton) or black-box (ga, nes, spsa; against the built-in model, or ``asr``/``asr_cmd``/
+    ``asr_server``): the example at 16 kHz and the report. Options as ``advox attack`` names
+    them."""
 
 def detect(
     audio: AudioLike,

@@ -4,17 +4,21 @@
 use crate::convert::{array, error, invalid, report, samples, StepValue, Steps};
 use crate::models::model_arg;
 use advox::attack::plan::{attack_signal, AttackOptions};
+use advox::attack::query_signal::{builtin_target, check_target, query_signal};
 use advox::attack::{AttackKind, StepInfo};
 use advox::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use advox::formats::attack_report::ReportFiles;
 use advox::formats::AttackReport;
 use advox::mel::FrontEnd;
 use advox::objective::Goal;
+use advox::recognizer::external::ExternalAsr;
+use advox::recognizer::Recognizer;
 use advox::verify::Verifier;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The attack options a Python caller may pass, as `advox attack` names them (`--snr-db` is
 /// `snr_db`, `--attack` is `attack`); anything else is refused by name.
@@ -63,25 +67,26 @@ struct Options {
     front_ends: Option<Vec<String>>,
     #[serde(default)]
     plain_prompt_only: bool,
+    queries: Option<usize>,
+    population: Option<usize>,
+    sigma: Option<f32>,
+    tile: Option<usize>,
+    #[serde(default)]
+    surrogate: bool,
+    surrogate_rounds: Option<usize>,
+    #[serde(default)]
+    quiet_prior: bool,
+    quiet_rounds: Option<usize>,
 }
 
 impl Options {
     /// The library's options (names parsed, files read).
     fn into_attack_options(self) -> advox::Result<AttackOptions> {
-        let kind = match self.attack.as_deref() {
-            None => None,
-            Some(name) => {
-                let kind: AttackKind = name.parse()?;
-                if kind.is_black_box() {
-                    return Err(advox::Error::InvalidArgument(format!(
-                        "{kind} is a black-box attack: the Python package runs the white-box \
-                         attacks ({}); use `advox attack --blackbox {kind}` for it",
-                        AttackKind::names(false).join(", ")
-                    )));
-                }
-                Some(kind)
-            }
-        };
+        let kind = self
+            .attack
+            .as_deref()
+            .map(str::parse::<AttackKind>)
+            .transpose()?;
         let front_ends = match self.front_ends {
             None => None,
             Some(names) => Some(
@@ -150,7 +155,14 @@ impl Options {
             margin: self.margin,
             front_ends,
             no_timestamp_prompt: self.plain_prompt_only,
-            ..AttackOptions::default()
+            queries: self.queries,
+            population: self.population,
+            sigma: self.sigma,
+            tile: self.tile,
+            surrogate: self.surrogate,
+            surrogate_rounds: self.surrogate_rounds,
+            quiet_prior: self.quiet_prior,
+            quiet_rounds: self.quiet_rounds,
         })
     }
 }
@@ -174,10 +186,13 @@ fn options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AttackOptions> {
 
 /// Attack one channel of audio; returns `(example, report)`: the adversarial example (16 kHz,
 /// float32, quantised to 16 bits as a WAV would hold it) and the report `advox attack` writes
-/// (a dict; without file names).
+/// (a dict; without file names). `attack="ga"|"nes"|"spsa"` runs a black-box attack: against
+/// the built-in model as an opaque box, or an external recogniser (`asr`, `asr_cmd`,
+/// `asr_server`, as `advox attack --blackbox` takes them).
 #[pyfunction]
 #[pyo3(signature = (audio, sample_rate=16000, *, target=None, untargeted=false, mute=false,
-    min_wer=0.5, model=None, verify=None, progress=None, **kwargs))]
+    min_wer=0.5, model=None, verify=None, progress=None, asr=None, asr_cmd=None, asr_server=None,
+    timeout_s=None, **kwargs))]
 #[allow(clippy::too_many_arguments)]
 pub fn attack<'py>(
     py: Python<'py>,
@@ -190,6 +205,10 @@ pub fn attack<'py>(
     model: Option<&Bound<'py, PyAny>>,
     verify: Option<Vec<String>>,
     progress: Option<Bound<'py, PyAny>>,
+    asr: Option<String>,
+    asr_cmd: Option<String>,
+    asr_server: Option<String>,
+    timeout_s: Option<f64>,
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let goal = Goal::choose(target.as_deref(), untargeted, mute, min_wer)
@@ -197,14 +216,43 @@ pub fn attack<'py>(
         .ok_or_else(|| invalid("choose one goal: target=TEXT, untargeted=True or mute=True"))?;
     let options = options(kwargs)?;
     options.check(Some(&goal)).map_err(error)?;
+    let black_box = options.kind().is_black_box();
+    let external_chosen = asr.is_some() || asr_cmd.is_some() || asr_server.is_some();
+    if !black_box && (external_chosen || timeout_s.is_some()) {
+        return Err(invalid(format!(
+            "asr, asr_cmd, asr_server and timeout_s apply to the black-box attacks (ga, nes, \
+             spsa), not {}",
+            options.kind()
+        )));
+    }
+    let timeout_s = timeout_s.unwrap_or(60.0);
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(invalid("timeout_s must be positive"));
+    }
+    if black_box {
+        options.black_box(&goal).map_err(error)?;
+        check_target(&options, external_chosen).map_err(error)?;
+        if external_chosen && !options.surrogate && model.is_some_and(|m| !m.is_none()) {
+            return Err(invalid(
+                "model is the built-in recogniser or the surrogate: it does not apply to an \
+                 external recogniser without surrogate=True",
+            ));
+        }
+    }
     let verifiers = match &verify {
         Some(names) => Verifier::parse_list(&names.join(",")).map_err(error)?,
         None => Vec::new(),
     };
     let x = samples(audio, sample_rate, "audio")?;
-    let model = model_arg(py, model)?;
+    let needs_model = !black_box || !external_chosen || options.surrogate || !verifiers.is_empty();
+    let model = if needs_model {
+        Some(model_arg(py, model)?)
+    } else {
+        None
+    };
     let steps = Steps::new(progress)?;
-    let done = py.detach(|| {
+    let files = ReportFiles::new(Path::new(""), Path::new(""));
+    let run = py.detach(|| -> advox::Result<(Vec<f32>, AttackReport)> {
         let mut on_step = |info: &StepInfo| {
             let mut fields = vec![
                 ("run", StepValue::Int(info.run)),
@@ -217,36 +265,78 @@ pub fn attack<'py>(
             }
             steps.step(&fields);
         };
-        attack_signal(
-            &model,
+        if black_box {
+            let external = ExternalAsr::choose(
+                asr_cmd.as_deref(),
+                asr_server.as_deref(),
+                asr.as_deref(),
+                &mut |m| eprintln!("advox: {m}"),
+            )?;
+            let (mut recognizer, original): (Box<dyn Recognizer>, String) = match &external {
+                Some(e) => {
+                    let mut r = e.recognizer(Duration::from_secs_f64(timeout_s))?;
+                    let original = r.transcribe(&x)?;
+                    (r, original)
+                }
+                None => {
+                    let m = model.as_deref().ok_or_else(|| {
+                        advox::Error::Internal("the built-in model is not loaded".into())
+                    })?;
+                    let (builtin, text) = builtin_target(m, &options, &goal, &x)?;
+                    (Box::new(builtin), text)
+                }
+            };
+            let surrogate = model.as_deref().filter(|_| options.surrogate);
+            let done = query_signal(
+                recognizer.as_mut(),
+                original,
+                &x,
+                &goal,
+                &options,
+                surrogate,
+                &steps.cancel,
+                &mut on_step,
+            )?;
+            let report = AttackReport::black_box(
+                &files,
+                &x,
+                done.kind,
+                &goal,
+                &done.original,
+                &done.outcome.attack,
+                done.stats,
+                done.seconds,
+                done.seed,
+                options.applied_constraints(),
+            );
+            return Ok((done.outcome.attack.adversarial, report));
+        }
+        let m = model
+            .as_deref()
+            .ok_or_else(|| advox::Error::Internal("the model is not loaded".into()))?;
+        let done = attack_signal(
+            m,
             &x,
-            goal,
+            goal.clone(),
             &options,
             &steps.cancel,
             &mut |_, _| {},
             &mut on_step,
-        )
+        )?;
+        let report = AttackReport::white_box(
+            &files,
+            &x,
+            &done,
+            m.id(),
+            options.seed,
+            options.applied_constraints(),
+        );
+        Ok((done.run.outcome.adversarial, report))
     });
-    let done = steps.finish(done)?;
-    let files = ReportFiles::new(Path::new(""), Path::new(""));
-    let mut report_value = AttackReport::white_box(
-        &files,
-        &x,
-        &done,
-        model.id(),
-        options.seed,
-        options.applied_constraints(),
-    );
-    if !verifiers.is_empty() {
+    let (example, mut report_value) = steps.finish(run)?;
+    if let Some(m) = model.as_deref().filter(|_| !verifiers.is_empty()) {
         let verdicts = py
-            .detach(|| {
-                verify_example(
-                    &done.run.outcome.adversarial,
-                    &report_value,
-                    &verifiers,
-                    &model.dir,
-                )
-            })
+            .detach(|| verify_example(&example, &report_value, &verifiers, &m.dir))
             .map_err(error)?;
         report_value.set_verified(verdicts);
     }
@@ -256,8 +346,7 @@ pub fn attack<'py>(
             d.del_item(key)?;
         }
     }
-    let example = array(py, done.run.outcome.adversarial.clone());
-    PyTuple::new(py, [example.into_any(), dict])
+    PyTuple::new(py, [array(py, example).into_any(), dict])
 }
 
 /// The independent recognisers' verdicts on `example`, written to a temporary WAV as the

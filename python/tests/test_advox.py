@@ -62,8 +62,10 @@ def test_bad_arguments_raise_advox_errors_with_the_library_messages(door):
         advox.attack(door, eps=0.01)
     with pytest.raises(advox.AdvoxError, match="choose one goal"):
         advox.attack(door, target="x", mute=True)
-    with pytest.raises(advox.AdvoxError, match="black-box"):
-        advox.attack(door, untargeted=True, attack="ga")
+    with pytest.raises(advox.AdvoxError, match="apply to the black-box attacks"):
+        advox.attack(door, untargeted=True, eps=0.01, asr="pocketsphinx")
+    with pytest.raises(advox.AdvoxError, match="--surrogate attacks an external recogniser"):
+        advox.attack(door, untargeted=True, attack="ga", surrogate=True)
     with pytest.raises(advox.AdvoxError, match="unknown rule"):
         advox.attack(door, untargeted=True, rule="newton")
     with pytest.raises(advox.AdvoxError, match="one channel"):
@@ -74,6 +76,21 @@ def test_bad_arguments_raise_advox_errors_with_the_library_messages(door):
         advox.Model("/nonexistent/model")
     with pytest.raises(advox.AdvoxError, match="unknown detector"):
         advox.detect(door, detectors=["psychic"])
+
+
+def test_black_box_attacks_query_the_built_in_model_or_an_external_command(door):
+    example, report = advox.attack(door, untargeted=True, attack="nes", eps=0.01, queries=30, seed=2)
+    stats = report["black_box"]
+    assert report["attack"] == "nes" and stats["score_based"]
+    assert 0 < stats["queries"] <= stats["query_budget"] == 30
+    assert np.max(np.abs(example - door)) <= 0.01 + 1.5 / 32768
+    # An external recogniser that always hears the same words: the goal is never met.
+    echo = "true {wav}; echo open the front door"
+    _, report = advox.attack(door, untargeted=True, attack="ga", asr_cmd=echo, eps=0.01,
+                             queries=6, population=3)
+    assert not report["success"]
+    assert report["original_transcript"] == "open the front door"
+    assert report["black_box"]["queries"] <= 7 and "echo" in report["black_box"]["recognizer"]
 
 
 def test_a_progress_callback_sees_steps_and_can_stop_an_attack(door):

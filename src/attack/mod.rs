@@ -23,6 +23,7 @@ pub mod pgd;
 pub mod phase;
 pub mod plan;
 pub mod query;
+pub mod query_signal;
 pub mod quiet_prior;
 pub mod step;
 mod track;

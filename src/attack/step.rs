@@ -217,9 +217,15 @@ mod tests {
         assert_eq!("rmsprop".parse::<Rule>().unwrap(), Rule::RmsProp);
         assert_eq!("cosine".parse::<Schedule>().unwrap(), Schedule::Cosine);
         assert_eq!("stft".parse::<Domain>().unwrap(), Domain::default());
-        assert!(matches!("phase".parse::<Domain>().unwrap(), Domain::Phase { .. }));
+        assert!(matches!(
+            "phase".parse::<Domain>().unwrap(),
+            Domain::Phase { .. }
+        ));
         let err = "newton".parse::<Rule>().unwrap_err().to_string();
-        assert!(err.contains("unknown rule \"newton\" (one of adam, sign"), "{err}");
+        assert!(
+            err.contains("unknown rule \"newton\" (one of adam, sign"),
+            "{err}"
+        );
     }
 
     use super::*;

@@ -202,7 +202,11 @@ mod tests {
             goal: Some(Goal::Targeted("x".into())),
             ..settings(UniversalMode::PrefixMute)
         };
-        assert!(targeted.goal().unwrap_err().to_string().contains("prefix-mute mutes"));
+        assert!(targeted
+            .goal()
+            .unwrap_err()
+            .to_string()
+            .contains("prefix-mute mutes"));
         for s in [0.0, 31.0, f32::NAN] {
             let bad = UniversalSettings {
                 length_s: Some(s),

@@ -551,7 +551,10 @@ mod tests {
     #[test]
     fn matrix_bounds_default_check_and_refuse_what_does_not_apply() {
         let pgd = [AttackKind::Pgd];
-        assert_eq!(matrix_bounds(&[], &[], &pgd, false).unwrap(), (vec![0.01], vec![]));
+        assert_eq!(
+            matrix_bounds(&[], &[], &pgd, false).unwrap(),
+            (vec![0.01], vec![])
+        );
         assert_eq!(
             matrix_bounds(&[], &[], &pgd, true).unwrap(),
             (vec![], vec![40.0, 30.0])

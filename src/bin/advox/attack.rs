@@ -27,7 +27,7 @@ pub fn run(args: Args, device: &str) -> Result<common::Outcome> {
     let verifiers = args.verify.clone().map(|v| v.0).unwrap_or_default();
     common::install_interrupt();
     if args.blackbox.is_some() {
-        let external = common::ExternalAsr::from_args(
+        let external = common::external_asr(
             args.asr_cmd.as_deref(),
             args.asr_server.as_deref(),
             args.asr.as_deref(),

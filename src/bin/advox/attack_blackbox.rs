@@ -4,18 +4,20 @@
 use crate::attack::write_example;
 use crate::common;
 use advox::attack::plan::AttackOptions;
-use advox::attack::query::{run_query_attack, QueryPlan};
+use advox::attack::query_signal::{builtin_target, check_target, query_signal};
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, refuse_overwrite};
-use advox::formats::attack_report::{BlackBoxStats, ReportFiles};
+use advox::formats::attack_report::ReportFiles;
 use advox::formats::AttackReport;
+use advox::model::LoadedModel;
 use advox::objective::Goal;
-use advox::recognizer::{BuiltinRecognizer, Recognizer};
+use advox::recognizer::external::ExternalAsr;
+use advox::recognizer::Recognizer;
 use advox::verify::Verifier;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the black-box attack runs against, and where it writes.
 pub struct Target<'a> {
@@ -24,7 +26,7 @@ pub struct Target<'a> {
     /// The output WAV.
     pub output: &'a Path,
     /// An external recogniser (`--asr-cmd`, `--asr-server`, `--asr`), else the built-in model.
-    pub external: Option<&'a crate::common::ExternalAsr>,
+    pub external: Option<&'a ExternalAsr>,
     /// Seconds before the external recogniser is killed.
     pub timeout_s: Option<f64>,
     /// The built-in model's directory or name.
@@ -51,12 +53,7 @@ pub fn run(
     let goal = goal.context("choose one goal: --target TEXT, --untargeted or --mute")?;
     // Refuse bad options before the input is read or a model loaded.
     options.black_box(&goal)?;
-    if options.surrogate && target.external.is_none() {
-        bail!(
-            "--surrogate attacks an external recogniser (--asr, --asr-server or --asr-cmd); \
-             against the built-in model use a white-box attack (--attack)"
-        );
-    }
+    check_target(options, target.external.is_some())?;
     let files = ReportFiles::new(input, target.output);
     let inputs = [input];
     for out in [&files.output, &files.perturbation, &files.report] {
@@ -77,13 +74,9 @@ pub fn run(
             (r, original)
         }
         None => {
-            // The built-in model exposes the goal's loss as a score (no gradients).
             let model = model.as_ref().context("the built-in model is not loaded")?;
-            let mut builtin = BuiltinRecognizer::new(model, options.decode());
-            let (text, tokens) = builtin
-                .transcribe_with_tokens(&x)
-                .context("transcribing the input")?;
-            builtin.expose_scores(goal.clone(), &text, &tokens)?;
+            let (builtin, text) =
+                builtin_target(model, options, &goal, &x).context("transcribing the input")?;
             (Box::new(builtin), text)
         }
     };
@@ -92,19 +85,17 @@ pub fn run(
         recognizer.describe()
     );
     let surrogate = model.as_ref().filter(|_| options.surrogate);
-    let plan = options
-        .query_plan(&goal, &x, surrogate)
-        .with_context(|| format!("planning the attack on {}", input.display()))?;
     let mut report = attack_one(
         recognizer.as_mut(),
-        &plan,
+        original,
+        surrogate,
         &files,
         &x,
         &goal,
-        &original,
         options,
         cancel,
-    )?;
+    )
+    .with_context(|| format!("attacking {}", input.display()))?;
     if !target.verify.is_empty() {
         let dir =
             advox::model::provision::resolve_model(target.model, &mut |m| eprintln!("advox: {m}"))
@@ -119,46 +110,43 @@ pub fn run(
 #[allow(clippy::too_many_arguments)]
 fn attack_one(
     recognizer: &mut dyn Recognizer,
-    plan: &QueryPlan,
+    original: String,
+    surrogate: Option<&LoadedModel>,
     files: &ReportFiles,
     x: &[f32],
     goal: &Goal,
-    original: &str,
     options: &AttackOptions,
     cancel: &AtomicBool,
 ) -> Result<AttackReport> {
-    let attack = &plan.search;
-    let bar = common::step_bar(attack.iterations() as u64);
-    let start = Instant::now();
+    let bar = common::step_bar(options.black_box(goal)?.iterations() as u64);
     let mut on_step = |info: &StepInfo| {
         bar.set_position(info.step as u64);
         bar.set_message(info.transcript.clone().unwrap_or_default());
     };
-    let out = run_query_attack(recognizer, x, goal, original, plan, cancel, &mut on_step)?;
+    let done = query_signal(
+        recognizer,
+        original,
+        x,
+        goal,
+        options,
+        surrogate,
+        cancel,
+        &mut on_step,
+    )?;
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
+    let out = &done.outcome;
+    let seconds = done.seconds;
     write_example(files, &out.attack.adversarial, &out.attack.perturbation)?;
-    let stats = BlackBoxStats {
-        recognizer: recognizer.describe(),
-        score_based: recognizer.has_scores(),
-        queries: out.queries,
-        query_budget: attack.budget(),
-        surrogate: out.surrogate.clone(),
-        quiet_prior: out.quiet.clone(),
-        search_queries: out.search_queries,
-        first_success_queries: out.first_success_queries,
-        snr_trajectory: out.snr_trajectory.clone(),
-    };
     let report = AttackReport::black_box(
         files,
         x,
-        attack.kind(),
+        done.kind,
         goal,
-        original,
+        &done.original,
         &out.attack,
-        stats,
+        done.stats.clone(),
         seconds,
-        attack.seed(),
+        done.seed,
         options.applied_constraints(),
     );
     common::write_json(&files.report, &report)?;

@@ -193,55 +193,17 @@ pub fn front_end_parser() -> impl clap::builder::TypedValueParser<Value = advox:
     })
 }
 
-/// An external recogniser chosen on the command line: `--asr-cmd` (started per query),
-/// `--asr-server` (started once) or `--asr NAME` (a shipped adapter, started once).
-pub enum ExternalAsr {
-    /// `sh -c TEMPLATE` per query.
-    Command(String),
-    /// `sh -c COMMAND` once, one WAV path per line.
-    Server(String),
-}
-
-impl ExternalAsr {
-    /// From the three options (at most one is set; clap enforces it).
-    pub fn from_args(
-        cmd: Option<&str>,
-        server: Option<&str>,
-        name: Option<&str>,
-    ) -> Result<Option<Self>> {
-        Ok(match (cmd, server, name) {
-            (Some(c), _, _) => Some(ExternalAsr::Command(c.to_string())),
-            (_, Some(s), _) => Some(ExternalAsr::Server(s.to_string())),
-            (_, _, Some(n)) => {
-                let mut progress = |m: &str| eprintln!("advox: {m}");
-                // faster-whisper reads the default model's CTranslate2 files.
-                let model = if n.trim() == "faster-whisper" {
-                    Some(advox::model::provision::resolve_model(None, &mut progress)?)
-                } else {
-                    None
-                };
-                Some(ExternalAsr::Server(advox::verify::asr_server_command(
-                    n,
-                    model.as_deref(),
-                    &mut progress,
-                )?))
-            }
-            (None, None, None) => None,
-        })
-    }
-
-    /// The recogniser, each answer awaited at most `timeout`.
-    pub fn recognizer(
-        &self,
-        timeout: std::time::Duration,
-    ) -> Result<Box<dyn advox::recognizer::Recognizer>> {
-        Ok(match self {
-            ExternalAsr::Command(c) => {
-                Box::new(advox::recognizer::CommandRecognizer::new(c, timeout)?)
-            }
-            ExternalAsr::Server(s) => Box::new(advox::recognizer::server::ServerRecognizer::new(
-                s, timeout,
-            )?),
-        })
-    }
+/// The external recogniser `--asr-cmd`, `--asr-server` or `--asr NAME` names, if any (at
+/// most one is set; clap enforces it).
+pub fn external_asr(
+    cmd: Option<&str>,
+    server: Option<&str>,
+    name: Option<&str>,
+) -> Result<Option<advox::recognizer::external::ExternalAsr>> {
+    Ok(advox::recognizer::external::ExternalAsr::choose(
+        cmd,
+        server,
+        name,
+        &mut |m| eprintln!("advox: {m}"),
+    )?)
 }

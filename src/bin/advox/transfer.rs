@@ -48,7 +48,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     }
     let examples = read_reports(&args.adv)?;
     let model;
-    let external = common::ExternalAsr::from_args(
+    let external = common::external_asr(
         args.asr_cmd.as_deref(),
         args.asr_server.as_deref(),
         args.asr.as_deref(),
