@@ -187,6 +187,7 @@ def universal(
     masking_margin_db: Optional[float] = None,
     timestamps: bool = False,
     beam: int = 5,
+    front_ends: Optional[Sequence[str]] = None,
     model: ModelLike = None,
     progress: Optional[Progress] = None,
 ) -> Tuple[npt.NDArray[np.float32], Report]:

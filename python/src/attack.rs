@@ -92,18 +92,7 @@ impl Options {
             Some(names) => Some(
                 names
                     .iter()
-                    .map(|n| {
-                        FrontEnd::ALL
-                            .into_iter()
-                            .find(|f| f.name() == n)
-                            .ok_or_else(|| {
-                                advox::error::unknown_name(
-                                    "front end",
-                                    n,
-                                    &FrontEnd::ALL.map(FrontEnd::name),
-                                )
-                            })
-                    })
+                    .map(|n| front_end(n))
                     .collect::<advox::Result<Vec<_>>>()?,
             ),
         };
@@ -165,6 +154,16 @@ impl Options {
             quiet_rounds: self.quiet_rounds,
         })
     }
+}
+
+/// A front end by name (`openai`, `faster-whisper`).
+pub fn front_end(name: &str) -> advox::Result<FrontEnd> {
+    FrontEnd::ALL
+        .into_iter()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| {
+            advox::error::unknown_name("front end", name, &FrontEnd::ALL.map(FrontEnd::name))
+        })
 }
 
 /// A name the library parses, if given.

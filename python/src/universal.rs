@@ -35,7 +35,7 @@ fn set(
 #[pyo3(signature = (train, sample_rate=16000, *, eval=None, mode="additive", target=None,
     untargeted=false, mute=false, min_wer=0.5, eps=None, length_s=None, steps=100, batch=2,
     step_size=None, seed=0, snr_db=None, masking_margin_db=None, timestamps=false, beam=5,
-    model=None, progress=None))]
+    front_ends=None, model=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn universal<'py>(
     py: Python<'py>,
@@ -57,6 +57,7 @@ pub fn universal<'py>(
     masking_margin_db: Option<f32>,
     timestamps: bool,
     beam: usize,
+    front_ends: Option<Vec<String>>,
     model: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
@@ -85,6 +86,16 @@ pub fn universal<'py>(
         masking_margin_db,
         timestamps,
         beam,
+        front_ends: match front_ends {
+            None => None,
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|n| crate::attack::front_end(n))
+                    .collect::<advox::Result<Vec<_>>>()
+                    .map_err(error)?,
+            ),
+        },
     };
     let goal = settings.goal().map_err(error)?;
     let cfg = settings.config().map_err(error)?;

@@ -153,13 +153,15 @@ def test_detect_defend_and_purify(door):
 
 def test_universal_trains_and_judges_next_to_noise():
     train = [SAMPLES / "call_my_mother.wav", advox.read_audio(SAMPLES / "play_some_music.wav")]
-    delta, sidecar = advox.universal(train, steps=2, batch=1, length_s=0.5, beam=1, seed=3)
+    delta, sidecar = advox.universal(train, steps=2, batch=1, length_s=0.5, beam=1, seed=3,
+                                     front_ends=["openai", "faster-whisper"])
     assert delta.shape == (8000,) and np.max(np.abs(delta)) <= 0.02 + 1e-6
     assert sidecar["mode"] == "additive" and sidecar["steps"] == 2
     judged = sidecar["train"]
     assert len(judged["perturbation"]["results"]) == 2
     assert set(judged) == {"perturbation", "random_noise"}
     assert sidecar["eval"] is None
+    assert sidecar["front_ends"] == ["openai", "faster-whisper"]
     with pytest.raises(advox.AdvoxError, match="prefix-mute mutes"):
         advox.universal(train, mode="prefix-mute", target="hello", steps=1)
 

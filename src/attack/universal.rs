@@ -12,7 +12,7 @@ use super::step::{Rule, StepSpace, Stepper};
 use super::StepInfo;
 use crate::audio::quantize_i16;
 use crate::masking::{MaskingConfig, MaskingThreshold};
-use crate::mel::{MelFrontEnd, N_SAMPLES};
+use crate::mel::{FrontEnd, MelFrontEnd, N_SAMPLES};
 use crate::metrics::l2;
 use crate::metrics::wer;
 use crate::model::{DecodeOptions, LoadedModel};
@@ -143,6 +143,10 @@ pub struct UniversalConfig {
     pub seed: u64,
     /// Per-input shaping (additive mode only).
     pub shaping: Shaping,
+    /// The front ends the training takes turns over, draw by draw (OpenAI's padded audio by
+    /// default; add faster-whisper's padded features so that what is learnt holds where
+    /// faster-whisper reads short recordings: see [`FrontEnd`]).
+    pub front_ends: Vec<FrontEnd>,
 }
 
 impl UniversalConfig {
@@ -157,6 +161,7 @@ impl UniversalConfig {
             step_size: 0.004,
             seed: 0,
             shaping: Shaping::default(),
+            front_ends: vec![FrontEnd::Openai],
         }
     }
 
@@ -273,7 +278,17 @@ pub fn train_universal(
             )));
         }
     }
-    let front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    if cfg.front_ends.is_empty() {
+        return Err(Error::InvalidArgument(
+            "universal training needs at least one front end".into(),
+        ));
+    }
+    let base_front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
+    let fronts: Vec<MelFrontEnd> = cfg
+        .front_ends
+        .iter()
+        .map(|&k| base_front.clone().as_kind(k))
+        .collect();
     let device = model.whisper.device().clone();
     let mut rng = Rng::new(cfg.seed);
     let mut delta: Vec<f32> = (0..cfg.length)
@@ -290,10 +305,13 @@ pub fn train_universal(
         // The minibatch is drawn first, then scored two utterances at a time (sharing the
         // model's thread pool: one evaluation's less parallel parts leave room for the other),
         // and summed in draw order, so the result does not depend on the timing.
-        let draws: Vec<(usize, usize)> = (0..batch)
-            .map(|_| (rng.below(set.len()), rng.below(cfg.length)))
+        let draws: Vec<(usize, usize, usize)> = (0..batch)
+            .map(|i| {
+                let view = ((step - 1) * batch + i) % fronts.len();
+                (rng.below(set.len()), rng.below(cfg.length), view)
+            })
             .collect();
-        let score = |&(which, offset): &(usize, usize)| -> Result<(f32, Vec<f32>)> {
+        let score = |&(which, offset, view): &(usize, usize, usize)| -> Result<(f32, Vec<f32>)> {
             let u = &set[which];
             let y = match cfg.mode {
                 UniversalMode::Additive => apply_shaped(
@@ -306,7 +324,7 @@ pub fn train_universal(
                 UniversalMode::PrefixMute => cfg.mode.apply(&delta, &u.samples, offset),
             };
             let wave = Tensor::from_vec(y, u.samples.len() + prefix_len(cfg), &device)?;
-            u.objective.loss_and_grad(model, &front, &wave)
+            u.objective.loss_and_grad(model, &fronts[view], &wave)
         };
         for pair in draws.chunks(2) {
             let scored: Vec<Result<(f32, Vec<f32>)>> = std::thread::scope(|s| {
@@ -319,7 +337,7 @@ pub fn train_universal(
                 }
                 out
             });
-            for (&(_, offset), r) in pair.iter().zip(scored) {
+            for (&(_, offset, _), r) in pair.iter().zip(scored) {
                 let (l, g) = r?;
                 loss += l / batch as f32;
                 match cfg.mode {

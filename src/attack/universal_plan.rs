@@ -8,6 +8,7 @@ use super::universal::{
 };
 use crate::audio::SAMPLE_RATE;
 use crate::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
+use crate::mel::FrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Goal;
 use crate::rng::Rng;
@@ -46,6 +47,8 @@ pub struct UniversalSettings {
     pub timestamps: bool,
     /// `--beam`: beam size of the evaluations.
     pub beam: usize,
+    /// `--front-ends`: the front ends training takes turns over (default OpenAI's).
+    pub front_ends: Option<Vec<FrontEnd>>,
 }
 
 impl UniversalSettings {
@@ -95,6 +98,7 @@ impl UniversalSettings {
                 snr_db: self.snr_db,
                 masking_margin_db: self.masking_margin_db,
             },
+            front_ends: self.front_ends.clone().unwrap_or(base.front_ends),
             ..base
         })
     }
@@ -161,6 +165,7 @@ pub fn sidecar(
         train_seconds: Some(train_seconds),
         train: Some(train),
         eval,
+        front_ends: (cfg.front_ends != [FrontEnd::Openai]).then(|| cfg.front_ends.clone()),
         ..UniversalSidecar::new(SAMPLE_RATE, cfg.length, cfg.mode, Some(cfg.linf))
     }
 }
@@ -184,6 +189,7 @@ mod tests {
             masking_margin_db: None,
             timestamps: false,
             beam: 5,
+            front_ends: None,
         }
     }
 

@@ -84,6 +84,9 @@ pub struct UniversalSidecar {
     /// plugin's chain against Cloak's masked noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloak_rate: Option<u32>,
+    /// The front ends the training took turns over (absent: OpenAI's alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_ends: Option<Vec<crate::mel::FrontEnd>>,
     /// Results on the training set.
     #[serde(default)]
     pub train: Option<UniversalJudgement>,
@@ -115,6 +118,7 @@ impl UniversalSidecar {
             train_manifest: None,
             eval_manifest: None,
             cloak_rate: None,
+            front_ends: None,
             train: None,
             eval: None,
         }

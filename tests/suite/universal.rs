@@ -152,9 +152,10 @@ fn prefix_mute_segment_mutes_its_training_utterances_and_noise_does_not() {
     assert_eq!(by_noise, 0, "noise of the same bound mutes too: no test");
 }
 
-/// Held-out speakers judged on their own. Measured 2026-12-01: 0 of 3 held-out utterances muted
-/// (also 0 of 3 when trained on 12 clips of seven speakers): the segment does not yet generalise
-/// beyond the speakers it was trained on (issue 20 owns that work).
+/// Held-out speakers judged on their own, after this file's short training (80 steps on 4
+/// clips). Measured 2026-12-01: 0 of 3 held-out utterances muted (also 0 of 3 when trained on 12
+/// clips of seven speakers). Longer training on more speakers does generalise: see the shipped
+/// segment's test below (600 steps on 43 recordings, too long to train here).
 #[test]
 #[ignore = "fails today: the segment mutes 0 of 3 held-out speakers' utterances (issue 20)"]
 fn prefix_mute_segment_mutes_held_out_speakers() {
@@ -215,4 +216,71 @@ fn a_long_recording_trains_window_by_window() {
     let delta = train_universal(model, &set, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
     assert_eq!(delta.len(), cfg.length);
     assert!(delta.iter().any(|d| *d != 0.0));
+}
+
+/// The shipped prefix-mute segment (`models/prefix-mute.wav`, made by `bench/prefix_mute.sh`:
+/// 600 steps on the 43 recordings of `bench/cloak-train.csv`) prepended to the 12 recordings of
+/// `bench/heldout.csv`, which its training never saw (a LibriVox reader, the English Rhino
+/// requests, LJ Speech utterances): faster-whisper — not our decoder — in its default timestamp
+/// mode hears nothing in 10 of them at beam 5 and greedy (measured; the English Rhino requests
+/// are heard: short of the issue's 90 %), where uniform noise of the same bound and length mutes
+/// none; advox's own decoder mutes all 12.
+#[test]
+fn the_shipped_prefix_mute_segment_mutes_held_out_recordings_for_faster_whisper() {
+    use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
+    use advox::verify::Verifier;
+    let root = common::root();
+    let delta = read_audio_16k_mono(&root.join("models/prefix-mute.wav")).unwrap();
+    let linf = delta.iter().fold(0.0f32, |m, d| m.max(d.abs()));
+    assert!(
+        delta.len() == 10_240 && linf <= 0.02 + 1e-6,
+        "0.64 s at most 0.02"
+    );
+    let mut rng = Rng::new(5);
+    let noise: Vec<f32> = (0..delta.len()).map(|_| rng.symmetric(linf)).collect();
+    let dir = common::fresh_dir("prefix-mute");
+    let entries = advox::manifest::read_manifest(&root.join("bench/heldout.csv")).unwrap();
+    assert_eq!(entries.len(), 12);
+    let mut files = Vec::new();
+    let mut clean = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let x = read_audio_16k_mono(&e.input).unwrap();
+        clean.push((e.input.display().to_string(), x.clone()));
+        for (tag, prefix) in [("segment", &delta), ("noise", &noise)] {
+            let y = UniversalMode::PrefixMute.apply(prefix, &x, 0);
+            let path = dir.join(format!("{i:02}-{tag}.wav"));
+            write_wav(&path, &y, 16_000, WavFormat::Pcm16, &[]).unwrap();
+            files.push(path);
+        }
+    }
+    let faster_whisper = &Verifier::parse_list("faster-whisper").unwrap()[0];
+    let heard = faster_whisper
+        .transcribe_files(&common::model().dir, &files, None, &mut |_| {})
+        .unwrap();
+    let silent = |tag: &str, beam: usize| {
+        files
+            .iter()
+            .zip(&heard)
+            .filter(|(f, _)| f.to_string_lossy().ends_with(&format!("-{tag}.wav")))
+            .filter(|(_, settings)| {
+                settings.iter().any(|h| {
+                    h.beam == Some(beam)
+                        && h.timestamps == Some(true)
+                        && h.text.as_deref().is_ok_and(|t| t.trim().is_empty())
+                })
+            })
+            .count()
+    };
+    for beam in [5, 1] {
+        eprintln!(
+            "faster-whisper beam {beam}, timestamps: the segment mutes {} of 12, noise {}",
+            silent("segment", beam),
+            silent("noise", beam)
+        );
+        assert!(silent("segment", beam) >= 10, "{heard:?}");
+        assert_eq!(silent("noise", beam), 0, "noise mutes too: no test");
+    }
+    let decode = timestamps();
+    let set = prepare(common::model(), clean, &Goal::Mute, &decode).unwrap();
+    assert_eq!(muted(&set, &delta), 12);
 }

@@ -93,6 +93,11 @@ pub struct Args {
     /// Beam size of the evaluations.
     #[arg(long, default_value_t = 5)]
     pub(crate) beam: usize,
+    /// The front ends training takes turns over, comma-separated (default openai; add
+    /// faster-whisper so that the perturbation holds where faster-whisper reads short
+    /// recordings, which pads log-mel features instead of audio).
+    #[arg(long, value_delimiter = ',', value_parser = common::front_end_parser())]
+    pub(crate) front_ends: Option<Vec<advox::mel::FrontEnd>>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
@@ -168,6 +173,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         masking_margin_db: args.masking_margin_db,
         timestamps: args.timestamps,
         beam: args.beam,
+        front_ends: args.front_ends.clone(),
     };
     let goal = settings.goal()?;
     let cfg = settings.config()?;
