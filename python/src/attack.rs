@@ -5,7 +5,7 @@ use crate::convert::{array, error, invalid, report, samples, StepValue, Steps};
 use crate::models::model_arg;
 use advox::attack::plan::{attack_signal, AttackOptions};
 use advox::attack::query_signal::{builtin_target, check_target, query_signal};
-use advox::attack::{AttackKind, StepInfo};
+use advox::attack::StepInfo;
 use advox::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use advox::formats::attack_report::ReportFiles;
 use advox::formats::AttackReport;
@@ -16,145 +16,8 @@ use advox::recognizer::Recognizer;
 use advox::verify::Verifier;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The attack options a Python caller may pass, as `advox attack` names them (`--snr-db` is
-/// `snr_db`, `--attack` is `attack`); anything else is refused by name.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    attack: Option<String>,
-    eps: Option<f32>,
-    l2: Option<f32>,
-    snr_db: Option<f32>,
-    band: Option<(f32, f32)>,
-    #[serde(default)]
-    speech_only: bool,
-    masking_margin_db: Option<f32>,
-    domain: Option<String>,
-    steps: Option<usize>,
-    step_size: Option<f32>,
-    rule: Option<String>,
-    schedule: Option<String>,
-    #[serde(default)]
-    random_start: bool,
-    restarts: Option<usize>,
-    #[serde(default)]
-    eot: bool,
-    eot_samples: Option<usize>,
-    rir: Option<PathBuf>,
-    c: Option<f32>,
-    kappa: Option<f32>,
-    search_steps: Option<usize>,
-    lr: Option<f32>,
-    max_bins: Option<f32>,
-    bins_per_iteration: Option<f32>,
-    bin_amplitude: Option<f32>,
-    overshoot: Option<f32>,
-    stage2_steps: Option<usize>,
-    stage2_lr: Option<f32>,
-    masked_share: Option<f64>,
-    alpha: Option<f32>,
-    cg_iterations: Option<usize>,
-    trust_radius: Option<f32>,
-    check_every: Option<usize>,
-    beam: Option<usize>,
-    #[serde(default)]
-    seed: u64,
-    margin: Option<f32>,
-    front_ends: Option<Vec<String>>,
-    #[serde(default)]
-    plain_prompt_only: bool,
-    queries: Option<usize>,
-    population: Option<usize>,
-    sigma: Option<f32>,
-    tile: Option<usize>,
-    #[serde(default)]
-    surrogate: bool,
-    surrogate_rounds: Option<usize>,
-    #[serde(default)]
-    quiet_prior: bool,
-    quiet_rounds: Option<usize>,
-}
-
-impl Options {
-    /// The library's options (names parsed, files read).
-    fn into_attack_options(self) -> advox::Result<AttackOptions> {
-        let kind = self
-            .attack
-            .as_deref()
-            .map(str::parse::<AttackKind>)
-            .transpose()?;
-        let front_ends = match self.front_ends {
-            None => None,
-            Some(names) => Some(
-                names
-                    .iter()
-                    .map(|n| front_end(n))
-                    .collect::<advox::Result<Vec<_>>>()?,
-            ),
-        };
-        if let Some((lo, hi)) = self.band {
-            if !(lo >= 0.0 && hi > lo) {
-                return Err(advox::Error::InvalidArgument(format!(
-                    "band: empty band {lo}-{hi}"
-                )));
-            }
-        }
-        Ok(AttackOptions {
-            kind,
-            eps: self.eps,
-            l2: self.l2,
-            snr_db: self.snr_db,
-            band: self.band,
-            speech_only: self.speech_only,
-            masking_margin_db: self.masking_margin_db,
-            domain: parse_name(self.domain)?,
-            steps: self.steps,
-            step_size: self.step_size,
-            rule: parse_name(self.rule)?,
-            schedule: parse_name(self.schedule)?,
-            random_start: self.random_start,
-            restarts: self.restarts,
-            eot: self.eot,
-            eot_samples: self.eot_samples,
-            rirs: match &self.rir {
-                Some(p) => Some(advox::attack::eot::load_rirs(p)?),
-                None => None,
-            },
-            c: self.c,
-            kappa: self.kappa,
-            search_steps: self.search_steps,
-            lr: self.lr,
-            max_bins: self.max_bins,
-            bins_per_iteration: self.bins_per_iteration,
-            bin_amplitude: self.bin_amplitude,
-            overshoot: self.overshoot,
-            stage2_steps: self.stage2_steps,
-            stage2_lr: self.stage2_lr,
-            masked_share: self.masked_share,
-            alpha: self.alpha,
-            cg_iterations: self.cg_iterations,
-            trust_radius: self.trust_radius,
-            check_every: self.check_every,
-            beam: self.beam,
-            seed: self.seed,
-            margin: self.margin,
-            front_ends,
-            no_timestamp_prompt: self.plain_prompt_only,
-            queries: self.queries,
-            population: self.population,
-            sigma: self.sigma,
-            tile: self.tile,
-            surrogate: self.surrogate,
-            surrogate_rounds: self.surrogate_rounds,
-            quiet_prior: self.quiet_prior,
-            quiet_rounds: self.quiet_rounds,
-        })
-    }
-}
 
 /// A front end by name (`openai`, `faster-whisper`).
 pub fn front_end(name: &str) -> advox::Result<FrontEnd> {
@@ -166,21 +29,26 @@ pub fn front_end(name: &str) -> advox::Result<FrontEnd> {
         })
 }
 
-/// A name the library parses, if given.
-fn parse_name<T: std::str::FromStr<Err = advox::Error>>(
-    v: Option<String>,
-) -> advox::Result<Option<T>> {
-    v.map(|s| s.parse()).transpose()
-}
-
-/// The options of `kwargs` (keyword arguments of `attack`).
+/// The options of `kwargs` (keyword arguments of `attack`), as the library reads them; `rir`
+/// (a file or folder of room impulse responses) is read here.
 fn options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AttackOptions> {
-    let opts: Options = match kwargs {
-        None => Options::default(),
-        Some(k) => pythonize::depythonize(k.as_any())
-            .map_err(|e| invalid(format!("attack options: {e}")))?,
+    let Some(kwargs) = kwargs else {
+        return Ok(AttackOptions::default());
     };
-    opts.into_attack_options().map_err(error)
+    let kwargs = kwargs.copy()?;
+    let rir: Option<PathBuf> = match kwargs.get_item("rir")? {
+        Some(path) => {
+            kwargs.del_item("rir")?;
+            path.extract()?
+        }
+        None => None,
+    };
+    let mut options: AttackOptions = pythonize::depythonize(kwargs.as_any())
+        .map_err(|e| crate::AdvoxError::new_err(format!("attack options: {e}")))?;
+    if let Some(path) = rir {
+        options.rirs = Some(advox::attack::eot::load_rirs(&path).map_err(error)?);
+    }
+    Ok(options)
 }
 
 /// Attack one channel of audio; returns `(example, report)`: the adversarial example (16 kHz,

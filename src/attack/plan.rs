@@ -67,9 +67,14 @@ pub const CHECK_EVERY: usize = 5;
 
 /// A user's attack options, named as `advox attack` takes them. `None` (or `false`) means not
 /// set: the attack's default applies, and an option that is set must apply to the attack.
-#[derive(Debug, Clone, Default)]
+/// Deserialised (the Python package's keyword arguments) by those names with `_` for `-`
+/// (`attack`, `snr_db`, `plain_prompt_only`, …; names of rules, schedules and domains as
+/// `--rule` etc. take them); an unknown name is an error, and `--rir` is read by the caller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AttackOptions {
     /// The attack (default PGD).
+    #[serde(rename = "attack", deserialize_with = "named")]
     pub kind: Option<AttackKind>,
     /// `--eps`: L∞ bound (black-box: the bound, default 0.02).
     pub eps: Option<f32>,
@@ -84,14 +89,17 @@ pub struct AttackOptions {
     /// `--masking-margin-db`: every T-F bin this far under the masking threshold.
     pub masking_margin_db: Option<f32>,
     /// `--domain`: where steps are formed (default the STFT domain).
+    #[serde(deserialize_with = "named")]
     pub domain: Option<Domain>,
     /// `--steps`: PGD's per run, CW's per value of c, DeepFool's and JSMA's most iterations.
     pub steps: Option<usize>,
     /// `--step-size`: default ε/10 (black-box nes/spsa: ε/5), else 0.001.
     pub step_size: Option<f32>,
     /// `--rule` (PGD).
+    #[serde(deserialize_with = "named")]
     pub rule: Option<Rule>,
     /// `--schedule` (PGD).
+    #[serde(deserialize_with = "named")]
     pub schedule: Option<Schedule>,
     /// `--random-start` (PGD).
     pub random_start: bool,
@@ -103,6 +111,7 @@ pub struct AttackOptions {
     pub eot_samples: Option<usize>,
     /// `--rir FILE|DIR`: measured room impulse responses ([`super::eot::load_rirs`]) in
     /// place of EOT's synthetic rooms.
+    #[serde(skip)]
     pub rirs: Option<std::sync::Arc<[Vec<f32>]>>,
     /// `--c` (CW): first trade-off constant.
     pub c: Option<f32>,
@@ -154,6 +163,7 @@ pub struct AttackOptions {
     /// default both).
     pub front_ends: Option<Vec<FrontEnd>>,
     /// `--plain-prompt-only`: a targeted goal need not also hold under timestamp decoding.
+    #[serde(rename = "plain_prompt_only")]
     pub no_timestamp_prompt: bool,
     /// `--surrogate` (black-box): attack advox's model white-box first and send its result
     /// to the target ([`super::query`]).
@@ -167,6 +177,17 @@ pub struct AttackOptions {
     /// `--quiet-rounds` (black-box with `--quiet-prior`; default
     /// [`super::quiet_prior::QUIET_ROUNDS`]).
     pub quiet_rounds: Option<usize>,
+}
+
+/// An optional name parsed as the library parses it (its errors name the known ones).
+fn named<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = Error>,
+{
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// The constraints an attack applied, as reports record them.
@@ -198,6 +219,13 @@ impl AttackOptions {
     /// attack cannot pursue (`goal`, when known).
     pub fn check(&self, goal: Option<&Goal>) -> Result<()> {
         use AttackKind::*;
+        if let Some((lo, hi)) = self.band {
+            if !(lo >= 0.0 && hi > lo) {
+                return Err(Error::InvalidArgument(format!(
+                    "--band: empty band {lo}-{hi}"
+                )));
+            }
+        }
         let kind = self.kind();
         const BOUNDED: &[AttackKind] = &[Fgsm, Pgd, Cw, Imperceptible, Newton];
         const PGD_LIKE: &[AttackKind] = &[Pgd, Imperceptible];
