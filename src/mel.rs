@@ -120,6 +120,18 @@ pub enum FrontEnd {
     FasterWhisper,
 }
 
+impl std::str::FromStr for FrontEnd {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        FrontEnd::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                crate::error::unknown_name("front end", s, &FrontEnd::ALL.map(FrontEnd::name))
+            })
+    }
+}
+
 impl FrontEnd {
     /// Both front ends.
     pub const ALL: [FrontEnd; 2] = [FrontEnd::Openai, FrontEnd::FasterWhisper];

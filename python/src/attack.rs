@@ -9,7 +9,6 @@ use advox::attack::StepInfo;
 use advox::audio::{write_wav, WavFormat, SAMPLE_RATE};
 use advox::formats::attack_report::ReportFiles;
 use advox::formats::AttackReport;
-use advox::mel::FrontEnd;
 use advox::objective::Goal;
 use advox::recognizer::external::ExternalAsr;
 use advox::recognizer::Recognizer;
@@ -18,16 +17,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A front end by name (`openai`, `faster-whisper`).
-pub fn front_end(name: &str) -> advox::Result<FrontEnd> {
-    FrontEnd::ALL
-        .into_iter()
-        .find(|f| f.name() == name)
-        .ok_or_else(|| {
-            advox::error::unknown_name("front end", name, &FrontEnd::ALL.map(FrontEnd::name))
-        })
-}
 
 /// The options of `kwargs` (keyword arguments of `attack`), as the library reads them; `rir`
 /// (a file or folder of room impulse responses) is read here.

@@ -91,7 +91,7 @@ pub fn universal<'py>(
             Some(names) => Some(
                 names
                     .iter()
-                    .map(|n| crate::attack::front_end(n))
+                    .map(|n| n.parse())
                     .collect::<advox::Result<Vec<_>>>()
                     .map_err(error)?,
             ),

@@ -185,12 +185,7 @@ pub fn error_text(err: &anyhow::Error) -> String {
 pub fn front_end_parser() -> impl clap::builder::TypedValueParser<Value = advox::mel::FrontEnd> {
     use clap::builder::TypedValueParser;
     let names: Vec<&'static str> = advox::mel::FrontEnd::ALL.iter().map(|f| f.name()).collect();
-    clap::builder::PossibleValuesParser::new(names).map(|name| {
-        advox::mel::FrontEnd::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
-            .unwrap_or_default()
-    })
+    clap::builder::PossibleValuesParser::new(names).try_map(|name| name.parse())
 }
 
 /// The external recogniser `--asr-cmd`, `--asr-server` or `--asr NAME` names, if any (at
