@@ -1086,10 +1086,9 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     std::fs::write(
         &manifest,
         format!(
-            "input,transcript\n{},open the front door\n{},call my mother\n{},play some music\n",
+            "input,transcript\n{},open the front door\n{},call my mother\n",
             samples.join("open_the_front_door.wav").display(),
-            samples.join("call_my_mother.wav").display(),
-            samples.join("play_some_music.wav").display()
+            samples.join("call_my_mother.wav").display()
         ),
     )
     .unwrap();
@@ -1098,12 +1097,12 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["format"], "advox-eval");
-    assert_eq!(report["examples"], 3);
+    assert_eq!(report["examples"], 2);
     let records = report["records"].as_array().unwrap();
     let cell = &report["cells"][0];
     assert_eq!(
         (cell["attack"].as_str(), cell["examples"].as_u64()),
-        (Some("pgd"), Some(3))
+        (Some("pgd"), Some(2))
     );
     // The numbers agree with ones computed here from the written examples.
     let mut successes = 0;
@@ -1146,7 +1145,7 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
             .fold(0.0f32, f32::max);
         assert!(linf <= 0.02 + 1.0 / 32768.0, "{linf}");
     }
-    assert!(successes >= 2, "PGD at 0.02 fooled only {successes} of 3");
+    assert!(successes >= 1, "PGD at 0.02 fooled neither example");
     // The adaptive attack through the defence: its example, written beside the others, is
     // heard through the defence (`advox defend`) as the record says, and the report keeps
     // both numbers.
@@ -1186,8 +1185,8 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
             r["attacks"][0]["adaptive"]["purify:quantize-8"]["defended"]["attack_success"] == true
         })
         .count();
-    assert!((adaptive - wins as f64 / 3.0).abs() < 1e-9, "{q}");
-    assert!((cell["success_rate"].as_f64().unwrap() - successes as f64 / 3.0).abs() < 1e-9);
+    assert!((adaptive - wins as f64 / 2.0).abs() < 1e-9, "{q}");
+    assert!((cell["success_rate"].as_f64().unwrap() - successes as f64 / 2.0).abs() < 1e-9);
     let auc = roc_auc(&clean_scores, &adv_scores).unwrap();
     let detection = &cell["detectors"]["consistency:quantize-8"];
     let reported = detection["non_adaptive"]["roc_auc"].as_f64().unwrap();
@@ -1247,14 +1246,14 @@ fn eval_reports_agree_with_separate_measurements_and_shards_merge() {
         let bytes = std::fs::read(whole.join(i)).unwrap_or_else(|_| panic!("missing {i}"));
         assert_eq!(&bytes[..4], b"\x89PNG", "{i}");
     }
-    // Two shards merge into the same report. Shard 2/2 (entry 1) is run; shard 1/2 (entries 0
-    // and 2) is the whole run's report cut to its entries, as a run of it would write them (the
+    // Two shards merge into the same report. Shard 2/2 (entry 1) is run; shard 1/2 (entry 0) is
+    // the whole run's report cut to its entry, as a run of it would write them (the
     // run of shard 2/2 shows a shard's record equals the whole run's).
     let (s1, s2, merged) = (dir.join("s1"), dir.join("s2"), dir.join("merged"));
     run_eval(&manifest, &s2, Some("2/2"));
     let mut first = report.clone();
     first["shard"] = "1/2".into();
-    first["examples"] = 2.into();
+    first["examples"] = 1.into();
     first["records"] = records
         .iter()
         .filter(|r| r["index"] != 1)
