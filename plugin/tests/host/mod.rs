@@ -59,18 +59,12 @@ fn profile_dir() -> PathBuf {
 fn cargo_build(features: &str, release: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    // With the core selected too, it gets the features `cargo test` of the workspace gives it
-    // (the CLI's defaults): the library `cargo test` built is reused instead of compiling the
-    // core again without them, as `-p advox-plugin` alone would.
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "advox-plugin",
-        "-p",
-        "advox",
-        "--lib",
-    ]);
+    // Every member's library, so that the dependencies get the features `cargo test` of the
+    // workspace gives them and what `cargo test` built is reused: `-p advox-plugin` alone
+    // compiled the core again without the CLI's features, and `-p advox-plugin -p advox` every
+    // proc-macro crate again without the feature of `syn` that the Python package's PyO3 turns
+    // on (and all that they expand in: 67–320 s of a fresh CI run instead of a few).
+    cmd.args(["build", "--quiet", "--workspace", "--lib"]);
     if !features.is_empty() {
         cmd.args(["--features", &format!("advox-plugin/{features}")]);
     }
