@@ -219,12 +219,12 @@ fn a_long_recording_trains_window_by_window() {
 }
 
 /// The shipped prefix-mute segment (`models/prefix-mute.wav`, made by `bench/prefix_mute.sh`:
-/// 600 steps on the 43 recordings of `bench/cloak-train.csv`) prepended to the 12 recordings of
-/// `bench/heldout.csv`, which its training never saw (a LibriVox reader, the English Rhino
-/// requests, LJ Speech utterances): faster-whisper — not our decoder — in its default timestamp
-/// mode hears nothing in 10 of them at beam 5 and greedy (measured; the English Rhino requests
-/// are heard: short of the 90 %), where uniform noise of the same bound and length mutes
-/// none; advox's own decoder mutes all 12.
+/// 600 steps on the 43 recordings of `bench/cloak-train.csv`, through faster-whisper's front end)
+/// prepended to the 12 recordings of `bench/heldout.csv` (speakers or utterances training never
+/// heard: the LibriVox reader, the English Rhino requests, LJ Speech utterances): faster-whisper
+/// — not our decoder — in its default timestamp mode hears nothing in all 12 at beam 5 and
+/// greedy (measured 2026-12-07; asserted ≥ 11, the 90 %), where uniform noise of the same
+/// bound and length mutes none; advox's own decoder (OpenAI's front end) mutes all 12 too.
 #[test]
 fn the_shipped_prefix_mute_segment_mutes_held_out_recordings_for_faster_whisper() {
     use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
@@ -277,7 +277,7 @@ fn the_shipped_prefix_mute_segment_mutes_held_out_recordings_for_faster_whisper(
             silent("segment", beam),
             silent("noise", beam)
         );
-        assert!(silent("segment", beam) >= 10, "{heard:?}");
+        assert!(silent("segment", beam) >= 11, "{heard:?}");
         assert_eq!(silent("noise", beam), 0, "noise mutes too: no test");
     }
     let decode = timestamps();
