@@ -86,16 +86,15 @@ pub fn universal<'py>(
         masking_margin_db,
         timestamps,
         beam,
-        front_ends: match front_ends {
-            None => None,
-            Some(names) => Some(
+        front_ends: front_ends
+            .map(|names| {
                 names
                     .iter()
                     .map(|n| n.parse())
-                    .collect::<advox::Result<Vec<_>>>()
-                    .map_err(error)?,
-            ),
-        },
+                    .collect::<advox::Result<_>>()
+            })
+            .transpose()
+            .map_err(error)?,
     };
     let goal = settings.goal().map_err(error)?;
     let cfg = settings.config().map_err(error)?;

@@ -144,7 +144,7 @@ pub struct UniversalConfig {
     /// Per-input shaping (additive mode only).
     pub shaping: Shaping,
     /// The front ends the training takes turns over, draw by draw (OpenAI's padded audio by
-    /// default; add faster-whisper's padded features so that what is learnt holds where
+    /// default; faster-whisper's padded features so that what is learnt holds where
     /// faster-whisper reads short recordings: see [`FrontEnd`]).
     pub front_ends: Vec<FrontEnd>,
 }

@@ -93,9 +93,9 @@ pub struct Args {
     /// Beam size of the evaluations.
     #[arg(long, default_value_t = 5)]
     pub(crate) beam: usize,
-    /// The front ends training takes turns over, comma-separated (default openai; add
-    /// faster-whisper so that the perturbation holds where faster-whisper reads short
-    /// recordings, which pads log-mel features instead of audio).
+    /// The front ends training takes turns over, comma-separated (default openai;
+    /// faster-whisper pads a short recording's log-mel features instead of its audio: the
+    /// shipped prefix-mute segment was trained with faster-whisper alone and holds under both).
     #[arg(long, value_delimiter = ',', value_parser = common::front_end_parser())]
     pub(crate) front_ends: Option<Vec<advox::mel::FrontEnd>>,
     /// Seed of every random choice.
