@@ -188,6 +188,7 @@ def universal(
     timestamps: bool = False,
     beam: int = 5,
     front_ends: Optional[Sequence[str]] = None,
+    max_shift_s: Optional[float] = None,
     model: ModelLike = None,
     progress: Optional[Progress] = None,
 ) -> Tuple[npt.NDArray[np.float32], Report]:

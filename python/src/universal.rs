@@ -1,5 +1,5 @@
 //! `advox.universal`: one perturbation for a whole set of utterances, as `advox universal`
-//! trains it (additive or prefix-mute), judged next to random noise of the same bound.
+//! trains it (additive, prefix-mute or overlay-mute), judged next to random noise of the same bound.
 
 use crate::convert::{array, channel_or_file, error, invalid, report, StepValue, Steps};
 use crate::models::model_arg;
@@ -35,7 +35,7 @@ fn set(
 #[pyo3(signature = (train, sample_rate=16000, *, eval=None, mode="additive", target=None,
     untargeted=false, mute=false, min_wer=0.5, eps=None, length_s=None, steps=100, batch=2,
     step_size=None, seed=0, snr_db=None, masking_margin_db=None, timestamps=false, beam=5,
-    front_ends=None, model=None, progress=None))]
+    front_ends=None, max_shift_s=None, model=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn universal<'py>(
     py: Python<'py>,
@@ -58,17 +58,19 @@ pub fn universal<'py>(
     timestamps: bool,
     beam: usize,
     front_ends: Option<Vec<String>>,
+    max_shift_s: Option<f32>,
     model: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let mode = match mode {
         "additive" => UniversalMode::Additive,
         "prefix-mute" => UniversalMode::PrefixMute,
+        "overlay-mute" => UniversalMode::OverlayMute,
         other => {
             return Err(error(advox::error::unknown_name(
                 "universal mode",
                 other,
-                &["additive", "prefix-mute"],
+                &["additive", "prefix-mute", "overlay-mute"],
             )))
         }
     };
@@ -95,6 +97,7 @@ pub fn universal<'py>(
             })
             .transpose()
             .map_err(error)?,
+        max_shift_s,
     };
     let goal = settings.goal().map_err(error)?;
     let cfg = settings.config().map_err(error)?;

@@ -5,6 +5,8 @@
 //!   a common goal (untargeted, a fixed target, or mute).
 //! - [`UniversalMode::PrefixMute`]: a short segment prepended to the input that makes the model
 //!   output nothing (Raina et al. 2024: 0.64 s at amplitude ≤ 0.02).
+//! - [`UniversalMode::OverlayMute`]: the same segment added over the input's first samples
+//!   instead, so that a real-time effect can play it without delaying the stream.
 //!
 //! Every forward pass sees the combined signal clipped and quantised to 16 bits.
 
@@ -32,6 +34,9 @@ pub enum UniversalMode {
     Additive,
     /// Prepended to the input; trained to mute the recogniser.
     PrefixMute,
+    /// Added over the input's first samples (an input shorter than the segment is padded with
+    /// silence to its length); trained to mute the recogniser.
+    OverlayMute,
 }
 
 impl UniversalMode {
@@ -47,7 +52,15 @@ impl UniversalMode {
                 .map(|(i, v)| q(v + delta[(i + offset) % delta.len()]))
                 .collect(),
             UniversalMode::PrefixMute => delta.iter().chain(x).map(|v| q(*v)).collect(),
+            UniversalMode::OverlayMute => (0..x.len().max(delta.len()))
+                .map(|i| q(x.get(i).copied().unwrap_or(0.0) + delta.get(i).copied().unwrap_or(0.0)))
+                .collect(),
         }
+    }
+
+    /// Whether the perturbation is a segment at the start trained to mute (prefix or overlay).
+    pub fn is_mute_segment(self) -> bool {
+        matches!(self, UniversalMode::PrefixMute | UniversalMode::OverlayMute)
     }
 }
 
@@ -147,6 +160,10 @@ pub struct UniversalConfig {
     /// default; faster-whisper's padded features so that what is learnt holds where
     /// faster-whisper reads short recordings: see [`FrontEnd`]).
     pub front_ends: Vec<FrontEnd>,
+    /// Mute modes: each draw puts up to this many samples of digital silence before the
+    /// input, so that the segment need not start exactly where the recogniser's input does
+    /// (expectation over alignment; 0: exactly there).
+    pub max_shift: usize,
 }
 
 impl UniversalConfig {
@@ -162,6 +179,7 @@ impl UniversalConfig {
             seed: 0,
             shaping: Shaping::default(),
             front_ends: vec![FrontEnd::Openai],
+            max_shift: 0,
         }
     }
 
@@ -256,10 +274,10 @@ pub fn train_universal(
             "a universal perturbation needs a length, a positive L∞ bound and step size".into(),
         ));
     }
-    if cfg.mode == UniversalMode::PrefixMute && cfg.shaping.is_active() {
+    if cfg.mode.is_mute_segment() && cfg.shaping.is_active() {
         return Err(Error::InvalidArgument(
-            "SNR and masking shaping apply to additive perturbations (a prefix precedes the \
-             speech that would mask it)"
+            "SNR and masking shaping apply to additive perturbations (a mute segment is trained \
+             for any input's start)"
                 .into(),
         ));
     }
@@ -267,13 +285,24 @@ pub fn train_universal(
         .iter()
         .map(|u| cfg.shaping.threshold_for(&u.samples))
         .collect::<Result<_>>()?;
-    if cfg.mode == UniversalMode::PrefixMute {
+    if cfg.max_shift > 0 && !cfg.mode.is_mute_segment() {
+        return Err(Error::InvalidArgument(
+            "a shift applies to the mute modes (the additive mode is trained at every offset)"
+                .into(),
+        ));
+    }
+    if cfg.mode.is_mute_segment() {
+        let prefix = if cfg.mode == UniversalMode::PrefixMute {
+            cfg.length
+        } else {
+            0
+        };
         if let Some(u) = set
             .iter()
-            .find(|u| u.samples.len() + cfg.length > N_SAMPLES)
+            .find(|u| u.samples.len().max(cfg.length) + prefix + cfg.max_shift > N_SAMPLES)
         {
             return Err(Error::InvalidArgument(format!(
-                "{}: with the prefix it is longer than 30 s",
+                "{}: with the segment and its shift it is longer than 30 s",
                 u.name
             )));
         }
@@ -305,10 +334,16 @@ pub fn train_universal(
         // The minibatch is drawn first, then scored two utterances at a time (sharing the
         // model's thread pool: one evaluation's less parallel parts leave room for the other),
         // and summed in draw order, so the result does not depend on the timing.
+        // The offset: where the tiled additive δ starts, or a mute segment's shift.
         let draws: Vec<(usize, usize, usize)> = (0..batch)
             .map(|i| {
                 let view = ((step - 1) * batch + i) % fronts.len();
-                (rng.below(set.len()), rng.below(cfg.length), view)
+                let offset = match cfg.mode {
+                    UniversalMode::Additive => rng.below(cfg.length),
+                    _ if cfg.max_shift > 0 => rng.below(cfg.max_shift + 1),
+                    _ => 0,
+                };
+                (rng.below(set.len()), offset, view)
             })
             .collect();
         let score = |&(which, offset, view): &(usize, usize, usize)| -> Result<(f32, Vec<f32>)> {
@@ -321,9 +356,14 @@ pub fn train_universal(
                     &cfg.shaping,
                     thresholds[which].as_ref(),
                 )?,
-                UniversalMode::PrefixMute => cfg.mode.apply(&delta, &u.samples, offset),
+                UniversalMode::PrefixMute | UniversalMode::OverlayMute => {
+                    let mut y = vec![0.0; offset];
+                    y.extend(cfg.mode.apply(&delta, &u.samples, 0));
+                    y
+                }
             };
-            let wave = Tensor::from_vec(y, u.samples.len() + prefix_len(cfg), &device)?;
+            let len = y.len();
+            let wave = Tensor::from_vec(y, len, &device)?;
             u.objective.loss_and_grad(model, &fronts[view], &wave)
         };
         for pair in draws.chunks(2) {
@@ -346,8 +386,9 @@ pub fn train_universal(
                             grad[(i + offset) % cfg.length] += gi / batch as f32;
                         }
                     }
-                    UniversalMode::PrefixMute => {
-                        for (acc, gi) in grad.iter_mut().zip(&g) {
+                    UniversalMode::PrefixMute | UniversalMode::OverlayMute => {
+                        // The segment's samples come first, after the shift.
+                        for (acc, gi) in grad.iter_mut().zip(&g[offset.min(g.len())..]) {
                             *acc += gi / batch as f32;
                         }
                     }
@@ -367,13 +408,6 @@ pub fn train_universal(
         });
     }
     Ok(delta)
-}
-
-fn prefix_len(cfg: &UniversalConfig) -> usize {
-    match cfg.mode {
-        UniversalMode::Additive => 0,
-        UniversalMode::PrefixMute => cfg.length,
-    }
 }
 
 /// The outcome of a universal perturbation on one utterance.
@@ -511,5 +545,26 @@ mod tests {
         }
         .shape(&mut [0.0; 4], &[0.0; 4], None)
         .is_err());
+    }
+
+    #[test]
+    fn mute_segments_are_prepended_or_added_over_the_start() {
+        let delta = [0.25f32, -0.5];
+        let x = [0.125f32, 0.125, 0.5];
+        assert_eq!(
+            UniversalMode::PrefixMute.apply(&delta, &x, 3),
+            vec![0.25, -0.5, 0.125, 0.125, 0.5]
+        );
+        assert_eq!(
+            UniversalMode::OverlayMute.apply(&delta, &x, 3),
+            vec![0.375, -0.375, 0.5]
+        );
+        // A recording shorter than the segment is padded with silence to its length.
+        assert_eq!(
+            UniversalMode::OverlayMute.apply(&delta, &x[..1], 0),
+            vec![0.375, -0.5]
+        );
+        assert!(UniversalMode::OverlayMute.is_mute_segment());
+        assert!(!UniversalMode::Additive.is_mute_segment());
     }
 }

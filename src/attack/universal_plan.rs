@@ -49,6 +49,9 @@ pub struct UniversalSettings {
     pub beam: usize,
     /// `--front-ends`: the front ends training takes turns over (default OpenAI's).
     pub front_ends: Option<Vec<FrontEnd>>,
+    /// `--max-shift-s` (mute modes): up to this much digital silence before each training
+    /// input (default none).
+    pub max_shift_s: Option<f32>,
 }
 
 impl UniversalSettings {
@@ -56,10 +59,10 @@ impl UniversalSettings {
     /// goal, untargeted by default.
     pub fn goal(&self) -> Result<Goal> {
         match (self.mode, &self.goal) {
-            (UniversalMode::PrefixMute, Some(Goal::Targeted(_))) => Err(Error::InvalidArgument(
-                "prefix-mute mutes; drop --target".into(),
+            (m, Some(Goal::Targeted(_))) if m.is_mute_segment() => Err(Error::InvalidArgument(
+                "prefix-mute and overlay-mute mute; drop --target".into(),
             )),
-            (UniversalMode::PrefixMute, _) => Ok(Goal::Mute),
+            (m, _) if m.is_mute_segment() => Ok(Goal::Mute),
             (_, Some(goal)) => Ok(goal.clone()),
             (_, None) => Ok(Goal::Untargeted {
                 min_wer: self.min_wer,
@@ -71,6 +74,10 @@ impl UniversalSettings {
     pub fn config(&self) -> Result<UniversalConfig> {
         let base = match self.mode {
             UniversalMode::PrefixMute => UniversalConfig::prefix_mute(),
+            UniversalMode::OverlayMute => UniversalConfig {
+                mode: UniversalMode::OverlayMute,
+                ..UniversalConfig::prefix_mute()
+            },
             UniversalMode::Additive => UniversalConfig::additive(),
         };
         let length = match self.length_s {
@@ -81,6 +88,20 @@ impl UniversalSettings {
             }
             Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
             None => base.length,
+        };
+        let max_shift = match self.max_shift_s {
+            Some(s) if !(s.is_finite() && (0.0..=1.0).contains(&s)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--max-shift-s must be in [0, 1], got {s}"
+                )))
+            }
+            Some(_) if !self.mode.is_mute_segment() => {
+                return Err(Error::InvalidArgument(
+                    "--max-shift-s applies to the mute modes (prefix-mute, overlay-mute)".into(),
+                ))
+            }
+            Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
+            None => 0,
         };
         if self.steps == 0 || self.batch == 0 || self.beam == 0 {
             return Err(Error::InvalidArgument(
@@ -99,6 +120,7 @@ impl UniversalSettings {
                 masking_margin_db: self.masking_margin_db,
             },
             front_ends: self.front_ends.clone().unwrap_or(base.front_ends),
+            max_shift,
             ..base
         })
     }
@@ -107,7 +129,7 @@ impl UniversalSettings {
     pub fn decode(&self) -> DecodeOptions {
         DecodeOptions {
             beam_size: self.beam.max(1),
-            timestamps: self.timestamps || self.mode == UniversalMode::PrefixMute,
+            timestamps: self.timestamps || self.mode.is_mute_segment(),
             ..Default::default()
         }
     }
@@ -166,6 +188,7 @@ pub fn sidecar(
         train: Some(train),
         eval,
         front_ends: (cfg.front_ends != [FrontEnd::Openai]).then(|| cfg.front_ends.clone()),
+        max_shift_s: (cfg.max_shift > 0).then(|| cfg.max_shift as f32 / SAMPLE_RATE as f32),
         ..UniversalSidecar::new(SAMPLE_RATE, cfg.length, cfg.mode, Some(cfg.linf))
     }
 }
@@ -190,6 +213,7 @@ mod tests {
             timestamps: false,
             beam: 5,
             front_ends: None,
+            max_shift_s: None,
         }
     }
 
@@ -204,15 +228,22 @@ mod tests {
         assert_eq!(prefix.goal().unwrap(), Goal::Mute);
         assert_eq!(prefix.config().unwrap().length, 10_240);
         assert!(prefix.decode().timestamps);
-        let targeted = UniversalSettings {
-            goal: Some(Goal::Targeted("x".into())),
-            ..settings(UniversalMode::PrefixMute)
-        };
-        assert!(targeted
-            .goal()
-            .unwrap_err()
-            .to_string()
-            .contains("prefix-mute mutes"));
+        let overlay = settings(UniversalMode::OverlayMute);
+        assert_eq!(overlay.goal().unwrap(), Goal::Mute);
+        let cfg = overlay.config().unwrap();
+        assert_eq!((cfg.mode, cfg.length), (UniversalMode::OverlayMute, 10_240));
+        assert!(overlay.decode().timestamps);
+        for mode in [UniversalMode::PrefixMute, UniversalMode::OverlayMute] {
+            let targeted = UniversalSettings {
+                goal: Some(Goal::Targeted("x".into())),
+                ..settings(mode)
+            };
+            assert!(targeted
+                .goal()
+                .unwrap_err()
+                .to_string()
+                .contains("overlay-mute mute"));
+        }
         for s in [0.0, 31.0, f32::NAN] {
             let bad = UniversalSettings {
                 length_s: Some(s),

@@ -87,6 +87,9 @@ pub struct UniversalSidecar {
     /// The front ends the training took turns over (absent: OpenAI's alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub front_ends: Option<Vec<crate::mel::FrontEnd>>,
+    /// Mute modes: the most digital silence (s) training put before an input (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shift_s: Option<f32>,
     /// Results on the training set.
     #[serde(default)]
     pub train: Option<UniversalJudgement>,
@@ -119,6 +122,7 @@ impl UniversalSidecar {
             eval_manifest: None,
             cloak_rate: None,
             front_ends: None,
+            max_shift_s: None,
             train: None,
             eval: None,
         }

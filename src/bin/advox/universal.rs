@@ -21,6 +21,7 @@ use std::time::Instant;
 pub(crate) enum ModeArg {
     Additive,
     PrefixMute,
+    OverlayMute,
 }
 
 /// Train one perturbation that works on a whole set of utterances, and evaluate it on held-out
@@ -40,10 +41,11 @@ pub struct Args {
     /// Output WAV of the perturbation (a JSON sidecar is written beside it).
     #[arg(short, long)]
     pub(crate) output: PathBuf,
-    /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes.
+    /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes;
+    /// `overlay-mute`: added over the input's start (as Cloak's mute mode plays it), mutes.
     #[arg(long, value_enum, default_value = "additive")]
     pub(crate) mode: ModeArg,
-    /// Goal of the additive mode (default: untargeted); prefix-mute always mutes.
+    /// Goal of the additive mode (default: untargeted); the mute modes always mute.
     #[command(flatten)]
     pub(crate) goals: common::GoalArgs,
     /// L-infinity bound of the perturbation (default 0.02; with --through-cloak the source's,
@@ -72,7 +74,7 @@ pub struct Args {
     /// threshold minus this margin (dB).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) masking_margin_db: Option<f32>,
-    /// Length in seconds (default: 0.64 for prefix-mute, 1.0 for additive).
+    /// Length in seconds (default: 0.64 for the mute modes, 1.0 for additive).
     #[arg(long)]
     pub(crate) length_s: Option<f32>,
     /// Minibatch steps.
@@ -81,12 +83,12 @@ pub struct Args {
     /// Utterances per minibatch.
     #[arg(long, default_value_t = 2)]
     pub(crate) batch: usize,
-    /// Largest sample change of one Adam step (default: 0.004 for prefix-mute, 0.002 for
+    /// Largest sample change of one Adam step (default: 0.004 for the mute modes, 0.002 for
     /// additive, 0.1 with --through-cloak).
     #[arg(long)]
     pub(crate) step_size: Option<f32>,
     /// Judge (and, for mute, train) against timestamp decoding, Whisper's default
-    /// `transcribe` mode; always on for prefix-mute, whose empty output is an empty first
+    /// `transcribe` mode; always on for the mute modes, whose empty output is an empty first
     /// segment (plain decoding never starts with end-of-text).
     #[arg(long)]
     pub(crate) timestamps: bool,
@@ -98,6 +100,11 @@ pub struct Args {
     /// shipped prefix-mute segment was trained with faster-whisper alone and holds under both).
     #[arg(long, value_delimiter = ',', value_parser = common::front_end_parser())]
     pub(crate) front_ends: Option<Vec<advox::mel::FrontEnd>>,
+    /// Mute modes: put up to this many seconds of digital silence before each training input
+    /// (a random amount per draw), so the segment works where the recogniser's input starts a
+    /// little before it (e.g. Cloak's latency); default none.
+    #[arg(long)]
+    pub(crate) max_shift_s: Option<f32>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
@@ -160,6 +167,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         mode: match args.mode {
             ModeArg::Additive => UniversalMode::Additive,
             ModeArg::PrefixMute => UniversalMode::PrefixMute,
+            ModeArg::OverlayMute => UniversalMode::OverlayMute,
         },
         goal: args.goals.goal()?,
         min_wer: args.goals.min_wer,
@@ -174,6 +182,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         timestamps: args.timestamps,
         beam: args.beam,
         front_ends: args.front_ends.clone(),
+        max_shift_s: args.max_shift_s,
     };
     let goal = settings.goal()?;
     let cfg = settings.config()?;

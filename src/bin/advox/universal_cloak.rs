@@ -29,8 +29,8 @@ fn load(
 }
 
 pub fn run(args: Args, device: &str) -> Result<()> {
-    if matches!(args.mode, ModeArg::PrefixMute) {
-        bail!("--through-cloak trains an additive source; --mode prefix-mute does not apply");
+    if !matches!(args.mode, ModeArg::Additive) {
+        bail!("--through-cloak trains an additive source; the mute modes do not apply");
     }
     if args.snr_db.is_some() {
         bail!("--snr-db does not apply with --through-cloak: Cloak's margin (--masking-margin-db) bounds what it adds");
