@@ -27,6 +27,12 @@ pub enum ModeParam {
     #[id = "model"]
     #[name = "Model (attack, high latency)"]
     Model,
+    /// The built-in mute segment (`advox::stream::mute_segment`) over the start of every 30-s
+    /// window from the start of the stream (a render's start): Whisper's timestamped
+    /// transcription of the result hears nothing. Unshaped (Margin and Band do not apply).
+    #[id = "mute"]
+    #[name = "Mute segment"]
+    Mute,
 }
 
 /// Cloak's parameters and persisted state.
@@ -132,6 +138,8 @@ pub struct Cloak {
     model: Option<ModelCloakStream>,
     /// Its window (s), as activated.
     model_window: f32,
+    /// The built-in mute segment at the host rate (empty if it could not be made).
+    mute_segment: Vec<f32>,
     /// Whether the host renders offline (the model mode then waits for its worker).
     offline: bool,
     /// A restart was requested (the mode or window changed since activation).
@@ -155,6 +163,7 @@ impl Default for Cloak {
             meter: Arc::new(BandMeter::default()),
             model: None,
             model_window: 0.0,
+            mute_segment: Vec::new(),
             offline: false,
             restart_requested: false,
         }
@@ -224,6 +233,14 @@ impl Plugin for Cloak {
             }
         };
         processor.set_meter(Some(self.meter.clone()));
+        self.mute_segment = match advox::stream::mute_segment::builtin_at_rate(rate.round() as u32)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                nice_log!("advox Cloak: mute mode unavailable: {e}");
+                Vec::new()
+            }
+        };
         self.offline = buffer_config.process_mode == ProcessMode::Offline;
         self.restart_requested = false;
         self.model = None;
@@ -305,6 +322,7 @@ impl Plugin for Cloak {
         let settings = CloakSettings {
             mode: match p.mode.value() {
                 ModeParam::Universal => CloakMode::Universal,
+                ModeParam::Mute => CloakMode::MuteSegment,
                 ModeParam::MaskedNoise | ModeParam::Model => CloakMode::MaskedNoise,
             },
             depth: p.depth.value(),
@@ -313,7 +331,10 @@ impl Plugin for Cloak {
             band_high_hz: p.band_high_hz.value(),
             bypass: p.bypass.value() || want_model,
         };
-        let source = self.source.as_mut().map(|s| s.current());
+        let source = match settings.mode {
+            CloakMode::MuteSegment => Some(self.mute_segment.as_slice()),
+            _ => self.source.as_mut().map(|s| s.current()),
+        };
         if let Some(p) = self.processor.as_mut() {
             p.process(buffer.as_slice(), &settings, source);
         }

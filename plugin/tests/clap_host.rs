@@ -207,6 +207,52 @@ fn cloak_universal_mode_adds_the_shaped_perturbation_under_the_threshold() {
 }
 
 #[test]
+fn cloak_mute_mode_adds_the_builtin_segment_at_every_window_start() {
+    let entry = entry();
+    let mut plugin = instance(&entry, CLOAK);
+    let (mode, depth) = (
+        param_id(&mut plugin, "Mode"),
+        param_id(&mut plugin, "Depth"),
+    );
+    let rate = 44_100u32;
+    // 31 s: speech, then quiet noise, so the second window's start is in the recording.
+    let mut x = speech("open_the_front_door.wav", rate);
+    let mut rng = advox::rng::Rng::new(3);
+    x.extend((x.len()..31 * rate as usize).map(|_| rng.symmetric(1e-3)));
+    let mut run = start(&mut plugin, rate as f64, 8192, 2);
+    let lat = latency(&mut plugin) as usize;
+    // Mode 3 = mute segment (a stepped parameter's value is its step), depth 100 %.
+    let out = run.process(
+        &[x.clone(), x.clone()],
+        &[8192, 517],
+        &[(mode, 3.0), (depth, 1.0)],
+    );
+    run.stop(&mut plugin);
+    let segment = advox::stream::mute_segment::builtin_at_rate(rate).unwrap();
+    let window = 30 * rate as usize;
+    for ch in &out {
+        let added = |i: usize| ch[i + lat] - x[i];
+        for start in [0, window] {
+            for (k, s) in segment.iter().enumerate() {
+                assert!((added(start + k) - s).abs() < 1e-6, "sample {}", start + k);
+            }
+        }
+        // Nothing between the windows' starts, and the delayed input bit for bit there.
+        for i in segment.len()..window {
+            assert_eq!(ch[i + lat].to_bits(), x[i].to_bits(), "sample {i}");
+        }
+    }
+    // What the core computes offline with the same settings.
+    let settings = advox::stream::cloak::CloakSettings {
+        mode: advox::stream::cloak::CloakMode::MuteSegment,
+        ..Default::default()
+    };
+    let offline =
+        advox::stream::cloak::cloak_offline(&x, rate as f32, &settings, Some(&segment), 0).unwrap();
+    assert_eq!(out[0], offline);
+}
+
+#[test]
 fn cloak_bypass_and_depth_zero_are_bit_exact_and_latency_matches_an_impulse() {
     let entry = entry();
     let mut plugin = instance(&entry, CLOAK);

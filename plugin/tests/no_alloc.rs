@@ -47,6 +47,20 @@ fn child_process_run() {
             run.stop(&mut plugin);
         }
     }
+    // Cloak's mute mode (Mode 3; random automation never reaches it either).
+    let mut cloak = instance(&entry, CLOAK);
+    let mute = param_id(&mut cloak, "Mode");
+    let x = speech("whats_the_weather_today.wav", 48_000);
+    let mut run = start(&mut cloak, 48_000.0, 8192, 2);
+    for chunk in x.chunks(4_000) {
+        run.process(
+            &[chunk.to_vec(), chunk.to_vec()],
+            &[1 + rng.below(4_000)],
+            &[(mute, 3.0)],
+        );
+        blocks += 1;
+    }
+    run.stop(&mut cloak);
     // Cloak's model mode (a stepped parameter's value is its step: Mode 2 = Model; random
     // automation never reaches it): activated in it, its audio thread feeds the worker and
     // plays the delayed input plus whatever perturbation came back, live and offline.

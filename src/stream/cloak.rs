@@ -18,6 +18,10 @@
 //! output is the delayed input plus `depth` times the perturbation; bypass and depth 0 give the
 //! delayed input bit for bit.
 //!
+//! [`CloakMode::MuteSegment`] is different: it adds a short segment trained to make Whisper's
+//! transcription hear nothing (see [`super::mute_segment`]) as it is, unshaped, over the first
+//! samples of every 30-s window from the stream's start, and does no analysis at all.
+//!
 //! Levels: a frame's bin `k` has `z² = |sqrt(8/3) · FFT(hann · x)_k / N|²` as in the masking
 //! model; the allowance is `z²_max · 10^{(θ_k − margin − 96)/10}`. A √Hann-windowed segment's
 //! `2 |P_k|² / N²` equals that `z²` for noise and overestimates it by 0.85 dB for a pure tone, so
@@ -39,6 +43,23 @@ pub enum CloakMode {
     Universal,
     /// Noise at the allowance in every bin (untargeted anti-transcription; needs no file).
     MaskedNoise,
+    /// A mute segment (`advox universal --mode prefix-mute`; the built-in one by default)
+    /// added unshaped over the first samples of every [`super::mute_segment::WINDOW_SECONDS`]
+    /// window of input time since the last reset, where Whisper's long-form transcription
+    /// starts a window once the previous one was heard as nothing.
+    MuteSegment,
+}
+
+/// Whose time the mute mode's windows count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MuteClock {
+    /// The input's: a host that compensates Cloak's latency (a DAW, its renders) puts the
+    /// segment at the start of its timeline's windows.
+    #[default]
+    Input,
+    /// The output's: a live stream recorded as it comes out of Cloak (no latency
+    /// compensation) starts with the segment.
+    Output,
 }
 
 /// Cloak's settings, read once per block.
@@ -82,6 +103,10 @@ pub struct CloakChannel {
     inverse: Arc<dyn ComplexToReal<f32>>,
     /// Samples seen since the last reset.
     time: u64,
+    /// Samples per window of the mute mode.
+    window: u64,
+    /// Whose time the mute mode's windows count.
+    mute_clock: MuteClock,
     /// Dry delay line of `latency` samples (ring indexed by `time % latency`).
     dry: Vec<f32>,
     /// The last `n` inputs (ring indexed by `time % n`).
@@ -137,6 +162,8 @@ impl CloakChannel {
             forward,
             inverse,
             time: 0,
+            window: (super::mute_segment::WINDOW_SECONDS * sample_rate as f64).round() as u64,
+            mute_clock: MuteClock::Input,
             dry: vec![0.0; n + n / 2],
             input: vec![0.0; n],
             ola: vec![0.0; n],
@@ -159,6 +186,11 @@ impl CloakChannel {
     /// (call before processing; publishing costs a few hundred additions per frame).
     pub fn set_meter(&mut self, meter: Option<Arc<BandMeter>>) {
         self.meter = meter;
+    }
+
+    /// Count the mute mode's windows in input time (the default) or output time.
+    pub fn set_mute_clock(&mut self, clock: MuteClock) {
+        self.mute_clock = clock;
     }
 
     /// Latency in samples (a frame and a hop).
@@ -186,9 +218,11 @@ impl CloakChannel {
     }
 
     /// Process `io` in place. `source` is the universal perturbation at this channel's rate
-    /// (looped; `None` or empty in universal mode adds nothing). Never allocates.
+    /// (looped; `None` or empty in universal mode adds nothing), or in mute mode the mute
+    /// segment at this rate. Never allocates.
     pub fn process(&mut self, io: &mut [f32], settings: &CloakSettings, source: Option<&[f32]>) {
         let source = source.filter(|s| !s.is_empty());
+        let mute = settings.mode == CloakMode::MuteSegment;
         let pass_through = settings.bypass || settings.depth == 0.0;
         let depth = if settings.depth.is_finite() {
             settings.depth.clamp(0.0, 1.0)
@@ -201,16 +235,39 @@ impl CloakChannel {
             let d = (self.time % latency as u64) as usize;
             let o = (self.time % self.n as u64) as usize;
             let dry = self.dry[d];
-            let wet = self.ola[o];
+            let wet = if mute {
+                self.mute_sample(source)
+            } else {
+                self.ola[o]
+            };
             self.ola[o] = 0.0;
             *sample = if pass_through { dry } else { dry + depth * wet };
             self.dry[d] = x;
             self.input[o] = x;
             self.time += 1;
-            if self.time.is_multiple_of(self.hop as u64) {
+            // The mute mode needs no analysis (switching back to a shaped mode, the first
+            // frame and a half are shaped under thresholds from before the switch).
+            if !mute && self.time.is_multiple_of(self.hop as u64) {
                 self.frame_done(settings, source);
             }
         }
+    }
+
+    /// The mute segment's sample for the output sample now: its time within its window
+    /// decides — the delayed input's time by default (the output is the input `latency`
+    /// samples later, so a host that compensates the latency sees the segment at the start of
+    /// every window of its timeline), or the output's ([`MuteClock::Output`]).
+    #[inline]
+    fn mute_sample(&self, segment: Option<&[f32]>) -> f32 {
+        let delay = match self.mute_clock {
+            MuteClock::Input => self.dry.len() as u64,
+            MuteClock::Output => 0,
+        };
+        let (Some(segment), Some(time)) = (segment, self.time.checked_sub(delay)) else {
+            return 0.0;
+        };
+        let at = (time % self.window.max(1)) as usize;
+        segment.get(at).copied().unwrap_or(0.0)
     }
 
     /// A frame of input is complete: analyse it, then synthesise the pending frame (the one a
@@ -383,13 +440,13 @@ impl CloakChannel {
                     self.spectrum[k] = Complex32::from_polar(magnitude, phase);
                 }
             }
-            (CloakMode::Universal, None) => return,
+            (CloakMode::Universal, None) | (CloakMode::MuteSegment, _) => return,
         }
         if self.meter.is_some() && !settings.bypass && settings.depth > 0.0 {
             // The power each mode compares with the allowance, times depth².
             let per_bin = match settings.mode {
                 CloakMode::Universal => 2.0 / n2,
-                CloakMode::MaskedNoise => 1.0 / n2,
+                CloakMode::MaskedNoise | CloakMode::MuteSegment => 1.0 / n2,
             };
             let gain_db = 20.0 * settings.depth.clamp(0.0, 1.0).log10();
             for k in 0..self.spectrum.len() {

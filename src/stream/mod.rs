@@ -4,6 +4,7 @@
 //!
 //! - [`cloak`]: adds a perturbation (a universal perturbation file, or noise) shaped in every
 //!   STFT frame to sit a margin under the input's masking threshold.
+//! - [`mute_segment`]: the built-in segment of Cloak's mute mode and where it goes.
 //! - [`band_meter`]: Cloak's per-band input, threshold and perturbation levels for editors,
 //!   through atomics.
 //! - [`sentinel`]: per-frame detector features → a smoothed score in 0..1, with a gate.
@@ -17,6 +18,7 @@ pub mod cloak;
 pub mod denormals;
 pub mod model_cloak;
 pub mod monitor;
+pub mod mute_segment;
 pub mod processors;
 pub mod sentinel;
 

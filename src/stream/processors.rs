@@ -46,6 +46,14 @@ impl CloakProcessor {
         self.channels[0].latency()
     }
 
+    /// Count the mute mode's windows in input time (the default: hosts that compensate the
+    /// latency) or output time (a live stream recorded as it comes out).
+    pub fn set_mute_clock(&mut self, clock: super::cloak::MuteClock) {
+        self.channels
+            .iter_mut()
+            .for_each(|c| c.set_mute_clock(clock));
+    }
+
     /// Forget all history.
     pub fn reset(&mut self) {
         self.channels.iter_mut().for_each(CloakChannel::reset);

@@ -211,6 +211,111 @@ fn cloak_model_mode_keeps_faster_whisper_from_the_words() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Cloak's mute mode through `advox live` on the two English Rhino requests (held out from the
+/// segment's training; each has a lead-in of 0.6-0.7 s before the first word): written at
+/// 48 kHz stereo as a live stream records it (the input delayed by Cloak's latency, the segment
+/// from the stream's first sample), faster-whisper's
+/// default timestamp mode (beam 5 and greedy, same tiny.en weights) hears nothing in either,
+/// where the clean files are transcribed; the options of the shaped modes are refused.
+#[test]
+fn cloak_mute_mode_keeps_faster_whisper_from_requests_with_a_lead_in() {
+    use advox::verify::Verifier;
+    let dir = common::fresh_dir("live-mute");
+    let mut files = Vec::new();
+    for (i, name) in ["test_within_context.wav", "test_out_of_context.wav"]
+        .iter()
+        .enumerate()
+    {
+        let path = common::shared().join("corpus/rhino").join(name);
+        let x16 = advox::audio::read_audio_16k_mono(&path).unwrap();
+        let x = advox::audio::resample(&x16, 16_000, 48_000).unwrap();
+        let input = dir.join(format!("{i}-clean.wav"));
+        write_stereo_48k(&input, &x);
+        let out = dir.join(format!("{i}-muted.wav"));
+        let run = Command::new(env!("CARGO_BIN_EXE_advox"))
+            .args(["live", "--cloak", "--mode", "mute", "--input-file"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            run.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // The segment, and nothing after it: the input delayed by the latency, bit for bit
+        // where the segment has ended.
+        let written = advox::audio::read_audio(&out).unwrap();
+        let lat = 1536;
+        let seg = advox::stream::mute_segment::builtin_at_rate(48_000).unwrap();
+        let ch = &written.channels[0];
+        assert!(ch[..lat].iter().zip(&seg).all(|(a, b)| a == b));
+        assert!((ch[lat] - x[0] - seg[lat]).abs() < 1e-6);
+        for k in seg.len()..x.len() {
+            assert_eq!(ch[k], x[k - lat], "sample {k}");
+        }
+        files.extend([input, out]);
+    }
+    // Options that do not apply are refused, naming them; an additive universal file is not a
+    // mute segment, and noise plays no file.
+    let additive = dir.join("additive.wav");
+    advox::audio::write_wav(
+        &additive,
+        &[0.01; 100],
+        16_000,
+        advox::audio::WavFormat::Float32,
+        &[],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("additive.json"),
+        r#"{"format":"advox-universal","version":1,"sample_rate":16000,"length":100,"mode":"additive","linf":0.01}"#,
+    )
+    .unwrap();
+    let file = additive.to_str().unwrap();
+    for extra in [
+        &["--margin-db", "3", "--mode", "mute"][..],
+        &["--band", "100-4000", "--mode", "mute"][..],
+        &["--universal", file, "--mode", "mute"][..],
+        &["--universal", file, "--mode", "noise"][..],
+    ] {
+        let run = Command::new(env!("CARGO_BIN_EXE_advox"))
+            .args(["live", "--cloak", "--input-file"])
+            .arg(&files[0])
+            .arg("-o")
+            .arg(dir.join("x.wav"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(run.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            err.contains(extra[0]) || err.contains("Additive"),
+            "{extra:?}: {err}"
+        );
+        assert!(!dir.join("x.wav").exists());
+    }
+    let heard = Verifier::FasterWhisper
+        .transcribe_files(&common::model_dir(), &files, None, &mut |_| {})
+        .unwrap();
+    for (file, settings) in files.iter().zip(&heard) {
+        let muted = file.to_string_lossy().ends_with("-muted.wav");
+        for h in settings.iter().filter(|h| h.timestamps == Some(true)) {
+            let text = h.text.as_ref().unwrap();
+            assert_eq!(
+                text.trim().is_empty(),
+                muted,
+                "{} {}: {text:?}",
+                file.display(),
+                h.setting()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A recording longer than one window is attacked window by window, and the perturbation of
 /// each window lands where its window is. About 15 s on two cores.
 #[test]

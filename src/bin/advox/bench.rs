@@ -91,6 +91,14 @@ pub struct Args {
     /// masked noise.
     #[arg(long, requires = "cloak")]
     universal: Option<PathBuf>,
+    /// `--cloak`: Cloak's mute mode (the built-in mute segment, or `--universal`'s when its
+    /// sidecar says prefix-mute or overlay-mute, over the start of every 30-s window) at each
+    /// of `--depths`, instead of masked noise at each margin.
+    #[arg(long, requires = "cloak", conflicts_with_all = ["with_model", "margins"])]
+    mute: bool,
+    /// `--cloak --mute`: Cloak's depths (0..1), one setting each.
+    #[arg(long, requires = "mute", value_delimiter = ',', default_value = "1")]
+    depths: Vec<f32>,
     /// `--cloak`: Cloak's model-in-the-loop mode (an untargeted attack per 30-s window under
     /// the masking threshold, rendered offline) instead of masked noise.
     #[arg(long, requires = "cloak", conflicts_with = "universal")]
@@ -247,6 +255,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
             manifest: manifest.clone(),
             margins: args.margins.clone(),
             universal: args.universal.clone(),
+            mute_depths: args.mute.then(|| args.depths.clone()),
             with_model: args
                 .with_model
                 .then(|| advox::attack::cloak_model::ModelCloakConfig {

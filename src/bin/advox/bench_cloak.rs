@@ -30,8 +30,12 @@ pub struct CloakBench {
     pub manifest: PathBuf,
     /// Cloak's margins under the threshold (dB), one setting each.
     pub margins: Vec<f32>,
-    /// A universal perturbation (universal mode); `None`: masked noise.
+    /// A universal perturbation (universal mode; a mute segment's sidecar selects the mute
+    /// mode); `None`: masked noise.
     pub universal: Option<PathBuf>,
+    /// The mute mode with the built-in segment (or `universal`'s), at each of these depths
+    /// instead of the margins.
+    pub mute_depths: Option<Vec<f32>>,
     /// Cloak's model-in-the-loop mode with these settings (its margin replaced by each of
     /// `margins`); `None`: masked noise or the universal perturbation.
     pub with_model: Option<ModelCloakConfig>,
@@ -56,8 +60,11 @@ const BLOCK: usize = crate::live::BLOCK;
 /// One setting over every recording.
 #[derive(serde::Serialize)]
 struct Setting {
-    /// `None`: the clean recordings (the chain with Cloak bypassed).
+    /// `None`: the clean recordings (the chain with Cloak bypassed); the mute mode's rows
+    /// have a depth instead.
     margin_db: Option<f32>,
+    /// The mute mode's depth.
+    depth: Option<f32>,
     /// Mean WER per recogniser setting.
     wer: BTreeMap<String, f64>,
     /// Means over the recordings (`None` for the clean row).
@@ -102,17 +109,40 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
     if entries.is_empty() {
         bail!("{} lists no recordings", bench.manifest.display());
     }
-    let (mode, source) = match &bench.universal {
-        Some(path) => (
-            CloakMode::Universal,
-            Some(
-                UniversalFile::read(path)?
-                    .at_rate(bench.rate)
-                    .with_context(|| path.display().to_string())?,
-            ),
+    let (mode, source) = match (&bench.universal, &bench.mute_depths) {
+        (Some(path), _) => {
+            let file = UniversalFile::read(path)?;
+            let mode = match (file.meta.mode.is_mute_segment(), &bench.mute_depths) {
+                (true, Some(_)) => CloakMode::MuteSegment,
+                (false, None) => CloakMode::Universal,
+                (true, None) => bail!(
+                    "{} is a mute segment ({:?}): give --mute (with --depths) to play it",
+                    path.display(),
+                    file.meta.mode
+                ),
+                (false, Some(_)) => bail!(
+                    "{} is not a mute segment ({:?}): --mute plays one",
+                    path.display(),
+                    file.meta.mode
+                ),
+            };
+            let samples = file
+                .at_rate(bench.rate)
+                .with_context(|| path.display().to_string())?;
+            (mode, Some(samples))
+        }
+        (None, Some(_)) => (
+            CloakMode::MuteSegment,
+            Some(advox::stream::mute_segment::builtin_at_rate(bench.rate)?),
         ),
-        None => (CloakMode::MaskedNoise, None),
+        (None, None) => (CloakMode::MaskedNoise, None),
     };
+    let mute = mode == CloakMode::MuteSegment;
+    if let Some(depths) = &bench.mute_depths {
+        if depths.is_empty() || depths.iter().any(|d| !(0.0..=1.0).contains(d)) {
+            bail!("--depths: one or more values in 0..1");
+        }
+    }
     let inputs: Vec<(PathBuf, Vec<f32>)> = entries
         .iter()
         .map(|e| Ok((e.input.clone(), read_audio_16k_mono(&e.input)?)))
@@ -123,16 +153,20 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
     let mut files: Vec<Vec<PathBuf>> = Vec::new();
     let mut qualities: Vec<Vec<Option<CloakQuality>>> = Vec::new();
     let mut labels: Vec<Option<f32>> = vec![None];
-    labels.extend(bench.margins.iter().map(|&m| Some(m)));
+    // The margins, or the mute mode's depths.
+    let knobs = bench.mute_depths.as_ref().unwrap_or(&bench.margins);
+    labels.extend(knobs.iter().map(|&m| Some(m)));
     for label in &labels {
-        let dir = bench.out.join(match label {
-            None => "clean".to_string(),
-            Some(m) => format!("margin{m:+}dB"),
+        let dir = bench.out.join(match (label, mute) {
+            (None, _) => "clean".to_string(),
+            (Some(d), true) => format!("mute-depth{d}"),
+            (Some(m), false) => format!("margin{m:+}dB"),
         });
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let settings = CloakSettings {
             mode,
-            margin_db: label.unwrap_or(0.0),
+            margin_db: if mute { 0.0 } else { label.unwrap_or(0.0) },
+            depth: if mute { label.unwrap_or(1.0) } else { 1.0 },
             bypass: label.is_none(),
             ..CloakSettings::default()
         };
@@ -244,7 +278,8 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
             )
         };
         settings.push(Setting {
-            margin_db: *label,
+            margin_db: label.filter(|_| !mute),
+            depth: label.filter(|_| mute),
             wer: keys
                 .iter()
                 .map(|k| {
@@ -279,6 +314,7 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
             (Some(_), _) => "model",
             (None, CloakMode::Universal) => "universal",
             (None, CloakMode::MaskedNoise) => "masked-noise",
+            (None, CloakMode::MuteSegment) => "mute-segment",
         },
         "model_settings": bench.with_model.as_ref().map(|c| serde_json::json!({
             "stream_window_seconds": bench.stream.map(|s| s.0),
@@ -325,10 +361,11 @@ fn print_table(settings: &[Setting], n: usize) {
     for s in settings {
         let mut row = format!(
             "| {} | {} | {} | {} | {} | {} |",
-            s.margin_db
-                .map_or(format!("clean ({n} recordings)"), |m| format!(
-                    "margin {m} dB"
-                )),
+            match (s.margin_db, s.depth) {
+                (Some(m), _) => format!("margin {m} dB"),
+                (None, Some(d)) => format!("mute segment, depth {d}"),
+                (None, None) => format!("clean ({n} recordings)"),
+            },
             opt(s.snr_db, " dB", 1),
             match (s.pesq_wb, s.pesq_scored) {
                 (Some(p), k) if k < n => format!("{p:.2} ({k} of {n} scored)"),
@@ -391,7 +428,7 @@ fn render_with_model(
     Ok(run)
 }
 
-/// WER of `primary` against PESQ, one point per margin.
+/// WER of `primary` against PESQ, one point per margin (or depth).
 fn draw_tradeoff(path: &Path, settings: &[Setting], primary: &str) -> Result<()> {
     let points: Vec<(f64, f64)> = settings
         .iter()
@@ -404,7 +441,7 @@ fn draw_tradeoff(path: &Path, settings: &[Setting], primary: &str) -> Result<()>
     line_chart(
         path,
         &Axes {
-            title: "Cloak: WER against quality, one point per margin",
+            title: "Cloak: WER against quality, one point per setting",
             x_label: "wideband PESQ against the clean recording",
             y_label: &format!("WER ({primary})"),
             x_range: ((lo - 0.2).clamp(1.0, 4.4), 4.64),

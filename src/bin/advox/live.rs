@@ -40,7 +40,9 @@ pub struct Args {
     /// Stop after this many seconds (devices; default: until Ctrl-C).
     #[arg(long)]
     pub(crate) seconds: Option<f64>,
-    /// Cloak: `noise` (masked noise), `universal` (needs --universal), or `model` (an
+    /// Cloak: `noise` (masked noise), `universal` (needs --universal), `mute` (the built-in
+    /// mute segment, or --universal's, over the start of every 30-s window from the stream's
+    /// start: Whisper's timestamped transcription then hears nothing), or `model` (an
     /// untargeted attack on the built-in Whisper per 30-s window under the masking threshold;
     /// renders a file offline: needs --input-file and -o).
     #[arg(long, default_value = "noise")]
@@ -150,29 +152,55 @@ pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Proce
         let mode = match args.mode.as_str() {
             "noise" | "masked-noise" => CloakMode::MaskedNoise,
             "universal" => CloakMode::Universal,
+            "mute" => CloakMode::MuteSegment,
             "model" => bail!(
                 "--mode model renders a file offline (it runs an attack per window, slower than \
                  real time on a CPU): give --input-file IN and -o OUT"
             ),
-            m => bail!("--mode {m:?}: `noise`, `universal` or `model`"),
+            m => bail!("--mode {m:?}: `noise`, `universal`, `mute` or `model`"),
         };
+        let rate_hz = rate.round() as u32;
         let source = match (&args.universal, mode) {
-            (Some(path), _) => Some(
-                UniversalFile::read(path)?
-                    .at_rate(rate.round() as u32)
-                    .with_context(|| path.display().to_string())?,
-            ),
+            (Some(path), CloakMode::Universal | CloakMode::MuteSegment) => {
+                let file = UniversalFile::read(path)?;
+                let is_mute = file.meta.mode.is_mute_segment();
+                if is_mute != (mode == CloakMode::MuteSegment) {
+                    bail!(
+                        "{}: its sidecar says {:?}; --mode mute plays a mute segment \
+                         (prefix-mute, overlay-mute), --mode universal an additive one",
+                        path.display(),
+                        file.meta.mode
+                    );
+                }
+                Some(
+                    file.at_rate(rate_hz)
+                        .with_context(|| path.display().to_string())?,
+                )
+            }
+            (Some(_), _) => bail!("--universal applies to --mode universal and --mode mute"),
             (None, CloakMode::Universal) => bail!("--mode universal needs --universal FILE"),
+            (None, CloakMode::MuteSegment) => {
+                Some(advox::stream::mute_segment::builtin_at_rate(rate_hz)?)
+            }
             (None, _) => None,
         };
+        if mode == CloakMode::MuteSegment && (args.margin_db.is_some() || args.band.is_some()) {
+            bail!(
+                "--margin-db and --band do not apply to --mode mute (the segment is added as \
+                 trained, unshaped)"
+            );
+        }
         if let Some((flag, _)) = crate::live_model::model_only_flags(args).first() {
             bail!("{flag} applies to --mode model only");
         }
         if !(0.0..=1.0).contains(&depth) || !margin_db.is_finite() {
             bail!("--depth must be in 0..1 and --margin-db finite");
         }
+        let mut processor = CloakProcessor::new(rate, channels)?;
+        // A stream recorded as it comes out (no latency compensation) starts with the segment.
+        processor.set_mute_clock(advox::stream::cloak::MuteClock::Output);
         Ok(Processor::Cloak {
-            processor: CloakProcessor::new(rate, channels)?,
+            processor,
             settings: CloakSettings {
                 mode,
                 depth,
