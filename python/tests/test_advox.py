@@ -162,8 +162,10 @@ def test_universal_trains_and_judges_next_to_noise():
     assert set(judged) == {"perturbation", "random_noise"}
     assert sidecar["eval"] is None
     assert sidecar["front_ends"] == ["openai", "faster-whisper"]
-    with pytest.raises(advox.AdvoxError, match="prefix-mute mutes"):
+    with pytest.raises(advox.AdvoxError, match="overlay-mute mute"):
         advox.universal(train, mode="prefix-mute", target="hello", steps=1)
+    with pytest.raises(advox.AdvoxError, match="applies to the mute modes"):
+        advox.universal(train, max_shift_s=0.1, steps=1)
 
 
 def test_evaluate_reports_the_matrix():

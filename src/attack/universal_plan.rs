@@ -22,7 +22,7 @@ pub const UNIVERSAL_LINF: f32 = 0.02;
 pub struct UniversalSettings {
     /// Additive or prefix-mute.
     pub mode: UniversalMode,
-    /// The goal chosen (additive: default untargeted at `min_wer`; prefix-mute always mutes).
+    /// The goal chosen (additive: default untargeted at `min_wer`; the mute modes always mute).
     pub goal: Option<Goal>,
     /// WER that counts as an untargeted success.
     pub min_wer: f64,
@@ -55,7 +55,7 @@ pub struct UniversalSettings {
 }
 
 impl UniversalSettings {
-    /// The goal: prefix-mute mutes (a target is an error), the additive mode pursues the chosen
+    /// The goal: the mute modes mute (a target is an error), the additive mode pursues the chosen
     /// goal, untargeted by default.
     pub fn goal(&self) -> Result<Goal> {
         match (self.mode, &self.goal) {
