@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(short, long)]
     pub(crate) output: PathBuf,
     /// `additive`: tiled over the input from any offset; `prefix-mute`: prepended, mutes;
-    /// `overlay-mute`: added over the input's start (as Cloak's mute mode plays it), mutes.
+    /// `overlay-mute`: added over the input's start, trained to mute (measured: it does not
+    /// mute held-out speech; Cloak's mute mode plays a prefix-mute segment over a lead-in).
     #[arg(long, value_enum, default_value = "additive")]
     pub(crate) mode: ModeArg,
     /// Goal of the additive mode (default: untargeted); the mute modes always mute.
