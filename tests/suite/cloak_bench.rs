@@ -85,3 +85,55 @@ fn the_cloak_benchmark_measures_every_setting_with_every_recogniser() {
     assert!(String::from_utf8_lossy(&stray.stderr).contains("--cloak"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--mute`: Cloak's mute mode at each `--depths` value (here advox's own model only, on one
+/// request: this checks the settings and the quality figures; what faster-whisper hears is
+/// the live test's and the README's); the margins do not apply.
+#[test]
+fn the_cloak_benchmark_measures_the_mute_mode_per_depth() {
+    let dir = common::fresh_dir("cloak-bench-mute");
+    let manifest = dir.join("one.csv");
+    let clip = common::shared().join("corpus/rhino/test_within_context.wav");
+    std::fs::write(&manifest, format!("input\n{}\n", clip.display())).unwrap();
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_advox"))
+            .env(advox::model::provision::MODEL_ENV, common::model_dir())
+            .args(["bench", "--cloak"])
+            .arg(&manifest)
+            .args(["--mute", "--no-verify", "--json", "--out"])
+            .arg(dir.join("out"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let run = bench(&["--depths", "1,0.5"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(doc["mode"], "mute-segment");
+    let settings = doc["settings"].as_array().unwrap();
+    assert_eq!(settings.len(), 3);
+    assert!(settings[0]["depth"].is_null() && settings[0]["margin_db"].is_null());
+    for (s, depth) in settings[1..].iter().zip([1.0, 0.5]) {
+        assert_eq!(s["depth"], depth);
+        assert!(s["margin_db"].is_null());
+        // The segment (amplitude 0.02) over a quiet request: 12.7 dB SNR at depth 1; cheap.
+        let snr = s["snr_db"].as_f64().unwrap();
+        assert!((10.0..40.0).contains(&snr), "SNR {snr}");
+        assert!(s["rtf"].as_f64().unwrap() < 0.01);
+    }
+    // Half the depth is 6 dB less segment.
+    let (a, b) = (
+        settings[1]["snr_db"].as_f64().unwrap(),
+        settings[2]["snr_db"].as_f64().unwrap(),
+    );
+    assert!((b - a - 6.02).abs() < 0.3, "{a} -> {b}");
+    // Margins do not apply to it; depths must be in 0..1.
+    for extra in [&["--margins", "6"][..], &["--depths", "2"][..]] {
+        let run = bench(extra);
+        assert_ne!(run.status.code(), Some(0), "{extra:?}");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(extra[0]), "{extra:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
