@@ -57,6 +57,44 @@ pub fn builtin() -> Result<Vec<f32>> {
     Ok(samples)
 }
 
+/// The source Cloak plays in `mode` at `rate` Hz: `file` (an `advox universal` output whose
+/// sidecar must say a mute segment in the mute mode, an additive perturbation in the universal
+/// mode), else the built-in segment in the mute mode; none for masked noise. Reads and
+/// allocates: call off the audio thread.
+pub fn cloak_source(
+    mode: crate::stream::cloak::CloakMode,
+    file: Option<&std::path::Path>,
+    rate: u32,
+) -> Result<Option<Vec<f32>>> {
+    use crate::formats::universal_sidecar::UniversalFile;
+    use crate::stream::cloak::CloakMode;
+    match (file, mode) {
+        (Some(path), CloakMode::Universal | CloakMode::MuteSegment) => {
+            let file = UniversalFile::read(path)?;
+            if file.meta.mode.is_mute_segment() != (mode == CloakMode::MuteSegment) {
+                return Err(Error::bad_audio(
+                    path,
+                    format!(
+                        "its sidecar says {:?}; the mute mode plays a mute segment (prefix-mute, \
+                         overlay-mute), the universal mode an additive one",
+                        file.meta.mode
+                    ),
+                ));
+            }
+            Ok(Some(file.at_rate(rate)?))
+        }
+        (Some(path), CloakMode::MaskedNoise) => Err(Error::bad_audio(
+            path,
+            "masked noise plays no file (the universal and mute modes do)",
+        )),
+        (None, CloakMode::Universal) => Err(Error::InvalidArgument(
+            "the universal mode needs a perturbation file".into(),
+        )),
+        (None, CloakMode::MuteSegment) => Ok(Some(builtin_at_rate(rate)?)),
+        (None, CloakMode::MaskedNoise) => Ok(None),
+    }
+}
+
 /// The built-in segment resampled to `rate` Hz (allocates: call off the audio thread).
 pub fn builtin_at_rate(rate: u32) -> Result<Vec<f32>> {
     crate::audio::resample(&builtin()?, crate::audio::SAMPLE_RATE, rate)

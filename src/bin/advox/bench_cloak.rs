@@ -10,7 +10,6 @@ use advox::audio::{read_audio_16k_mono, write_wav, WavFormat};
 use advox::eval::cloak::{
     cloak_recording, cloak_recording_streamed, cloak_recording_with_model, CloakQuality, Cloaked,
 };
-use advox::formats::universal_sidecar::UniversalFile;
 use advox::manifest::read_manifest;
 use advox::metrics::wer;
 use advox::model::{DecodeOptions, LoadedModel};
@@ -109,34 +108,14 @@ pub fn run(model: &LoadedModel, bench: &CloakBench) -> Result<()> {
     if entries.is_empty() {
         bail!("{} lists no recordings", bench.manifest.display());
     }
-    let (mode, source) = match (&bench.universal, &bench.mute_depths) {
-        (Some(path), _) => {
-            let file = UniversalFile::read(path)?;
-            let mode = match (file.meta.mode.is_mute_segment(), &bench.mute_depths) {
-                (true, Some(_)) => CloakMode::MuteSegment,
-                (false, None) => CloakMode::Universal,
-                (true, None) => bail!(
-                    "{} is a mute segment ({:?}): give --mute (with --depths) to play it",
-                    path.display(),
-                    file.meta.mode
-                ),
-                (false, Some(_)) => bail!(
-                    "{} is not a mute segment ({:?}): --mute plays one",
-                    path.display(),
-                    file.meta.mode
-                ),
-            };
-            let samples = file
-                .at_rate(bench.rate)
-                .with_context(|| path.display().to_string())?;
-            (mode, Some(samples))
-        }
-        (None, Some(_)) => (
-            CloakMode::MuteSegment,
-            Some(advox::stream::mute_segment::builtin_at_rate(bench.rate)?),
-        ),
-        (None, None) => (CloakMode::MaskedNoise, None),
+    let mode = match (&bench.mute_depths, &bench.universal) {
+        (Some(_), _) => CloakMode::MuteSegment,
+        (None, Some(_)) => CloakMode::Universal,
+        (None, None) => CloakMode::MaskedNoise,
     };
+    let source =
+        advox::stream::mute_segment::cloak_source(mode, bench.universal.as_deref(), bench.rate)
+            .context("--universal FILE (--mute plays a mute segment, else an additive one)")?;
     let mute = mode == CloakMode::MuteSegment;
     if let Some(depths) = &bench.mute_depths {
         if depths.is_empty() || depths.iter().any(|d| !(0.0..=1.0).contains(d)) {

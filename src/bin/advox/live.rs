@@ -3,7 +3,6 @@
 //! (`advox::stream::processors`), so the samples equal the plugin's.
 
 use advox::audio::read_audio;
-use advox::formats::universal_sidecar::UniversalFile;
 use advox::stream::cloak::{CloakMode, CloakSettings};
 use advox::stream::processors::{CloakProcessor, Detection, SentinelProcessor};
 use advox::stream::sentinel::SentinelSettings;
@@ -159,31 +158,12 @@ pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Proce
             ),
             m => bail!("--mode {m:?}: `noise`, `universal`, `mute` or `model`"),
         };
-        let rate_hz = rate.round() as u32;
-        let source = match (&args.universal, mode) {
-            (Some(path), CloakMode::Universal | CloakMode::MuteSegment) => {
-                let file = UniversalFile::read(path)?;
-                let is_mute = file.meta.mode.is_mute_segment();
-                if is_mute != (mode == CloakMode::MuteSegment) {
-                    bail!(
-                        "{}: its sidecar says {:?}; --mode mute plays a mute segment \
-                         (prefix-mute, overlay-mute), --mode universal an additive one",
-                        path.display(),
-                        file.meta.mode
-                    );
-                }
-                Some(
-                    file.at_rate(rate_hz)
-                        .with_context(|| path.display().to_string())?,
-                )
-            }
-            (Some(_), _) => bail!("--universal applies to --mode universal and --mode mute"),
-            (None, CloakMode::Universal) => bail!("--mode universal needs --universal FILE"),
-            (None, CloakMode::MuteSegment) => {
-                Some(advox::stream::mute_segment::builtin_at_rate(rate_hz)?)
-            }
-            (None, _) => None,
-        };
+        let source = advox::stream::mute_segment::cloak_source(
+            mode,
+            args.universal.as_deref(),
+            rate.round() as u32,
+        )
+        .with_context(|| format!("--mode {} with --universal FILE", args.mode))?;
         if mode == CloakMode::MuteSegment && (args.margin_db.is_some() || args.band.is_some()) {
             bail!(
                 "--margin-db and --band do not apply to --mode mute (the segment is added as \
