@@ -189,6 +189,7 @@ def universal(
     beam: int = 5,
     front_ends: Optional[Sequence[str]] = None,
     max_shift_s: Optional[float] = None,
+    decodings: Optional[Sequence[str]] = None,
     model: ModelLike = None,
     progress: Optional[Progress] = None,
 ) -> Tuple[npt.NDArray[np.float32], Report]:

@@ -4,8 +4,11 @@
 use crate::convert::{array, channel_or_file, error, invalid, report, StepValue, Steps};
 use crate::models::model_arg;
 use advox::attack::universal::{prepare, train_universal, UniversalMode};
-use advox::attack::universal_plan::{judge_against_noise, sidecar, UniversalSettings};
+use advox::attack::universal_plan::{
+    judge_against_noise, judge_other_decodings, sidecar, UniversalSettings,
+};
 use advox::attack::StepInfo;
+use advox::formats::universal_sidecar::UniversalSidecar;
 use advox::objective::Goal;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -35,7 +38,7 @@ fn set(
 #[pyo3(signature = (train, sample_rate=16000, *, eval=None, mode="additive", target=None,
     untargeted=false, mute=false, min_wer=0.5, eps=None, length_s=None, steps=100, batch=2,
     step_size=None, seed=0, snr_db=None, masking_margin_db=None, timestamps=false, beam=5,
-    front_ends=None, max_shift_s=None, model=None, progress=None))]
+    front_ends=None, max_shift_s=None, decodings=None, model=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn universal<'py>(
     py: Python<'py>,
@@ -59,6 +62,7 @@ pub fn universal<'py>(
     beam: usize,
     front_ends: Option<Vec<String>>,
     max_shift_s: Option<f32>,
+    decodings: Option<Vec<String>>,
     model: Option<&Bound<'py, PyAny>>,
     progress: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyTuple>> {
@@ -98,6 +102,15 @@ pub fn universal<'py>(
             .transpose()
             .map_err(error)?,
         max_shift_s,
+        decodings: decodings
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.parse())
+                    .collect::<advox::Result<_>>()
+            })
+            .transpose()
+            .map_err(error)?,
     };
     let goal = settings.goal().map_err(error)?;
     let cfg = settings.config().map_err(error)?;
@@ -135,15 +148,26 @@ pub fn universal<'py>(
             Some(e) => Some(judge_against_noise(&model, e, &cfg, &delta, &decode)?),
             None => None,
         };
-        let report = sidecar(
+        let other_decodings = judge_other_decodings(
+            &model,
+            &settings,
             &cfg,
-            &goal,
-            model.id(),
-            &decode,
-            seconds,
-            train_judged,
-            eval_judged,
-        );
+            &delta,
+            &train_set,
+            eval_set.as_deref(),
+        )?;
+        let report = UniversalSidecar {
+            other_decodings,
+            ..sidecar(
+                &cfg,
+                &goal,
+                model.id(),
+                &decode,
+                seconds,
+                train_judged,
+                eval_judged,
+            )
+        };
         Ok((delta, report))
     });
     let (delta, sidecar_value) = steps_report.finish(result)?;

@@ -166,6 +166,10 @@ def test_universal_trains_and_judges_next_to_noise():
         advox.universal(train, mode="prefix-mute", target="hello", steps=1)
     with pytest.raises(advox.AdvoxError, match="applies to the mute modes"):
         advox.universal(train, max_shift_s=0.1, steps=1)
+    with pytest.raises(advox.AdvoxError, match="--decodings applies to the mute modes"):
+        advox.universal(train, decodings=["plain"], steps=1)
+    with pytest.raises(advox.AdvoxError, match="unknown decoding"):
+        advox.universal(train, mode="prefix-mute", decodings=["segments"], steps=1)
 
 
 def test_evaluate_reports_the_matrix():

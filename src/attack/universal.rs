@@ -66,6 +66,50 @@ impl UniversalMode {
     }
 }
 
+/// A decoding a mute segment is trained against: what "nothing" means there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MuteDecoding {
+    /// Timestamp decoding (Whisper's default `transcribe`): end-of-text right after the first
+    /// timestamp `<|0.00|>`, an empty window.
+    Timestamps,
+    /// Plain decoding (`<|notimestamps|>`), which may not start with end-of-text: `" ."` and
+    /// end-of-text, a transcript that normalises to nothing.
+    Plain,
+}
+
+impl MuteDecoding {
+    /// Both, as the command line names them.
+    pub const ALL: [MuteDecoding; 2] = [MuteDecoding::Timestamps, MuteDecoding::Plain];
+
+    /// The command line's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MuteDecoding::Timestamps => "timestamps",
+            MuteDecoding::Plain => "plain",
+        }
+    }
+
+    /// Decoding options of this kind (beam `beam`).
+    pub fn decode(self, beam: usize) -> DecodeOptions {
+        DecodeOptions {
+            beam_size: beam.max(1),
+            timestamps: self == MuteDecoding::Timestamps,
+            ..Default::default()
+        }
+    }
+}
+
+impl std::str::FromStr for MuteDecoding {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| crate::error::unknown_name("decoding", s, &["timestamps", "plain"]))
+    }
+}
+
 /// Per-input shaping of an additive perturbation where it is applied: each input gets the tiled
 /// δ projected under its own psychoacoustic masking threshold (minus a margin), then scaled to
 /// keep a minimum SNR to that input. Training sees the shaped perturbation (the gradient passes
@@ -166,6 +210,12 @@ pub struct UniversalConfig {
     /// input, so that the segment need not start exactly where the recogniser's input does
     /// (expectation over alignment; 0: exactly there).
     pub max_shift: usize,
+    /// Mute modes: the decodings the draws take turns over (after the front ends), each with
+    /// its own idea of nothing (see [`MuteDecoding`]); default timestamps alone.
+    pub decodings: Vec<MuteDecoding>,
+    /// Where training starts (e.g. an earlier perturbation, to train on with other settings):
+    /// `length` samples, clipped to the bound; default uniform noise at a tenth of the bound.
+    pub init: Option<Vec<f32>>,
 }
 
 impl UniversalConfig {
@@ -182,6 +232,8 @@ impl UniversalConfig {
             shaping: Shaping::default(),
             front_ends: vec![FrontEnd::Openai],
             max_shift: 0,
+            decodings: vec![MuteDecoding::Timestamps],
+            init: None,
         }
     }
 
@@ -314,6 +366,41 @@ pub fn train_universal(
             "universal training needs at least one front end".into(),
         ));
     }
+    if cfg.decodings.is_empty()
+        || (!cfg.mode.is_mute_segment() && cfg.decodings != [MuteDecoding::Timestamps])
+    {
+        return Err(Error::InvalidArgument(
+            "the decodings to mute apply to the mute modes, at least one of them".into(),
+        ));
+    }
+    // Mute modes: each utterance's goal under every decoding trained against.
+    let mutes: Vec<Vec<Objective>> = if cfg.mode.is_mute_segment() {
+        set.iter()
+            .map(|u| {
+                cfg.decodings
+                    .iter()
+                    .map(|d| {
+                        Objective::for_decoding(
+                            model,
+                            Goal::Mute,
+                            &u.objective.original,
+                            &[],
+                            &d.decode(1),
+                        )
+                    })
+                    .collect()
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    // A draw's view: its front end, then (mute modes) its decoding, taking turns draw by draw.
+    let views = cfg.front_ends.len()
+        * if mutes.is_empty() {
+            1
+        } else {
+            cfg.decodings.len()
+        };
     let base_front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
     let fronts: Vec<MelFrontEnd> = cfg
         .front_ends
@@ -322,9 +409,20 @@ pub fn train_universal(
         .collect();
     let device = model.whisper.device().clone();
     let mut rng = Rng::new(cfg.seed);
-    let mut delta: Vec<f32> = (0..cfg.length)
+    let noise: Vec<f32> = (0..cfg.length)
         .map(|_| rng.symmetric(0.1 * cfg.linf))
         .collect();
+    let mut delta = match &cfg.init {
+        None => noise,
+        Some(init) if init.len() != cfg.length || init.iter().any(|v| !v.is_finite()) => {
+            return Err(Error::InvalidArgument(format!(
+                "the starting perturbation has {} samples (finite ones needed), the training {}",
+                init.len(),
+                cfg.length
+            )))
+        }
+        Some(init) => init.iter().map(|v| v.clamp(-cfg.linf, cfg.linf)).collect(),
+    };
     let mut stepper = Stepper::new(Rule::Adam, StepSpace::new(Domain::Waveform, cfg.length)?);
     let batch = cfg.batch.clamp(1, set.len());
     for step in 1..=cfg.steps {
@@ -339,7 +437,7 @@ pub fn train_universal(
         // The offset: where the tiled additive δ starts, or a mute segment's shift.
         let draws: Vec<(usize, usize, usize)> = (0..batch)
             .map(|i| {
-                let view = ((step - 1) * batch + i) % fronts.len();
+                let view = ((step - 1) * batch + i) % views;
                 let offset = match cfg.mode {
                     UniversalMode::Additive => rng.below(cfg.length),
                     _ if cfg.max_shift > 0 => rng.below(cfg.max_shift + 1),
@@ -366,7 +464,11 @@ pub fn train_universal(
             };
             let len = y.len();
             let wave = Tensor::from_vec(y, len, &device)?;
-            u.objective.loss_and_grad(model, &fronts[view], &wave)
+            let front = &fronts[view % fronts.len()];
+            match mutes.get(which) {
+                Some(goals) => goals[view / fronts.len()].loss_and_grad(model, front, &wave),
+                None => u.objective.loss_and_grad(model, front, &wave),
+            }
         };
         for pair in draws.chunks(2) {
             let scored: Vec<Result<(f32, Vec<f32>)>> = std::thread::scope(|s| {

@@ -4,10 +4,11 @@
 //! the same bound and length.
 
 use super::universal::{
-    evaluate_universal_shaped, Shaping, UniversalConfig, UniversalMode, Utterance,
+    evaluate_universal_shaped, prepare, MuteDecoding, Shaping, UniversalConfig, UniversalMode,
+    Utterance,
 };
 use crate::audio::SAMPLE_RATE;
-use crate::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
+use crate::formats::universal_sidecar::{DecodingJudgement, UniversalJudgement, UniversalSidecar};
 use crate::mel::FrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Goal;
@@ -52,6 +53,9 @@ pub struct UniversalSettings {
     /// `--max-shift-s` (mute modes): up to this much digital silence before each training
     /// input (default none).
     pub max_shift_s: Option<f32>,
+    /// `--decodings` (mute modes): the decodings to mute, taking turns in training (default
+    /// timestamps alone); the first is the one the results are judged with.
+    pub decodings: Option<Vec<MuteDecoding>>,
 }
 
 impl UniversalSettings {
@@ -103,6 +107,40 @@ impl UniversalSettings {
             Some(s) => (s * SAMPLE_RATE as f32).round() as usize,
             None => 0,
         };
+        let decodings = match &self.decodings {
+            Some(_) if !self.mode.is_mute_segment() => {
+                return Err(Error::InvalidArgument(
+                    "--decodings applies to the mute modes (prefix-mute, overlay-mute); the \
+                     additive mode is judged plain, or with --timestamps"
+                        .into(),
+                ))
+            }
+            Some(d) if d.is_empty() => {
+                return Err(Error::InvalidArgument(
+                    "--decodings needs at least one of timestamps, plain".into(),
+                ))
+            }
+            Some(d) => {
+                let mut unique: Vec<MuteDecoding> = Vec::new();
+                for x in d {
+                    if !unique.contains(x) {
+                        unique.push(*x);
+                    }
+                }
+                unique
+            }
+            None => base.decodings.clone(),
+        };
+        if self.mode.is_mute_segment()
+            && self.timestamps
+            && decodings.first() != Some(&MuteDecoding::Timestamps)
+        {
+            return Err(Error::InvalidArgument(
+                "--timestamps does not apply: the mute modes are judged with the first of \
+                 --decodings"
+                    .into(),
+            ));
+        }
         if self.steps == 0 || self.batch == 0 || self.beam == 0 {
             return Err(Error::InvalidArgument(
                 "--steps, --batch and --beam must be at least 1".into(),
@@ -121,16 +159,40 @@ impl UniversalSettings {
             },
             front_ends: self.front_ends.clone().unwrap_or(base.front_ends),
             max_shift,
+            decodings,
             ..base
         })
     }
 
-    /// The decoding of the clean transcripts and the evaluations.
+    /// The decoding of the clean transcripts and the evaluations: `--timestamps` or plain for
+    /// the additive mode, the first of `--decodings` (default timestamps) for the mute modes.
     pub fn decode(&self) -> DecodeOptions {
+        let timestamps = match (&self.decodings, self.mode.is_mute_segment()) {
+            (_, false) => self.timestamps,
+            (Some(d), true) => d.first() != Some(&MuteDecoding::Plain),
+            (None, true) => true,
+        };
         DecodeOptions {
             beam_size: self.beam.max(1),
-            timestamps: self.timestamps || self.mode.is_mute_segment(),
+            timestamps,
             ..Default::default()
+        }
+    }
+
+    /// The mute modes' further decodings (after the first of `--decodings`), each judged on
+    /// its own.
+    pub fn further_decodings(&self) -> Vec<MuteDecoding> {
+        match &self.decodings {
+            Some(d) if self.mode.is_mute_segment() => {
+                let mut rest: Vec<MuteDecoding> = Vec::new();
+                for x in d.iter().skip(1) {
+                    if !rest.contains(x) && Some(x) != d.first() {
+                        rest.push(*x);
+                    }
+                }
+                rest
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -153,6 +215,39 @@ pub fn judge_against_noise(
         perturbation: judge(delta)?,
         random_noise: judge(&noise)?,
     })
+}
+
+/// Judge a mute segment under each of `settings`' further decodings
+/// ([`UniversalSettings::further_decodings`]) on the training set and the held-out one, each
+/// with its clean transcripts taken again in that decoding, next to the same noise control.
+pub fn judge_other_decodings(
+    model: &LoadedModel,
+    settings: &UniversalSettings,
+    cfg: &UniversalConfig,
+    delta: &[f32],
+    train: &[Utterance],
+    eval: Option<&[Utterance]>,
+) -> Result<Vec<DecodingJudgement>> {
+    let again = |set: &[Utterance], decode: &DecodeOptions| -> Result<UniversalJudgement> {
+        let raw = set
+            .iter()
+            .map(|u| (u.name.clone(), u.samples.clone()))
+            .collect();
+        let set = prepare(model, raw, &Goal::Mute, decode)?;
+        judge_against_noise(model, &set, cfg, delta, decode)
+    };
+    settings
+        .further_decodings()
+        .into_iter()
+        .map(|decoding| {
+            let decode = decoding.decode(settings.beam);
+            Ok(DecodingJudgement {
+                decoding,
+                train: again(train, &decode)?,
+                eval: eval.map(|e| again(e, &decode)).transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// The sidecar of a perturbation trained with `cfg` towards `goal` on `model_id`, judged with
@@ -189,6 +284,8 @@ pub fn sidecar(
         eval,
         front_ends: (cfg.front_ends != [FrontEnd::Openai]).then(|| cfg.front_ends.clone()),
         max_shift_s: (cfg.max_shift > 0).then(|| cfg.max_shift as f32 / SAMPLE_RATE as f32),
+        decodings: (cfg.mode.is_mute_segment() && cfg.decodings != [MuteDecoding::Timestamps])
+            .then(|| cfg.decodings.clone()),
         ..UniversalSidecar::new(SAMPLE_RATE, cfg.length, cfg.mode, Some(cfg.linf))
     }
 }
@@ -214,6 +311,7 @@ mod tests {
             beam: 5,
             front_ends: None,
             max_shift_s: None,
+            decodings: None,
         }
     }
 
@@ -263,5 +361,54 @@ mod tests {
             ..settings(UniversalMode::Additive)
         };
         assert!(no_steps.config().is_err());
+    }
+
+    #[test]
+    fn mute_segments_take_the_decodings_to_mute_and_are_judged_with_the_first() {
+        use MuteDecoding::{Plain, Timestamps};
+        let with = |mode, d: Vec<MuteDecoding>, timestamps| UniversalSettings {
+            decodings: Some(d),
+            timestamps,
+            ..settings(mode)
+        };
+        // Default: timestamps alone.
+        let prefix = settings(UniversalMode::PrefixMute);
+        assert_eq!(prefix.config().unwrap().decodings, [Timestamps]);
+        assert!(prefix.further_decodings().is_empty());
+        // Both, repeated names once; judged with timestamps, then plain.
+        let both = with(
+            UniversalMode::PrefixMute,
+            vec![Timestamps, Plain, Timestamps],
+            false,
+        );
+        assert_eq!(both.config().unwrap().decodings, [Timestamps, Plain]);
+        assert!(both.decode().timestamps);
+        assert_eq!(both.further_decodings(), [Plain]);
+        // Plain first: judged plain, and --timestamps contradicts it.
+        let plain = with(UniversalMode::OverlayMute, vec![Plain, Timestamps], false);
+        assert!(!plain.decode().timestamps);
+        assert_eq!(plain.further_decodings(), [Timestamps]);
+        let contradiction = with(UniversalMode::PrefixMute, vec![Plain], true);
+        assert!(contradiction
+            .config()
+            .unwrap_err()
+            .to_string()
+            .contains("--timestamps does not apply"));
+        // Not for the additive mode, and not none.
+        let additive = with(UniversalMode::Additive, vec![Timestamps], false);
+        assert!(additive
+            .config()
+            .unwrap_err()
+            .to_string()
+            .contains("--decodings applies to the mute modes"));
+        assert!(with(UniversalMode::PrefixMute, vec![], false)
+            .config()
+            .is_err());
+        assert_eq!("plain".parse::<MuteDecoding>().unwrap(), Plain);
+        assert!("segments"
+            .parse::<MuteDecoding>()
+            .unwrap_err()
+            .to_string()
+            .contains("timestamps, plain"));
     }
 }

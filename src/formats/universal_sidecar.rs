@@ -3,8 +3,8 @@
 //! describes the perturbation: how it was made and how it fared. Every problem is an error
 //! naming the file; nothing panics on hostile input.
 
-use crate::attack::universal::Evaluation;
 pub use crate::attack::universal::UniversalMode;
+use crate::attack::universal::{Evaluation, MuteDecoding};
 use crate::audio::{read_audio, to_mono};
 use crate::objective::Goal;
 use crate::{Error, Result};
@@ -26,6 +26,19 @@ pub struct UniversalJudgement {
     pub perturbation: Evaluation,
     /// With the noise control.
     pub random_noise: Evaluation,
+}
+
+/// How a mute segment fared under a decoding after the first it was trained against (the sets'
+/// clean transcripts taken again in that decoding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecodingJudgement {
+    /// The decoding.
+    pub decoding: MuteDecoding,
+    /// On the training set.
+    pub train: UniversalJudgement,
+    /// On the held-out set, if any.
+    #[serde(default)]
+    pub eval: Option<UniversalJudgement>,
 }
 
 /// The sidecar (`X.json` beside `X.wav`).
@@ -90,6 +103,16 @@ pub struct UniversalSidecar {
     /// Mute modes: the most digital silence (s) training put before an input (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shift_s: Option<f32>,
+    /// Mute modes: the decodings training took turns over (absent: timestamps alone); the
+    /// first is `decoding`, in which `train` and `eval` were judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decodings: Option<Vec<MuteDecoding>>,
+    /// The results under the other decodings of `decodings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_decodings: Vec<DecodingJudgement>,
+    /// The perturbation training started from (`--init`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     /// Results on the training set.
     #[serde(default)]
     pub train: Option<UniversalJudgement>,
@@ -123,6 +146,9 @@ impl UniversalSidecar {
             cloak_rate: None,
             front_ends: None,
             max_shift_s: None,
+            decodings: None,
+            other_decodings: Vec::new(),
+            init: None,
             train: None,
             eval: None,
         }

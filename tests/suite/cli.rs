@@ -473,6 +473,66 @@ fn an_option_that_does_not_apply_to_the_attack_is_an_error() {
 }
 
 #[test]
+fn a_universal_option_that_does_not_apply_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("advox-cli-uni-na-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let train = dir.join("train.csv");
+    let wav = common::root().join("samples/open_the_front_door.wav");
+    std::fs::write(&train, format!("input\n{}\n", wav.display())).unwrap();
+    let out = dir.join("uni.wav");
+    let wav_str = wav.to_str().unwrap();
+    for (args, named) in [
+        (&["--decodings", "plain"][..], "--decodings"),
+        (&["--max-shift-s", "0.1"][..], "--max-shift-s"),
+        (
+            &[
+                "--mode",
+                "prefix-mute",
+                "--decodings",
+                "plain",
+                "--timestamps",
+            ][..],
+            "--timestamps",
+        ),
+        (
+            &["--mode", "prefix-mute", "--decodings", "segments"][..],
+            "segments",
+        ),
+        (
+            &["--through-cloak", "--decodings", "plain"][..],
+            "--decodings",
+        ),
+        (&["--through-cloak", "--init", wav_str][..], "--init"),
+        (
+            &[
+                "--mode",
+                "prefix-mute",
+                "--init",
+                wav_str,
+                "--length-s",
+                "0.64",
+            ][..],
+            "--length-s asks for 10240",
+        ),
+    ] {
+        let run = advox()
+            .arg("universal")
+            .arg("--train")
+            .arg(&train)
+            .args(args)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_ne!(run.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(!out.exists());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn attack_runs_every_line_of_a_manifest() {
     let dir = std::env::temp_dir().join(format!("advox-cli-manifest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

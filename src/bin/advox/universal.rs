@@ -1,9 +1,9 @@
 //! `advox universal`.
 
 use crate::common;
-use advox::attack::universal::{prepare, train_universal, UniversalMode, Utterance};
+use advox::attack::universal::{prepare, train_universal, MuteDecoding, UniversalMode, Utterance};
 use advox::attack::universal_plan::{
-    judge_against_noise, sidecar as sidecar_of, UniversalSettings,
+    judge_against_noise, judge_other_decodings, sidecar as sidecar_of, UniversalSettings,
 };
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
@@ -106,12 +106,29 @@ pub struct Args {
     /// little before it (e.g. Cloak's latency); default none.
     #[arg(long)]
     pub(crate) max_shift_s: Option<f32>,
+    /// Mute modes: the decodings to mute, comma-separated, taking turns in training draw by
+    /// draw (timestamps: an empty window; plain, which may not start with end-of-text: " ."
+    /// alone); judged under each, the first in the sidecar's `train`/`eval`. Default
+    /// timestamps.
+    #[arg(long, value_delimiter = ',', value_parser = decoding_parser())]
+    pub(crate) decodings: Option<Vec<MuteDecoding>>,
+    /// Start from this perturbation (a 16-kHz WAV of the mode's length, e.g. one `advox
+    /// universal` wrote) instead of faint noise: to train on with other settings. Its length
+    /// is the default --length-s.
+    #[arg(long)]
+    pub(crate) init: Option<PathBuf>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
     /// Model directory or known name.
     #[arg(long)]
     pub(crate) model: Option<String>,
+}
+
+fn decoding_parser() -> impl clap::builder::TypedValueParser<Value = MuteDecoding> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(MuteDecoding::ALL.map(|d| d.name()))
+        .try_map(|s| s.parse::<MuteDecoding>())
 }
 
 /// The utterances of a manifest (16 kHz), named by their files.
@@ -160,6 +177,17 @@ pub(crate) fn with_step_bar<T>(
     Ok((result, start.elapsed().as_secs_f64()))
 }
 
+fn log_judgement(utterances: usize, how: &str, judged: &UniversalJudgement) {
+    eprintln!(
+        "{utterances} utterances{how}: success {:.0} % (random noise {:.0} %), mean WER {:.2} \
+         (noise {:.2})",
+        100.0 * judged.perturbation.success_rate,
+        100.0 * judged.random_noise.success_rate,
+        judged.perturbation.mean_wer,
+        judged.random_noise.mean_wer
+    );
+}
+
 pub fn run(args: Args, device: &str) -> Result<()> {
     if args.through_cloak {
         return crate::universal_cloak::run(args, device);
@@ -184,11 +212,29 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         beam: args.beam,
         front_ends: args.front_ends.clone(),
         max_shift_s: args.max_shift_s,
+        decodings: args.decodings.clone(),
     };
     let goal = settings.goal()?;
-    let cfg = settings.config()?;
+    let mut cfg = settings.config()?;
+    if let Some(path) = &args.init {
+        let init = read_audio_16k_mono(path)
+            .with_context(|| format!("reading the starting perturbation {}", path.display()))?;
+        if args.length_s.is_none() {
+            cfg.length = init.len();
+        }
+        if init.len() != cfg.length {
+            bail!(
+                "{}: {} samples at 16 kHz, but --length-s asks for {}",
+                path.display(),
+                init.len(),
+                cfg.length
+            );
+        }
+        cfg.init = Some(init);
+    }
     let sidecar = args.output.with_extension("json");
     let mut inputs = vec![args.train.as_path()];
+    inputs.extend(args.init.as_deref());
     if let Some(e) = &args.eval {
         inputs.push(e.as_path());
     }
@@ -208,14 +254,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     })?;
     let judge = |set: &[Utterance]| -> Result<UniversalJudgement> {
         let judged = judge_against_noise(&model, set, &cfg, &delta, &decode)?;
-        eprintln!(
-            "{} utterances: success {:.0} % (random noise {:.0} %), mean WER {:.2} (noise {:.2})",
-            set.len(),
-            100.0 * judged.perturbation.success_rate,
-            100.0 * judged.random_noise.success_rate,
-            judged.perturbation.mean_wer,
-            judged.random_noise.mean_wer
-        );
+        log_judgement(set.len(), "", &judged);
         Ok(judged)
     };
     let train_judged = judge(&train)?;
@@ -223,6 +262,15 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         Some(set) => Some(judge(set)?),
         None => None,
     };
+    let other_decodings =
+        judge_other_decodings(&model, &settings, &cfg, &delta, &train, eval.as_deref())?;
+    for other in &other_decodings {
+        let how = format!(", {} decoding", other.decoding.name());
+        log_judgement(train.len(), &how, &other.train);
+        if let (Some(set), Some(judged)) = (&eval, &other.eval) {
+            log_judgement(set.len(), &how, judged);
+        }
+    }
     write_wav(
         &args.output,
         &delta,
@@ -231,6 +279,8 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         &inputs,
     )?;
     let report = UniversalSidecar {
+        other_decodings,
+        init: args.init.as_ref().map(|p| p.display().to_string()),
         train_manifest: Some(args.train.display().to_string()),
         eval_manifest: args.eval.as_ref().map(|p| p.display().to_string()),
         ..sidecar_of(

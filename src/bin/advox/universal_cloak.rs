@@ -32,6 +32,16 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if !matches!(args.mode, ModeArg::Additive) {
         bail!("--through-cloak trains an additive source; the mute modes do not apply");
     }
+    for (given, name) in [
+        (args.init.is_some(), "--init"),
+        (args.decodings.is_some(), "--decodings"),
+        (args.max_shift_s.is_some(), "--max-shift-s"),
+        (args.front_ends.is_some(), "--front-ends"),
+    ] {
+        if given {
+            bail!("{name} does not apply with --through-cloak");
+        }
+    }
     if args.snr_db.is_some() {
         bail!("--snr-db does not apply with --through-cloak: Cloak's margin (--masking-margin-db) bounds what it adds");
     }
