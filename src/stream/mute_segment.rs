@@ -13,7 +13,8 @@
 //! input starts where Cloak's stream started (the start of a render, or of a live stream).
 //!
 //! The built-in segment ships in the binary ([`BUILTIN_WAV`], 16 kHz 32-bit float, made by
-//! `bench/prefix_mute.sh`): the mode works with no file chosen.
+//! `bench/mute_segment.sh`: the prefix-mute segment trained on against plain decoding too, so
+//! that neither of Whisper's decodings hears the words): the mode works with no file chosen.
 
 use crate::formats::universal_sidecar::UniversalSidecar;
 use crate::{Error, Result};
@@ -21,16 +22,16 @@ use crate::{Error, Result};
 /// Seconds between the segment's starts: Whisper's window.
 pub const WINDOW_SECONDS: f64 = 30.0;
 
-/// The built-in segment (`models/prefix-mute.wav`).
+/// The built-in segment (`models/mute-segment.wav`).
 pub const BUILTIN_WAV: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/models/prefix-mute.wav"
+    "/models/mute-segment.wav"
 ));
 
-/// Its sidecar (`models/prefix-mute.json`: how it was made and judged).
+/// Its sidecar (`models/mute-segment.json`: how it was made and judged).
 pub const BUILTIN_SIDECAR: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/models/prefix-mute.json"
+    "/models/mute-segment.json"
 ));
 
 /// The built-in segment at 16 kHz, checked against its sidecar (a mute segment, mono 16 kHz).
