@@ -28,8 +28,9 @@ pub enum ModeParam {
     #[name = "Model (attack, high latency)"]
     Model,
     /// The built-in mute segment (`advox::stream::mute_segment`) over the start of every 30-s
-    /// window from the start of the stream (a render's start): Whisper's timestamped
-    /// transcription of the result hears nothing. Unshaped (Margin and Band do not apply).
+    /// window from the start of the stream (a render's start): where the first word comes
+    /// after it, Whisper's transcription of the result (plain or timestamped) hears nothing.
+    /// Unshaped (Margin and Band do not apply).
     #[id = "mute"]
     #[name = "Mute segment"]
     Mute,

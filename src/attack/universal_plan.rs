@@ -120,15 +120,7 @@ impl UniversalSettings {
                     "--decodings needs at least one of timestamps, plain".into(),
                 ))
             }
-            Some(d) => {
-                let mut unique: Vec<MuteDecoding> = Vec::new();
-                for x in d {
-                    if !unique.contains(x) {
-                        unique.push(*x);
-                    }
-                }
-                unique
-            }
+            Some(d) => once_each(d),
             None => base.decodings.clone(),
         };
         if self.mode.is_mute_segment()
@@ -183,18 +175,21 @@ impl UniversalSettings {
     /// its own.
     pub fn further_decodings(&self) -> Vec<MuteDecoding> {
         match &self.decodings {
-            Some(d) if self.mode.is_mute_segment() => {
-                let mut rest: Vec<MuteDecoding> = Vec::new();
-                for x in d.iter().skip(1) {
-                    if !rest.contains(x) && Some(x) != d.first() {
-                        rest.push(*x);
-                    }
-                }
-                rest
-            }
+            Some(d) if self.mode.is_mute_segment() => once_each(d).into_iter().skip(1).collect(),
             _ => Vec::new(),
         }
     }
+}
+
+/// `decodings` in order, each once.
+fn once_each(decodings: &[MuteDecoding]) -> Vec<MuteDecoding> {
+    let mut out: Vec<MuteDecoding> = Vec::new();
+    for d in decodings {
+        if !out.contains(d) {
+            out.push(*d);
+        }
+    }
+    out
 }
 
 /// Judge `delta` on `set` (as [`evaluate_universal_shaped`] does) next to a control: uniform

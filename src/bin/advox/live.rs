@@ -41,7 +41,8 @@ pub struct Args {
     pub(crate) seconds: Option<f64>,
     /// Cloak: `noise` (masked noise), `universal` (needs --universal), `mute` (the built-in
     /// mute segment, or --universal's, over the start of every 30-s window from the stream's
-    /// start: Whisper's timestamped transcription then hears nothing), or `model` (an
+    /// start: where the first word comes after it, Whisper's transcription, plain or
+    /// timestamped, then hears nothing), or `model` (an
     /// untargeted attack on the built-in Whisper per 30-s window under the masking threshold;
     /// renders a file offline: needs --input-file and -o).
     #[arg(long, default_value = "noise")]
