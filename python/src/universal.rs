@@ -14,6 +14,21 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::time::Instant;
 
+/// A list argument of names (front ends, decodings), each parsed as the command line parses it.
+fn parse_names<T: std::str::FromStr<Err = advox::Error>>(
+    names: Option<Vec<String>>,
+) -> PyResult<Option<Vec<T>>> {
+    names
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.parse())
+                .collect::<advox::Result<_>>()
+        })
+        .transpose()
+        .map_err(error)
+}
+
 /// The signals of a set argument (arrays or files), named for the report.
 fn set(
     items: &Bound<'_, PyAny>,
@@ -92,25 +107,9 @@ pub fn universal<'py>(
         masking_margin_db,
         timestamps,
         beam,
-        front_ends: front_ends
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|n| n.parse())
-                    .collect::<advox::Result<_>>()
-            })
-            .transpose()
-            .map_err(error)?,
+        front_ends: parse_names(front_ends)?,
         max_shift_s,
-        decodings: decodings
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|n| n.parse())
-                    .collect::<advox::Result<_>>()
-            })
-            .transpose()
-            .map_err(error)?,
+        decodings: parse_names(decodings)?,
     };
     let goal = settings.goal().map_err(error)?;
     let cfg = settings.config().map_err(error)?;

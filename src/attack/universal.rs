@@ -394,13 +394,9 @@ pub fn train_universal(
     } else {
         Vec::new()
     };
-    // A draw's view: its front end, then (mute modes) its decoding, taking turns draw by draw.
-    let views = cfg.front_ends.len()
-        * if mutes.is_empty() {
-            1
-        } else {
-            cfg.decodings.len()
-        };
+    // A draw's view: its front end, then its decoding (one unless a mute mode trains several),
+    // taking turns draw by draw.
+    let views = cfg.front_ends.len() * cfg.decodings.len();
     let base_front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
     let fronts: Vec<MelFrontEnd> = cfg
         .front_ends
