@@ -7,7 +7,7 @@
 # bench/cloak-train.csv; judged (advox's decoder) on the 12 held-out recordings of
 # bench/heldout.csv in both decodings next to uniform noise of the same bound. About 40 minutes
 # on 2 CPU cores after bench/prefix_mute.sh's 23. Then faster-whisper judges it:
-# `cargo test --test suite universal::the_shipped_mute_segment`.
+# `cargo test --workspace --test suite universal::the_shipped_mute_segments`.
 #
 #   bench/mute_segment.sh [START.wav] [OUT.wav]
 #     START: the prefix-mute segment to start from (default models/prefix-mute.wav;

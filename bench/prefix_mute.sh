@@ -8,7 +8,7 @@
 # non-English Rhino requests) and judged against timestamp decoding on the 12 held-out recordings of bench/heldout.csv (the
 # LibriVox reader, the English Rhino requests, 5 LJ Speech utterances training never saw)
 # next to uniform noise of the same bound. About 23 minutes on 2 CPU cores. Then faster-whisper
-# judges it: `cargo test --test suite universal::the_shipped_prefix_mute` (its default timestamp
+# judges it: `cargo test --workspace --test suite universal::the_shipped_mute_segments` (its default timestamp
 # mode, beam 5 and greedy).
 #
 #   bench/prefix_mute.sh [OUT.wav]        (default OUT: target/prefix-mute.wav)
