@@ -5,11 +5,11 @@
 #
 # Starts Xvfb and a JACK server with the dummy driver, runs the standalone apps (advox-cloak,
 # advox-sentinel) on JACK, plays speech into them with jack-play, and grabs the screen with xwd:
-#   cloak.png     Cloak (masked noise) on six spoken commands: input spectrum, masking
-#                 threshold, perturbation per band.
+#   cloak.png     Cloak (masked noise, chosen by ADVOX_CLOAK_MODE) on six spoken commands:
+#                 input spectrum, masking threshold, perturbation per band.
 #   sentinel.png  Sentinel on the commands clean, then the same commands through a headless
-#                 Cloak (JACK: jack-play → advox-cloak → advox-sentinel): the score history,
-#                 threshold line, model-check score and detected indicator.
+#                 Cloak in masked noise (JACK: jack-play → advox-cloak → advox-sentinel): the
+#                 score history, threshold line, model-check score and detected indicator.
 # Needs Debian's xvfb, jackd2, jack-tools, x11-apps, netpbm and Mesa (installed when missing,
 # as root) and tiny.en for Sentinel's model check (`advox model fetch`). Not part of `cargo test`;
 # .ci/run runs it when ADVOX_CI_SCREENSHOTS=1.
@@ -88,8 +88,8 @@ grab() {
     echo "wrote $out/$1.png"
 }
 
-# Cloak on the six commands.
-start advox-cloak
+# Cloak (masked noise: the mute segment, the default, fills no band meter) on the six commands.
+ADVOX_CLOAK_MODE=masked-noise start advox-cloak
 JACK_PLAY_CONNECT_TO="advox_cloak:input_%d" jack-play "$work/clean.wav" >>"$work/play.log" 2>&1 &
 pids+=($!)
 sleep 5
@@ -98,7 +98,7 @@ kill -INT "${pids[@]:2}" 2>/dev/null || true
 sleep 2
 
 # Sentinel on the six commands clean, then through a headless Cloak (the real-time chain).
-ADVOX_NO_GUI=1 start advox-cloak
+ADVOX_NO_GUI=1 ADVOX_CLOAK_MODE=masked-noise start advox-cloak
 start advox-sentinel
 jack_connect advox_cloak:output_1 advox_sentinel:input_1
 jack_connect advox_cloak:output_2 advox_sentinel:input_2

@@ -1,6 +1,7 @@
-//! advox's real-time plugins, CLAP and VST3: **Cloak** adds a perturbation kept under the
-//! masking threshold (a universal perturbation file or shaped noise) so speech recognisers
-//! mishear; **Sentinel** flags adversarial audio (per-frame features, plus a Whisper check on a
+//! advox's real-time plugins, CLAP and VST3: **Cloak** keeps speech recognisers from the
+//! words — by default a mute segment at the start of every 30-s window, or a perturbation kept
+//! under the masking threshold (a universal perturbation file, shaped noise, or an attack per
+//! window); **Sentinel** flags adversarial audio (per-frame features, plus a Whisper check on a
 //! background thread) with MIDI notes and an optional gate. Parameters, state, threads and glue
 //! live here; every DSP routine is in the `advox` core (`advox::stream`).
 

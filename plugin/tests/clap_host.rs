@@ -207,13 +207,10 @@ fn cloak_universal_mode_adds_the_shaped_perturbation_under_the_threshold() {
 }
 
 #[test]
-fn cloak_mute_mode_adds_the_builtin_segment_at_every_window_start() {
+fn cloak_by_default_adds_the_builtin_mute_segment_at_every_window_start() {
     let entry = entry();
     let mut plugin = instance(&entry, CLOAK);
-    let (mode, depth) = (
-        param_id(&mut plugin, "Mode"),
-        param_id(&mut plugin, "Depth"),
-    );
+    let depth = param_id(&mut plugin, "Depth");
     let rate = 44_100u32;
     // 31 s: speech, then quiet noise, so the second window's start is in the recording.
     let mut x = speech("open_the_front_door.wav", rate);
@@ -221,12 +218,8 @@ fn cloak_mute_mode_adds_the_builtin_segment_at_every_window_start() {
     x.extend((x.len()..31 * rate as usize).map(|_| rng.symmetric(1e-3)));
     let mut run = start(&mut plugin, rate as f64, 8192, 2);
     let lat = latency(&mut plugin) as usize;
-    // Mode 3 = mute segment (a stepped parameter's value is its step), depth 100 %.
-    let out = run.process(
-        &[x.clone(), x.clone()],
-        &[8192, 517],
-        &[(mode, 3.0), (depth, 1.0)],
-    );
+    // The default mode (the mute segment; no Mode sent), depth 100 %.
+    let out = run.process(&[x.clone(), x.clone()], &[8192, 517], &[(depth, 1.0)]);
     run.stop(&mut plugin);
     let segment = advox::stream::mute_segment::builtin_at_rate(rate).unwrap();
     let window = 30 * rate as usize;
@@ -361,7 +354,8 @@ fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
     let rate = 48_000u32;
     let x = speech("lock_the_back_door.wav", rate);
     let mut cloak = instance(&entry, CLOAK);
-    let (depth, margin) = (
+    let (mode, depth, margin) = (
+        param_id(&mut cloak, "Mode"),
         param_id(&mut cloak, "Depth"),
         param_id(&mut cloak, "Margin"),
     );
@@ -369,17 +363,18 @@ fn cloak_changes_the_transcript_and_sentinel_flags_cloaked_speech_only() {
     let lat = latency(&mut cloak) as usize;
     let mut padded = x.clone();
     padded.extend(std::iter::repeat_n(0.0, lat));
-    // Masked noise (the default mode) 6 dB under the threshold.
+    // Masked noise (Mode 1; the default is the mute segment) 6 dB under the threshold.
     let cloaked = run.process(
         &[padded.clone(), padded.clone()],
         &[512],
-        &[(margin, 6.0 / 40.0)],
+        &[(mode, 1.0), (margin, 6.0 / 40.0)],
     );
     run.stop(&mut cloak);
     // The same samples as the core's processing (and so as `advox live`).
     let mut expected = vec![padded.clone(), padded.clone()];
     let mut core = advox::stream::processors::CloakProcessor::new(rate as f32, 2).unwrap();
     let settings = advox::stream::cloak::CloakSettings {
+        mode: advox::stream::cloak::CloakMode::MaskedNoise,
         margin_db: 6.0,
         ..Default::default()
     };
@@ -481,7 +476,8 @@ fn cloak_model_mode_in_an_offline_render_keeps_faster_whisper_from_the_words() {
         param_id(&mut cloak, "Model window"),
         param_id(&mut cloak, "Margin"),
     );
-    // Masked noise's latency until the host restarts in the model mode (10-s windows).
+    // The default mode's latency (the mute segment's, the STFT's) until the host restarts in
+    // the model mode (10-s windows).
     let mut run = start(&mut cloak, rate as f64, 512, 2);
     let short = latency(&mut cloak);
     let block = vec![vec![0.0f32; 512]; 2];

@@ -138,6 +138,18 @@ fn cloak_standalone_runs_on_the_dummy_backend() {
     starts_and_stops_on_a_signal(exe, "advox Cloak", None);
     let display = VirtualDisplay::start();
     starts_and_stops_on_a_signal(exe, "advox Cloak", Some(&display));
+    // ADVOX_CLOAK_MODE picks the mode to start in (the editor screenshots' masked noise); an
+    // unknown one is refused before anything starts.
+    let refused = Command::new(exe)
+        .env("ADVOX_CLOAK_MODE", "loud")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("ADVOX_CLOAK_MODE") && err.contains("masked-noise"),
+        "{err}"
+    );
 }
 
 #[test]

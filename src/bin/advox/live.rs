@@ -39,18 +39,18 @@ pub struct Args {
     /// Stop after this many seconds (devices; default: until Ctrl-C).
     #[arg(long)]
     pub(crate) seconds: Option<f64>,
-    /// Cloak: `noise` (masked noise), `universal` (needs --universal), `mute` (the built-in
-    /// mute segment, or --universal's, over the start of every 30-s window from the stream's
-    /// start: where the first word comes after it, Whisper's transcription, plain or
-    /// timestamped, then hears nothing), or `model` (an
+    /// Cloak: `mute` (the default: the built-in mute segment, or --universal's, over the start
+    /// of every 30-s window from the stream's start: where the first word comes after it,
+    /// Whisper's transcription, plain or timestamped, then hears nothing), `noise` (masked
+    /// noise), `universal` (needs --universal), or `model` (an
     /// untargeted attack on the built-in Whisper per 30-s window under the masking threshold;
     /// renders a file offline: needs --input-file and -o).
-    #[arg(long, default_value = "noise")]
+    #[arg(long, default_value = "mute")]
     pub(crate) mode: String,
     /// Cloak: the universal perturbation WAV (`advox universal` output, with its sidecar).
     #[arg(long)]
     pub(crate) universal: Option<PathBuf>,
-    /// Cloak: dB under the masking threshold (default 6; 0 in model mode).
+    /// Cloak: dB under the masking threshold (default 6; 0 in model mode; not the mute mode's).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) margin_db: Option<f32>,
     /// Cloak: scale of the perturbation, 0..1 (noise and universal modes).
@@ -167,8 +167,9 @@ pub(crate) fn processor(args: &Args, rate: f32, channels: usize) -> Result<Proce
         .with_context(|| format!("--mode {} with --universal FILE", args.mode))?;
         if mode == CloakMode::MuteSegment && (args.margin_db.is_some() || args.band.is_some()) {
             bail!(
-                "--margin-db and --band do not apply to --mode mute (the segment is added as \
-                 trained, unshaped)"
+                "--margin-db and --band do not apply to --mode mute, the default (the segment is \
+                 added as trained, unshaped): --mode noise or --mode universal shape under the \
+                 masking threshold"
             );
         }
         if let Some((flag, _)) = crate::live_model::model_only_flags(args).first() {
