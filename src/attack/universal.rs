@@ -318,6 +318,41 @@ pub fn train_universal(
     cancel: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> Result<Vec<f32>> {
+    train_universal_ensemble(&[model], set, cfg, cancel, on_step)
+}
+
+/// Train a mute segment for several models at once (e.g. tiny.en and Whisper base): the draws
+/// take turns over the models, then (within a model) its front ends and decodings, each model
+/// with its own idea of nothing. `set` is prepared with the first model (a mute goal does not
+/// depend on the clean transcript). One model: [`train_universal`], any mode; several: the mute
+/// modes only (an additive goal is bound to one model's transcripts), on one device.
+pub fn train_universal_ensemble(
+    models: &[&LoadedModel],
+    set: &[Utterance],
+    cfg: &UniversalConfig,
+    cancel: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepInfo),
+) -> Result<Vec<f32>> {
+    let Some(&model) = models.first() else {
+        return Err(Error::InvalidArgument(
+            "universal training needs a model".into(),
+        ));
+    };
+    if models.len() > 1 && !cfg.mode.is_mute_segment() {
+        return Err(Error::InvalidArgument(
+            "training for several models at once applies to the mute modes (an additive goal \
+             is bound to one model's transcripts)"
+                .into(),
+        ));
+    }
+    if models
+        .iter()
+        .any(|m| !m.whisper.device().same_device(model.whisper.device()))
+    {
+        return Err(Error::InvalidArgument(
+            "the models of one training must be on one device".into(),
+        ));
+    }
     if set.is_empty() {
         return Err(Error::InvalidArgument(
             "universal training needs at least one utterance".into(),
@@ -373,36 +408,49 @@ pub fn train_universal(
             "the decodings to mute apply to the mute modes, at least one of them".into(),
         ));
     }
-    // Mute modes: each utterance's goal under every decoding trained against.
-    let mutes: Vec<Vec<Objective>> = if cfg.mode.is_mute_segment() {
-        set.iter()
-            .map(|u| {
-                cfg.decodings
-                    .iter()
-                    .map(|d| {
-                        Objective::for_decoding(
-                            model,
-                            Goal::Mute,
-                            &u.objective.original,
-                            &[],
-                            &d.decode(1),
-                        )
+    // Mute modes: each utterance's goal for every model under every decoding trained against
+    // (indexed [model][utterance][decoding]).
+    let mutes: Vec<Vec<Vec<Objective>>> = if cfg.mode.is_mute_segment() {
+        models
+            .iter()
+            .map(|&m| {
+                set.iter()
+                    .map(|u| {
+                        cfg.decodings
+                            .iter()
+                            .map(|d| {
+                                Objective::for_decoding(
+                                    m,
+                                    Goal::Mute,
+                                    &u.objective.original,
+                                    &[],
+                                    &d.decode(1),
+                                )
+                            })
+                            .collect()
                     })
-                    .collect()
+                    .collect::<Result<_>>()
             })
             .collect::<Result<_>>()?
     } else {
         Vec::new()
     };
-    // A draw's view: its front end, then its decoding (one unless a mute mode trains several),
-    // taking turns draw by draw.
-    let views = cfg.front_ends.len() * cfg.decodings.len();
-    let base_front = MelFrontEnd::new(model.whisper.config().num_mel_bins, model.whisper.device())?;
-    let fronts: Vec<MelFrontEnd> = cfg
-        .front_ends
+    // A draw's view: its model, then its front end, then its decoding (one unless a mute mode
+    // trains several), taking turns draw by draw.
+    let per_model = cfg.front_ends.len() * cfg.decodings.len();
+    let views = models.len() * per_model;
+    // Each model's front ends (their mel bins may differ).
+    let fronts: Vec<Vec<MelFrontEnd>> = models
         .iter()
-        .map(|&k| base_front.clone().as_kind(k))
-        .collect();
+        .map(|m| {
+            let base = MelFrontEnd::new(m.whisper.config().num_mel_bins, m.whisper.device())?;
+            Ok(cfg
+                .front_ends
+                .iter()
+                .map(|&k| base.clone().as_kind(k))
+                .collect())
+        })
+        .collect::<Result<_>>()?;
     let device = model.whisper.device().clone();
     let mut rng = Rng::new(cfg.seed);
     let noise: Vec<f32> = (0..cfg.length)
@@ -460,9 +508,13 @@ pub fn train_universal(
             };
             let len = y.len();
             let wave = Tensor::from_vec(y, len, &device)?;
-            let front = &fronts[view % fronts.len()];
-            match mutes.get(which) {
-                Some(goals) => goals[view / fronts.len()].loss_and_grad(model, front, &wave),
+            let (m, within) = (view / per_model, view % per_model);
+            let front_ends = cfg.front_ends.len();
+            let front = &fronts[m][within % front_ends];
+            match mutes.get(m) {
+                Some(goals) => {
+                    goals[which][within / front_ends].loss_and_grad(models[m], front, &wave)
+                }
                 None => u.objective.loss_and_grad(model, front, &wave),
             }
         };

@@ -8,7 +8,9 @@ use super::universal::{
     Utterance,
 };
 use crate::audio::SAMPLE_RATE;
-use crate::formats::universal_sidecar::{DecodingJudgement, UniversalJudgement, UniversalSidecar};
+use crate::formats::universal_sidecar::{
+    DecodingJudgement, ModelJudgement, UniversalJudgement, UniversalSidecar,
+};
 use crate::mel::FrontEnd;
 use crate::model::{DecodeOptions, LoadedModel};
 use crate::objective::Goal;
@@ -174,8 +176,14 @@ impl UniversalSettings {
     /// The mute modes' further decodings (after the first of `--decodings`), each judged on
     /// its own.
     pub fn further_decodings(&self) -> Vec<MuteDecoding> {
+        self.mute_decodings().into_iter().skip(1).collect()
+    }
+
+    /// The mute modes' decodings, each once (none for the additive mode).
+    fn mute_decodings(&self) -> Vec<MuteDecoding> {
         match &self.decodings {
-            Some(d) if self.mode.is_mute_segment() => once_each(d).into_iter().skip(1).collect(),
+            Some(d) if self.mode.is_mute_segment() => once_each(d),
+            None if self.mode.is_mute_segment() => vec![MuteDecoding::Timestamps],
             _ => Vec::new(),
         }
     }
@@ -223,6 +231,53 @@ pub fn judge_other_decodings(
     train: &[Utterance],
     eval: Option<&[Utterance]>,
 ) -> Result<Vec<DecodingJudgement>> {
+    judge_decodings(
+        model,
+        &settings.further_decodings(),
+        settings.beam,
+        cfg,
+        delta,
+        train,
+        eval,
+    )
+}
+
+/// A mute segment trained for several models (see
+/// [`super::universal::train_universal_ensemble`]) judged on one after the first: under every
+/// decoding it was trained against, the sets' clean transcripts taken by that model.
+pub fn judge_other_model(
+    model: &LoadedModel,
+    settings: &UniversalSettings,
+    cfg: &UniversalConfig,
+    delta: &[f32],
+    train: &[Utterance],
+    eval: Option<&[Utterance]>,
+) -> Result<ModelJudgement> {
+    Ok(ModelJudgement {
+        model: model.id(),
+        decodings: judge_decodings(
+            model,
+            &settings.mute_decodings(),
+            settings.beam,
+            cfg,
+            delta,
+            train,
+            eval,
+        )?,
+    })
+}
+
+/// A mute segment under each of `decodings` (beam `beam`), the sets' clean transcripts taken
+/// again by `model` in that decoding.
+fn judge_decodings(
+    model: &LoadedModel,
+    decodings: &[MuteDecoding],
+    beam: usize,
+    cfg: &UniversalConfig,
+    delta: &[f32],
+    train: &[Utterance],
+    eval: Option<&[Utterance]>,
+) -> Result<Vec<DecodingJudgement>> {
     let again = |set: &[Utterance], decode: &DecodeOptions| -> Result<UniversalJudgement> {
         let raw = set
             .iter()
@@ -231,11 +286,10 @@ pub fn judge_other_decodings(
         let set = prepare(model, raw, &Goal::Mute, decode)?;
         judge_against_noise(model, &set, cfg, delta, decode)
     };
-    settings
-        .further_decodings()
-        .into_iter()
-        .map(|decoding| {
-            let decode = decoding.decode(settings.beam);
+    decodings
+        .iter()
+        .map(|&decoding| {
+            let decode = decoding.decode(beam);
             Ok(DecodingJudgement {
                 decoding,
                 train: again(train, &decode)?,

@@ -41,6 +41,16 @@ pub struct DecodingJudgement {
     pub eval: Option<UniversalJudgement>,
 }
 
+/// How a mute segment trained for several models at once fared on a model after the first,
+/// under each decoding it was trained against (the sets' clean transcripts taken by that model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelJudgement {
+    /// The model (its id, as the sidecar's `model`).
+    pub model: String,
+    /// One per decoding trained against, the first first.
+    pub decodings: Vec<DecodingJudgement>,
+}
+
 /// The sidecar (`X.json` beside `X.wav`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UniversalSidecar {
@@ -110,6 +120,10 @@ pub struct UniversalSidecar {
     /// The results under the other decodings of `decodings`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_decodings: Vec<DecodingJudgement>,
+    /// Mute modes trained for several models: the models after the first (`model`), judged
+    /// under every decoding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_models: Vec<ModelJudgement>,
     /// The perturbation training started from (`--init`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
@@ -148,6 +162,7 @@ impl UniversalSidecar {
             max_shift_s: None,
             decodings: None,
             other_decodings: Vec::new(),
+            other_models: Vec::new(),
             init: None,
             train: None,
             eval: None,

@@ -503,6 +503,18 @@ fn a_universal_option_that_does_not_apply_is_an_error() {
             "--decodings",
         ),
         (&["--through-cloak", "--init", wav_str][..], "--init"),
+        // Several models at once: the mute modes only.
+        (&["--model", "tiny.en", "--model", "tiny.en"][..], "--model"),
+        (
+            &[
+                "--through-cloak",
+                "--model",
+                "tiny.en",
+                "--model",
+                "tiny.en",
+            ][..],
+            "--model",
+        ),
         (
             &[
                 "--mode",

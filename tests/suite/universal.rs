@@ -219,6 +219,48 @@ fn a_long_recording_trains_window_by_window() {
     assert!(delta.iter().any(|d| *d != 0.0));
 }
 
+/// A mute segment trained for several models at once takes turns over them (here tiny.en
+/// twice, the mechanics — CI has no second model; Whisper base is the README's measurement):
+/// it trains within the bound as one model does; the additive mode, whose goal is one model's
+/// transcripts, is refused.
+#[test]
+fn a_mute_segment_trains_for_several_models_and_additive_refuses_them() {
+    use advox::attack::universal::train_universal_ensemble;
+    let model = common::model();
+    let clips = common::corpus_test(2);
+    let set = prepare(model, set(clips), &Goal::Mute, &timestamps()).unwrap();
+    let cfg = UniversalConfig {
+        steps: 2,
+        ..UniversalConfig::prefix_mute()
+    };
+    let delta = train_universal_ensemble(
+        &[model, model],
+        &set,
+        &cfg,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(delta.len(), cfg.length);
+    assert!(delta.iter().all(|d| d.abs() <= cfg.linf));
+    let single = train_universal(model, &set, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    // The same model twice draws what one model draws, in the same order (the turns over the
+    // models come before those over front ends and decodings).
+    assert_eq!(delta, single);
+    let additive = UniversalConfig {
+        steps: 1,
+        ..UniversalConfig::additive()
+    };
+    let refused = train_universal_ensemble(
+        &[model, model],
+        &set,
+        &additive,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    );
+    assert!(refused.unwrap_err().to_string().contains("mute modes"));
+}
+
 /// The shipped segments prepended to the 12 recordings of `bench/heldout.csv` (speakers or
 /// utterances training never heard: the LibriVox reader, the English Rhino requests, LJ Speech
 /// utterances), judged by faster-whisper — not our decoder — in one run:

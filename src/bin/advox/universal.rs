@@ -1,9 +1,12 @@
 //! `advox universal`.
 
 use crate::common;
-use advox::attack::universal::{prepare, train_universal, MuteDecoding, UniversalMode, Utterance};
+use advox::attack::universal::{
+    prepare, train_universal_ensemble, MuteDecoding, UniversalMode, Utterance,
+};
 use advox::attack::universal_plan::{
-    judge_against_noise, judge_other_decodings, sidecar as sidecar_of, UniversalSettings,
+    judge_against_noise, judge_other_decodings, judge_other_model, sidecar as sidecar_of,
+    UniversalSettings,
 };
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
@@ -120,9 +123,12 @@ pub struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// Model directory or known name.
+    /// Model directory or known name. Mute modes: repeat to train one segment for several
+    /// models at once (draws take turns over them; e.g. `--model tiny.en --model base`): the
+    /// first prepares the sets and is judged in `train`/`eval`, each other in the sidecar's
+    /// `other_models`.
     #[arg(long)]
-    pub(crate) model: Option<String>,
+    pub(crate) model: Vec<String>,
 }
 
 fn decoding_parser() -> impl clap::builder::TypedValueParser<Value = MuteDecoding> {
@@ -242,18 +248,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         advox::audio::refuse_overwrite(out, &inputs)?;
     }
     let device = common::device(device)?;
-    let model = common::load_model(args.model.as_deref(), &device)?;
+    if args.model.len() > 1 && !settings.mode.is_mute_segment() {
+        bail!(
+            "a second --model applies to the mute modes (an additive goal is bound to one \
+             model's transcripts)"
+        );
+    }
+    let models = common::load_models(&args.model, &device)?;
+    let model = &models[0];
     let decode = settings.decode();
-    let train = load_set(&model, &args.train, &goal, &decode)?;
+    let train = load_set(model, &args.train, &goal, &decode)?;
     let eval = match &args.eval {
-        Some(p) => Some(load_set(&model, p, &goal, &decode)?),
+        Some(p) => Some(load_set(model, p, &goal, &decode)?),
         None => None,
     };
+    let all: Vec<&LoadedModel> = models.iter().collect();
     let (delta, train_seconds) = with_step_bar(cfg.steps, |on_step| {
-        train_universal(&model, &train, &cfg, &AtomicBool::new(false), on_step)
+        train_universal_ensemble(&all, &train, &cfg, &AtomicBool::new(false), on_step)
     })?;
     let judge = |set: &[Utterance]| -> Result<UniversalJudgement> {
-        let judged = judge_against_noise(&model, set, &cfg, &delta, &decode)?;
+        let judged = judge_against_noise(model, set, &cfg, &delta, &decode)?;
         log_judgement(set.len(), "", &judged);
         Ok(judged)
     };
@@ -263,14 +277,26 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         None => None,
     };
     let other_decodings =
-        judge_other_decodings(&model, &settings, &cfg, &delta, &train, eval.as_deref())?;
-    for other in &other_decodings {
-        let how = format!(", {} decoding", other.decoding.name());
-        log_judgement(train.len(), &how, &other.train);
-        if let (Some(set), Some(judged)) = (&eval, &other.eval) {
-            log_judgement(set.len(), &how, judged);
-        }
-    }
+        judge_other_decodings(model, &settings, &cfg, &delta, &train, eval.as_deref())?;
+    let log_decodings =
+        |model: &str, judged: &[advox::formats::universal_sidecar::DecodingJudgement]| {
+            for other in judged {
+                let how = format!("{model}, {} decoding", other.decoding.name());
+                log_judgement(train.len(), &how, &other.train);
+                if let (Some(set), Some(judged)) = (&eval, &other.eval) {
+                    log_judgement(set.len(), &how, judged);
+                }
+            }
+        };
+    log_decodings("", &other_decodings);
+    let other_models = models[1..]
+        .iter()
+        .map(|m| {
+            let judged = judge_other_model(m, &settings, &cfg, &delta, &train, eval.as_deref())?;
+            log_decodings(&format!(", {}", judged.model), &judged.decodings);
+            Ok(judged)
+        })
+        .collect::<advox::Result<Vec<_>>>()?;
     write_wav(
         &args.output,
         &delta,
@@ -280,6 +306,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     )?;
     let report = UniversalSidecar {
         other_decodings,
+        other_models,
         init: args.init.as_ref().map(|p| p.display().to_string()),
         train_manifest: Some(args.train.display().to_string()),
         eval_manifest: args.eval.as_ref().map(|p| p.display().to_string()),

@@ -37,6 +37,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         (args.decodings.is_some(), "--decodings"),
         (args.max_shift_s.is_some(), "--max-shift-s"),
         (args.front_ends.is_some(), "--front-ends"),
+        (args.model.len() > 1, "a second --model"),
     ] {
         if given {
             bail!("{name} does not apply with --through-cloak");
@@ -91,7 +92,7 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         advox::audio::refuse_overwrite(out, &inputs)?;
     }
     let device = common::device(device)?;
-    let model = common::load_model(args.model.as_deref(), &device)?;
+    let model = common::load_model(args.model.first().map(String::as_str), &device)?;
     let train = load(&model, &args.train, &cfg)?;
     let eval = match &args.eval {
         Some(p) => Some(load(&model, p, &cfg)?),
