@@ -53,7 +53,7 @@ pub struct Args {
     /// Cloak: dB under the masking threshold (default 6; 0 in model mode; not the mute mode's).
     #[arg(long, allow_negative_numbers = true)]
     pub(crate) margin_db: Option<f32>,
-    /// Cloak: scale of the perturbation, 0..1 (noise and universal modes).
+    /// Cloak: scale of the perturbation, 0..1 (mute, noise and universal modes).
     #[arg(long)]
     pub(crate) depth: Option<f32>,
     /// Cloak: perturbed band in Hz, LOW-HIGH (noise and universal modes).
