@@ -190,7 +190,8 @@ def universal(
     front_ends: Optional[Sequence[str]] = None,
     max_shift_s: Optional[float] = None,
     decodings: Optional[Sequence[str]] = None,
-    model: ModelLike = None,
+    model: Union[ModelLike, List[ModelLike]] = None,
     progress: Optional[Progress] = None,
 ) -> Tuple[npt.NDArray[np.float32], Report]:
-    """A universal perturbation (16 kHz) and the sidecar ``advox universal`` writes."""
+    """A universal perturbation (16 kHz) and the sidecar ``advox universal`` writes (a list of
+    models, mute modes: one segment for all, the others judged in ``other_models``)."""

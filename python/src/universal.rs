@@ -2,10 +2,10 @@
 //! trains it (additive, prefix-mute or overlay-mute), judged next to random noise of the same bound.
 
 use crate::convert::{array, channel_or_file, error, invalid, report, StepValue, Steps};
-use crate::models::model_arg;
-use advox::attack::universal::{prepare, train_universal, UniversalMode};
+use crate::models::models_arg;
+use advox::attack::universal::{prepare, train_universal_ensemble, UniversalMode};
 use advox::attack::universal_plan::{
-    judge_against_noise, judge_other_decodings, sidecar, UniversalSettings,
+    judge_against_noise, judge_other_decodings, judge_other_model, sidecar, UniversalSettings,
 };
 use advox::attack::StepInfo;
 use advox::formats::universal_sidecar::UniversalSidecar;
@@ -48,7 +48,8 @@ fn set(
 /// Train a universal perturbation on `train` (arrays at `sample_rate`, or audio files) and
 /// judge it on `train` and, if given, the held-out `eval`, each next to uniform noise of the
 /// same bound. Returns `(perturbation, sidecar)`: the perturbation at 16 kHz and the sidecar
-/// `advox universal` writes beside its WAV (a dict).
+/// `advox universal` writes beside its WAV (a dict). `model` may be a list (the mute modes): one
+/// segment for all of them, the first judged in `train`/`eval`, the others in `other_models`.
 #[pyfunction]
 #[pyo3(signature = (train, sample_rate=16000, *, eval=None, mode="additive", target=None,
     untargeted=false, mute=false, min_wer=0.5, eps=None, length_s=None, steps=100, batch=2,
@@ -119,7 +120,8 @@ pub fn universal<'py>(
         Some(e) if !e.is_none() => Some(set(e, sample_rate, "eval")?),
         _ => None,
     };
-    let model = model_arg(py, model)?;
+    let models = models_arg(py, model)?;
+    let model = models[0].clone();
     let steps_report = Steps::new(progress)?;
     let result = py.detach(|| -> advox::Result<_> {
         let train_set = prepare(&model, train, &goal, &decode)?;
@@ -128,8 +130,9 @@ pub fn universal<'py>(
             None => None,
         };
         let start = Instant::now();
-        let delta = train_universal(
-            &model,
+        let all: Vec<&advox::model::LoadedModel> = models.iter().map(|m| m.as_ref()).collect();
+        let delta = train_universal_ensemble(
+            &all,
             &train_set,
             &cfg,
             &steps_report.cancel,
@@ -155,8 +158,13 @@ pub fn universal<'py>(
             &train_set,
             eval_set.as_deref(),
         )?;
+        let other_models = models[1..]
+            .iter()
+            .map(|m| judge_other_model(m, &settings, &cfg, &delta, &train_set, eval_set.as_deref()))
+            .collect::<advox::Result<Vec<_>>>()?;
         let report = UniversalSidecar {
             other_decodings,
+            other_models,
             ..sidecar(
                 &cfg,
                 &goal,

@@ -170,6 +170,13 @@ def test_universal_trains_and_judges_next_to_noise():
         advox.universal(train, decodings=["plain"], steps=1)
     with pytest.raises(advox.AdvoxError, match="unknown decoding"):
         advox.universal(train, mode="prefix-mute", decodings=["segments"], steps=1)
+    # Several models at once: the mute modes only, the others judged in other_models.
+    with pytest.raises(advox.AdvoxError, match="several models at once applies to the mute"):
+        advox.universal(train, steps=1, model=["tiny.en", "tiny.en"])
+    _, both = advox.universal(train, mode="prefix-mute", steps=1, batch=1, beam=1,
+                              model=["tiny.en", "tiny.en"])
+    assert [m["model"] for m in both["other_models"]] == ["tiny.en"]
+    assert [d["decoding"] for d in both["other_models"][0]["decodings"]] == ["timestamps"]
 
 
 def test_evaluate_reports_the_matrix():
