@@ -4,11 +4,8 @@
 use crate::convert::{array, channel_or_file, error, invalid, report, StepValue, Steps};
 use crate::models::models_arg;
 use advox::attack::universal::{prepare, train_universal_ensemble, UniversalMode};
-use advox::attack::universal_plan::{
-    judge_against_noise, judge_other_decodings, judge_other_model, sidecar, UniversalSettings,
-};
+use advox::attack::universal_plan::{judge_into_sidecar, UniversalSettings};
 use advox::attack::StepInfo;
-use advox::formats::universal_sidecar::UniversalSidecar;
 use advox::objective::Goal;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -145,36 +142,16 @@ pub fn universal<'py>(
             },
         )?;
         let seconds = start.elapsed().as_secs_f64();
-        let train_judged = judge_against_noise(&model, &train_set, &cfg, &delta, &decode)?;
-        let eval_judged = match &eval_set {
-            Some(e) => Some(judge_against_noise(&model, e, &cfg, &delta, &decode)?),
-            None => None,
-        };
-        let other_decodings = judge_other_decodings(
-            &model,
+        let report = judge_into_sidecar(
+            &all,
             &settings,
             &cfg,
             &delta,
             &train_set,
             eval_set.as_deref(),
+            seconds,
+            &mut |_, _, _| {},
         )?;
-        let other_models = models[1..]
-            .iter()
-            .map(|m| judge_other_model(m, &settings, &cfg, &delta, &train_set, eval_set.as_deref()))
-            .collect::<advox::Result<Vec<_>>>()?;
-        let report = UniversalSidecar {
-            other_decodings,
-            other_models,
-            ..sidecar(
-                &cfg,
-                &goal,
-                model.id(),
-                &decode,
-                seconds,
-                train_judged,
-                eval_judged,
-            )
-        };
         Ok((delta, report))
     });
     let (delta, sidecar_value) = steps_report.finish(result)?;

@@ -176,14 +176,8 @@ impl UniversalSettings {
     /// The mute modes' further decodings (after the first of `--decodings`), each judged on
     /// its own.
     pub fn further_decodings(&self) -> Vec<MuteDecoding> {
-        self.mute_decodings().into_iter().skip(1).collect()
-    }
-
-    /// The mute modes' decodings, each once (none for the additive mode).
-    fn mute_decodings(&self) -> Vec<MuteDecoding> {
         match &self.decodings {
-            Some(d) if self.mode.is_mute_segment() => once_each(d),
-            None if self.mode.is_mute_segment() => vec![MuteDecoding::Timestamps],
+            Some(d) if self.mode.is_mute_segment() => once_each(d).into_iter().skip(1).collect(),
             _ => Vec::new(),
         }
     }
@@ -244,7 +238,8 @@ pub fn judge_other_decodings(
 
 /// A mute segment trained for several models (see
 /// [`super::universal::train_universal_ensemble`]) judged on one after the first: under every
-/// decoding it was trained against, the sets' clean transcripts taken by that model.
+/// decoding it was trained against (`cfg.decodings`), the sets' clean transcripts taken by that
+/// model.
 pub fn judge_other_model(
     model: &LoadedModel,
     settings: &UniversalSettings,
@@ -257,7 +252,7 @@ pub fn judge_other_model(
         model: model.id(),
         decodings: judge_decodings(
             model,
-            &settings.mute_decodings(),
+            &cfg.decodings,
             settings.beam,
             cfg,
             delta,
@@ -297,6 +292,68 @@ fn judge_decodings(
             })
         })
         .collect()
+}
+
+/// Judge a perturbation trained on `models` with `settings` (made into `cfg`) everywhere they
+/// ask, and make its sidecar: on `train` and `eval` with the first model and decoding next to
+/// noise, under the mute modes' further decodings, and on every further model. `log(how,
+/// utterances, judgement)` hears each judgement as it is made (`how`: empty for the first,
+/// else `", plain decoding"` or `", MODEL, timestamps decoding"`). The caller adds the
+/// manifests' names and the starting perturbation where there are files.
+#[allow(clippy::too_many_arguments)]
+pub fn judge_into_sidecar(
+    models: &[&LoadedModel],
+    settings: &UniversalSettings,
+    cfg: &UniversalConfig,
+    delta: &[f32],
+    train: &[Utterance],
+    eval: Option<&[Utterance]>,
+    train_seconds: f64,
+    log: &mut dyn FnMut(&str, usize, &UniversalJudgement),
+) -> Result<UniversalSidecar> {
+    let Some(&model) = models.first() else {
+        return Err(Error::InvalidArgument("judging needs a model".into()));
+    };
+    let decode = settings.decode();
+    let mut first = |set: &[Utterance]| -> Result<UniversalJudgement> {
+        let judged = judge_against_noise(model, set, cfg, delta, &decode)?;
+        log("", set.len(), &judged);
+        Ok(judged)
+    };
+    let train_judged = first(train)?;
+    let eval_judged = eval.map(&mut first).transpose()?;
+    let mut log_decodings = |model: &str, judged: &[DecodingJudgement]| {
+        for other in judged {
+            let how = format!("{model}, {} decoding", other.decoding.name());
+            log(&how, train.len(), &other.train);
+            if let (Some(set), Some(judged)) = (eval, &other.eval) {
+                log(&how, set.len(), judged);
+            }
+        }
+    };
+    let other_decodings = judge_other_decodings(model, settings, cfg, delta, train, eval)?;
+    log_decodings("", &other_decodings);
+    let other_models = models[1..]
+        .iter()
+        .map(|m| {
+            let judged = judge_other_model(m, settings, cfg, delta, train, eval)?;
+            log_decodings(&format!(", {}", judged.model), &judged.decodings);
+            Ok(judged)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(UniversalSidecar {
+        other_decodings,
+        other_models,
+        ..sidecar(
+            cfg,
+            &settings.goal()?,
+            model.id(),
+            &decode,
+            train_seconds,
+            train_judged,
+            eval_judged,
+        )
+    })
 }
 
 /// The sidecar of a perturbation trained with `cfg` towards `goal` on `model_id`, judged with

@@ -233,14 +233,16 @@ fn a_mute_segment_trains_for_several_models_and_additive_refuses_them() {
         steps: 2,
         ..UniversalConfig::prefix_mute()
     };
-    let delta = train_universal_ensemble(
-        &[model, model],
-        &set,
-        &cfg,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let twice = |cfg: &UniversalConfig| {
+        train_universal_ensemble(
+            &[model, model],
+            &set,
+            cfg,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+    };
+    let delta = twice(&cfg).unwrap();
     assert_eq!(delta.len(), cfg.length);
     assert!(delta.iter().all(|d| d.abs() <= cfg.linf));
     let single = train_universal(model, &set, &cfg, &AtomicBool::new(false), &mut |_| {}).unwrap();
@@ -251,14 +253,10 @@ fn a_mute_segment_trains_for_several_models_and_additive_refuses_them() {
         steps: 1,
         ..UniversalConfig::additive()
     };
-    let refused = train_universal_ensemble(
-        &[model, model],
-        &set,
-        &additive,
-        &AtomicBool::new(false),
-        &mut |_| {},
-    );
-    assert!(refused.unwrap_err().to_string().contains("mute modes"));
+    assert!(twice(&additive)
+        .unwrap_err()
+        .to_string()
+        .contains("mute modes"));
 }
 
 /// The shipped segments prepended to the 12 recordings of `bench/heldout.csv` (speakers or

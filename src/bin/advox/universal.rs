@@ -4,10 +4,7 @@ use crate::common;
 use advox::attack::universal::{
     prepare, train_universal_ensemble, MuteDecoding, UniversalMode, Utterance,
 };
-use advox::attack::universal_plan::{
-    judge_against_noise, judge_other_decodings, judge_other_model, sidecar as sidecar_of,
-    UniversalSettings,
-};
+use advox::attack::universal_plan::{judge_into_sidecar, UniversalSettings};
 use advox::attack::StepInfo;
 use advox::audio::{read_audio_16k_mono, write_wav, WavFormat, SAMPLE_RATE};
 use advox::formats::universal_sidecar::{UniversalJudgement, UniversalSidecar};
@@ -266,37 +263,16 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     let (delta, train_seconds) = with_step_bar(cfg.steps, |on_step| {
         train_universal_ensemble(&all, &train, &cfg, &AtomicBool::new(false), on_step)
     })?;
-    let judge = |set: &[Utterance]| -> Result<UniversalJudgement> {
-        let judged = judge_against_noise(model, set, &cfg, &delta, &decode)?;
-        log_judgement(set.len(), "", &judged);
-        Ok(judged)
-    };
-    let train_judged = judge(&train)?;
-    let eval_judged = match &eval {
-        Some(set) => Some(judge(set)?),
-        None => None,
-    };
-    let other_decodings =
-        judge_other_decodings(model, &settings, &cfg, &delta, &train, eval.as_deref())?;
-    let log_decodings =
-        |model: &str, judged: &[advox::formats::universal_sidecar::DecodingJudgement]| {
-            for other in judged {
-                let how = format!("{model}, {} decoding", other.decoding.name());
-                log_judgement(train.len(), &how, &other.train);
-                if let (Some(set), Some(judged)) = (&eval, &other.eval) {
-                    log_judgement(set.len(), &how, judged);
-                }
-            }
-        };
-    log_decodings("", &other_decodings);
-    let other_models = models[1..]
-        .iter()
-        .map(|m| {
-            let judged = judge_other_model(m, &settings, &cfg, &delta, &train, eval.as_deref())?;
-            log_decodings(&format!(", {}", judged.model), &judged.decodings);
-            Ok(judged)
-        })
-        .collect::<advox::Result<Vec<_>>>()?;
+    let judged = judge_into_sidecar(
+        &all,
+        &settings,
+        &cfg,
+        &delta,
+        &train,
+        eval.as_deref(),
+        train_seconds,
+        &mut |how, utterances, judged| log_judgement(utterances, how, judged),
+    )?;
     write_wav(
         &args.output,
         &delta,
@@ -305,20 +281,10 @@ pub fn run(args: Args, device: &str) -> Result<()> {
         &inputs,
     )?;
     let report = UniversalSidecar {
-        other_decodings,
-        other_models,
         init: args.init.as_ref().map(|p| p.display().to_string()),
         train_manifest: Some(args.train.display().to_string()),
         eval_manifest: args.eval.as_ref().map(|p| p.display().to_string()),
-        ..sidecar_of(
-            &cfg,
-            &goal,
-            model.id(),
-            &decode,
-            train_seconds,
-            train_judged,
-            eval_judged,
-        )
+        ..judged
     };
     common::write_json(&sidecar, &report)?;
     println!("wrote {} and {}", args.output.display(), sidecar.display());
